@@ -1,0 +1,1 @@
+"""DeepFill v1 models, checkpoint I/O, inference and training utilities."""

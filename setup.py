@@ -1,0 +1,21 @@
+"""Install: pip install -e ".[cpu,test]" (CPU) or ".[gpu,test]" (CUDA)."""
+from setuptools import setup
+
+setup(
+    name="deepfill-tf2",
+    version="0.1.0",
+    description="DeepFill v1 (Generative Image Inpainting with Contextual Attention) in TensorFlow 2 / Keras 3",
+    packages=["model", "layers"],
+    py_modules=["flags", "train", "test", "export", "evaluate"],
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy>=1.26,<2.5",
+        "opencv-python-headless>=4.8",
+        "absl-py>=2.0",
+    ],
+    extras_require={
+        "cpu": ["tensorflow-cpu==2.21.0"],
+        "gpu": ["tensorflow[and-cuda]==2.21.0"],
+        "test": ["pytest>=8", "pillow>=10"],
+    },
+)
