@@ -1,0 +1,237 @@
+"""Contextual attention (Yu et al. 2018, §3.2; exact behaviour of the v1 release, spec §2).
+
+Differences from the release, none of which change results for batch 1:
+* dynamic batch, height and width; one mask **per sample** (the release used
+  sample 0's mask for the whole batch);
+* queries (foreground positions) can be processed in tiles, so no
+  ``L × L`` score matrix is ever held for large images (``tile_size``).
+
+Math (per sample, downsampled grid ``h × w``, ``L = h·w``, row-major index
+``p = y·w + x``). With ``F_p`` the zero-padded k×k foreground patch at ``p`` and
+``B̂_q`` the background patch at ``q`` divided by ``max(‖B_q‖, 1e-4)``, the raw
+scores are ``S[p, q] = ⟨F_p, B̂_q⟩``. The release's propagation ("fuse") convolves
+the ``L × L`` score image with an identity kernel along the row-major diagonal,
+then again along the column-major diagonal. Both are index shifts applied to
+``p`` and ``q`` together, so
+
+    S2[p, q] = Σ_{d1, d2} S[π(p), π(q)],   π = rm_shift(d1) ∘ cm_shift(d2),
+
+where a term is zero as soon as one shift leaves ``[0, L)`` (the zero padding of
+the release's conv). We evaluate exactly this with gathers, for any subset of
+queries: a tile only needs the score rows of the positions its shifts reach.
+"""
+import keras
+import tensorflow as tf
+
+from layers import resize
+
+
+def _grid_shift_tables(h, w, fuse_k):
+  """Composite shift tables ``π_d`` for all ``fuse_k²`` offsets.
+
+  Returns int32 ``[fuse_k², h·w]``: ``π_d(p)`` or ``h·w`` (a zero slot) where a
+  shift leaves the flattened range. ``d`` runs over (d2 outer, d1 inner).
+  """
+  n = h * w
+  p = tf.range(n)
+  radius = fuse_k // 2
+  tables = []
+  for d2 in range(-radius, radius + 1):
+    # Column-major shift by d2: index a' = x*h + y.
+    y = p // w
+    x = p % w
+    cm = x * h + y + d2
+    cm_ok = (cm >= 0) & (cm < n)
+    cm_c = tf.clip_by_value(cm, 0, n - 1)
+    p2 = (cm_c % h) * w + cm_c // h
+    for d1 in range(-radius, radius + 1):
+      rm = p2 + d1
+      ok = cm_ok & (rm >= 0) & (rm < n)
+      tables.append(tf.where(ok, rm, n))
+  return tf.stack(tables)
+
+
+def _extract(x, size, stride):
+  """SAME-padded patches of ``x`` flattened as (kh, kw, C): ``[B, L, size²·C]``."""
+  patches = tf.image.extract_patches(
+      x, sizes=[1, size, size, 1], strides=[1, stride, stride, 1],
+      rates=[1, 1, 1, 1], padding="SAME")
+  shape = tf.shape(patches)
+  return tf.reshape(patches, [shape[0], shape[1] * shape[2], shape[3]])
+
+
+def _fold(patches, th, tw, rate, channels):
+  """Sums ``2r × 2r`` patches pasted with stride ``r`` (a transposed conv).
+
+  ``patches``: ``[B, th·tw, (2r)²·C]`` for a ``th × tw`` block of positions.
+  Returns the canvas ``[B, (th+1)·r, (tw+1)·r, C]``; canvas pixel (0, 0) is
+  output pixel ``(r·y0 − r//2, r·x0 − r//2)`` for a block starting at (y0, x0).
+  """
+  b = tf.shape(patches)[0]
+  p = tf.reshape(patches, [b, th, tw, 2, rate, 2, rate, channels])
+  canvas = None
+  for ii in range(2):
+    for jj in range(2):
+      block = p[:, :, :, ii, :, jj, :, :]                  # [B, th, tw, r, r, C]
+      block = tf.transpose(block, [0, 1, 3, 2, 4, 5])      # [B, th, r, tw, r, C]
+      block = tf.reshape(block, [b, th * rate, tw * rate, channels])
+      block = tf.pad(block, [[0, 0], [ii * rate, (1 - ii) * rate],
+                             [jj * rate, (1 - jj) * rate], [0, 0]])
+      canvas = block if canvas is None else canvas + block
+  return canvas
+
+
+@keras.saving.register_keras_serializable(package="deepfill")
+class ContextualAttention(keras.layers.Layer):
+  """Contextual attention layer (spec §2); no trainable weights.
+
+  Call ``y, offsets = layer((f, b, mask))`` (or ``(f, b)`` for no mask):
+    f, b: float32 ``[B, H, W, C]`` foreground / background features, same size,
+      H and W divisible by ``rate``.
+    mask: float32 ``[B, H, W, 1]``, 1 = hole, one per sample, same size as f.
+  Returns:
+    y: ``[B, H, W, C]`` features rebuilt from background patches.
+    offsets: int32 ``[B, H/rate, W/rate, 2]``: (dy, dx) from each position to
+      its best-matching valid background patch on the downsampled grid
+      (``argmax`` of the attention; 0-index tie-break as ``tf.argmax``).
+  ``tile_size``: None = all queries at once (the release's dense computation);
+  an int ``t`` = queries in ``t × t`` tiles of the downsampled grid, same result,
+  working memory about ``B·(t+2)²·L`` floats instead of ``B·L²``.
+  """
+
+  def __init__(self, ksize=3, stride=1, rate=2, fuse_k=3, softmax_scale=10.0,
+               fuse=True, tile_size=None, **kwargs):
+    super().__init__(**kwargs)
+    if stride != 1:
+      raise ValueError("only stride=1 is supported (as used by DeepFill)")
+    if ksize % 2 != 1 or fuse_k % 2 != 1:
+      raise ValueError("ksize and fuse_k must be odd")
+    self.ksize = int(ksize)
+    self.stride = int(stride)
+    self.rate = int(rate)
+    self.fuse_k = int(fuse_k)
+    self.softmax_scale = float(softmax_scale)
+    self.fuse = bool(fuse)
+    self.tile_size = None if tile_size is None else int(tile_size)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(ksize=self.ksize, stride=self.stride, rate=self.rate, fuse_k=self.fuse_k,
+                  softmax_scale=self.softmax_scale, fuse=self.fuse, tile_size=self.tile_size)
+    return config
+
+  def compute_output_shape(self, input_shape):
+    fshape = input_shape[0]
+    b, h, w, _ = fshape
+    r = self.rate
+    return (tuple(fshape), (b, None if h is None else h // r, None if w is None else w // r, 2))
+
+  def call(self, inputs, tile_size=None):
+    f, b = inputs[0], inputs[1]
+    mask = inputs[2] if len(inputs) > 2 else None
+    tile = self.tile_size if tile_size is None else tile_size
+    return contextual_attention(f, b, mask, ksize=self.ksize, rate=self.rate,
+                                fuse_k=self.fuse_k if self.fuse else 1,
+                                softmax_scale=self.softmax_scale, tile_size=tile)
+
+
+def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0,
+                         tile_size=None):
+  """Functional form of :class:`ContextualAttention` (``fuse_k=1`` = no fuse)."""
+  f = tf.convert_to_tensor(f, tf.float32)
+  b = tf.convert_to_tensor(b, tf.float32)
+  channels = f.shape[-1]
+  if channels is None:
+    raise ValueError("the channel dimension of f must be static")
+  shape = tf.shape(f)
+  bsz, height, width = shape[0], shape[1], shape[2]
+  tf.debugging.assert_equal(
+      tf.stack([height % rate, width % rate]), 0,
+      message="contextual attention needs H and W divisible by rate")
+  h2, w2 = height // rate, width // rate
+  n = h2 * w2
+
+  # Step 1: raw 2r×2r patches of b with stride r, for reconstruction.
+  raw = _extract(b, 2 * rate, rate)                                   # [B, L, 4r²C]
+  # Step 2: downsample f, b and the mask (nearest, align_corners).
+  fd = resize.resize_nearest_align_corners(f, [h2, w2])
+  bd = resize.resize_nearest_align_corners(b, [h2, w2])
+  if mask is None:
+    mm = tf.ones([bsz, n], tf.float32)
+  else:
+    md = resize.resize_nearest_align_corners(tf.cast(mask, tf.float32), [h2, w2])
+    # Step 4: a background patch is valid iff its k×k window holds no hole pixel.
+    mm = tf.cast(tf.equal(tf.reduce_mean(_extract(md, ksize, 1), axis=-1), 0.0), tf.float32)
+  # Step 3: k×k matching patches; background filters L2-normalised (eps 1e-4).
+  fpatch = _extract(fd, ksize, 1)                                     # [B, L, k²C]
+  bpatch = _extract(bd, ksize, 1)
+  norm = tf.sqrt(tf.reduce_sum(tf.square(bpatch), axis=-1, keepdims=True))
+  bnorm = bpatch / tf.maximum(norm, 1e-4)
+  # Zero slot at index L for shifted-out rows/columns.
+  fpatch = tf.pad(fpatch, [[0, 0], [0, 1], [0, 0]])
+  tables = _grid_shift_tables(h2, w2, fuse_k)                         # [K, L]
+
+  def attend(queries):
+    """Attention for query indices ``queries`` [P] -> (patches [B,P,4r²C], argmax [B,P])."""
+    p = tf.shape(queries)[0]
+    rows = tf.gather(tables, queries, axis=1)                          # [K, P]
+    needed, inverse = tf.unique(tf.reshape(rows, [-1]))
+    scores = tf.einsum("buk,bqk->buq", tf.gather(fpatch, needed, axis=1), bnorm)
+    scores = tf.pad(scores, [[0, 0], [0, 0], [0, 1]])                 # zero column at L
+    inverse = tf.reshape(inverse, [fuse_k * fuse_k, p])
+    fused = None
+    for d in range(fuse_k * fuse_k):
+      term = tf.gather(tf.gather(scores, inverse[d], axis=1), tables[d], axis=2)
+      fused = term if fused is None else fused + term
+    logits = fused * mm[:, None, :]
+    attn = tf.nn.softmax(logits * softmax_scale, axis=-1) * mm[:, None, :]
+    best = tf.argmax(attn, axis=-1, output_type=tf.int32)
+    return tf.einsum("bpq,bqk->bpk", attn, raw), best
+
+  pad_lo = rate // 2
+  if tile_size is None:
+    patches, best = attend(tf.range(n))
+    canvas = _fold(patches, h2, w2, rate, channels)
+    y = canvas[:, pad_lo:pad_lo + height, pad_lo:pad_lo + width, :]
+    best = tf.reshape(best, [bsz, h2, w2])
+  else:
+    y, best = _tiled(attend, bsz, h2, w2, rate, channels, int(tile_size))
+    y = y[:, pad_lo:pad_lo + height, pad_lo:pad_lo + width, :]
+  y = y / 4.0
+  y = tf.ensure_shape(y, f.shape)
+  gy = tf.range(h2)[None, :, None]
+  gx = tf.range(w2)[None, None, :]
+  offsets = tf.stack([best // w2 - gy, best % w2 - gx], axis=-1)
+  return y, offsets
+
+
+def _tiled(attend, bsz, h2, w2, rate, channels, tile):
+  """Runs ``attend`` over ``tile × tile`` query blocks; returns padded canvas and argmax."""
+  nty = (h2 + tile - 1) // tile
+  ntx = (w2 + tile - 1) // tile
+  # Accumulators are [rows, cols, B, C] so scatter indices are (row, col).
+  out = tf.zeros(tf.stack([(h2 + 1) * rate, (w2 + 1) * rate, bsz, channels]), tf.float32)
+  best_all = tf.zeros(tf.stack([h2, w2, bsz]), tf.int32)
+
+  def body(i, out, best_all):
+    y0 = (i // ntx) * tile
+    x0 = (i % ntx) * tile
+    th = tf.minimum(tile, h2 - y0)
+    tw = tf.minimum(tile, w2 - x0)
+    ys = y0 + tf.range(th)
+    xs = x0 + tf.range(tw)
+    grid = tf.reshape(tf.stack(tf.meshgrid(ys, xs, indexing="ij"), axis=-1), [-1, 2])
+    queries = grid[:, 0] * w2 + grid[:, 1]
+    patches, best = attend(queries)
+    canvas = _fold(patches, th, tw, rate, channels)                   # [B, (th+1)r, (tw+1)r, C]
+    cy = rate * y0 + tf.range((th + 1) * rate)
+    cx = rate * x0 + tf.range((tw + 1) * rate)
+    cgrid = tf.reshape(tf.stack(tf.meshgrid(cy, cx, indexing="ij"), axis=-1), [-1, 2])
+    updates = tf.reshape(tf.transpose(canvas, [1, 2, 0, 3]), [-1, bsz, channels])
+    out = tf.tensor_scatter_nd_add(out, cgrid, updates)
+    best_all = tf.tensor_scatter_nd_update(best_all, grid, tf.transpose(best))
+    return i + 1, out, best_all
+
+  _, out, best_all = tf.while_loop(
+      lambda i, *_: i < nty * ntx, body, [tf.constant(0), out, best_all])
+  return tf.transpose(out, [2, 0, 1, 3]), tf.transpose(best_all, [2, 0, 1])

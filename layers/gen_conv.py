@@ -1,0 +1,135 @@
+"""Generator convolutions of DeepFill (spec §1.1; gated variant from DeepFill v2, spec §7)."""
+import keras
+import tensorflow as tf
+
+from layers import resize
+
+PADDINGS = ("zero", "reflect", "symmetric")
+ACTIVATIONS = ("elu", "relu", None)
+
+
+def mirror_pad(x, pad, mode):
+  """Pads H and W of ``x`` [B, H, W, C] by ``pad`` on each side, REFLECT or SYMMETRIC.
+
+  ``tf.pad`` limits a mirror pad to the axis size (minus one for REFLECT); larger
+  pads, which dilated convs need on small inputs, are applied in several rounds.
+  """
+  mode = mode.upper()
+  slack = 1 if mode == "REFLECT" else 0
+  h, w = x.shape[1], x.shape[2]
+  if h is not None and w is not None:
+    left = pad
+    while left > 0:
+      amount = min(left, max(min(h, w) - slack, 1))
+      x = tf.pad(x, [[0, 0], [amount, amount], [amount, amount], [0, 0]], mode=mode)
+      h, w, left = h + 2 * amount, w + 2 * amount, left - amount
+    return x
+
+  def body(x, left):
+    size = tf.minimum(tf.shape(x)[1], tf.shape(x)[2])
+    amount = tf.minimum(left, tf.maximum(size - slack, 1))
+    paddings = tf.stack([[0, 0], [amount, amount], [amount, amount], [0, 0]])
+    return tf.pad(x, paddings, mode=mode), left - amount
+
+  invariant = tf.TensorShape([x.shape[0], None, None, x.shape[3]])
+  x, _ = tf.while_loop(lambda x, left: left > 0, body, [x, tf.constant(pad)],
+                       shape_invariants=[invariant, tf.TensorShape([])])
+  return x
+
+
+@keras.saving.register_keras_serializable(package="deepfill")
+class GenConv(keras.layers.Layer):
+  """k×k conv (stride, dilation) + activation, as ``gen_conv`` of the release.
+
+  Input ``[B, H, W, C_in]`` float32, output ``[B, ceil(H/stride), ceil(W/stride), filters]``.
+  ``padding='zero'`` is TF SAME (what released weights use); ``'reflect'`` and
+  ``'symmetric'`` pad ``dilation*(k-1)/2`` by mirroring, then convolve VALID
+  (the paper's mirror padding). ``gated=True`` (DeepFill v2) convolves to
+  ``2*filters`` channels and returns ``act(first half) * sigmoid(second half)``;
+  layers without activation are never gated. The inner conv is named ``conv``.
+  """
+
+  def __init__(self, filters, kernel_size=3, strides=1, dilation_rate=1,
+               activation="elu", padding="zero", gated=False, **kwargs):
+    super().__init__(**kwargs)
+    if padding not in PADDINGS:
+      raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+    if activation not in ACTIVATIONS:
+      raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if strides > 1 and dilation_rate > 1:
+      raise ValueError("strides > 1 together with dilation_rate > 1 is not supported")
+    self.filters = int(filters)
+    self.kernel_size = int(kernel_size)
+    self.strides = int(strides)
+    self.dilation_rate = int(dilation_rate)
+    self.activation = activation
+    self.padding = padding
+    self.gated = bool(gated) and activation is not None
+    out = 2 * self.filters if self.gated else self.filters
+    self.conv = keras.layers.Conv2D(
+        out, self.kernel_size, strides=self.strides, dilation_rate=self.dilation_rate,
+        padding="same" if padding == "zero" else "valid", use_bias=True,
+        kernel_initializer="glorot_uniform", bias_initializer="zeros", name="conv")
+
+  def build(self, input_shape):
+    self.conv.build((input_shape[0], None, None, input_shape[-1]))
+
+  def call(self, x):
+    if self.padding != "zero":
+      pad = self.dilation_rate * (self.kernel_size - 1) // 2
+      x = mirror_pad(x, pad, self.padding)
+    x = self.conv(x)
+    if self.activation is None:
+      return x
+    act = tf.nn.elu if self.activation == "elu" else tf.nn.relu
+    if self.gated:
+      feat, gate = tf.split(x, 2, axis=-1)
+      return act(feat) * tf.sigmoid(gate)
+    return act(x)
+
+  def compute_output_shape(self, input_shape):
+    b, h, w, _ = input_shape
+    s = self.strides
+    h = None if h is None else -(-h // s)
+    w = None if w is None else -(-w // s)
+    return (b, h, w, self.filters)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
+                  dilation_rate=self.dilation_rate, activation=self.activation,
+                  padding=self.padding, gated=self.gated)
+    return config
+
+
+@keras.saving.register_keras_serializable(package="deepfill")
+class GenDeconv(keras.layers.Layer):
+  """Nearest ×2 upsample (align_corners, spec §1.1) then a 3×3 ``GenConv``.
+
+  Input ``[B, H, W, C]`` -> output ``[B, 2H, 2W, filters]``. The conv is named
+  ``<name>_conv`` as in the release (``conv13_upsample/conv13_upsample_conv``).
+  """
+
+  def __init__(self, filters, padding="zero", gated=False, **kwargs):
+    super().__init__(**kwargs)
+    self.filters = int(filters)
+    self.padding = padding
+    self.gated = bool(gated)
+    self.gen_conv = GenConv(self.filters, 3, 1, padding=padding, gated=gated,
+                            name=f"{self.name}_conv")
+
+  def build(self, input_shape):
+    b, h, w, c = input_shape
+    self.gen_conv.build((b, None if h is None else 2 * h, None if w is None else 2 * w, c))
+
+  def call(self, x):
+    return self.gen_conv(resize.upsample2x(x))
+
+  def compute_output_shape(self, input_shape):
+    b, h, w, _ = input_shape
+    return (b, None if h is None else 2 * h, None if w is None else 2 * w, self.filters)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(filters=self.filters, padding=self.padding, gated=self.gated)
+    return config

@@ -1,0 +1,156 @@
+"""Generator checkpoints: official TF1 DeepFill v1 checkpoints (by variable name) and our own.
+
+Our format is a directory holding ``model.json`` (a :class:`ModelConfig`) and a
+``tf.train.Checkpoint`` whose generator sits under the key ``generator`` (the
+training checkpoints of ``train.py`` have the same layout, so they load too).
+Official checkpoints are read by name, spec §5.7: ``inpaint_net/<layer>/kernel``
+and ``.../bias``, with ``<layer>/<layer>_conv`` for the upsampling layers.
+"""
+import json
+import os
+
+import tensorflow as tf
+
+from layers.gen_conv import GenDeconv
+from model import config as config_lib
+from model import generator as generator_lib
+from model.errors import UserError
+
+MODEL_JSON = "model.json"
+GENERATOR_KEY = "generator"
+
+
+def official_variable_names(gen):
+  """Maps official TF1 variable names to the generator's Keras variables."""
+  names = {}
+  for layer in gen.conv_layers():
+    if isinstance(layer, GenDeconv):
+      scope = f"inpaint_net/{layer.name}/{layer.gen_conv.name}"
+      conv = layer.gen_conv.conv
+    else:
+      scope = f"inpaint_net/{layer.name}"
+      conv = layer.conv
+    names[f"{scope}/kernel"] = conv.kernel
+    names[f"{scope}/bias"] = conv.bias
+  return names
+
+
+def _checkpoint_prefix(path):
+  """Returns the checkpoint prefix for a directory or prefix path, or None."""
+  if os.path.isdir(path):
+    latest = tf.train.latest_checkpoint(path)
+    if latest and os.path.exists(latest + ".index"):
+      return latest
+    indexes = sorted(f for f in os.listdir(path) if f.endswith(".index"))
+    return os.path.join(path, indexes[-1][:-len(".index")]) if indexes else None
+  if os.path.exists(path + ".index"):
+    return path
+  return None
+
+
+def _read_variables(prefix):
+  try:
+    reader = tf.train.load_checkpoint(prefix)
+    return reader, reader.get_variable_to_shape_map()
+  except (tf.errors.OpError, ValueError) as e:
+    raise UserError(f"cannot read checkpoint {prefix}: {str(e).splitlines()[0]}") from None
+
+
+def is_official_checkpoint(path):
+  """True if ``path`` holds a TF1 checkpoint with ``inpaint_net/`` generator variables."""
+  prefix = _checkpoint_prefix(path)
+  if prefix is None:
+    return False
+  _, shapes = _read_variables(prefix)
+  return "inpaint_net/conv1/kernel" in shapes
+
+
+def load_official(path):
+  """Builds the ``v1`` generator and loads an official TF1 checkpoint into it.
+
+  Discriminator and optimizer variables are ignored; missing or mis-shaped
+  generator variables raise ``UserError``. ``cnum`` is read from ``conv1``.
+  """
+  prefix = _checkpoint_prefix(path)
+  if prefix is None:
+    raise UserError(f"no checkpoint found in {path}")
+  reader, shapes = _read_variables(prefix)
+  if "inpaint_net/conv1/kernel" not in shapes:
+    raise UserError(f"{path} is not a DeepFill v1 checkpoint (no inpaint_net/conv1/kernel)")
+  cnum = int(shapes["inpaint_net/conv1/kernel"][-1])
+  cfg = config_lib.preset("v1", cnum=cnum)
+  gen = generator_lib.build_generator(cfg)
+  names = official_variable_names(gen)
+  missing = sorted(n for n in names if n not in shapes)
+  if missing:
+    raise UserError(f"checkpoint {prefix} lacks {len(missing)} generator variables, "
+                    f"e.g. {missing[0]}")
+  for name, var in names.items():
+    if list(shapes[name]) != list(var.shape):
+      raise UserError(f"checkpoint variable {name} has shape {shapes[name]}, "
+                      f"the v1 generator needs {list(var.shape)}")
+  for name, var in names.items():
+    var.assign(reader.get_tensor(name))
+  return gen, cfg
+
+
+def save_generator(gen, cfg, directory):
+  """Writes ``model.json`` and the generator weights into ``directory``."""
+  os.makedirs(directory, exist_ok=True)
+  write_model_json(cfg, directory)
+  ckpt = tf.train.Checkpoint(**{GENERATOR_KEY: gen})
+  return ckpt.write(os.path.join(directory, "generator"))
+
+
+def write_model_json(cfg, directory):
+  """Atomically writes ``model.json`` for ``cfg`` into ``directory``."""
+  path = os.path.join(directory, MODEL_JSON)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(cfg.to_json())
+  os.replace(tmp, path)
+
+
+def read_model_json(directory):
+  path = os.path.join(directory, MODEL_JSON)
+  try:
+    with open(path) as f:
+      return config_lib.ModelConfig.from_dict(json.load(f))
+  except (OSError, ValueError, TypeError) as e:
+    raise UserError(f"bad {path}: {e}") from None
+
+
+def load_ours(directory):
+  """Rebuilds the generator from ``model.json`` and restores its weights."""
+  cfg = read_model_json(directory)
+  prefix = _checkpoint_prefix(directory)
+  if prefix is None:
+    raise UserError(f"{directory} has {MODEL_JSON} but no checkpoint files")
+  gen = generator_lib.build_generator(cfg)
+  _, shapes = _read_variables(prefix)
+  if not any(k.startswith(GENERATOR_KEY + "/") for k in shapes):
+    raise UserError(f"checkpoint {prefix} holds no generator")
+  ckpt = tf.train.Checkpoint(**{GENERATOR_KEY: gen})
+  try:
+    status = ckpt.restore(prefix)
+    status.expect_partial()
+    status.assert_existing_objects_matched()
+  except (AssertionError, tf.errors.OpError, ValueError) as e:
+    raise UserError(f"checkpoint {prefix} does not match {MODEL_JSON}: "
+                    f"{str(e).splitlines()[0]}") from None
+  return gen, cfg
+
+
+def load_generator(path):
+  """Loads a generator from our checkpoint directory or an official TF1 one.
+
+  Returns ``(generator, ModelConfig)``. Raises ``UserError`` if nothing usable is there.
+  """
+  if not os.path.exists(path) and not os.path.exists(path + ".index"):
+    raise UserError(f"checkpoint directory not found: {path}")
+  if os.path.isdir(path) and os.path.exists(os.path.join(path, MODEL_JSON)):
+    return load_ours(path)
+  if is_official_checkpoint(path):
+    return load_official(path)
+  raise UserError(f"no DeepFill checkpoint in {path} (expected {MODEL_JSON} + checkpoint, "
+                  "or an official TF1 checkpoint)")
