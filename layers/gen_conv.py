@@ -11,25 +11,38 @@ ACTIVATIONS = ("elu", "relu", None)
 def mirror_pad(x, pad, mode):
   """Pads H and W of ``x`` [B, H, W, C] by ``pad`` on each side, REFLECT or SYMMETRIC.
 
-  ``tf.pad`` limits a mirror pad to the axis size (minus one for REFLECT); larger
-  pads, which dilated convs need on small inputs, are applied in several rounds.
+  ``tf.pad`` limits a mirror pad to the axis size (minus one for REFLECT). Larger
+  pads, which dilated convs need on small inputs, are applied in rounds, each
+  mirroring the already padded tensor by at most that limit (per axis).
   """
   mode = mode.upper()
   slack = 1 if mode == "REFLECT" else 0
-  h, w = x.shape[1], x.shape[2]
-  if h is not None and w is not None:
+  for axis in (1, 2):
+    x = _mirror_pad_axis(x, pad, axis, mode, slack)
+  return x
+
+
+def _axis_paddings(axis, amount):
+  zero = tf.zeros([2], tf.int32)
+  amounts = tf.stack([amount, amount])
+  return tf.stack([zero, amounts if axis == 1 else zero, amounts if axis == 2 else zero, zero])
+
+
+def _mirror_pad_axis(x, pad, axis, mode, slack):
+  size = x.shape[axis]
+  if size is not None:
     left = pad
     while left > 0:
-      amount = min(left, max(min(h, w) - slack, 1))
-      x = tf.pad(x, [[0, 0], [amount, amount], [amount, amount], [0, 0]], mode=mode)
-      h, w, left = h + 2 * amount, w + 2 * amount, left - amount
+      amount = min(left, max(size - slack, 1))
+      paddings = [[0, 0]] * 4
+      paddings[axis] = [amount, amount]
+      x = tf.pad(x, paddings, mode=mode)
+      size, left = size + 2 * amount, left - amount
     return x
 
   def body(x, left):
-    size = tf.minimum(tf.shape(x)[1], tf.shape(x)[2])
-    amount = tf.minimum(left, tf.maximum(size - slack, 1))
-    paddings = tf.stack([[0, 0], [amount, amount], [amount, amount], [0, 0]])
-    return tf.pad(x, paddings, mode=mode), left - amount
+    amount = tf.minimum(left, tf.maximum(tf.shape(x)[axis] - slack, 1))
+    return tf.pad(x, _axis_paddings(axis, amount), mode=mode), left - amount
 
   invariant = tf.TensorShape([x.shape[0], None, None, x.shape[3]])
   x, _ = tf.while_loop(lambda x, left: left > 0, body, [x, tf.constant(pad)],

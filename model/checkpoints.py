@@ -128,16 +128,20 @@ def load_ours(directory):
     raise UserError(f"{directory} has {MODEL_JSON} but no checkpoint files")
   gen = generator_lib.build_generator(cfg)
   _, shapes = _read_variables(prefix)
-  if not any(k.startswith(GENERATOR_KEY + "/") for k in shapes):
+  stored = sorted(tuple(shape) for key, shape in shapes.items()
+                  if key.startswith(GENERATOR_KEY + "/") and ".OPTIMIZER_SLOT" not in key
+                  and key.endswith("/.ATTRIBUTES/VARIABLE_VALUE"))
+  if not stored:
     raise UserError(f"checkpoint {prefix} holds no generator")
-  ckpt = tf.train.Checkpoint(**{GENERATOR_KEY: gen})
+  wanted = sorted(tuple(w.shape) for w in gen.weights)
+  if stored != wanted:
+    raise UserError(f"checkpoint {prefix} does not match {MODEL_JSON} "
+                    f"({len(stored)} stored generator variables, {len(wanted)} expected "
+                    "or different shapes)")
   try:
-    status = ckpt.restore(prefix)
-    status.expect_partial()
-    status.assert_existing_objects_matched()
+    tf.train.Checkpoint(**{GENERATOR_KEY: gen}).restore(prefix).expect_partial()
   except (AssertionError, tf.errors.OpError, ValueError) as e:
-    raise UserError(f"checkpoint {prefix} does not match {MODEL_JSON}: "
-                    f"{str(e).splitlines()[0]}") from None
+    raise UserError(f"cannot restore {prefix}: {str(e).splitlines()[0]}") from None
   return gen, cfg
 
 

@@ -61,6 +61,10 @@ class InpaintGenerator(keras.Model):
         conv("allconv11", 4 * c), conv("allconv12", 4 * c), deconv("allconv13_upsample", 2 * c),
         conv("allconv14", 2 * c), deconv("allconv15_upsample", c), conv("allconv16", c // 2),
         conv("allconv17", 3, act=None)]
+    # tf.train.Checkpoint does not follow Keras' tracked lists: expose each layer
+    # as an attribute named like its official scope so checkpoints hold it.
+    for layer in self.conv_layers():
+      setattr(self, layer.name, layer)
 
   def build(self, input_shape):
     # Sub-layers build themselves on the first call; nothing to create here.

@@ -1,0 +1,140 @@
+r"""Inpaint photos with a DeepFill checkpoint (ours or an official TF1 v1 one).
+
+  python test.py --image photo.jpg --mask mask.png --output out.png [--flow flow.png]
+  python test.py --image photos/ --mask masks/ --output results/
+
+Masks: white (>127) = hole. Folder mode pairs images and masks by file stem (or
+``<stem>_mask``); a single mask file serves every image. Every failure prints one
+line ``error: ...`` on stderr and exits with status 1; outputs are written atomically.
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "demo")
+
+flags.DEFINE_string("image", None, "Input image file, or a folder of images.")
+flags.DEFINE_string("mask", None, "Mask file (white = hole), or a folder of masks paired by stem.")
+flags.DEFINE_string("output", None, "Output file (format from its extension), or a folder.")
+flags.DEFINE_string("flow", None, "Optional file for the attention-flow picture (single image).")
+flags.DEFINE_string("checkpoint_dir", DEFAULT_CHECKPOINT,
+                    "Our checkpoint directory (model.json + weights) or an official TF1 "
+                    "DeepFill v1 checkpoint directory.")
+flags.DEFINE_float("max_memory_gb", 1.0, "Working-memory bound of contextual attention (GB).")
+flags.DEFINE_bool("official_compat", False,
+                  "Reproduce the official test.py output exactly: crop to a multiple of 8 and "
+                  "pass known pixels through the float round trip (output may be smaller).")
+flags.DEFINE_integer("max_megapixels", 100, "Reject images larger than this.")
+
+
+def _fail(message):
+  sys.stderr.write(f"error: {message}\n")
+
+
+def _warn(message):
+  sys.stderr.write(f"warning: {message}\n")
+
+
+class _Runner:
+  """Loads the model lazily and inpaints one (image, mask) pair at a time."""
+
+  def __init__(self, checkpoint_dir, max_memory_gb, official):
+    self.checkpoint_dir = checkpoint_dir
+    self.max_memory_gb = max_memory_gb
+    self.official = official
+    self._inpainter = None
+
+  def inpainter(self):
+    if self._inpainter is None:
+      from model import inpaint  # heavy import (TensorFlow) only when needed
+      self._inpainter = inpaint.Inpainter.from_checkpoint(
+          self.checkpoint_dir, max_memory_gb=self.max_memory_gb)
+    return self._inpainter
+
+  def run(self, image_path, mask_path, output_path, flow_path=None, max_pixels=None):
+    from model import image_io
+    image_io.check_output_path(output_path)
+    if flow_path:
+      image_io.check_output_path(flow_path)
+    rgb, info = image_io.read_image(image_path, max_pixels=max_pixels)
+    hole = image_io.read_mask(mask_path, expected_hw=rgb.shape[:2])
+    if not hole.any():
+      _warn(f"mask {mask_path} has no hole (no pixel > 127); writing the input unchanged")
+      result, flow = rgb, None
+      if flow_path:
+        _warn("no hole, so no flow picture is written")
+    else:
+      result, flow = self.inpainter().inpaint(
+          rgb, hole, official=self.official, with_flow=bool(flow_path))
+    image_io.write_image(output_path, result, info)
+    if flow is not None:
+      image_io.write_image(flow_path, flow, None)
+
+
+def _run_folder(runner, image_dir, mask_arg, output_dir, max_pixels):
+  from model import image_io
+  from model.errors import UserError
+  pairs, unpaired = image_io.pair_by_stem(image_dir, mask_arg)
+  for path in unpaired:
+    _warn(f"no mask for {path}; skipped")
+  if not pairs:
+    raise UserError(f"no image in {image_dir} has a matching mask in {mask_arg}")
+  os.makedirs(output_dir, exist_ok=True)
+  failures = 0
+  for i, (image_path, mask_path) in enumerate(pairs, 1):
+    name = os.path.basename(image_path)
+    sys.stderr.write(f"\r[{i}/{len(pairs)}] {name}\x1b[K")
+    sys.stderr.flush()
+    try:
+      runner.run(image_path, mask_path, os.path.join(output_dir, name), max_pixels=max_pixels)
+    except UserError as e:
+      failures += 1
+      sys.stderr.write("\n")
+      _fail(str(e))
+  sys.stderr.write("\n")
+  if failures:
+    raise UserError(f"{failures} of {len(pairs)} images failed")
+  print(f"wrote {len(pairs)} images to {output_dir}")
+
+
+def main(argv):
+  if len(argv) > 1:
+    _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    return 2
+  from model.errors import UserError
+  try:
+    for name in ("image", "mask", "output"):
+      if not getattr(FLAGS, name):
+        raise UserError(f"--{name} is required")
+    runner = _Runner(FLAGS.checkpoint_dir, FLAGS.max_memory_gb, FLAGS.official_compat)
+    max_pixels = int(FLAGS.max_megapixels * 1e6)
+    if os.path.isdir(FLAGS.image):
+      if FLAGS.flow:
+        raise UserError("--flow works with a single image, not a folder")
+      if os.path.exists(FLAGS.output) and not os.path.isdir(FLAGS.output):
+        raise UserError(f"--image is a folder, so --output must be a folder: {FLAGS.output}")
+      _run_folder(runner, FLAGS.image, FLAGS.mask, FLAGS.output, max_pixels)
+    else:
+      if os.path.isdir(FLAGS.mask):
+        raise UserError(f"--image is a file, so --mask must be a file: {FLAGS.mask}")
+      runner.run(FLAGS.image, FLAGS.mask, FLAGS.output, FLAGS.flow, max_pixels)
+      print(f"wrote {FLAGS.output}")
+  except UserError as e:
+    _fail(str(e))
+    return 1
+  except KeyboardInterrupt:
+    _fail("interrupted")
+    return 130
+  except Exception as e:  # noqa: BLE001 - last resort: one line, never a traceback
+    _fail(f"unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,88 @@
+"""Parity with the official v1 release on the golden fixtures (tolerances of their README)."""
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import GOLDEN, REPO, require_shared
+from model import checkpoints, flow_viz, inpaint
+
+
+def _cases():
+  root = os.path.join(GOLDEN, "cases")
+  if not os.path.isdir(root):
+    return ["missing"]
+  return sorted(os.listdir(root))
+
+
+@pytest.fixture(scope="module")
+def inpainter():
+  require_shared(GOLDEN)
+  return inpaint.Inpainter.from_checkpoint(os.path.join(GOLDEN, "checkpoint"))
+
+
+def _load_case(name):
+  case = require_shared(os.path.join(GOLDEN, "cases", name))
+  bgr = cv2.imread(os.path.join(case, "input.png"), cv2.IMREAD_COLOR)
+  mask = cv2.imread(os.path.join(case, "mask.png"), cv2.IMREAD_COLOR)
+  h, w = bgr.shape[0] // 8 * 8, bgr.shape[1] // 8 * 8
+  return case, bgr[:h, :w], mask[:h, :w, 0] > 127.5
+
+
+@pytest.mark.parametrize("name", _cases())
+def test_generator_tensors_match_official(inpainter, name):
+  case, bgr, hole = _load_case(name)
+  m = hole[None, :, :, None].astype(np.float32)
+  x = bgr[None].astype(np.float32) / 127.5 - 1.0
+  x_in = x * (1.0 - m)
+  for tile in (None, 5):  # dense and tiled attention give the same tensors
+    x1, x2, offsets = inpainter.generator((x_in, m), attention_tile=tile)
+    x1, x2 = x1.numpy()[0], x2.numpy()[0]
+    complete = x2 * m[0] + x_in[0] * (1.0 - m[0])
+    ref = lambda f: np.load(os.path.join(case, f))  # noqa: E731
+    assert np.abs(x1 - ref("coarse_x1_bgr_m1_1.npy")).max() <= 1e-4
+    assert np.abs(x2 - ref("stage2_x2_bgr_m1_1.npy")).max() <= 1e-4
+    assert np.abs(complete - ref("complete_bgr_m1_1.npy")).max() <= 1e-4
+    flow = flow_viz.flow_to_image(offsets, upsample=2).numpy()[0]
+    same = np.all(np.abs(flow - ref("flow_m1_1.npy")) < 1e-6, axis=-1).mean()
+    assert same >= 0.99
+
+
+@pytest.mark.parametrize("name", _cases())
+def test_inpainter_matches_official_output(inpainter, name):
+  case, bgr, hole = _load_case(name)
+  rgb = bgr[..., ::-1]
+  out, _ = inpainter._run(tf.constant(bgr[None].astype(np.float32)),
+                          tf.constant(hole[None, :, :, None].astype(np.float32)),
+                          tf.constant(64))
+  out_rgb = out.numpy()[0][..., ::-1]
+  assert np.abs(out_rgb - np.load(os.path.join(case, "output_float_rgb_0_255.npy"))).max() <= 2e-2
+  official_png = cv2.imread(os.path.join(case, "output.png"), cv2.IMREAD_COLOR)[..., ::-1]
+  result, _ = inpainter.inpaint(rgb, hole, official=True)
+  diff = np.abs(result.astype(int) - official_png.astype(int))
+  assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3
+  # Our convention: identical hole pixels, known pixels copied from the input.
+  ours, _ = inpainter.inpaint(rgb, hole)
+  assert np.array_equal(ours[~hole], rgb[~hole])
+  hole_diff = np.abs(ours[hole].astype(int) - official_png[hole].astype(int))
+  assert hole_diff.max() <= 1 and (hole_diff > 0).mean() <= 1e-3
+
+
+def test_cli_reproduces_official_png(tmp_path):
+  case = require_shared(os.path.join(GOLDEN, "cases", _cases()[0]))
+  out = tmp_path / "out.png"
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO, "test.py"), "--image", os.path.join(case, "input.png"),
+       "--mask", os.path.join(case, "mask.png"), "--output", str(out), "--official_compat",
+       "--checkpoint_dir", os.path.join(GOLDEN, "checkpoint")],
+      capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr
+  got = cv2.imread(str(out), cv2.IMREAD_COLOR).astype(int)
+  ref = cv2.imread(os.path.join(case, "output.png"), cv2.IMREAD_COLOR).astype(int)
+  ref = ref[:got.shape[0], :got.shape[1]]
+  diff = np.abs(got - ref)
+  assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3
