@@ -1,0 +1,173 @@
+"""One critic step and one generator step of DeepFill training (spec §3), per replica.
+
+``train.py`` wires these into ``strategy.run`` inside a ``tf.function``. Batches
+are dicts built by :func:`model.training_inputs.add_training_inputs`:
+``image`` [b, S, S, 3] in [-1, 1], ``mask`` [b, S, S, 1] (1 = hole), ``bbox``
+[b, 4] int32 (top, left, h, w) of the local-critic crop, and the per-sample
+gradient-penalty mixing coefficients ``alpha_global`` / ``alpha_local`` [b, 1, 1, 1].
+Every random draw lives in the batch, so a step is a pure function of the
+batch and the weights: single-device and multi-replica runs agree.
+
+Losses are per-replica means divided by ``num_replicas`` (the optimizers sum
+gradients over replicas, so the update equals the global-batch mean).
+"""
+import dataclasses
+
+import tensorflow as tf
+
+from model import losses as losses_lib
+from model import masks as masks_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSettings:
+  """Loss weights of ``inpaint.yml`` (spec §3.5) and the GAN flavour."""
+  gan: str = "wgan_gp"            # "wgan_gp" (v1) or "sn_patch" (v2 hinge, SN-PatchGAN)
+  gan_loss_alpha: float = 0.001
+  wgan_gp_lambda: float = 10.0
+  coarse_l1_alpha: float = 1.2
+  l1_loss_alpha: float = 1.2
+  ae_loss_alpha: float = 1.2
+  global_wgan_loss_alpha: float = 1.0
+  gamma: float = 0.9              # spatial discount; 1.0 disables it
+  gan_with_mask: bool = False
+  pretrain_coarse: bool = False
+
+
+def per_sample_known_l1(target, pred, mask):
+  """Known-region L1 normalised by each sample's known area, averaged over samples.
+
+  Equals ``losses.known_region_l1`` when all samples share one mask (the
+  release), and splits exactly across replicas when masks differ.
+  """
+  known = 1.0 - mask
+  num = tf.reduce_mean(tf.abs(target - pred) * known, axis=[1, 2, 3])
+  den = tf.reduce_mean(known, axis=[1, 2, 3])
+  return tf.reduce_mean(tf.math.divide_no_nan(num, den))
+
+
+class StepFunctions:
+  """Builds the per-replica critic and generator steps.
+
+  Args:
+    generator: ``InpaintGenerator``.
+    critics: dict with ``global`` and ``local`` (WGAN-GP) or ``patch`` (SN-PatchGAN).
+    g_opt, d_opt: Keras optimizers (created under the strategy scope).
+    settings: :class:`LossSettings`.
+    box_size: (h, w) of the local crop.
+    num_replicas: replicas in sync (loss scaling).
+    gradient_clip: None or a max global norm per step.
+  """
+
+  def __init__(self, generator, critics, g_opt, d_opt, settings, box_size, num_replicas=1,
+               gradient_clip=None):
+    self.generator = generator
+    self.critics = critics
+    self.g_opt = g_opt
+    self.d_opt = d_opt
+    self.s = settings
+    self.box_size = tuple(box_size)
+    self.num_replicas = num_replicas
+    self.gradient_clip = gradient_clip
+    self.sd_weights = losses_lib.spatial_discount_weights(*self.box_size, gamma=settings.gamma)
+
+  def critic_variables(self):
+    return [v for c in self.critics.values() for v in c.trainable_variables]
+
+  def forward(self, batch, training=True):
+    """Runs the generator; returns images, mask, stage outputs, completed image."""
+    x = batch["image"]
+    mask = batch["mask"]
+    x_in = x * (1.0 - mask)
+    x1, x2, offsets = self.generator((x_in, mask), training=training)
+    complete = x2 * mask + x_in * (1.0 - mask)
+    return x, mask, x1, x2, complete, offsets
+
+  def _local(self, batch, *images):
+    bh, bw = self.box_size
+    return [tf.ensure_shape(masks_lib.local_patch(im, batch["bbox"]), [None, bh, bw, im.shape[-1]])
+            for im in images]
+
+  def _global_input(self, image, mask):
+    if self.s.gan_with_mask:
+      return tf.concat([image, mask], axis=-1)
+    return image
+
+  def critic_losses(self, batch, complete, training=True):
+    """Critic loss terms for real ``batch['image']`` vs ``complete`` (spec §3.2 d_loss)."""
+    x, mask = batch["image"], batch["mask"]
+    if self.s.gan == "sn_patch":
+      patch = self.critics["patch"]
+      both = patch(tf.concat([tf.concat([x, mask], -1), tf.concat([complete, mask], -1)], 0),
+                   training=training)
+      real, fake = tf.split(both, 2, axis=0)
+      d_loss = losses_lib.hinge_d_loss(real, fake)
+      return {"d_loss": d_loss, "d_patch": d_loss}
+    glob, loc = self.critics["global"], self.critics["local"]
+    local_x, local_complete, local_mask = self._local(batch, x, complete, mask)
+    g_in = tf.concat([self._global_input(x, mask), self._global_input(complete, mask)], 0)
+    real_g, fake_g = tf.split(glob(g_in, training=training), 2, axis=0)
+    real_l, fake_l = tf.split(loc(tf.concat([local_x, local_complete], 0), training=training),
+                              2, axis=0)
+    gp_global = losses_lib.gradient_penalty(
+        lambda t: glob(self._global_input(t, mask), training=training), x, complete, mask,
+        batch["alpha_global"])
+    gp_local = losses_lib.gradient_penalty(
+        lambda t: loc(t, training=training), local_x, local_complete, local_mask,
+        batch["alpha_local"])
+    return losses_lib.critic_loss_terms(real_g, fake_g, real_l, fake_l, gp_global, gp_local,
+                                        gp_lambda=self.s.wgan_gp_lambda)
+
+  def generator_losses(self, batch, training=True):
+    """Generator loss terms (spec §3.2 g_loss) and the forward results."""
+    x, mask, x1, x2, complete, offsets = self.forward(batch, training)
+    s = self.s
+    local_x, local_x1, local_x2 = self._local(batch, x, x1, x2)
+    l1_loss = s.coarse_l1_alpha * losses_lib.discounted_l1(local_x, local_x1, self.sd_weights)
+    ae_loss = s.coarse_l1_alpha * per_sample_known_l1(x, x1, mask)
+    terms = {}
+    gan_loss = tf.constant(0.0)
+    if not s.pretrain_coarse:
+      l1_loss += losses_lib.discounted_l1(local_x, local_x2, self.sd_weights)
+      ae_loss += per_sample_known_l1(x, x2, mask)
+      if s.gan == "sn_patch":
+        fake = self.critics["patch"](tf.concat([complete, mask], -1), training=training)
+        terms["g_patch"] = losses_lib.hinge_g_loss(fake)
+        gan_loss = s.gan_loss_alpha * terms["g_patch"]
+      else:
+        (local_complete,) = self._local(batch, complete)
+        terms["g_global"] = losses_lib.wgan_g_loss(
+            self.critics["global"](self._global_input(complete, mask), training=training))
+        terms["g_local"] = losses_lib.wgan_g_loss(
+            self.critics["local"](local_complete, training=training))
+        gan_loss = s.gan_loss_alpha * (s.global_wgan_loss_alpha * terms["g_global"]
+                                       + terms["g_local"])
+    terms.update(l1_loss=l1_loss, ae_loss=ae_loss, gan_loss=gan_loss,
+                 g_loss=gan_loss + s.l1_loss_alpha * l1_loss + s.ae_loss_alpha * ae_loss)
+    return terms, (x, mask, x1, x2, complete, offsets)
+
+  def _apply(self, opt, scaled_loss, variables, tape):
+    grads = tape.gradient(scaled_loss, variables)
+    if self.gradient_clip:
+      grads, _ = tf.clip_by_global_norm(grads, self.gradient_clip)
+    opt.apply_gradients(zip(grads, variables))
+
+  def d_step(self, batch):
+    """One critic update on ``batch``; returns its loss terms divided by replicas."""
+    _, _, _, _, complete, _ = self.forward(batch, training=True)
+    complete = tf.stop_gradient(complete)
+    variables = self.critic_variables()
+    with tf.GradientTape() as tape:
+      terms = self.critic_losses(batch, complete)
+      scaled = terms["d_loss"] / self.num_replicas
+    self._apply(self.d_opt, scaled, variables, tape)
+    return {k: v / self.num_replicas for k, v in terms.items()}
+
+  def g_step(self, batch):
+    """One generator update on ``batch``; returns its loss terms divided by replicas."""
+    variables = self.generator.trainable_variables
+    with tf.GradientTape() as tape:
+      terms, _ = self.generator_losses(batch)
+      scaled = terms["g_loss"] / self.num_replicas
+    self._apply(self.g_opt, scaled, variables, tape)
+    return {k: v / self.num_replicas for k, v in terms.items()}
