@@ -60,20 +60,34 @@ class Inpainter:
     spec = [tf.TensorSpec([None, None, None, 3], tf.float32),
             tf.TensorSpec([None, None, None, 1], tf.float32),
             tf.TensorSpec([], tf.int32)]
-    self._run = tf.function(self._forward, input_signature=spec)
+    self._run = tf.function(self._refine, input_signature=spec)
 
   @classmethod
   def from_checkpoint(cls, path, max_memory_gb=1.0):
     gen, cfg = checkpoints.load_generator(path)
     return cls(gen, cfg, max_memory_gb=max_memory_gb)
 
-  def _forward(self, x, mask, tile):
-    """x: [B,H,W,3] in [0,255] (network order); returns (float output, offsets)."""
-    x = x / 127.5 - 1.0
-    x_in = x * (1.0 - mask)
+  def _refine(self, x_in, mask, tile):
+    """Generator on ``x_in`` [B,H,W,3] in [-1, 1] (holes zeroed); returns (x2, offsets)."""
     _, x2, offsets = self.generator((x_in, mask), attention_tile=tile)
-    complete = x2 * mask + x_in * (1.0 - mask)
-    return (complete + 1.0) * 127.5, offsets
+    return x2, offsets
+
+  def forward(self, pixels, hole, tile=None):
+    """Official float pipeline (spec §5 steps 5–9) on network-order pixels.
+
+    The pixel arithmetic runs in NumPy float32 in the release's order; inside a
+    ``tf.function`` grappler would turn ``/127.5`` into ``*(1/127.5)``, which
+    changes the truncated 8-bit output of ~5 % of pixels.
+    Returns ``((complete + 1) * 127.5`` as float32 [H, W, 3], offsets).
+    """
+    mask = hole[None, :, :, None].astype(np.float32)
+    x = pixels[None].astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+    x_in = x * (np.float32(1.0) - mask)
+    if tile is None:
+      tile = attention_tile_for_budget(*hole.shape, self.budget_bytes)
+    x2, offsets = self._run(tf.constant(x_in), tf.constant(mask), tf.constant(tile, tf.int32))
+    complete = x2.numpy() * mask + x_in * (np.float32(1.0) - mask)
+    return ((complete + np.float32(1.0)) * np.float32(127.5))[0], offsets
 
   def _to_network(self, rgb):
     return rgb[..., ::-1] if self.config.channel_order == "bgr" else rgb
@@ -97,13 +111,8 @@ class Inpainter:
     else:
       net_in = pad_to_grid(self._to_network(rgb))
       net_mask = pad_to_grid(hole)
-    hp, wp = net_mask.shape
-    tile = attention_tile_for_budget(hp, wp, self.budget_bytes)
-    out, offsets = self._run(
-        tf.constant(net_in[None].astype(np.float32)),
-        tf.constant(net_mask[None, :, :, None].astype(np.float32)),
-        tf.constant(tile, tf.int32))
-    out = out.numpy()[0, :h, :w]
+    out, offsets = self.forward(net_in, net_mask)
+    out = out[:h, :w]
     if self.config.channel_order == "bgr":
       out = out[..., ::-1]
     # saturate_cast semantics of the release: clip, then truncate toward zero.

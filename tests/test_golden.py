@@ -56,10 +56,8 @@ def test_generator_tensors_match_official(inpainter, name):
 def test_inpainter_matches_official_output(inpainter, name):
   case, bgr, hole = _load_case(name)
   rgb = bgr[..., ::-1]
-  out, _ = inpainter._run(tf.constant(bgr[None].astype(np.float32)),
-                          tf.constant(hole[None, :, :, None].astype(np.float32)),
-                          tf.constant(64))
-  out_rgb = out.numpy()[0][..., ::-1]
+  out, _ = inpainter.forward(bgr, hole)
+  out_rgb = out[..., ::-1]
   assert np.abs(out_rgb - np.load(os.path.join(case, "output_float_rgb_0_255.npy"))).max() <= 2e-2
   official_png = cv2.imread(os.path.join(case, "output.png"), cv2.IMREAD_COLOR)[..., ::-1]
   result, _ = inpainter.inpaint(rgb, hole, official=True)
