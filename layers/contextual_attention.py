@@ -95,7 +95,7 @@ class ContextualAttention(keras.layers.Layer):
       its best-matching valid background patch on the downsampled grid
       (``argmax`` of the attention; 0-index tie-break as ``tf.argmax``).
   ``tile_size``: None = all queries at once (the release's dense computation);
-  an int ``t`` = queries in ``t × t`` tiles of the downsampled grid, same result,
+  an int (or int32 scalar tensor) ``t`` = queries in ``t × t`` tiles of the downsampled grid, same result,
   working memory about ``B·(t+2)²·L`` floats instead of ``B·L²``.
   """
 
@@ -195,7 +195,8 @@ def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_sca
     y = canvas[:, pad_lo:pad_lo + height, pad_lo:pad_lo + width, :]
     best = tf.reshape(best, [bsz, h2, w2])
   else:
-    y, best = _tiled(attend, bsz, h2, w2, rate, channels, int(tile_size))
+    y, best = _tiled(attend, bsz, h2, w2, rate, channels,
+                     tf.cast(tile_size, tf.int32))
     y = y[:, pad_lo:pad_lo + height, pad_lo:pad_lo + width, :]
   y = y / 4.0
   y = tf.ensure_shape(y, f.shape)
