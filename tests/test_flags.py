@@ -1,0 +1,140 @@
+"""Tests for flags.py (build_config, presets, validation, JSON) and the no-FLAGS-in-library rule."""
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+
+from absl import flags as absl_flags
+import pytest
+
+import flags as flags_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _parse(*argv):
+  fv = absl_flags.FlagValues()
+  flags_lib.define_flags(fv)
+  fv(["train.py", *argv])
+  return fv
+
+
+def _config(*argv):
+  return flags_lib.build_config(_parse(*argv))
+
+
+def test_defaults_are_official_v1_and_frozen():
+  config = _config()
+  assert config.model.arch == "v1" and config.model.cnum == 32
+  assert config.model.padding == "zero" and config.model.channel_order == "bgr"
+  assert (config.data.img_size, config.data.batch_size) == (256, 16)
+  assert (config.data.box_height, config.data.box_width) == (128, 128)
+  assert (config.data.max_delta_height, config.data.max_delta_width) == (32, 32)
+  assert config.loss == flags_lib.LossConfig()
+  assert config.loss.gan_loss_alpha == 0.001 and config.loss.spatial_discounting_gamma == 0.9
+  assert (config.train.lr, config.train.beta1, config.train.beta2) == (1e-4, 0.5, 0.9)
+  assert config.train.critic_steps == 5
+  assert config.train.checkpoint_every == 10_000 and config.train.val_psteps == 1000
+  assert config.train.checkpoint_dir == "checkpoints/run"
+  for part in (config, config.model, config.data, config.loss, config.train):
+    with pytest.raises(dataclasses.FrozenInstanceError):
+      part.seed = 1
+
+
+def test_every_flag_has_help():
+  fv = _parse()
+  assert all(flag.help and flag.help != "(no help available)"
+             for flag in fv._flags().values())  # pylint: disable=protected-access
+
+
+def test_tiny_preset_and_explicit_flags_win():
+  tiny = _config("--preset=tiny")
+  assert (tiny.data.img_size, tiny.model.cnum, tiny.data.batch_size) == (64, 8, 2)
+  assert tiny.train.max_iters == 2 and tiny.data.box_height == 32
+  assert tiny.train.preset == "tiny"
+  custom = _config("--preset=tiny", "--batch_size=4", "--train_spe=1", "--img_size=96")
+  assert custom.data.batch_size == 4 and custom.train.checkpoint_every == 1
+  assert custom.data.img_size == 96 and custom.data.box_height == 48
+
+
+def test_arch_gan_and_sentinels():
+  gated = _config("--arch=gated", "--gan=sn_patch")
+  assert gated.model.padding == "symmetric" and gated.model.gated
+  assert gated.model.channel_order == "rgb"
+  assert gated.train.critic_steps == 1
+  assert _config("--gan=sn_patch", "--critic_steps=3").train.critic_steps == 3
+  assert _config("--padding=reflect").model.padding == "reflect"
+  assert _config("--attention_tile=16").model.attention_tile == 16
+  assert _config("--box_height=64", "--box_width=96").data.box_width == 96
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--img_size=100"], "--img_size must be a multiple of 16"),
+    (["--strategy=mirrored", "--virtual_cpu_devices=2", "--batch_size=5"], "divisible"),
+    (["--box_height=32", "--max_delta_height=64"], "empty hole"),
+    (["--box_width=200", "--horizontal_margin=40"], "exceeds --img_size"),
+    (["--log_every=25"], "--log_every (25) must be a multiple of --steps_per_loop (10)"),
+    (["--critic_steps=0"], "--critic_steps must be >= 1"),
+    (["--spatial_discounting_gamma=1.5"], "spatial_discounting_gamma"),
+    (["--lr=0"], "--lr must be > 0"),
+    (["--beta2=1"], "--beta2"),
+    (["--batch_size=0"], "--batch_size must be >= 1"),
+    (["--gan_loss_alpha=-1"], "--gan_loss_alpha must be >= 0"),
+])
+def test_invalid_values_give_clear_errors(argv, message):
+  with pytest.raises(ValueError, match=re.escape(message)):
+    _config(*argv)
+
+
+def test_enum_flags_reject_unknown_values():
+  for argv in (["--arch=v3"], ["--gan=dcgan"], ["--mask_mode=circle"], ["--padding=same"]):
+    with pytest.raises(absl_flags.IllegalFlagValueError):
+      _parse(*argv)
+
+
+def test_per_replica_batch_size():
+  data = _config().data
+  assert data.per_replica_batch_size(4) == 4
+  with pytest.raises(ValueError, match="divisible"):
+    data.per_replica_batch_size(3)
+
+
+def test_json_round_trip_and_validation():
+  config = _config("--arch=gated", "--preset=tiny", "--train_flist=a.flist", "--seed=3")
+  text = config.to_json()
+  assert flags_lib.Config.from_json(text) == config
+  assert flags_lib.Config.from_json("{}") == flags_lib.Config()
+  with pytest.raises(ValueError, match="unknown train config keys"):
+    flags_lib.Config.from_json('{"train": {"speed": 1}}')
+  with pytest.raises(ValueError, match="unknown top-level config keys"):
+    flags_lib.Config.from_json('{"extra": {}}')
+  with pytest.raises(ValueError, match="multiple of 16"):
+    flags_lib.Config.from_json('{"data": {"img_size": 100}}')
+
+
+def test_flags_module_does_not_import_tensorflow():
+  code = "import sys, flags; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+  proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                        timeout=120)
+  assert proc.returncode == 0, proc.stderr
+
+
+_ABSL_FLAGS_IMPORT = re.compile(
+    r"^\s*(from\s+absl\s+import\s+[^#\n]*\bflags\b|from\s+absl\.flags\b|import\s+absl\.flags\b"
+    r"|from\s+absl\s+import\s*\([^)]*\bflags\b)", re.MULTILINE)
+
+
+def test_library_code_never_imports_absl_flags():
+  offenders = []
+  for package in ("model", "layers"):
+    for root, _, names in os.walk(os.path.join(REPO, package)):
+      for name in names:
+        if name.endswith(".py"):
+          path = os.path.join(root, name)
+          with open(path, encoding="utf-8") as f:
+            if _ABSL_FLAGS_IMPORT.search(f.read()):
+              offenders.append(os.path.relpath(path, REPO))
+  assert not offenders, f"library modules must take explicit arguments, not absl flags: {offenders}"
+  assert _ABSL_FLAGS_IMPORT.search("from absl import app, flags\n")
+  assert not _ABSL_FLAGS_IMPORT.search("from absl import logging\n")
