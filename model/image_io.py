@@ -1,0 +1,549 @@
+"""Image and mask files: careful reading (EXIF orientation, grey/RGBA, 16-bit) and atomic writing.
+
+Pure NumPy + OpenCV (no TensorFlow), so CLIs can check their inputs before loading a model.
+Every problem a user can cause raises `UserError` with a one-line message that starts with
+the file path: a missing, unreadable, empty, non-image, truncated, corrupt or oversized
+file, a mask of the wrong size, or a bad output path.
+
+Conventions:
+* Pixels are uint8 RGB `[H, W, 3]` in display orientation. The EXIF Orientation tag in a
+  JPEG APP1 segment, a PNG eXIf chunk or a WebP EXIF chunk is applied here, the same way
+  `PIL.ImageOps.exif_transpose` applies it (OpenCV's TIFF decoder applies the tag of a
+  TIFF itself). Orientation stored only in XMP is ignored. Files we write have no tag.
+* 16-bit sources are scaled to 8 bits as round(v / 257). Outputs are always 8-bit. Other
+  sample types (float, 32-bit) are rejected.
+* Masks are bool `[H, W]`, True = hole: a pixel is a hole when its brightest colour
+  channel is > 127 (white = hole). See `read_mask` for alpha channels.
+* Files are read as bytes and decoded from memory, so non-ASCII paths work. libpng and
+  libjpeg print their complaints straight to stderr. While a codec runs, file descriptor 2
+  is redirected (under a lock) and what was printed goes into the error message instead.
+  Anything another thread prints to stderr during that short time is lost.
+"""
+import contextlib
+import dataclasses
+import os
+import re
+import secrets
+import stat
+import struct
+import sys
+import tempfile
+import threading
+
+import cv2
+import numpy as np
+
+from model.errors import UserError
+
+DEFAULT_MAX_PIXELS = 100_000_000
+MODES = ("grey", "rgb", "rgba")
+# Extensions that `list_images` picks up; each one can also be written.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+_JPEG_PARAMS = [cv2.IMWRITE_JPEG_QUALITY, 95,  # no chroma subsampling: keeps colour detail
+                cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+_ENCODE_PARAMS = {
+    ".png": [cv2.IMWRITE_PNG_COMPRESSION, 3],
+    ".jpg": _JPEG_PARAMS,
+    ".jpeg": _JPEG_PARAMS,
+    ".bmp": [],
+    ".webp": [cv2.IMWRITE_WEBP_QUALITY, 95],
+    ".tif": [],
+    ".tiff": [],
+}
+_NO_ALPHA = (".jpg", ".jpeg")
+_FORMAT_NAMES = {"png": "PNG", "jpeg": "JPEG", "bmp": "BMP", "webp": "WebP", "gif": "GIF",
+                 "tiff": "TIFF"}
+# Orientation -> (transpose, flip rows, flip columns), applied in that order.
+_ORIENTATIONS = {1: (False, False, False), 2: (False, False, True), 3: (False, True, True),
+                 4: (False, True, False), 5: (True, False, False), 6: (True, False, True),
+                 7: (True, True, True), 8: (True, True, False)}
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_STDERR_LOCK = threading.Lock()
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ImageInfo:
+  """How a file stored its pixels, so `write_image` can write the same mode back.
+
+  Attributes:
+    path: the file that was read.
+    mode: 'grey' (one channel), 'rgb', or 'rgba' (the colour is returned, the alpha is kept
+      here). Grey + alpha sources are 'rgba' (OpenCV expands them).
+    alpha: uint8 `[H, W]` in display orientation for 'rgba', else None.
+    orientation: EXIF orientation 1..8 found in the file (1 = none), already applied.
+    bit_depth: 8, or 16 for sources that were scaled down to 8 bits.
+    format: 'png', 'jpeg', 'bmp', 'webp', 'gif' or 'tiff' from the magic bytes, else 'other'.
+  """
+  path: str
+  mode: str = "rgb"
+  alpha: np.ndarray | None = None
+  orientation: int = 1
+  bit_depth: int = 8
+  format: str = "other"
+
+  def __post_init__(self):
+    if self.mode not in MODES:
+      raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+
+
+def _tiff_tags(tiff):
+  """Single-valued SHORT/LONG tags of IFD0 of a TIFF structure as {tag: value} ({} if malformed)."""
+  if tiff[:6] == b"Exif\0\0":  # some writers keep the APP1 prefix in PNG/WebP chunks
+    tiff = tiff[6:]
+  if len(tiff) < 8 or tiff[:4] not in (b"II*\0", b"MM\0*"):
+    return {}
+  order = "<" if tiff[:1] == b"I" else ">"
+  offset = struct.unpack_from(order + "I", tiff, 4)[0]
+  if offset + 2 > len(tiff):
+    return {}
+  tags = {}
+  for i in range(struct.unpack_from(order + "H", tiff, offset)[0]):
+    entry = offset + 2 + 12 * i
+    if entry + 12 > len(tiff):
+      break
+    tag, kind, count = struct.unpack_from(order + "HHI", tiff, entry)
+    if count == 1 and kind in (3, 4):
+      tags[tag] = struct.unpack_from(order + ("H" if kind == 3 else "I"), tiff, entry + 8)[0]
+  return tags
+
+
+def _png_header(data):
+  size = exif = None
+  pos = 8
+  while pos + 8 <= len(data):
+    length, kind = struct.unpack_from(">I4s", data, pos)
+    if kind == b"IHDR" and length >= 8 and pos + 16 <= len(data):
+      size = struct.unpack_from(">II", data, pos + 8)
+    elif kind == b"eXIf":
+      exif = data[pos + 8:pos + 8 + length]
+    elif kind == b"IEND":
+      break
+    pos += 12 + length
+  return size, exif
+
+
+def _jpeg_header(data):
+  size = exif = None
+  pos = 2
+  while pos + 4 <= len(data) and data[pos] == 0xFF:
+    marker = data[pos + 1]
+    if marker == 0xFF:  # fill byte
+      pos += 1
+      continue
+    if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+      pos += 2
+      continue
+    if marker in (0xD9, 0xDA):  # end of image / start of scan: the header is over
+      break
+    length = struct.unpack_from(">H", data, pos + 2)[0]
+    if length < 2:
+      break
+    segment = data[pos + 4:pos + 2 + length]
+    if marker in _JPEG_SOF and len(segment) >= 5 and size is None:
+      height, width = struct.unpack_from(">HH", segment, 1)
+      size = (width, height)
+    elif marker == 0xE1 and exif is None and segment.startswith(b"Exif\0\0"):
+      exif = segment[6:]
+    pos += 2 + length
+  return size, exif
+
+
+def _webp_header(data):
+  size = exif = None
+  pos = 12
+  while pos + 8 <= len(data):
+    kind, length = struct.unpack_from("<4sI", data, pos)
+    body = pos + 8
+    if kind == b"VP8X" and length >= 10 and body + 10 <= len(data):
+      size = (int.from_bytes(data[body + 4:body + 7], "little") + 1,
+              int.from_bytes(data[body + 7:body + 10], "little") + 1)
+    elif (kind == b"VP8 " and size is None and body + 10 <= len(data)
+          and data[body + 3:body + 6] == b"\x9d\x01\x2a"):
+      width, height = struct.unpack_from("<HH", data, body + 6)
+      size = (width & 0x3FFF, height & 0x3FFF)
+    elif kind == b"VP8L" and size is None and body + 5 <= len(data) and data[body] == 0x2F:
+      bits = struct.unpack_from("<I", data, body + 1)[0]
+      size = ((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
+    elif kind == b"EXIF":
+      exif = data[body:body + length]
+    pos = body + length + (length & 1)
+  return size, exif
+
+
+def _probe(data):
+  """(format, (width, height) or None, EXIF orientation) read from the header bytes only."""
+  size, exif, fmt = None, None, "other"
+  try:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+      fmt, (size, exif) = "png", _png_header(data)
+    elif data.startswith(b"\xff\xd8"):
+      fmt, (size, exif) = "jpeg", _jpeg_header(data)
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+      fmt, (size, exif) = "webp", _webp_header(data)
+    elif data.startswith(b"BM"):
+      fmt = "bmp"
+      if len(data) >= 26:
+        if struct.unpack_from("<I", data, 14)[0] == 12:  # BITMAPCOREHEADER: 16-bit sizes
+          size = struct.unpack_from("<HH", data, 18)
+        else:  # negative height = rows stored top-down
+          size = tuple(abs(v) for v in struct.unpack_from("<ii", data, 18))
+    elif data[:6] in (b"GIF87a", b"GIF89a"):
+      fmt = "gif"
+      size = struct.unpack_from("<HH", data, 6) if len(data) >= 10 else None
+    elif data[:4] in (b"II*\0", b"MM\0*"):
+      fmt, exif = "tiff", data
+      tags = _tiff_tags(data)
+      size = (tags[256], tags[257]) if 256 in tags and 257 in tags else None
+    orientation = _tiff_tags(exif).get(0x0112, 1) if exif else 1
+  except struct.error:  # a header cut short: leave it to the decoder to complain
+    size, orientation = None, 1
+  return fmt, size, orientation if orientation in _ORIENTATIONS else 1
+
+
+def _orient(array, orientation):
+  """Turns stored rows/columns into display orientation (as `ImageOps.exif_transpose`)."""
+  transpose, flip_rows, flip_cols = _ORIENTATIONS[orientation]
+  if transpose:
+    array = array.swapaxes(0, 1)
+  if flip_rows:
+    array = array[::-1]
+  if flip_cols:
+    array = array[:, ::-1]
+  return np.ascontiguousarray(array)
+
+
+@contextlib.contextmanager
+def _native_stderr():
+  """Collects the lines native code prints to stderr (fd 2) instead of showing them."""
+  lines = []
+  with _STDERR_LOCK:
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+      sys.stderr.flush()
+    try:
+      saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to protect
+      yield lines
+      return
+    with tempfile.TemporaryFile() as sink:
+      os.dup2(sink.fileno(), 2)
+      try:
+        yield lines
+      finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        sink.seek(0)
+        lines.extend(sink.read(1 << 16).decode("utf-8", "replace").splitlines())
+
+
+def _codec_complaint(lines, failed):
+  """The first message that says the data is bad; OpenCV warnings only count if decoding failed."""
+  for line in lines:
+    text = line.strip()
+    if text.startswith("libpng error:") or text.startswith("Premature end of JPEG file"):
+      return text
+    extraneous = re.match(r"Corrupt JPEG data: (\d+) extraneous bytes before marker", text)
+    if extraneous and int(extraneous.group(1)) <= 8:
+      continue  # a few padding bytes before a marker are common in camera files and harmless
+    if text.startswith("Corrupt JPEG data"):
+      return text
+  if failed:
+    for line in lines:
+      match = re.match(r"\[\s*WARN:[^\]]*\]\s+\S+\s+\S+\s+\S+\s+(.+)", line.strip())
+      if match:
+        return match.group(1)
+  return None
+
+
+def _unpremultiply(rgba):
+  """Undoes the premultiplication OpenCV (libtiff's RGBA reader) applies to unassociated alpha.
+
+  Colour under low alpha comes back with an error of up to about 255 / alpha levels.
+  """
+  alpha = rgba[:, :, 3:].astype(np.uint32)
+  colour = (rgba[:, :, :3].astype(np.uint32) * 255 + alpha // 2) // np.maximum(alpha, 1)
+  return np.dstack([np.minimum(colour, 255).astype(np.uint8), rgba[:, :, 3]])
+
+
+def _check_size(path, width, height, max_pixels):
+  if width == 0 or height == 0:
+    raise UserError(f"{path}: the image header says {width}x{height} pixels (an empty image)")
+  if width * height > max_pixels:
+    raise UserError(f"{path}: image is {width}x{height} ({width * height / 1e6:.1f} megapixels), "
+                    f"above the limit of {max_pixels / 1e6:g} megapixels (--max_megapixels)")
+
+
+def _read_bytes(path, what):
+  try:
+    st = os.stat(path)
+  except FileNotFoundError:
+    raise UserError(f"{path}: no such {what} file") from None
+  except OSError as e:
+    raise UserError(f"{path}: cannot access the {what} file ({e.strerror or e})") from None
+  if stat.S_ISDIR(st.st_mode):
+    raise UserError(f"{path}: is a directory, not a file")
+  if not stat.S_ISREG(st.st_mode):
+    raise UserError(f"{path}: is not a regular file")
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+  except PermissionError:
+    raise UserError(f"{path}: permission denied reading the {what} file") from None
+  except OSError as e:
+    raise UserError(f"{path}: cannot read the {what} file ({e.strerror or e})") from None
+  if not data:
+    raise UserError(f"{path}: the {what} file is empty (0 bytes)")
+  return data
+
+
+def _load(path, what, max_pixels):
+  """Decoded uint8 pixels in display orientation ([H, W] grey, or RGB / RGBA last axis) + info."""
+  path = os.fspath(path)
+  max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
+  data = _read_bytes(path, what)
+  fmt, size, orientation = _probe(data)
+  if size is not None:
+    _check_size(path, size[0], size[1], max_pixels)
+  with _native_stderr() as lines:
+    try:
+      pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:
+      pixels = None
+      lines.append(str(e).strip().splitlines()[-1])
+  complaint = _codec_complaint(lines, failed=pixels is None)
+  if pixels is None or complaint:
+    if fmt == "other" and pixels is None:
+      raise UserError(f"{path}: not an image OpenCV can read (the contents are not PNG, JPEG, "
+                      "BMP, WebP, TIFF or another supported format)")
+    name = _FORMAT_NAMES.get(fmt, "image")
+    raise UserError(f"{path}: truncated or corrupt {name} data"
+                    + (f" ({complaint})" if complaint else ""))
+  if size is None:
+    _check_size(path, pixels.shape[1], pixels.shape[0], max_pixels)
+  bit_depth = 8
+  if pixels.dtype == np.uint16:
+    pixels = ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    bit_depth = 16
+  elif pixels.dtype != np.uint8:
+    raise UserError(f"{path}: {pixels.dtype} samples are not supported (8- or 16-bit images only)")
+  if pixels.ndim == 3 and pixels.shape[2] == 1:
+    pixels = pixels[:, :, 0]
+  if pixels.ndim == 3:
+    if pixels.shape[2] not in (3, 4):
+      raise UserError(f"{path}: {pixels.shape[2]}-channel images are not supported")
+    to_rgb = cv2.COLOR_BGR2RGB if pixels.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
+    pixels = cv2.cvtColor(pixels, to_rgb)
+  if fmt != "tiff":  # OpenCV's TIFF decoder applies the orientation tag itself
+    pixels = _orient(pixels, orientation)
+  elif pixels.ndim == 3 and pixels.shape[2] == 4 and _tiff_tags(data).get(338) == 2:
+    pixels = _unpremultiply(pixels)
+  mode = "grey" if pixels.ndim == 2 else ("rgb" if pixels.shape[2] == 3 else "rgba")
+  info = ImageInfo(path=path, mode=mode, orientation=orientation, bit_depth=bit_depth, format=fmt)
+  return pixels, info
+
+
+def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
+  """Reads an image file for inpainting.
+
+  Args:
+    path: any file OpenCV decodes (PNG, JPEG, BMP, WebP, TIFF, ...), 8- or 16-bit.
+    max_pixels: width * height limit, checked from the header before decoding when the
+      format is known (PNG, JPEG, BMP, WebP, GIF, TIFF), else after decoding. None = default.
+
+  Returns:
+    (rgb, info): uint8 `[H, W, 3]` RGB in display orientation (grey is replicated to three
+    channels, alpha is split off into `info.alpha`), and an `ImageInfo`.
+  """
+  pixels, info = _load(path, "image", max_pixels)
+  if info.mode == "grey":
+    return cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB), info
+  if info.mode == "rgba":
+    alpha = np.ascontiguousarray(pixels[:, :, 3])
+    return np.ascontiguousarray(pixels[:, :, :3]), dataclasses.replace(info, alpha=alpha)
+  return pixels, info
+
+
+def read_mask(path, expected_hw=None, max_pixels=DEFAULT_MAX_PIXELS):
+  """Reads a mask file: white = hole.
+
+  A pixel is a hole when its brightest colour channel is > 127, so grey, coloured and
+  JPEG-compressed masks all work. With an alpha channel the colour is composited over black
+  first, so white strokes on a transparent layer are holes and transparent pixels never are.
+  A mask whose only content is transparency (holes painted into the alpha channel) is
+  rejected with an explanation rather than read as "no hole". EXIF orientation is applied
+  as for images. The mask is never resized.
+
+  Args:
+    path: mask file.
+    expected_hw: (height, width) of the image, or None to accept any size.
+    max_pixels: as in `read_image`.
+
+  Returns:
+    bool `[H, W]`, True = hole.
+  """
+  pixels, info = _load(path, "mask", max_pixels)
+  if pixels.ndim == 2:
+    hole = pixels > 127
+  else:
+    value = pixels[:, :, :3].max(axis=2)
+    if info.mode == "rgba":
+      alpha = pixels[:, :, 3]
+      value = (value.astype(np.uint16) * alpha + 127) // 255
+      hole = value > 127
+      if not hole.any() and (alpha < 128).any():
+        raise UserError(f"{info.path}: mask has transparent areas but no white pixels; holes must "
+                        "be painted white (> 127) on black, transparency does not mark holes")
+    else:
+      hole = value > 127
+  if expected_hw is not None and tuple(hole.shape) != tuple(int(v) for v in expected_hw):
+    (h, w), (eh, ew) = hole.shape, expected_hw
+    raise UserError(f"{info.path}: mask is {w}x{h} but image is {ew}x{eh} (width x height); "
+                    "masks are not resized, save the mask at the image size")
+  return hole
+
+
+def check_output_path(path, info=None):
+  """Rejects an output path that `write_image` could not write, before any work is done.
+
+  Checks the extension (one of `IMAGE_EXTENSIONS`), that the parent directory exists and is
+  writable, that the path is not a directory and, given the source `info`, that a JPEG
+  output would not lose real transparency. Returns the lower-case extension.
+  """
+  path = os.fspath(path)
+  ext = os.path.splitext(path)[1].lower()
+  if ext not in _ENCODE_PARAMS:
+    raise UserError(f"{path}: unsupported output extension {ext or '(none)'}; "
+                    f"use one of {', '.join(IMAGE_EXTENSIONS)}")
+  if os.path.isdir(path):
+    raise UserError(f"{path}: is a directory, expected an output file name")
+  parent = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(parent):
+    raise UserError(f"{path}: output directory {parent} does not exist")
+  if not os.access(parent, os.W_OK | os.X_OK):
+    raise UserError(f"{path}: output directory {parent} is not writable")
+  if (ext in _NO_ALPHA and info is not None and info.mode == "rgba"
+      and info.alpha is not None and (info.alpha < 255).any()):
+    raise UserError(f"{path}: JPEG cannot keep the transparency of {info.path}; "
+                    "write .png, .webp or .tiff instead")
+  return ext
+
+
+def write_image(path, rgb, info=None):
+  """Writes uint8 RGB `[H, W, 3]` atomically, in the mode of the source described by `info`.
+
+  'grey' sources are written as one channel (luma), 'rgba' sources get `info.alpha` back
+  (cropped top-left if the result is smaller, as after a crop to a multiple of 8; dropped
+  for JPEG when fully opaque). info=None writes RGB. The format follows the extension: PNG,
+  JPEG (quality 95, 4:4:4 chroma), BMP, WebP (quality 95) or TIFF. The bytes go to a temporary
+  file in the same directory that replaces `path` at the end, so a failure never leaves a
+  partial file.
+  """
+  path = os.fspath(path)
+  ext = check_output_path(path, info)
+  rgb = np.asarray(rgb)
+  if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+    raise ValueError(f"write_image expects uint8 [H, W, 3], got {rgb.dtype} {rgb.shape}")
+  mode = "rgb" if info is None else info.mode
+  if mode == "grey":
+    pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+  elif mode == "rgba" and info.alpha is not None and ext not in _NO_ALPHA:
+    h, w = rgb.shape[:2]
+    if info.alpha.shape[0] < h or info.alpha.shape[1] < w:
+      raise ValueError(f"alpha {info.alpha.shape} is smaller than the image {rgb.shape[:2]}")
+    pixels = cv2.cvtColor(np.dstack([rgb, info.alpha[:h, :w]]), cv2.COLOR_RGBA2BGRA)
+  else:
+    pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+  with _native_stderr() as lines:
+    try:
+      ok, encoded = cv2.imencode(ext, pixels, _ENCODE_PARAMS[ext])
+    except cv2.error as e:
+      ok = False
+      lines.append(str(e).strip().splitlines()[-1])
+  if not ok:
+    detail = f" ({lines[-1].strip()})" if lines else ""
+    raise UserError(f"{path}: OpenCV could not encode {ext} data{detail}")
+  _atomic_write(path, encoded.tobytes())
+
+
+def _atomic_write(path, payload):
+  directory, name = os.path.split(os.path.abspath(path))
+  while True:
+    temp = os.path.join(directory, f".{name[:200]}.{secrets.token_hex(4)}.tmp")
+    try:
+      fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+      break
+    except FileExistsError:
+      continue
+    except OSError as e:
+      raise UserError(f"{path}: cannot write the output file ({e.strerror or e})") from None
+  try:
+    with open(fd, "wb") as f:
+      f.write(payload)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(temp, path)
+  except BaseException as e:
+    with contextlib.suppress(OSError):
+      os.unlink(temp)
+    if isinstance(e, OSError):
+      raise UserError(f"{path}: cannot write the output file ({e.strerror or e})") from None
+    raise
+
+
+def list_images(directory):
+  """Image files directly in `directory` (not recursive), sorted by name.
+
+  Picks names ending in one of `IMAGE_EXTENSIONS` (any case) and skips hidden files.
+  """
+  directory = os.fspath(directory)
+  try:
+    names = os.listdir(directory)
+  except FileNotFoundError:
+    raise UserError(f"{directory}: no such directory") from None
+  except NotADirectoryError:
+    raise UserError(f"{directory}: is not a directory") from None
+  except OSError as e:
+    raise UserError(f"{directory}: cannot list the directory ({e.strerror or e})") from None
+  paths = (os.path.join(directory, n) for n in sorted(names)
+           if not n.startswith(".") and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS)
+  return [p for p in paths if os.path.isfile(p)]
+
+
+def pair_by_stem(image_dir, mask_dir_or_file):
+  """Pairs every image in `image_dir` with its mask.
+
+  A mask file serves every image (except itself). In a mask folder, the mask of `a.jpg` is
+  `a.<ext>` or `a_mask.<ext>`; when the mask folder is the image folder only `a_mask.<ext>`
+  counts, and files used as masks are not listed as images. More than one match is a
+  `UserError`.
+
+  Returns:
+    (pairs, unpaired): sorted lists of (image_path, mask_path) and of image paths without mask.
+  """
+  images = list_images(image_dir)
+  masks = os.fspath(mask_dir_or_file)
+  real = os.path.realpath
+  if os.path.isfile(masks):
+    return [(image, masks) for image in images if real(image) != real(masks)], []
+  if not os.path.isdir(masks):
+    raise UserError(f"{masks}: no such mask file or directory")
+  same_dir = os.path.samefile(image_dir, masks)
+  by_stem = {}
+  for mask in list_images(masks):
+    by_stem.setdefault(_stem(mask), []).append(mask)
+  pairs, unpaired = [], []
+  for image in images:
+    stem = _stem(image)
+    found = ([] if same_dir else by_stem.get(stem, [])) + by_stem.get(stem + "_mask", [])
+    if len(found) > 1:
+      raise UserError(f"{image}: several masks match ({', '.join(found)}); keep one")
+    if found:
+      pairs.append((image, found[0]))
+    else:
+      unpaired.append(image)
+  used = {real(mask) for _, mask in pairs}
+  return ([(i, m) for i, m in pairs if real(i) not in used],
+          [i for i in unpaired if real(i) not in used])
+
+
+def _stem(path):
+  return os.path.splitext(os.path.basename(path))[0]

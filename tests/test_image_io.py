@@ -1,0 +1,480 @@
+"""Image/mask file I/O: modes, EXIF orientation, masks, bad inputs and atomic writes (no TF)."""
+import io
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from conftest import EXAMPLES, REPO, require_shared
+from model import image_io
+from model.errors import UserError
+
+ORIENTATIONS = range(1, 9)
+
+
+def _photo(height=48, width=80):
+  """A crop of a real photo (not symmetric, so a wrong orientation cannot go unnoticed)."""
+  path = require_shared(os.path.join(EXAMPLES, "sklearn_china.png"))
+  with Image.open(path) as im:
+    return np.asarray(im.convert("RGB"))[100:100 + height, 150:150 + width].copy()
+
+
+def _encode(array_or_image, fmt, orientation=None, **kwargs):
+  im = array_or_image
+  if not isinstance(im, Image.Image):
+    im = Image.fromarray(im)
+  if orientation is not None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    kwargs["exif"] = exif.tobytes()
+  buf = io.BytesIO()
+  im.save(buf, fmt, **kwargs)
+  return buf.getvalue()
+
+
+def _write(path, data):
+  path.write_bytes(data)
+  return str(path)
+
+
+def _pillow_display(data):
+  with Image.open(io.BytesIO(data)) as im:
+    return np.asarray(ImageOps.exif_transpose(im))
+
+
+def _png_with_header(width, height):
+  """A PNG whose IHDR claims width x height (the pixel data is a few bytes only)."""
+  def chunk(kind, body):
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+  ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+  return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+          + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+
+
+def _assert_user_error(func, *args, match, capfd=None, **kwargs):
+  with pytest.raises(UserError, match=match) as info:
+    func(*args, **kwargs)
+  message = str(info.value)
+  assert "\n" not in message
+  if capfd is not None:  # no libpng / libjpeg / OpenCV chatter on the console
+    assert capfd.readouterr().err == ""
+  return message
+
+
+# ---- round trips
+
+@pytest.mark.parametrize("ext", [".png", ".bmp", ".tif", ".jpg", ".webp"])
+def test_rgb_round_trip(tmp_path, ext):
+  rgb = _photo()
+  out = tmp_path / f"out{ext}"
+  image_io.write_image(out, rgb, image_io.ImageInfo(path="src", mode="rgb"))
+  back, info = image_io.read_image(out)
+  assert back.dtype == np.uint8 and back.shape == rgb.shape
+  assert info.mode == "rgb" and info.alpha is None and info.orientation == 1
+  if ext in (".png", ".bmp", ".tif"):
+    np.testing.assert_array_equal(back, rgb)
+  else:  # lossy at quality 95
+    assert np.abs(back.astype(int) - rgb).mean() < 6
+  assert os.listdir(tmp_path) == [out.name]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_grey_round_trip(tmp_path, fmt):
+  grey = _photo()[:, :, 1]
+  src = _write(tmp_path / f"grey.{fmt.lower()}", _encode(grey, fmt))
+  rgb, info = image_io.read_image(src)
+  assert info.mode == "grey" and info.format == fmt.lower()
+  assert rgb.shape == grey.shape + (3,)
+  assert (rgb == rgb[:, :, :1]).all()
+  expected = cv2.imdecode(np.frombuffer(open(src, "rb").read(), np.uint8), cv2.IMREAD_GRAYSCALE)
+  np.testing.assert_array_equal(rgb[:, :, 0], expected)
+  out = tmp_path / "out.png"
+  image_io.write_image(out, rgb, info)
+  written = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+  assert written.ndim == 2
+  np.testing.assert_array_equal(written, expected)
+
+
+def test_rgba_round_trip_keeps_alpha(tmp_path):
+  rgb = _photo()
+  alpha = np.tile(np.linspace(0, 255, rgb.shape[1]).astype(np.uint8), (rgb.shape[0], 1))
+  src = _write(tmp_path / "rgba.png", _encode(np.dstack([rgb, alpha]), "PNG"))
+  back, info = image_io.read_image(src)
+  assert info.mode == "rgba"
+  np.testing.assert_array_equal(back, rgb)
+  np.testing.assert_array_equal(info.alpha, alpha)
+  for ext in (".png", ".tif"):
+    out = tmp_path / f"out{ext}"
+    image_io.write_image(out, back, info)
+    with Image.open(out) as im:
+      assert im.mode == "RGBA"
+      np.testing.assert_array_equal(np.asarray(im), np.dstack([rgb, alpha]))
+  # A result cropped to a multiple of 8 (official mode) gets the matching alpha crop.
+  image_io.write_image(tmp_path / "crop.png", back[:40, :72].copy(), info)
+  with Image.open(tmp_path / "crop.png") as im:
+    np.testing.assert_array_equal(np.asarray(im)[:, :, 3], alpha[:40, :72])
+
+
+def test_rgba_to_jpeg(tmp_path):
+  rgb = _photo()
+  opaque = image_io.ImageInfo(path="a.png", mode="rgba",
+                              alpha=np.full(rgb.shape[:2], 255, np.uint8))
+  image_io.write_image(tmp_path / "ok.jpg", rgb, opaque)  # nothing lost: alpha dropped
+  assert cv2.imread(str(tmp_path / "ok.jpg"), cv2.IMREAD_UNCHANGED).shape == rgb.shape
+  alpha = opaque.alpha.copy()
+  alpha[:10] = 0
+  see_through = image_io.ImageInfo(path="a.png", mode="rgba", alpha=alpha)
+  _assert_user_error(image_io.write_image, tmp_path / "bad.jpg", rgb, see_through,
+                     match="JPEG cannot keep the transparency of a.png")
+  assert not (tmp_path / "bad.jpg").exists()
+
+
+def test_16_bit_png_is_scaled_to_8_bit(tmp_path):
+  values = np.arange(0, 65536, 257 * 5, dtype=np.uint16).reshape(4, -1)
+  src = _write(tmp_path / "deep.png", _encode(Image.fromarray(values), "PNG"))
+  rgb, info = image_io.read_image(src)
+  assert info.bit_depth == 16 and info.mode == "grey"
+  np.testing.assert_array_equal(rgb[:, :, 0], values // 257)
+
+
+def test_non_ascii_path(tmp_path):
+  rgb = _photo()
+  folder = tmp_path / "фото ü"
+  folder.mkdir()
+  out = folder / "çà 写真.png"
+  image_io.write_image(out, rgb)
+  back, _ = image_io.read_image(out)
+  np.testing.assert_array_equal(back, rgb)
+  assert image_io.read_mask(out, expected_hw=rgb.shape[:2]).shape == rgb.shape[:2]
+
+
+def test_header_probe_sizes():
+  rgb = _photo(30, 50)
+  cases = {
+      "png": _encode(rgb, "PNG"), "jpeg": _encode(rgb, "JPEG"), "bmp": _encode(rgb, "BMP"),
+      "gif": _encode(rgb, "GIF"), "tiff": _encode(rgb, "TIFF"),
+      "webp": _encode(rgb, "WEBP"),  # VP8 (lossy)
+  }
+  for fmt, data in cases.items():
+    assert image_io._probe(data) == (fmt, (50, 30), 1), fmt
+  assert image_io._probe(_encode(rgb, "WEBP", lossless=True)) == ("webp", (50, 30), 1)  # VP8L
+  vp8x = _encode(rgb, "WEBP", orientation=3)  # EXIF forces the extended (VP8X) layout
+  assert vp8x[12:16] == b"VP8X"
+  assert image_io._probe(vp8x) == ("webp", (50, 30), 3)
+  assert image_io._probe(b"hello") == ("other", None, 1)
+
+
+# ---- EXIF orientation
+
+def _app1(payload):
+  return b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+
+
+@pytest.mark.parametrize("value, expected", [(6, 6), (8, 8), (0, 1), (9, 1)])
+def test_exif_parser_little_endian_after_xmp(value, expected):
+  exif = b"II*\0" + struct.pack("<IH", 8, 1) + struct.pack("<HHIHH", 0x0112, 3, 1, value, 0)
+  xmp = b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta tiff:Orientation='3'/>"
+  jpeg = _encode(_photo(30, 50), "JPEG")
+  data = jpeg[:2] + _app1(xmp) + _app1(b"Exif\0\0" + exif) + jpeg[2:]
+  assert image_io._probe(data) == ("jpeg", (50, 30), expected)
+  assert image_io._probe(data[:2] + _app1(b"Exif\0\0" + exif[:9]) + jpeg[2:])[2] == 1  # cut short
+
+
+@pytest.mark.parametrize("orientation", ORIENTATIONS)
+def test_jpeg_orientation_matches_exif_transpose(tmp_path, orientation):
+  data = _encode(_photo(), "JPEG", orientation, quality=95)
+  rgb, info = image_io.read_image(_write(tmp_path / "o.jpg", data))
+  assert info.orientation == orientation and info.mode == "rgb"
+  expected = _pillow_display(data)
+  assert rgb.shape == expected.shape
+  assert np.abs(rgb.astype(int) - expected).max() <= 3  # two JPEG decoders, same geometry
+  # OpenCV applies the tag itself with IMREAD_COLOR (not with IMREAD_UNCHANGED, which we use).
+  viewer = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
+  np.testing.assert_array_equal(rgb, viewer)
+  if orientation != 1:
+    plain = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)[:, :, ::-1]
+    assert plain.shape != rgb.shape or not np.array_equal(plain, rgb)
+
+
+@pytest.mark.parametrize("orientation", ORIENTATIONS)
+def test_grey_jpeg_orientation(tmp_path, orientation):
+  data = _encode(_photo()[:, :, 0], "JPEG", orientation, quality=95)
+  rgb, info = image_io.read_image(_write(tmp_path / "o.jpg", data))
+  assert info.mode == "grey"
+  expected = _pillow_display(data)
+  assert rgb.shape[:2] == expected.shape
+  assert np.abs(rgb[:, :, 0].astype(int) - expected).max() <= 3
+
+
+@pytest.mark.parametrize("orientation", ORIENTATIONS)
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF"])
+def test_rgba_orientation_png_webp_tiff(tmp_path, orientation, fmt):
+  rgb = _photo()
+  alpha = np.tile(np.linspace(30, 255, rgb.shape[1]).astype(np.uint8), (rgb.shape[0], 1))
+  extra = {"lossless": True} if fmt == "WEBP" else {}
+  data = _encode(np.dstack([rgb, alpha]), fmt, orientation, **extra)
+  if fmt == "PNG":
+    assert b"eXIf" in data
+  pixels, info = image_io.read_image(_write(tmp_path / f"o.{fmt.lower()}", data))
+  assert info.orientation == orientation and info.mode == "rgba"
+  expected = _pillow_display(data)
+  np.testing.assert_array_equal(info.alpha, expected[:, :, 3])
+  if fmt == "TIFF":  # OpenCV premultiplies; undoing it is exact up to 255 / alpha levels
+    error = np.abs(pixels.astype(int) - expected[:, :, :3]).max(axis=2)
+    assert (error <= np.ceil(255 / info.alpha.astype(float))).all()
+  else:
+    np.testing.assert_array_equal(pixels, expected[:, :, :3])
+
+
+def test_mask_orientation(tmp_path):
+  hole = np.zeros((40, 64), np.uint8)
+  hole[5:15, 40:60] = 255
+  data = _encode(hole, "JPEG", 6)
+  mask = image_io.read_mask(_write(tmp_path / "m.jpg", data), expected_hw=(64, 40))
+  np.testing.assert_array_equal(mask, _pillow_display(data) > 127)
+
+
+# ---- masks
+
+def test_example_masks_match_their_images():
+  images = require_shared(EXAMPLES)
+  pairs, unpaired = image_io.pair_by_stem(images, images)
+  assert len(pairs) == 3 and unpaired == []
+  for image_path, mask_path in pairs:
+    rgb, _ = image_io.read_image(image_path)
+    mask = image_io.read_mask(mask_path, expected_hw=rgb.shape[:2])
+    assert mask.dtype == bool and mask.shape == rgb.shape[:2]
+    np.testing.assert_array_equal(mask, cv2.imread(mask_path, cv2.IMREAD_GRAYSCALE) > 127)
+    assert 0 < mask.mean() < 0.5
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_jpeg_noisy_mask(tmp_path, channels):
+  hole = np.zeros((64, 96), np.uint8)
+  cv2.circle(hole, (40, 30), 17, 255, -1)
+  hole[40:60, 60:90] = 255
+  pixels = hole if channels == 1 else np.dstack([hole] * 3)
+  data = _encode(pixels, "JPEG", quality=60)
+  decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+  assert len(np.unique(decoded)) > 2  # really noisy
+  mask = image_io.read_mask(_write(tmp_path / "m.jpg", data), expected_hw=hole.shape)
+  truth = hole > 127
+  kernel = np.ones((5, 5), np.uint8)
+  far_from_edges = cv2.dilate(hole, kernel) == cv2.erode(hole, kernel)
+  np.testing.assert_array_equal(mask[far_from_edges], truth[far_from_edges])
+  assert (mask != truth).mean() < 0.01
+
+
+def test_mask_colour_and_alpha_rules(tmp_path):
+  red = np.zeros((20, 30, 3), np.uint8)
+  red[5:10, 5:10] = (255, 0, 0)  # any bright channel is a hole
+  mask = image_io.read_mask(_write(tmp_path / "red.png", _encode(red, "PNG")))
+  assert mask.sum() == 25 and mask[5:10, 5:10].all()
+
+  layer = np.zeros((20, 30, 4), np.uint8)  # white strokes on a transparent layer
+  layer[..., :3] = 255  # hidden colour under alpha 0 must not count
+  layer[2:6, 3:9, 3] = 255
+  mask = image_io.read_mask(_write(tmp_path / "layer.png", _encode(layer, "PNG")))
+  assert mask.sum() == 24 and mask[2:6, 3:9].all()
+
+  alpha_only = np.zeros((20, 30, 4), np.uint8)  # holes painted into alpha: ambiguous, refused
+  alpha_only[..., 3] = 255
+  alpha_only[2:6, 3:9, 3] = 0
+  _assert_user_error(image_io.read_mask, _write(tmp_path / "alpha.png", _encode(alpha_only, "PNG")),
+                     match="transparent areas but no white pixels")
+
+
+def test_mask_size_mismatch_is_an_error(tmp_path):
+  path = _write(tmp_path / "m.png", _encode(np.zeros((8, 10), np.uint8), "PNG"))
+  message = _assert_user_error(image_io.read_mask, path, expected_hw=(8, 12),
+                               match="mask is 10x8 but image is 12x8")
+  assert message.startswith(path)
+  assert image_io.read_mask(path, expected_hw=(8, 10)).shape == (8, 10)
+
+
+# ---- bad inputs
+
+def _bad_inputs(tmp_path):
+  png = _encode(_photo(), "PNG")
+  jpeg = _encode(_photo(), "JPEG")
+  garbled = bytearray(jpeg)
+  garbled[len(jpeg) // 2:len(jpeg) // 2 + 200] = np.random.default_rng(0).integers(
+      0, 256, 200, dtype=np.uint8).tobytes()
+  (tmp_path / "folder.png").mkdir()
+  return {
+      "missing": (str(tmp_path / "nope.png"), "no such"),
+      "directory": (str(tmp_path / "folder.png"), "is a directory"),
+      "empty": (_write(tmp_path / "empty.png", b""), "empty"),
+      "text": (_write(tmp_path / "text.png", b"just some text\n" * 20), "not an image"),
+      "png_cut": (_write(tmp_path / "cut.png", png[:len(png) // 2]), "truncated or corrupt PNG"),
+      "png_header_only": (_write(tmp_path / "head.png", png[:20]), "truncated or corrupt PNG"),
+      "jpeg_cut": (_write(tmp_path / "cut.jpg", jpeg[:len(jpeg) // 2]),
+                   "truncated or corrupt JPEG"),
+      "jpeg_no_end": (_write(tmp_path / "noend.jpg", jpeg[:-2]), "truncated or corrupt JPEG"),
+      "jpeg_garbled": (_write(tmp_path / "garbled.jpg", bytes(garbled)), "Corrupt JPEG data"),
+      "zero_size": (_write(tmp_path / "zero.png", _png_with_header(0, 5)), "0x5 pixels"),
+      "huge_png": (_write(tmp_path / "huge.png", _png_with_header(100000, 100000)),
+                   r"100000x100000 \(10000.0 megapixels\), above the limit of 100 megapixels"),
+  }
+
+
+@pytest.mark.parametrize("reader", ["read_image", "read_mask"])
+def test_bad_inputs_raise_user_error_quietly(tmp_path, capfd, reader):
+  for name, (path, match) in _bad_inputs(tmp_path).items():
+    message = _assert_user_error(getattr(image_io, reader), path, match=match, capfd=capfd)
+    assert message.startswith(path), name
+
+
+def test_huge_jpeg_header_rejected_before_decoding(tmp_path, capfd):
+  data = bytearray(_encode(_photo(), "JPEG"))
+  sof = data.index(b"\xff\xc0")
+  data[sof + 5:sof + 9] = struct.pack(">HH", 60000, 60000)  # height, width
+  _assert_user_error(image_io.read_image, _write(tmp_path / "huge.jpg", bytes(data)),
+                     match="60000x60000", capfd=capfd)
+
+
+def test_max_pixels_limit(tmp_path):
+  path = _write(tmp_path / "p.png", _encode(_photo(), "PNG"))
+  _assert_user_error(image_io.read_image, path, max_pixels=1000,
+                     match="above the limit of 0.001 megapixels")
+  assert image_io.read_image(path, max_pixels=None)[0].shape == (48, 80, 3)
+
+
+def test_unreadable_file(tmp_path, monkeypatch):
+  path = _write(tmp_path / "secret.png", _encode(_photo(), "PNG"))
+  if os.geteuid() != 0:  # root reads anything, so simulate below as well
+    os.chmod(path, 0)
+    _assert_user_error(image_io.read_image, path, match="permission denied")
+    os.chmod(path, 0o644)
+
+  def denied(*args, **kwargs):
+    raise PermissionError(13, "Permission denied")
+  monkeypatch.setattr(image_io, "open", denied, raising=False)
+  _assert_user_error(image_io.read_image, path, match="secret.png: permission denied")
+
+
+# ---- output paths and atomic writes
+
+@pytest.mark.parametrize("name", ["out.xyz", "out", "out.gif"])
+def test_bad_output_extension(tmp_path, name):
+  _assert_user_error(image_io.check_output_path, tmp_path / name,
+                     match="unsupported output extension")
+  _assert_user_error(image_io.write_image, tmp_path / name, _photo(), match="use one of .png")
+  assert os.listdir(tmp_path) == []
+
+
+def test_bad_output_locations(tmp_path):
+  rgb = _photo()
+  _assert_user_error(image_io.write_image, tmp_path / "missing" / "out.png", rgb,
+                     match="output directory .*missing does not exist")
+  (tmp_path / "taken.png").mkdir()
+  _assert_user_error(image_io.write_image, tmp_path / "taken.png", rgb, match="is a directory")
+  assert sorted(os.listdir(tmp_path)) == ["taken.png"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into read-only directories")
+def test_unwritable_output_directory(tmp_path):
+  locked = tmp_path / "locked"
+  locked.mkdir(mode=0o500)
+  try:
+    _assert_user_error(image_io.write_image, locked / "out.png", _photo(), match="not writable")
+    assert os.listdir(locked) == []
+  finally:
+    locked.chmod(0o700)
+
+
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch, failure):
+  out = tmp_path / "out.png"
+  out.write_bytes(b"previous result")
+
+  def fail(*args):
+    raise failure
+  monkeypatch.setattr(image_io.os, "fsync", fail)
+  expected = UserError if isinstance(failure, OSError) else KeyboardInterrupt
+  with pytest.raises(expected) as info:
+    image_io.write_image(out, _photo())
+  if expected is UserError:
+    assert "No space left on device" in str(info.value) and str(out) in str(info.value)
+  assert os.listdir(tmp_path) == ["out.png"]
+  assert out.read_bytes() == b"previous result"
+
+
+def test_temp_file_creation_failure(tmp_path, monkeypatch):
+  real_open = os.open
+
+  def denied(path, *args, **kwargs):
+    if os.path.dirname(path) == str(tmp_path):
+      raise PermissionError(13, "Permission denied")
+    return real_open(path, *args, **kwargs)
+  monkeypatch.setattr(image_io.os, "open", denied)
+  _assert_user_error(image_io.write_image, tmp_path / "out.png", _photo(),
+                     match="Permission denied")
+  assert os.listdir(tmp_path) == []
+
+
+def test_overwrite_is_atomic_and_clean(tmp_path):
+  out = tmp_path / "out.webp"
+  for value in (10, 200):
+    image_io.write_image(out, np.full((16, 24, 3), value, np.uint8))
+    assert os.listdir(tmp_path) == ["out.webp"]
+  assert abs(int(image_io.read_image(out)[0].mean()) - 200) <= 1
+
+
+# ---- folders
+
+def test_list_images(tmp_path):
+  for name in ["b.PNG", "a.jpg", "c.webp", "d.txt", ".hidden.png", "e.jpeg", "f.tiff"]:
+    (tmp_path / name).write_bytes(b"x")
+  (tmp_path / "sub.png").mkdir()
+  (tmp_path / "sub.png" / "deep.png").write_bytes(b"x")
+  names = [os.path.basename(p) for p in image_io.list_images(tmp_path)]
+  assert names == ["a.jpg", "b.PNG", "c.webp", "e.jpeg", "f.tiff"]
+  _assert_user_error(image_io.list_images, tmp_path / "nope", match="no such directory")
+  _assert_user_error(image_io.list_images, tmp_path / "d.txt", match="is not a directory")
+
+
+def test_pair_by_stem(tmp_path):
+  images, masks = tmp_path / "images", tmp_path / "masks"
+  images.mkdir()
+  masks.mkdir()
+  for name in ["a.jpg", "b.png", "c.png"]:
+    (images / name).write_bytes(b"x")
+  for name in ["a.png", "b_mask.png", "zz.png"]:
+    (masks / name).write_bytes(b"x")
+  pairs, unpaired = image_io.pair_by_stem(images, masks)
+  assert pairs == [(str(images / "a.jpg"), str(masks / "a.png")),
+                   (str(images / "b.png"), str(masks / "b_mask.png"))]
+  assert unpaired == [str(images / "c.png")]
+
+  single = str(masks / "zz.png")
+  pairs, unpaired = image_io.pair_by_stem(images, single)
+  assert [m for _, m in pairs] == [single] * 3 and unpaired == []
+
+  (masks / "a_mask.png").write_bytes(b"x")
+  _assert_user_error(image_io.pair_by_stem, images, masks, match="a.jpg: several masks match")
+  _assert_user_error(image_io.pair_by_stem, images, tmp_path / "nope",
+                     match="no such mask file or directory")
+
+
+def test_pair_in_one_folder(tmp_path):
+  for name in ["a.png", "a_mask.png", "a.jpg", "b.png"]:
+    (tmp_path / name).write_bytes(b"x")
+  pairs, unpaired = image_io.pair_by_stem(tmp_path, tmp_path)
+  assert pairs == [(str(tmp_path / "a.jpg"), str(tmp_path / "a_mask.png")),
+                   (str(tmp_path / "a.png"), str(tmp_path / "a_mask.png"))]
+  assert unpaired == [str(tmp_path / "b.png")]
+  # A single mask file inside the image folder is not paired with itself.
+  pairs, _ = image_io.pair_by_stem(tmp_path, tmp_path / "a_mask.png")
+  assert str(tmp_path / "a_mask.png") not in [i for i, _ in pairs] and len(pairs) == 3
+
+
+def test_module_does_not_import_tensorflow():
+  code = "import sys, model.image_io; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+  subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
