@@ -1,0 +1,64 @@
+"""Critic convolution of DeepFill: 5x5 stride-2 conv + LeakyReLU(0.2) (spec §3.1, §7)."""
+import keras
+import tensorflow as tf
+
+LEAKY_SLOPE = 0.2  # tf.nn.leaky_relu's default, used by the release.
+
+
+@keras.saving.register_keras_serializable(package="deepfill")
+class DisConv(keras.layers.Layer):
+  """k×k strided conv (TF SAME zero padding, bias) followed by LeakyReLU(0.2).
+
+  Input ``[B, H, W, C_in]`` float32, output ``[B, ceil(H/strides), ceil(W/strides), filters]``.
+  Kernels are Glorot-uniform, biases zero (TF1 defaults, spec §1.1). The inner
+  conv is named ``conv``, so the weights are ``<name>/conv/kernel`` and
+  ``<name>/conv/bias``, mirroring the release's ``<scope>/<name>/kernel``.
+
+  ``spectral_norm=True`` (SN-PatchGAN, spec §7) wraps the conv in
+  ``keras.layers.SpectralNormalization`` with one power iteration and a
+  non-trainable ``<name>/spectral_norm/vector_u``. Note Keras' behaviour: in
+  ``training=True`` calls the wrapper *overwrites* the kernel variable with
+  ``kernel / sigma`` before convolving (no gradient through sigma); with
+  ``training=False`` the stored kernel is used as is.
+  """
+
+  def __init__(self, filters, kernel_size=5, strides=2, spectral_norm=False, **kwargs):
+    super().__init__(**kwargs)
+    self.filters = int(filters)
+    self.kernel_size = int(kernel_size)
+    self.strides = int(strides)
+    self.spectral_norm = bool(spectral_norm)
+    self.conv = keras.layers.Conv2D(
+        self.filters, self.kernel_size, strides=self.strides, padding="same", use_bias=True,
+        kernel_initializer="glorot_uniform", bias_initializer="zeros", name="conv")
+    self.sn = (keras.layers.SpectralNormalization(self.conv, power_iterations=1,
+                                                  name="spectral_norm")
+               if self.spectral_norm else None)
+
+  def build(self, input_shape):
+    shape = (input_shape[0], None, None, input_shape[-1])
+    # The conv is built first, under this layer's scope, so its path stays
+    # <name>/conv/... even when the spectral-norm wrapper owns it.
+    self.conv.build(shape)
+    if self.sn is not None:
+      self.sn.build(shape)
+
+  def call(self, x, training=False):
+    if self.sn is not None:
+      x = self.sn(x, training=training)
+    else:
+      x = self.conv(x)
+    return tf.nn.leaky_relu(x, alpha=LEAKY_SLOPE)
+
+  def compute_output_shape(self, input_shape):
+    b, h, w, _ = input_shape
+    s = self.strides
+    h = None if h is None else -(-h // s)
+    w = None if w is None else -(-w // s)
+    return (b, h, w, self.filters)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
+                  spectral_norm=self.spectral_norm)
+    return config

@@ -1,0 +1,168 @@
+"""Losses of DeepFill v1 (spec §3.2-3.3) and the v2 hinge GAN loss (spec §7). Pure functions.
+
+Conventions: images float32 ``[B, H, W, C]`` in [-1, 1]; masks float32
+``[B, H, W, 1]`` (or ``[1, H, W, 1]``), **1 = hole**; critic outputs any shape
+(``[B, 1]`` for the v1 critics). Nothing here logs, draws random numbers or
+reads globals; the interpolation coefficients of the gradient penalty are an
+argument.
+"""
+import numpy as np
+import tensorflow as tf
+
+GP_EPSILON = 1e-8
+
+
+def spatial_discount_weights(height, width, gamma=0.9):
+  """Spatially discounted L1 weights for a ``height x width`` bbox crop (spec §3.3).
+
+  ``w[i, j] = max(gamma ** min(i, height - i), gamma ** min(j, width - j))``:
+  gamma to the distance from the nearest bbox edge, one-off asymmetric as in the
+  release (row 0 has distance 0, the last row distance 1). Closed form, no
+  iteration. ``gamma = 0.9`` is the released code's value (``inpaint.yml``);
+  the paper states 0.99. ``gamma = 1`` gives all ones (``DISCOUNTED_MASK: False``).
+
+  Args:
+    height, width: Python ints, the crop size (128 x 128 in the release).
+    gamma: discount per pixel of distance, in (0, 1].
+  Returns:
+    float32 constant ``[1, height, width, 1]``. For gamma 0.9 at 128x128: corner 1.0,
+    (127, 127) 0.9, centre (64, 64) 0.9**64 = 0.00118, mean 0.253.
+  """
+  rows = np.arange(height)
+  cols = np.arange(width)
+  dist_r = np.minimum(rows, height - rows).astype(np.float64)
+  dist_c = np.minimum(cols, width - cols).astype(np.float64)
+  weights = np.maximum(gamma ** dist_r[:, None], gamma ** dist_c[None, :])
+  return tf.constant(weights[None, :, :, None], tf.float32)
+
+
+def discounted_l1(target, pred, weights):
+  """``mean(|target - pred| * weights)`` over every element (spec §3.2 l1_loss term).
+
+  ``weights`` broadcasts against ``[B, h, w, C]``, e.g. ``spatial_discount_weights``.
+  """
+  return tf.reduce_mean(tf.abs(target - pred) * weights)
+
+
+def known_region_l1(target, pred, mask):
+  """L1 over the known pixels, normalised by the known area (spec §3.2 ae_loss term).
+
+  ``mean(|target - pred| * (1 - mask)) / mean(1 - mask)``; the numerator averages
+  over ``[B, H, W, C]``, the denominator over the mask ``[B|1, H, W, 1]``, so the
+  result is the mean absolute error per known pixel and channel. With per-sample
+  masks the known areas are pooled over the batch. Returns 0 if nothing is known.
+  """
+  known = 1.0 - tf.cast(mask, tf.float32)
+  return tf.math.divide_no_nan(tf.reduce_mean(tf.abs(target - pred) * known),
+                               tf.reduce_mean(known))
+
+
+def wgan_d_loss(real, fake):
+  """WGAN critic loss ``mean(D(fake)) - mean(D(real))`` (to minimise)."""
+  return tf.reduce_mean(fake) - tf.reduce_mean(real)
+
+
+def wgan_g_loss(fake):
+  """WGAN generator loss ``-mean(D(fake))``."""
+  return -tf.reduce_mean(fake)
+
+
+def hinge_d_loss(real, fake):
+  """SN-PatchGAN hinge critic loss ``0.5 mean(relu(1 - real)) + 0.5 mean(relu(1 + fake))`` (spec §7)."""
+  return 0.5 * tf.reduce_mean(tf.nn.relu(1.0 - real)) + 0.5 * tf.reduce_mean(tf.nn.relu(1.0 + fake))
+
+
+def hinge_g_loss(fake):
+  """SN-PatchGAN generator loss ``-mean(D(fake))`` (spec §7)."""
+  return -tf.reduce_mean(fake)
+
+
+def gradient_penalty(critic_fn, real, fake, mask, alpha, epsilon=GP_EPSILON):
+  """Masked WGAN-GP penalty ``mean_b((sqrt(sum_hwc g^2 * mask) - 1)^2)`` (spec §3.2).
+
+  ``g`` is the gradient of ``critic_fn`` at ``x = real + alpha * (fake - real)``.
+  Restricting the norm to hole pixels (mask 1) follows the release. Unlike the
+  release (which had none), ``epsilon`` is added inside the sqrt so that the
+  gradient stays finite (the release's gives NaN) when ``g`` vanishes on the hole.
+  It raises the norm by at most sqrt(epsilon) = 1e-4 (near zero) and by about
+  epsilon / 2 when the norm is near 1, so the penalty is practically unchanged.
+
+  Args:
+    critic_fn: callable ``[B, H, W, C] -> [B, ...]``; samples must be independent
+      (no batch-mixing layers), since the gradient of the summed output is used.
+    real, fake: float32 ``[B, H, W, C]`` (whole images or local crops).
+    mask: float32 ``[B|1, H, W, 1]``, 1 = hole, or None for the plain (unmasked) penalty.
+    alpha: float32 ``[B, 1, 1, 1]``, one U[0, 1) draw per sample, supplied by the caller.
+    epsilon: added to the squared norm before the sqrt.
+  Returns:
+    scalar float32 penalty (not multiplied by lambda).
+  """
+  real = tf.convert_to_tensor(real, tf.float32)
+  fake = tf.convert_to_tensor(fake, tf.float32)
+  alpha = tf.convert_to_tensor(alpha, tf.float32)
+  x = real + alpha * (fake - real)
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    score = critic_fn(x)
+  grads = tape.gradient(score, x)
+  squared = tf.square(grads)
+  if mask is not None:
+    squared = squared * tf.cast(mask, squared.dtype)
+  norm = tf.sqrt(tf.reduce_sum(squared, axis=[1, 2, 3]) + epsilon)
+  return tf.reduce_mean(tf.square(norm - 1.0))
+
+
+def generator_loss_terms(x, x_stage1, x_stage2, mask, local_x, local_x_stage1, local_x_stage2,
+                         sd_weights, d_fake_global=None, d_fake_local=None,
+                         coarse_l1_alpha=1.2, l1_loss_alpha=1.2, ae_loss_alpha=1.2,
+                         gan_loss_alpha=0.001, global_wgan_loss_alpha=1.0,
+                         pretrain_coarse=False):
+  """All DeepFill v1 generator loss terms (spec §3.2), as a dict of scalars.
+
+  Args:
+    x, x_stage1, x_stage2: real image and the raw (not composited) generator
+      outputs, ``[B, H, W, 3]``.
+    mask: ``[B|1, H, W, 1]``, 1 = hole.
+    local_x, local_x_stage1, local_x_stage2: the same three cropped to each
+      sample's bbox (``masks.local_patch``), ``[B, h, w, 3]``.
+    sd_weights: ``spatial_discount_weights(h, w, gamma)`` (or ones), broadcastable.
+    d_fake_global, d_fake_local: critic outputs on the completed image and its
+      crop; unused (may be None) when ``pretrain_coarse``.
+    coarse_l1_alpha, l1_loss_alpha, ae_loss_alpha, gan_loss_alpha,
+      global_wgan_loss_alpha: weights of ``inpaint.yml``.
+    pretrain_coarse: ``PRETRAIN_COARSE_NETWORK``: drop the stage-2 and GAN terms.
+  Returns:
+    dict with ``l1_loss = coarse_l1_alpha * dl1(stage1) + dl1(stage2)`` (local,
+    discounted), ``ae_loss = coarse_l1_alpha * kl1(stage1) + kl1(stage2)`` (known
+    region), ``g_global``, ``g_local`` (WGAN, unweighted), ``gan_loss =
+    gan_loss_alpha * (global_wgan_loss_alpha * g_global + g_local)`` and the total
+    ``g_loss = gan_loss + l1_loss_alpha * l1_loss + ae_loss_alpha * ae_loss``.
+  """
+  l1_loss = coarse_l1_alpha * discounted_l1(local_x, local_x_stage1, sd_weights)
+  ae_loss = coarse_l1_alpha * known_region_l1(x, x_stage1, mask)
+  zero = tf.constant(0.0)
+  if pretrain_coarse:
+    g_global = g_local = gan_loss = zero
+  else:
+    l1_loss += discounted_l1(local_x, local_x_stage2, sd_weights)
+    ae_loss += known_region_l1(x, x_stage2, mask)
+    g_global = wgan_g_loss(d_fake_global)
+    g_local = wgan_g_loss(d_fake_local)
+    gan_loss = gan_loss_alpha * (global_wgan_loss_alpha * g_global + g_local)
+  g_loss = gan_loss + l1_loss_alpha * l1_loss + ae_loss_alpha * ae_loss
+  return {"l1_loss": l1_loss, "ae_loss": ae_loss, "g_global": g_global, "g_local": g_local,
+          "gan_loss": gan_loss, "g_loss": g_loss}
+
+
+def critic_loss_terms(d_real_global, d_fake_global, d_real_local, d_fake_local,
+                      gp_global, gp_local, gp_lambda=10.0):
+  """DeepFill v1 critic loss terms (spec §3.2 d_loss), as a dict of scalars.
+
+  Returns ``d_global``, ``d_local`` (WGAN), ``gp = gp_global + gp_local`` and
+  ``d_loss = d_global + d_local + gp_lambda * gp``.
+  """
+  d_global = wgan_d_loss(d_real_global, d_fake_global)
+  d_local = wgan_d_loss(d_real_local, d_fake_local)
+  gp = gp_global + gp_local
+  return {"d_global": d_global, "d_local": d_local, "gp": gp,
+          "d_loss": d_global + d_local + gp_lambda * gp}
