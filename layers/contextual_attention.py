@@ -51,29 +51,20 @@ def _grid_shift_tables(h, w, fuse_k):
   return tf.stack(tables)
 
 
-def _extract(x, size, stride):
-  """SAME-padded patches of ``x`` flattened as (kh, kw, C): ``[B, L, size²·C]``."""
-  patches = tf.image.extract_patches(
-      x, sizes=[1, size, size, 1], strides=[1, stride, stride, 1],
-      rates=[1, 1, 1, 1], padding="SAME")
-  shape = tf.shape(patches)
-  return tf.reshape(patches, [shape[0], shape[1] * shape[2], shape[3]])
+def _fold(parts, th, tw, rate, channels):
+  """Sums pasted ``2r × 2r`` patches with stride ``r`` (a transposed conv).
 
-
-def _fold(patches, th, tw, rate, channels):
-  """Sums ``2r × 2r`` patches pasted with stride ``r`` (a transposed conv).
-
-  ``patches``: ``[B, th·tw, (2r)²·C]`` for a ``th × tw`` block of positions.
-  Returns the canvas ``[B, (th+1)·r, (tw+1)·r, C]``; canvas pixel (0, 0) is
-  output pixel ``(r·y0 − r//2, r·x0 − r//2)`` for a block starting at (y0, x0).
+  ``parts[2*ii + jj]``: ``[B, th, tw, r, r, C]``, block (ii, jj) of the patches of a
+  ``th × tw`` block of positions (patch pixel (ii·r + ri, jj·r + rj)). Returns the
+  canvas ``[B, (th+1)·r, (tw+1)·r, C]``; canvas pixel (0, 0) is output pixel
+  ``(r·y0 − r//2, r·x0 − r//2)`` for a block starting at (y0, x0).
   """
-  b = tf.shape(patches)[0]
-  p = tf.reshape(patches, [b, th, tw, 2, rate, 2, rate, channels])
   canvas = None
   for ii in range(2):
     for jj in range(2):
-      block = p[:, :, :, ii, :, jj, :, :]                  # [B, th, tw, r, r, C]
-      block = tf.transpose(block, [0, 1, 3, 2, 4, 5])      # [B, th, r, tw, r, C]
+      block = parts[2 * ii + jj]
+      b = tf.shape(block)[0]
+      block = tf.transpose(block, [0, 1, 3, 2, 4, 5])                  # [B, th, r, tw, r, C]
       block = tf.reshape(block, [b, th * rate, tw * rate, channels])
       block = tf.pad(block, [[0, 0], [ii * rate, (1 - ii) * rate],
                              [jj * rate, (1 - jj) * rate], [0, 0]])
@@ -136,8 +127,13 @@ class ContextualAttention(keras.layers.Layer):
 
 
 def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0,
-                         tile_size=None):
-  """Functional form of :class:`ContextualAttention` (``fuse_k=1`` = no fuse)."""
+                         tile_size=None, query_box=None):
+  """Functional form of :class:`ContextualAttention` (``fuse_k=1`` = no fuse).
+
+  ``query_box``: optional int32 ``[4]`` = (y0, y1, x0, x1) on the downsampled grid;
+  only queries inside it are computed (tiled mode), the output elsewhere is 0 and
+  the offsets there are meaningless. Keys always cover the whole map.
+  """
   f = tf.convert_to_tensor(f, tf.float32)
   b = tf.convert_to_tensor(b, tf.float32)
   channels = f.shape[-1]
@@ -150,34 +146,58 @@ def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_sca
       message="contextual attention needs H and W divisible by rate")
   h2, w2 = height // rate, width // rate
   n = h2 * w2
+  kr = ksize // 2
 
-  # Step 1: raw 2r×2r patches of b with stride r, for reconstruction.
-  raw = _extract(b, 2 * rate, rate)                                   # [B, L, 4r²C]
   # Step 2: downsample f, b and the mask (nearest, align_corners).
   fd = resize.resize_nearest_align_corners(f, [h2, w2])
   bd = resize.resize_nearest_align_corners(b, [h2, w2])
+  box = tf.ones([ksize, ksize, 1, 1], tf.float32)
   if mask is None:
     mm = tf.ones([bsz, n], tf.float32)
   else:
     md = resize.resize_nearest_align_corners(tf.cast(mask, tf.float32), [h2, w2])
     # Step 4: a background patch is valid iff its k×k window holds no hole pixel.
-    mm = tf.cast(tf.equal(tf.reduce_mean(_extract(md, ksize, 1), axis=-1), 0.0), tf.float32)
-  # Step 3: k×k matching patches; background filters L2-normalised (eps 1e-4).
-  fpatch = _extract(fd, ksize, 1)                                     # [B, L, k²C]
-  bpatch = _extract(bd, ksize, 1)
-  norm = tf.sqrt(tf.reduce_sum(tf.square(bpatch), axis=-1, keepdims=True))
-  bnorm = bpatch / tf.maximum(norm, 1e-4)
-  # Zero slot at index L for shifted-out rows/columns.
-  fpatch = tf.pad(fpatch, [[0, 0], [0, 1], [0, 0]])
+    holes = tf.nn.conv2d(md, box, 1, "SAME")
+    mm = tf.reshape(tf.cast(tf.equal(holes, 0.0), tf.float32), [bsz, n])
+  # Step 3: k×k patches, never materialised: <F_p, B_q> = Σ_d fd[p+d]·bd[q+d]
+  # (zero padded). Background patches are divided by max(‖B_q‖, 1e-4).
+  sq = tf.nn.conv2d(tf.reduce_sum(tf.square(bd), axis=-1, keepdims=True), box, 1, "SAME")
+  inv_norm = 1.0 / tf.maximum(tf.sqrt(tf.reshape(sq, [bsz, n])), 1e-4)
+  fd_pad = tf.reshape(tf.pad(fd, [[0, 0], [kr, kr], [kr, kr], [0, 0]]), [bsz, -1, channels])
+  bd_pad = tf.pad(bd, [[0, 0], [kr, kr], [kr, kr], [0, 0]])
+  wp = w2 + 2 * kr
+  # Step 1 (reconstruction source): raw 2r×2r patches with stride r, stored as the
+  # (h2+1)×(w2+1) grid of r×r blocks of b (SAME padding r//2 before, r - r//2 after).
+  b_pad = tf.pad(b, [[0, 0], [rate // 2, rate - rate // 2], [rate // 2, rate - rate // 2],
+                     [0, 0]])
+  blocks = tf.reshape(b_pad, [bsz, h2 + 1, rate, w2 + 1, rate, channels])
+  blocks = tf.reshape(tf.transpose(blocks, [0, 1, 3, 2, 4, 5]),
+                      [bsz, (h2 + 1) * (w2 + 1), rate * rate * channels])
   tables = _grid_shift_tables(h2, w2, fuse_k)                         # [K, L]
 
-  def attend(queries):
-    """Attention for query indices ``queries`` [P] -> (patches [B,P,4r²C], argmax [B,P])."""
+  def scores_for(rows):
+    """Raw scores S[rows, :] for flat query indices ``rows`` (n = zero row)."""
+    valid = rows < n
+    ry = tf.where(valid, rows // w2, -kr - 1)
+    rx = tf.where(valid, rows % w2, -kr - 1)
+    scores = None
+    for dy in range(-kr, kr + 1):
+      for dx in range(-kr, kr + 1):
+        # Padded-grid index; invalid rows read the zero corner (0, 0).
+        idx = tf.where(valid, (ry + kr + dy) * wp + (rx + kr + dx), 0)
+        fq = tf.gather(fd_pad, idx, axis=1)                            # [B, U, C]
+        keys = tf.reshape(bd_pad[:, kr + dy:kr + dy + h2, kr + dx:kr + dx + w2, :],
+                          [bsz, n, channels])
+        term = tf.matmul(fq, keys, transpose_b=True)                   # [B, U, L]
+        scores = term if scores is None else scores + term
+    return scores * inv_norm[:, None, :]
+
+  def attend(queries, th, tw):
+    """Attention for a th×tw block of queries -> (canvas, argmax [B, P])."""
     p = tf.shape(queries)[0]
     rows = tf.gather(tables, queries, axis=1)                          # [K, P]
     needed, inverse = tf.unique(tf.reshape(rows, [-1]))
-    scores = tf.einsum("buk,bqk->buq", tf.gather(fpatch, needed, axis=1), bnorm)
-    scores = tf.pad(scores, [[0, 0], [0, 0], [0, 1]])                 # zero column at L
+    scores = tf.pad(scores_for(needed), [[0, 0], [0, 0], [0, 1]])      # zero column at L
     inverse = tf.reshape(inverse, [fuse_k * fuse_k, p])
     fused = None
     for d in range(fuse_k * fuse_k):
@@ -186,17 +206,28 @@ def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_sca
     logits = fused * mm[:, None, :]
     attn = tf.nn.softmax(logits * softmax_scale, axis=-1) * mm[:, None, :]
     best = tf.argmax(attn, axis=-1, output_type=tf.int32)
-    return tf.einsum("bpq,bqk->bpk", attn, raw), best
+    # Step 5.6: paste raw patches weighted by attention (a transposed conv):
+    # block (ii, jj) of every patch = attention shifted by (ii, jj) on the block grid.
+    grid = tf.reshape(attn, [bsz, p, h2, w2])
+    parts = []
+    for ii in range(2):
+      for jj in range(2):
+        shifted = tf.pad(grid, [[0, 0], [0, 0], [ii, 1 - ii], [jj, 1 - jj]])
+        shifted = tf.reshape(shifted, [bsz, p, (h2 + 1) * (w2 + 1)])
+        parts.append(tf.reshape(tf.matmul(shifted, blocks), [bsz, th, tw, rate, rate, channels]))
+    return _fold(parts, th, tw, rate, channels), best
 
   pad_lo = rate // 2
-  if tile_size is None:
-    patches, best = attend(tf.range(n))
-    canvas = _fold(patches, h2, w2, rate, channels)
+  if tile_size is None and query_box is None:
+    canvas, best = attend(tf.range(n), h2, w2)
     y = canvas[:, pad_lo:pad_lo + height, pad_lo:pad_lo + width, :]
     best = tf.reshape(best, [bsz, h2, w2])
   else:
-    y, best = _tiled(attend, bsz, h2, w2, rate, channels,
-                     tf.cast(tile_size, tf.int32))
+    if query_box is None:
+      query_box = tf.stack([0, h2, 0, w2])
+    tile = tf.maximum(h2, w2) if tile_size is None else tf.cast(tile_size, tf.int32)
+    y, best = _tiled(attend, bsz, h2, w2, rate, channels, tile,
+                     tf.cast(query_box, tf.int32))
     y = y[:, pad_lo:pad_lo + height, pad_lo:pad_lo + width, :]
   y = y / 4.0
   y = tf.ensure_shape(y, f.shape)
@@ -206,25 +237,29 @@ def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_sca
   return y, offsets
 
 
-def _tiled(attend, bsz, h2, w2, rate, channels, tile):
-  """Runs ``attend`` over ``tile × tile`` query blocks; returns padded canvas and argmax."""
-  nty = (h2 + tile - 1) // tile
-  ntx = (w2 + tile - 1) // tile
+def _tiled(attend, bsz, h2, w2, rate, channels, tile, query_box):
+  """Runs ``attend`` over ``tile × tile`` blocks of the queries in ``query_box``.
+
+  Returns the padded canvas ``[B, (h2+1)·r, (w2+1)·r, C]`` and argmax ``[B, h2, w2]``.
+  """
+  y_lo, y_hi = query_box[0], query_box[1]
+  x_lo, x_hi = query_box[2], query_box[3]
+  nty = tf.maximum((y_hi - y_lo + tile - 1) // tile, 0)
+  ntx = tf.maximum((x_hi - x_lo + tile - 1) // tile, 0)
   # Accumulators are [rows, cols, B, C] so scatter indices are (row, col).
   out = tf.zeros(tf.stack([(h2 + 1) * rate, (w2 + 1) * rate, bsz, channels]), tf.float32)
   best_all = tf.zeros(tf.stack([h2, w2, bsz]), tf.int32)
 
   def body(i, out, best_all):
-    y0 = (i // ntx) * tile
-    x0 = (i % ntx) * tile
-    th = tf.minimum(tile, h2 - y0)
-    tw = tf.minimum(tile, w2 - x0)
+    y0 = y_lo + (i // ntx) * tile
+    x0 = x_lo + (i % ntx) * tile
+    th = tf.minimum(tile, y_hi - y0)
+    tw = tf.minimum(tile, x_hi - x0)
     ys = y0 + tf.range(th)
     xs = x0 + tf.range(tw)
     grid = tf.reshape(tf.stack(tf.meshgrid(ys, xs, indexing="ij"), axis=-1), [-1, 2])
     queries = grid[:, 0] * w2 + grid[:, 1]
-    patches, best = attend(queries)
-    canvas = _fold(patches, th, tw, rate, channels)                   # [B, (th+1)r, (tw+1)r, C]
+    canvas, best = attend(queries, th, tw)                            # [B, (th+1)r, (tw+1)r, C]
     cy = rate * y0 + tf.range((th + 1) * rate)
     cx = rate * x0 + tf.range((tw + 1) * rate)
     cgrid = tf.reshape(tf.stack(tf.meshgrid(cy, cx, indexing="ij"), axis=-1), [-1, 2])

@@ -201,7 +201,7 @@ def test_batch_of_two_equals_two_batches_of_one():
   for i in range(2):
     yi, offi = _call(layer, f[i:i + 1], b[i:i + 1], mask[i:i + 1])
     np.testing.assert_array_equal(off[i:i + 1], offi)
-    np.testing.assert_allclose(y[i:i + 1], yi, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(y[i:i + 1], yi, rtol=0, atol=Y_TOL)
 
 
 @pytest.mark.parametrize("size", [(10, 6, 4), (8, 12, 4)])
