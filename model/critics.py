@@ -22,6 +22,12 @@ def _size_pair(input_size):
   return h, w
 
 
+def _track_for_checkpoints(model, layers):
+  """``tf.train.Checkpoint`` does not follow Keras' tracked lists: expose each layer."""
+  for layer in layers:
+    setattr(model, layer.name, layer)
+
+
 class _WganCritic(keras.Model):
   """Four ``DisConv`` (5x5, stride 2, LeakyReLU 0.2) + flatten + linear ``Dense(1)``."""
 
@@ -41,6 +47,7 @@ class _WganCritic(keras.Model):
                   DisConv(4 * c, name="conv3"), DisConv(self.LAST_MULT * c, name="conv4")]
     self.fc = keras.layers.Dense(1, kernel_initializer="glorot_uniform",
                                  bias_initializer="zeros", name=self.FC_NAME)
+    _track_for_checkpoints(self, self.convs)
     self.build((None, *self.input_size, self.in_channels))
 
   @property
@@ -138,6 +145,7 @@ class SNPatchCritic(keras.Model):
     widths = [c, 2 * c, 4 * c, 4 * c, 4 * c, 4 * c]
     self.convs = [DisConv(f, spectral_norm=True, name=f"conv{i + 1}")
                   for i, f in enumerate(widths)]
+    _track_for_checkpoints(self, self.convs)
     self.build((None, None, None, self.in_channels))
 
   def build(self, input_shape):

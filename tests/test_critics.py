@@ -117,3 +117,13 @@ def test_sn_patch_critic_shapes_and_training_mode():
   fn = tf.function(lambda t: critic(t, training=True),
                    input_signature=[tf.TensorSpec([None, None, None, 4], tf.float32)])
   assert fn(_x((1, 256, 256, 4))).shape == (1, 4 * 4 * 16)
+
+
+def test_checkpoint_holds_every_critic_variable(tmp_path):
+  """tf.train.Checkpoint must save the convs too, not only the dense head."""
+  import tensorflow as tf
+  for critic in (GlobalCritic(cnum=4, input_size=32), LocalCritic(cnum=4, input_size=16),
+                 SNPatchCritic(cnum=4)):
+    path = tf.train.Checkpoint(critic=critic).write(str(tmp_path / critic.name))
+    keys = [k for k in tf.train.list_variables(path) if k[0].startswith("critic/")]
+    assert len(keys) == len(critic.weights), (critic.name, keys)
