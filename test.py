@@ -32,12 +32,33 @@ flags.DEFINE_bool("official_compat", False,
 flags.DEFINE_integer("max_megapixels", 100, "Reject images larger than this.")
 
 
+_progress_open = False  # a folder-mode progress line without its newline is on stderr
+
+
+def _end_progress():
+  global _progress_open
+  if _progress_open:
+    sys.stderr.write("\n")
+    _progress_open = False
+
+
 def _fail(message):
+  _end_progress()
   sys.stderr.write(f"error: {message}\n")
 
 
 def _warn(message):
+  _end_progress()  # else the next progress line (\r ... ESC[K) would erase the warning
   sys.stderr.write(f"warning: {message}\n")
+
+
+def _parse_flags(argv):
+  """absl flag parsing, but a bad flag prints one ``error:`` line (absl prints two)."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    _fail(" ".join(str(e).split()) + " (see --helpshort)")
+    sys.exit(1)
 
 
 class _Runner:
@@ -77,6 +98,7 @@ class _Runner:
 
 
 def _run_folder(runner, image_dir, mask_arg, output_dir, max_pixels):
+  global _progress_open
   from model import image_io
   from model.errors import UserError
   pairs, unpaired = image_io.pair_by_stem(image_dir, mask_arg)
@@ -84,19 +106,22 @@ def _run_folder(runner, image_dir, mask_arg, output_dir, max_pixels):
     _warn(f"no mask for {path}; skipped")
   if not pairs:
     raise UserError(f"no image in {image_dir} has a matching mask in {mask_arg}")
-  os.makedirs(output_dir, exist_ok=True)
+  try:
+    os.makedirs(output_dir, exist_ok=True)
+  except OSError as e:
+    raise UserError(f"{output_dir}: cannot create the output folder ({e.strerror or e})") from None
   failures = 0
   for i, (image_path, mask_path) in enumerate(pairs, 1):
     name = os.path.basename(image_path)
     sys.stderr.write(f"\r[{i}/{len(pairs)}] {name}\x1b[K")
     sys.stderr.flush()
+    _progress_open = True
     try:
       runner.run(image_path, mask_path, os.path.join(output_dir, name), max_pixels=max_pixels)
     except UserError as e:
       failures += 1
-      sys.stderr.write("\n")
       _fail(str(e))
-  sys.stderr.write("\n")
+  _end_progress()
   if failures:
     raise UserError(f"{failures} of {len(pairs)} images failed")
   print(f"wrote {len(pairs)} images to {output_dir}")
@@ -137,4 +162,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
