@@ -117,13 +117,14 @@ class ContextualAttention(keras.layers.Layer):
     r = self.rate
     return (tuple(fshape), (b, None if h is None else h // r, None if w is None else w // r, 2))
 
-  def call(self, inputs, tile_size=None):
+  def call(self, inputs, tile_size=None, query_box=None):
     f, b = inputs[0], inputs[1]
     mask = inputs[2] if len(inputs) > 2 else None
     tile = self.tile_size if tile_size is None else tile_size
     return contextual_attention(f, b, mask, ksize=self.ksize, rate=self.rate,
                                 fuse_k=self.fuse_k if self.fuse else 1,
-                                softmax_scale=self.softmax_scale, tile_size=tile)
+                                softmax_scale=self.softmax_scale, tile_size=tile,
+                                query_box=query_box)
 
 
 def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0,

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from model import checkpoints
 from model import flow_viz
+from model import local_inference
 
 GRID = 8
 # Working-memory model of one attention tile: (t+2)² score rows plus about six
@@ -30,6 +31,13 @@ def attention_tile_for_budget(height, width, budget_bytes, batch=1):
   per_row = 4.0 * batch * (n + 1)
   t = int(math.sqrt(max(budget_bytes / (per_row * _TILE_COPIES), 1.0)))
   return max(1, min(t, max(h2, w2)))
+
+
+def strip_rows_for_budget(width, channels, budget_bytes):
+  """Rows per strip of the full-image attention encoder for a memory budget."""
+  per_row = 4.0 * width * (5 + 4 * channels)   # input + a few full-res activations
+  rows = int(budget_bytes / per_row) // GRID * GRID
+  return max(32, min(rows, 1024))
 
 
 def pad_to_grid(array, grid=GRID):
@@ -61,6 +69,8 @@ class Inpainter:
             tf.TensorSpec([None, None, None, 1], tf.float32),
             tf.TensorSpec([], tf.int32)]
     self._run = tf.function(self._refine, input_signature=spec)
+    self._run_local = tf.function(self._refine_local, input_signature=spec + [
+        tf.TensorSpec([], tf.int32)])
 
   @classmethod
   def from_checkpoint(cls, path, max_memory_gb=1.0):
@@ -72,12 +82,19 @@ class Inpainter:
     _, x2, offsets = self.generator((x_in, mask), attention_tile=tile)
     return x2, offsets
 
-  def forward(self, pixels, hole, tile=None):
+  def _refine_local(self, x_in, mask, tile, strip_rows):
+    """Hole-local stage 2 (``model.local_inference``): exact on hole pixels only."""
+    x2 = local_inference.refine_locally(self.generator, x_in, mask, tile, strip_rows)
+    return x2, tf.zeros([1, 1, 1, 2], tf.int32)
+
+  def forward(self, pixels, hole, tile=None, local=False):
     """Official float pipeline (spec §5 steps 5–9) on network-order pixels.
 
     The pixel arithmetic runs in NumPy float32 in the release's order; inside a
     ``tf.function`` grappler would turn ``/127.5`` into ``*(1/127.5)``, which
     changes the truncated 8-bit output of ~5 % of pixels.
+    ``local=True`` computes only what reaches hole pixels (``model.local_inference``);
+    the output is then exact on hole pixels and offsets are not computed.
     Returns ``((complete + 1) * 127.5`` as float32 [H, W, 3], offsets).
     """
     mask = hole[None, :, :, None].astype(np.float32)
@@ -85,7 +102,12 @@ class Inpainter:
     x_in = x * (np.float32(1.0) - mask)
     if tile is None:
       tile = attention_tile_for_budget(*hole.shape, self.budget_bytes)
-    x2, offsets = self._run(tf.constant(x_in), tf.constant(mask), tf.constant(tile, tf.int32))
+    args = (tf.constant(x_in), tf.constant(mask), tf.constant(tile, tf.int32))
+    if local and hole.any():
+      rows = strip_rows_for_budget(hole.shape[1], self.config.cnum, self.budget_bytes)
+      x2, offsets = self._run_local(*args, tf.constant(rows, tf.int32))
+    else:
+      x2, offsets = self._run(*args)
     complete = x2.numpy() * mask + x_in * (np.float32(1.0) - mask)
     return ((complete + np.float32(1.0)) * np.float32(127.5))[0], offsets
 
@@ -100,7 +122,8 @@ class Inpainter:
       hole: bool ``[H, W]``, True = pixel to fill.
       official: reproduce the official ``test.py`` output (grid-8 crop, float
         round trip on every pixel) instead of our conventions.
-      with_flow: also return the attention-flow picture (uint8 RGB, image size).
+      with_flow: also return the attention-flow picture (uint8 RGB, image size); this
+        runs the full network, otherwise only the hole's neighbourhood is computed.
     Returns:
       ``(result uint8 [H, W, 3], flow or None)``.
     """
@@ -111,7 +134,7 @@ class Inpainter:
     else:
       net_in = pad_to_grid(self._to_network(rgb))
       net_mask = pad_to_grid(hole)
-    out, offsets = self.forward(net_in, net_mask)
+    out, offsets = self.forward(net_in, net_mask, local=not with_flow)
     out = out[:h, :w]
     if self.config.channel_order == "bgr":
       out = out[..., ::-1]

@@ -1,0 +1,183 @@
+"""Hole-local inference: run each stage only where it can change hole pixels.
+
+At test time the refined output inside the hole depends on
+* stage 1 only at hole pixels (the pasted image ``x1·m + x_in·(1 − m)`` ignores
+  stage 1 elsewhere), hence on the input within the coarse network's receptive
+  field of the hole;
+* the hallucination branch and the merge decoder within their receptive fields;
+* contextual attention at queries near the hole, but with **every** background
+  patch of the image as a key, so the attention encoder (``pmconv1..6``) runs on
+  the whole image — in horizontal strips with a halo, so memory stays bounded.
+
+Receptive-field radii are derived from the layer table (:func:`receptive_radius`)
+in full-resolution pixels and rounded up to multiples of 8, which also keeps every
+crop aligned with the stride-2 sampling grid and the ×2 upsampling (crops start
+at multiples of 8, as the full image does). For the v1 table:
+
+| path | layers | radius (px) | margin |
+|---|---|---|---|
+| coarse network | conv1 … conv17 | 156 | 160 |
+| hallucination branch | xconv1 … xconv10_atrous | 135 | 136 |
+| attention encoder | pmconv1 … pmconv6 | 15 | 16 |
+| attention decoder | pmconv9, pmconv10 | 8 | 8 |
+| merge decoder | allconv11 … allconv17 | 21 | 24 |
+
+Inside a crop, values within ``margin`` of a crop edge that is not an image edge
+are wrong (zero padding instead of image content) and are never used. Nearest
+resizes with ``align_corners`` depend on the whole map's size, so the mask and
+attention downsampling are always done on full-size maps.
+"""
+import tensorflow as tf
+
+from layers import resize
+from layers.gen_conv import GenDeconv
+
+ALIGN = 8
+
+
+def receptive_radius(layers, scale=1):
+  """Receptive-field radius (full-res px) of a chain of GenConv/GenDeconv layers.
+
+  Each k×k conv with dilation d at scale s (px per feature pixel) adds
+  ``d·(k−1)/2·s``; a stride-2 conv doubles the scale after itself; a ×2 nearest
+  upsample halves it and adds one source pixel (``s``) of uncertainty.
+  Returns ``(radius, output_scale)``.
+  """
+  radius = 0
+  for layer in layers:
+    if isinstance(layer, GenDeconv):
+      radius += scale
+      scale //= 2
+      layer = layer.gen_conv
+    radius += layer.dilation_rate * (layer.kernel_size - 1) // 2 * scale
+    scale *= layer.strides
+  return radius, scale
+
+
+def _round_up(value, multiple=ALIGN):
+  return -(-value // multiple) * multiple
+
+
+def margins(generator):
+  """Margins (px, multiples of 8) of the generator's paths, see the module table."""
+  coarse, _ = receptive_radius(generator.coarse_layers)
+  hallu, _ = receptive_radius(generator.hallu_layers)
+  encoder, _ = receptive_radius(generator.pm_encoder)
+  decoder, _ = receptive_radius(generator.pm_decoder, scale=4)
+  merge, _ = receptive_radius(generator.merge_layers, scale=4)
+  return {name: _round_up(value) for name, value in (
+      ("coarse", coarse), ("hallu", hallu), ("encoder", encoder), ("decoder", decoder),
+      ("merge", merge))}
+
+
+def _hole_box(mask):
+  """(y0, y1, x0, x1) of the union of hole pixels over the batch, aligned to 8."""
+  any_hole = tf.reduce_max(mask, axis=[0, 3]) > 0.5                   # [H, W]
+  rows = tf.where(tf.reduce_any(any_hole, axis=1))[:, 0]
+  cols = tf.where(tf.reduce_any(any_hole, axis=0))[:, 0]
+  y0, y1 = tf.reduce_min(rows), tf.reduce_max(rows) + 1
+  x0, x1 = tf.reduce_min(cols), tf.reduce_max(cols) + 1
+  box = tf.cast(tf.stack([y0, y1, x0, x1]), tf.int32)
+  return _expand(box, 0, tf.shape(mask)[1], tf.shape(mask)[2])
+
+
+def _expand(box, margin, height, width):
+  """Grows ``box`` by ``margin``, clips to the image, aligns outward to multiples of 8."""
+  y0 = tf.maximum(box[0] - margin, 0) // ALIGN * ALIGN
+  x0 = tf.maximum(box[2] - margin, 0) // ALIGN * ALIGN
+  y1 = tf.minimum(_round_up(box[1] + margin), height)
+  x1 = tf.minimum(_round_up(box[3] + margin), width)
+  return tf.stack([y0, y1, x0, x1])
+
+
+def _crop(x, box, scale=1):
+  return x[:, box[0] // scale:box[1] // scale, box[2] // scale:box[3] // scale, :]
+
+
+def _run(layers, x):
+  for layer in layers:
+    x = layer(x)
+  return x
+
+
+def _encode_in_strips(layers, x, halo, block):
+  """Applies a conv stack with total stride 4 to ``x`` in row strips (exact).
+
+  ``halo`` ≥ the stack's receptive radius and ``block`` are multiples of 8.
+  """
+  height = tf.shape(x)[1]
+  count = (height + block - 1) // block
+  parts = tf.TensorArray(tf.float32, size=count, infer_shape=False)
+
+  def body(i, parts):
+    r0 = i * block
+    r1 = tf.minimum(r0 + block, height)
+    lo = tf.maximum(r0 - halo, 0)
+    hi = tf.minimum(r1 + halo, height)
+    y = _run(layers, x[:, lo:hi])[:, (r0 - lo) // 4:(r1 - lo) // 4]
+    return i + 1, parts.write(i, tf.transpose(y, [1, 0, 2, 3]))   # rows first
+
+  _, parts = tf.while_loop(lambda i, _: i < count, body, [tf.constant(0), parts])
+  return tf.transpose(parts.concat(), [1, 0, 2, 3])
+
+
+def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256):
+  """Stage-2 output that equals the full computation on every hole pixel.
+
+  Args:
+    generator: an ``InpaintGenerator``.
+    x_in: float32 ``[B, H, W, 3]`` with holes zeroed; mask ``[B, H, W, 1]`` with at
+      least one hole pixel; H, W multiples of 8.
+    attention_tile: int32 query tile size of contextual attention.
+    strip_rows: rows per strip of the attention encoder (multiple of 8).
+  Returns:
+    float32 ``[B, H, W, 3]``: ``x_stage2`` on the hole's bounding box (aligned to
+    8), zeros elsewhere.
+  """
+  m = margins(generator)
+  shape = tf.shape(x_in)
+  height, width = shape[1], shape[2]
+  hole = _hole_box(mask)
+
+  # Stage 1 around the hole; only its hole pixels are pasted (spec §1.4).
+  r1 = _expand(hole, m["coarse"], height, width)
+  ms = _crop(mask, r1)
+  xs = _crop(x_in, r1)
+  ones = tf.ones_like(xs[..., :1])
+  x1 = tf.clip_by_value(_run(generator.coarse_layers, tf.concat([xs, ones, ones * ms], -1)),
+                        -1.0, 1.0)
+  paste = tf.pad(x1 * ms, [[0, 0], [r1[0], height - r1[1]], [r1[2], width - r1[3]], [0, 0]])
+  x = x_in * (1.0 - mask) + paste
+  ones = tf.ones_like(x[..., :1])
+  xnow = tf.concat([x, ones, ones * mask], -1)
+
+  # Attention keys: the encoder over the whole image, in strips.
+  block = max(_round_up(strip_rows), ALIGN)
+  pm = _encode_in_strips(generator.pm_encoder, xnow, m["encoder"], block)
+  pm = tf.ensure_shape(pm, [None, None, None, generator.pm_encoder[-1].filters])
+  mask_s = resize.resize_nearest_align_corners(mask, [height // 4, width // 4])
+
+  out_box = hole
+  merge_box = _expand(out_box, m["merge"], height, width)
+  hallu_box = _expand(merge_box, m["hallu"], height, width)
+  dec_box = _expand(merge_box, m["decoder"], height, width)
+
+  hallu = _run(generator.hallu_layers, _crop(xnow, hallu_box))
+  offset = (merge_box - tf.stack([hallu_box[0], hallu_box[0], hallu_box[2], hallu_box[2]])) // 4
+  hallu = hallu[:, offset[0]:offset[1], offset[2]:offset[3]]
+
+  # Queries whose pasted 4×4 patches reach the decoder crop (1/8 grid).
+  h2, w2 = height // 8, width // 8
+  qbox = tf.stack([tf.maximum(dec_box[0] // 8 - 1, 0), tf.minimum(dec_box[1] // 8 + 1, h2),
+                   tf.maximum(dec_box[2] // 8 - 1, 0), tf.minimum(dec_box[3] // 8 + 1, w2)])
+  att, _ = generator.attention((pm, pm, mask_s), tile_size=attention_tile, query_box=qbox)
+  att = _run(generator.pm_decoder, _crop(att, dec_box, 4))
+  offset = (merge_box - tf.stack([dec_box[0], dec_box[0], dec_box[2], dec_box[2]])) // 4
+  att = att[:, offset[0]:offset[1], offset[2]:offset[3]]
+
+  x2 = _run(generator.merge_layers, tf.concat([hallu, att], -1))
+  x2 = tf.clip_by_value(x2, -1.0, 1.0)
+  offset = out_box - tf.stack([merge_box[0], merge_box[0], merge_box[2], merge_box[2]])
+  x2 = x2[:, offset[0]:offset[1], offset[2]:offset[3]]
+  return tf.pad(x2, [[0, 0], [out_box[0], height - out_box[1]],
+                     [out_box[2], width - out_box[3]], [0, 0]])

@@ -1,0 +1,67 @@
+"""Hole-local inference equals the full computation on hole pixels (random weights)."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from model import config as config_lib
+from model import generator as generator_lib
+from model import local_inference
+
+
+@pytest.fixture(scope="module")
+def gen():
+  keras_seed = tf.keras.utils.set_random_seed
+  keras_seed(3)
+  return generator_lib.build_generator(config_lib.preset("v1", cnum=4))
+
+
+def test_margins_derived_from_layer_table(gen):
+  # Radii of spec §1.3/§1.5 by hand: e.g. coarse = 2+1+2+2+4+4+8+16+32+64+4+4+(4+2)+2+(2+1)+1+1.
+  assert local_inference.receptive_radius(gen.coarse_layers)[0] == 156
+  assert local_inference.receptive_radius(gen.hallu_layers)[0] == 135
+  assert local_inference.receptive_radius(gen.pm_encoder) == (15, 4)
+  assert local_inference.margins(gen) == {
+      "coarse": 160, "hallu": 136, "encoder": 16, "decoder": 8, "merge": 24}
+
+
+LAYOUTS = [
+    ((96, 128), [(40, 56, 48, 80)]),                      # small hole, everything in range
+    ((320, 256), [(0, 30, 0, 40)]),                       # touching the top-left border
+    ((384, 400), [(200, 260, 300, 400), (10, 20, 10, 30)]),  # two holes, right border
+    ((400, 336), [(330, 400, 100, 170)]),                 # bottom border, far from the top
+]
+
+
+@pytest.mark.parametrize("size,holes", LAYOUTS)
+def test_local_equals_full_on_hole_pixels(gen, size, holes):
+  h, w = size
+  rng = np.random.default_rng(h * w)
+  x = rng.uniform(-1, 1, [1, h, w, 3]).astype(np.float32)
+  m = np.zeros([1, h, w, 1], np.float32)
+  for y0, y1, x0, x1 in holes:
+    m[:, y0:y1, x0:x1] = 1
+  x_in = x * (1 - m)
+  full = gen((x_in, m))[1].numpy()
+  local = local_inference.refine_locally(gen, tf.constant(x_in), tf.constant(m),
+                                         tf.constant(3), strip_rows=64).numpy()
+  hole = m[..., 0] > 0
+  assert np.abs(full[hole] - local[hole]).max() <= 1e-4
+  # Under tf.function with dynamic shapes, too.
+  fn = tf.function(lambda a, b: local_inference.refine_locally(gen, a, b, tf.constant(5)),
+                   input_signature=[tf.TensorSpec([None, None, None, 3]),
+                                    tf.TensorSpec([None, None, None, 1])])
+  assert np.abs(full[hole] - fn(x_in, m).numpy()[hole]).max() <= 1e-4
+
+
+def test_batch_with_different_masks(gen):
+  rng = np.random.default_rng(5)
+  x = rng.uniform(-1, 1, [2, 128, 160, 3]).astype(np.float32)
+  m = np.zeros([2, 128, 160, 1], np.float32)
+  m[0, 16:48, 16:64] = 1
+  m[1, 90:128, 100:160] = 1
+  x_in = x * (1 - m)
+  full = gen((x_in, m))[1].numpy()
+  local = local_inference.refine_locally(gen, tf.constant(x_in), tf.constant(m),
+                                         tf.constant(4)).numpy()
+  hole = m[..., 0] > 0
+  assert np.abs(full[hole] - local[hole]).max() <= 1e-4
