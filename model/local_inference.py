@@ -152,7 +152,7 @@ def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256):
   xnow = tf.concat([x, ones, ones * mask], -1)
 
   # Attention keys: the encoder over the whole image, in strips.
-  block = max(_round_up(strip_rows), ALIGN)
+  block = tf.maximum(_round_up(tf.cast(strip_rows, tf.int32)), ALIGN)
   pm = _encode_in_strips(generator.pm_encoder, xnow, m["encoder"], block)
   pm = tf.ensure_shape(pm, [None, None, None, generator.pm_encoder[-1].filters])
   mask_s = resize.resize_nearest_align_corners(mask, [height // 4, width // 4])
