@@ -24,41 +24,6 @@ DEFAULT_SIZES = "256x256,512x512,1024x1024,2048x2048,4000x3000"
 DENSE_MAX_PIXELS = 600_000   # dense attention beyond ~0.6 MP needs many GB
 
 
-def conv_flops(gen, height, width, region=None):
-  """Multiply-add FLOPs (×2) of every generator conv on an H×W input."""
-  from layers.gen_conv import GenDeconv
-  total = 0
-  paths = (("coarse", gen.coarse_layers, 5), ("hallu", gen.hallu_layers, 5),
-           ("encoder", gen.pm_encoder, 5), ("decoder", gen.pm_decoder, None),
-           ("merge", gen.merge_layers, None))
-  channels_in = {"decoder": gen.pm_encoder[-1].filters,
-                 "merge": gen.hallu_layers[-1].filters + gen.pm_decoder[-1].filters}
-  per_path = {}
-  for name, layers, cin in paths:
-    cin = channels_in.get(name, cin)
-    h, w = (height, width) if name in ("coarse", "hallu", "encoder") else (height // 4, width // 4)
-    if region is not None:
-      h, w = region[name]
-    flops = 0
-    for layer in layers:
-      if isinstance(layer, GenDeconv):
-        h, w = h * 2, w * 2
-        layer = layer.gen_conv
-      s = layer.strides
-      h, w = -(-h // s), -(-w // s)
-      cout = layer.conv.filters
-      flops += 2 * h * w * layer.kernel_size ** 2 * cin * cout
-      cin = layer.filters
-    per_path[name] = flops
-    total += flops
-  return total, per_path
-
-
-def attention_flops(queries, keys, channels, ksize=3, rate=2):
-  """Score matmuls (k²C per pair) + reconstruction matmuls ((2r)²C per pair), ×2."""
-  return 2 * queries * keys * channels * (ksize * ksize + 4 * rate * rate)
-
-
 def _ceiling():
   import tensorflow as tf
   x = tf.random.normal([1, 128, 128, 128])
@@ -100,57 +65,32 @@ def run_case(args):
   hole[y0:y0 + side_h, x0:x0 + side_w] = True
   pixels = np.random.default_rng(0).integers(0, 256, [h, w, 3]).astype(np.uint8)
   local = args.path == "local"
-  tile = inpaint.attention_tile_for_budget(h, w, inp.budget_bytes)
-  if not local:
-    tile = None
+  tile = inpaint.attention_tile_for_budget(h, w, inp.budget_bytes) if local else None
+  x = tf.zeros([1, h, w, 3])
+  m = tf.constant(hole[None, :, :, None], tf.float32)
+  dense = tf.function(lambda a, b: gen((a, b))[1])
+  run = (lambda: inp.forward(pixels, hole, local=True)) if local else (
+      lambda: dense(x, m).numpy())
   t = time.perf_counter()
-  if local:
-    inp.forward(pixels, hole, local=True)
-  else:
-    inp.generator((tf.zeros([1, h, w, 3]), tf.constant(hole[None, :, :, None], tf.float32)))
+  run()
   warmup = time.perf_counter() - t
   times = []
   for _ in range(args.repeats):
     t = time.perf_counter()
-    if local:
-      inp.forward(pixels, hole, local=True)
-    else:
-      dense = tf.function(lambda a, b: gen((a, b))[1]) if not times else dense  # noqa: F821
-      dense(tf.zeros([1, h, w, 3]), tf.constant(hole[None, :, :, None], tf.float32)).numpy()
+    run()
     times.append(time.perf_counter() - t)
   median = sorted(times)[len(times) // 2]
-  # FLOPs actually computed by the path.
-  c = gen.pm_encoder[-1].filters
-  keys = (h // 8) * (w // 8)
-  if local:
-    m = local_inference.margins(gen)
-    box = [y0 // 8 * 8, -(-(y0 + side_h) // 8) * 8, x0 // 8 * 8, -(-(x0 + side_w) // 8) * 8]
-
-    def grow(b, margin):
-      return [max(b[0] - margin, 0) // 8 * 8, min(-(-(b[1] + margin) // 8) * 8, h),
-              max(b[2] - margin, 0) // 8 * 8, min(-(-(b[3] + margin) // 8) * 8, w)]
-    merge = grow(box, m["merge"])
-    hallu = grow(merge, m["hallu"])
-    dec = grow(merge, m["decoder"])
-    coarse = grow(box, m["coarse"])
-    hw = lambda b, s=1: ((b[1] - b[0]) // s, (b[3] - b[2]) // s)  # noqa: E731
-    region = {"coarse": hw(coarse), "hallu": hw(hallu), "encoder": (h, w),
-              "decoder": hw(dec, 4), "merge": hw(merge, 4)}
-    conv, _ = conv_flops(gen, h, w, region)
-    qh = min(dec[1] // 8 + 1, h // 8) - max(dec[0] // 8 - 1, 0)
-    qw = min(dec[3] // 8 + 1, w // 8) - max(dec[2] // 8 - 1, 0)
-    queries = qh * qw
-  else:
-    conv, _ = conv_flops(gen, h, w)
-    queries = keys
-  att = attention_flops(queries, keys, c)
-  full_conv, _ = conv_flops(gen, h, w)
+  # FLOPs actually computed by the path (the Inpainter picks local only when it pays off).
+  box = (y0, y0 + side_h, x0, x0 + side_w)
+  cost = local_inference.plan(gen, box, h, w)
+  used_local = bool(local and inp._local_pays_off(hole))
+  flops = cost["local"] if used_local else cost["full"]
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
   print(json.dumps({
       "size": f"{w}x{h}", "hole": args.hole, "path": args.path, "median_s": median,
-      "warmup_s": warmup, "peak_gb": peak, "conv_gflop": conv / 1e9, "att_gflop": att / 1e9,
-      "dense_conv_gflop": full_conv / 1e9, "dense_att_gflop": attention_flops(keys, keys, c) / 1e9,
-      "gflops_per_s": (conv + att) / 1e9 / median, "tile": tile}), flush=True)
+      "warmup_s": warmup, "peak_gb": peak, "gflop": flops / 1e9, "dense_gflop": cost["full"] / 1e9,
+      "used_local": used_local, "queries": cost["queries"] if used_local else None,
+      "gflops_per_s": flops / 1e9 / median, "tile": tile}), flush=True)
 
 
 def _parse_size(text):
@@ -179,8 +119,8 @@ def main():
   import tensorflow as tf
   ceiling = _ceiling()
   rows = []
-  header = ("| size | hole | path | median s | warm-up s | peak GB | conv GFLOP | attention GFLOP "
-            "| GFLOP/s | dense conv+att GFLOP |")
+  header = ("| size | hole | path | median s | warm-up s | peak GB | GFLOP computed "
+            "| GFLOP/s | dense GFLOP | local used |")
   print(f"ceiling: conv3x3 {ceiling['conv3x3_128']:.0f} GFLOP/s, matmul "
         f"{ceiling['matmul_2048']:.0f} GFLOP/s")
   print(header)
@@ -202,8 +142,8 @@ def main():
           continue
         r = json.loads(lines[-1])
         row = (f"| {r['size']} | {hole:.0%} | {path} | {r['median_s']:.2f} | {r['warmup_s']:.1f} "
-               f"| {r['peak_gb']:.2f} | {r['conv_gflop']:.0f} | {r['att_gflop']:.0f} "
-               f"| {r['gflops_per_s']:.0f} | {r['dense_conv_gflop'] + r['dense_att_gflop']:.0f} |")
+               f"| {r['peak_gb']:.2f} | {r['gflop']:.0f} | {r['gflops_per_s']:.0f} "
+               f"| {r['dense_gflop']:.0f} | {'yes' if r['used_local'] else 'no'} |")
         print(row, flush=True)
         rows.append(row)
   cpu = "unknown"

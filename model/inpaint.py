@@ -87,6 +87,13 @@ class Inpainter:
     x2 = local_inference.refine_locally(self.generator, x_in, mask, tile, strip_rows)
     return x2, tf.zeros([1, 1, 1, 2], tf.int32)
 
+  def _local_pays_off(self, hole):
+    """Hole-local path only when it saves work (small images: one pass is faster)."""
+    rows, cols = np.nonzero(hole.any(axis=1))[0], np.nonzero(hole.any(axis=0))[0]
+    box = (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1)
+    cost = local_inference.plan(self.generator, box, *hole.shape)
+    return cost["local"] < 0.8 * cost["full"]
+
   def forward(self, pixels, hole, tile=None, local=False):
     """Official float pipeline (spec §5 steps 5–9) on network-order pixels.
 
@@ -103,7 +110,7 @@ class Inpainter:
     if tile is None:
       tile = attention_tile_for_budget(*hole.shape, self.budget_bytes)
     args = (tf.constant(x_in), tf.constant(mask), tf.constant(tile, tf.int32))
-    if local and hole.any():
+    if local and hole.any() and self._local_pays_off(hole):
       rows = strip_rows_for_budget(hole.shape[1], self.config.cnum, self.budget_bytes)
       x2, offsets = self._run_local(*args, tf.constant(rows, tf.int32))
     else:

@@ -181,3 +181,56 @@ def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256):
   x2 = x2[:, offset[0]:offset[1], offset[2]:offset[3]]
   return tf.pad(x2, [[0, 0], [out_box[0], height - out_box[1]],
                      [out_box[2], width - out_box[3]], [0, 0]])
+
+
+def _grow_np(box, margin, height, width):
+  return [max(box[0] - margin, 0) // ALIGN * ALIGN, min(_round_up(box[1] + margin), height),
+          max(box[2] - margin, 0) // ALIGN * ALIGN, min(_round_up(box[3] + margin), width)]
+
+
+def _path_flops(layers, cin, h, w):
+  """2 × multiply-adds of a GenConv/GenDeconv chain on an h×w input."""
+  flops = 0
+  for layer in layers:
+    if isinstance(layer, GenDeconv):
+      h, w = h * 2, w * 2
+      layer = layer.gen_conv
+    h, w = -(-h // layer.strides), -(-w // layer.strides)
+    flops += 2 * h * w * layer.kernel_size ** 2 * cin * layer.conv.filters
+    cin = layer.filters
+  return flops
+
+
+def plan(generator, hole, height, width):
+  """FLOP estimate of the hole-local and the full computation (Python ints).
+
+  ``hole``: (y0, y1, x0, x1) bounding box of the hole pixels. Counts conv
+  multiply-adds ×2 and the attention matmuls (k²C score + (2r)²C paste per
+  query-key pair); returns a dict with ``local``, ``full`` and ``queries``.
+  """
+  g = generator
+  m = margins(g)
+  out = _grow_np(list(hole), 0, height, width)
+  merge = _grow_np(out, m["merge"], height, width)
+  hallu = _grow_np(merge, m["hallu"], height, width)
+  dec = _grow_np(merge, m["decoder"], height, width)
+  coarse = _grow_np(out, m["coarse"], height, width)
+  size = lambda b, s=1: ((b[1] - b[0]) // s, (b[3] - b[2]) // s)  # noqa: E731
+  c = g.pm_encoder[-1].filters
+  att_in = g.hallu_layers[-1].filters + g.pm_decoder[-1].filters
+  keys = (height // 8) * (width // 8)
+  per_pair = 2 * c * (g.attention.ksize ** 2 + 4 * g.attention.rate ** 2)
+
+  def total(boxes, queries):
+    return (_path_flops(g.coarse_layers, 5, *size(boxes[0]))
+            + _path_flops(g.hallu_layers, 5, *size(boxes[1]))
+            + _path_flops(g.pm_encoder, 5, height, width)
+            + _path_flops(g.pm_decoder, c, *size(boxes[2], 4))
+            + _path_flops(g.merge_layers, att_in, *size(boxes[3], 4))
+            + per_pair * queries * keys)
+
+  qh = min(dec[1] // 8 + 1, height // 8) - max(dec[0] // 8 - 1, 0)
+  qw = min(dec[3] // 8 + 1, width // 8) - max(dec[2] // 8 - 1, 0)
+  whole = [0, height, 0, width]
+  return {"local": total([coarse, hallu, dec, merge], qh * qw),
+          "full": total([whole] * 4, keys), "queries": qh * qw}
