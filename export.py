@@ -1,0 +1,145 @@
+r"""Export a DeepFill checkpoint (ours or an official TF1 v1 one) as a SavedModel for serving.
+
+  python export.py --checkpoint_dir DIR --export_dir OUT [--max_memory_gb 1] [--overwrite]
+
+Signatures (see ``model/serving.py`` and README "Serving"):
+  serving_default: image uint8 [B,H,W,3] RGB, mask uint8 [B,H,W,1] (>127 = hole) -> inpainted
+  inpaint_bytes:   image_bytes string [B], mask_bytes string [B] (encoded files) -> png_bytes
+The SavedModel is written to a temporary directory beside OUT and renamed into place, so OUT
+is never half-written. Every failure prints one line ``error: ...`` and exits with status 1.
+"""
+import math
+import os
+import shutil
+import sys
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+FLAGS = flags.FLAGS
+DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "demo")
+
+flags.DEFINE_string("checkpoint_dir", DEFAULT_CHECKPOINT,
+                    "Our checkpoint directory (model.json + weights) or an official TF1 "
+                    "DeepFill v1 checkpoint directory.")
+flags.DEFINE_string("export_dir", None, "Directory to write the SavedModel to.")
+flags.DEFINE_float("max_memory_gb", 1.0,
+                   "Working-memory bound of contextual attention per image (GB); the "
+                   "attention tile is chosen from it and the image size at serving time.")
+flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty SavedModel directory.")
+
+
+class _ExportError(Exception):
+  """A problem with the export flags or paths (message is one line)."""
+
+
+def _fail(message):
+  sys.stderr.write(f"error: {message}\n")
+
+
+def _parse_flags(argv):
+  """absl flag parsing, but a bad flag prints one ``error:`` line (absl prints two)."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    _fail(" ".join(str(e).split()) + " (see --helpshort)")
+    sys.exit(1)
+
+
+def _check_target(out, overwrite):
+  """Fails early (before TensorFlow loads) if ``out`` must not be written."""
+  if not os.path.lexists(out):
+    return
+  if not os.path.isdir(out) or os.path.islink(out):
+    raise _ExportError(f"{out} exists and is not a directory")
+  entries = os.listdir(out)
+  if not entries:
+    return
+  if not overwrite:
+    raise _ExportError(f"{out} exists and is not empty; pass --overwrite to replace it")
+  if "saved_model.pb" not in entries:
+    raise _ExportError(f"{out} is not a SavedModel directory (no saved_model.pb); "
+                       "refusing to replace it")
+
+
+def _remove(path):
+  if path and os.path.lexists(path):
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_atomically(out, overwrite, write):
+  """Calls ``write(tmp)`` on a fresh directory beside ``out``, then renames it to ``out``."""
+  parent = os.path.dirname(out)
+  try:
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; OUT gets normal permissions
+  except OSError as e:
+    raise _ExportError(f"{parent}: cannot create a directory there ({e.strerror or e})") from None
+  old = None
+  try:
+    write(tmp)
+    _check_target(out, overwrite)  # it may have appeared while we were exporting
+    if os.path.isdir(out) and os.listdir(out):
+      old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.old-", dir=parent)
+      os.replace(out, old)  # replaces the empty placeholder directory
+    os.replace(tmp, out)  # an empty existing directory is replaced too
+  except OSError as e:
+    if old and not os.path.lexists(out):
+      os.replace(old, out)  # put the previous export back
+      old = None
+    raise _ExportError(f"cannot write {out} ({e.strerror or e})") from None
+  finally:
+    _remove(tmp)  # gone after a successful rename
+    _remove(old)
+
+
+def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False):
+  """Loads the generator from ``checkpoint_dir`` and writes the SavedModel to ``export_dir``."""
+  if not export_dir:
+    raise _ExportError("--export_dir is required")
+  if not (math.isfinite(max_memory_gb) and max_memory_gb > 0):
+    raise _ExportError(f"--max_memory_gb must be a positive number, got {max_memory_gb}")
+  out = os.path.abspath(export_dir)
+  _check_target(out, overwrite)
+  if not os.path.exists(checkpoint_dir) and not os.path.exists(checkpoint_dir + ".index"):
+    raise _ExportError(f"checkpoint directory not found: {checkpoint_dir}")
+
+  from model import checkpoints  # heavy imports (TensorFlow) only when needed
+  from model import serving
+  generator, model_config = checkpoints.load_generator(checkpoint_dir)
+  archive = serving.ServingModel(generator, model_config, max_memory_gb).archive()
+  _write_atomically(out, overwrite, lambda tmp: archive.write_out(tmp, verbose=False))
+  return out
+
+
+def main(argv):
+  if len(argv) > 1:
+    _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    return 1
+  logging.set_verbosity(logging.WARNING)  # TF's SavedModel writer logs at INFO
+  from model.errors import UserError
+  try:
+    out = export(FLAGS.checkpoint_dir, FLAGS.export_dir, FLAGS.max_memory_gb, FLAGS.overwrite)
+  except (_ExportError, UserError) as e:
+    _fail(str(e))
+    return 1
+  except KeyboardInterrupt:
+    _fail("interrupted")
+    return 130
+  except Exception as e:  # noqa: BLE001 - last resort: one line, never a traceback
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    _fail(f"unexpected {type(e).__name__}: {first}")
+    return 1
+  print(f"wrote SavedModel to {out} (signatures: serving_default, inpaint_bytes)")
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=_parse_flags)

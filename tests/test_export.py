@@ -1,0 +1,360 @@
+"""SavedModel export (`python export.py`) and the in-graph serving functions (model/serving.py).
+
+End to end: a tiny generator (cnum 4) is saved with `checkpoints.save_generator`, exported by
+a real `python export.py` run, and loaded in a separate Python process with
+`tf.saved_model.load` and no project code on the path. Both signatures must give exactly the
+bytes `python test.py` writes for the same inputs, on sizes that are not multiples of 8, with
+one mask per sample. Export and test.py runs overlap (they are separate processes) to save
+wall time. The golden official TF1 checkpoint is exported and compared on its example too.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import GOLDEN, REPO, require_shared
+from model import checkpoints
+from model import config as config_lib
+from model import generator as generator_lib
+from model import image_io
+from model import inpaint
+from model import serving
+
+EXPORT_PY = os.path.join(REPO, "export.py")
+TEST_PY = os.path.join(REPO, "test.py")
+SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+SIZES = [(40, 56), (37, 61)]  # (H, W); neither is a multiple of 8
+# A budget of ~4 KB makes contextual attention run in 2x2 query tiles at 40x56 and 1x1 tiles
+# at 37x61 (padded to 40x64), so the tile computed in the graph must match test.py's.
+TINY_BUDGET_GB = "4e-6"
+
+# Runs in a fresh interpreter with a clean PYTHONPATH and cwd=tmp: only TensorFlow + NumPy.
+# argv: export_dir, job.json, result.npz. job: {"batches": {key: npz path},
+# "bytes": [[image.png, mask.png], ...]}. Writes the outputs of both signatures.
+LOADER = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+export_dir, job_path, result_path = sys.argv[1:4]
+with open(job_path) as f:
+  job = json.load(f)
+loaded = tf.saved_model.load(export_dir)
+default = loaded.signatures["serving_default"]
+results = {}
+for key, path in job["batches"].items():
+  arrays = np.load(path)
+  out = default(image=tf.constant(arrays["image"]), mask=tf.constant(arrays["mask"]))
+  results["inpainted_" + key] = out["inpainted"].numpy()
+if job["bytes"]:
+  read = lambda p: open(p, "rb").read()
+  images = tf.constant([read(i) for i, _ in job["bytes"]])
+  masks = tf.constant([read(m) for _, m in job["bytes"]])
+  pngs = loaded.signatures["inpaint_bytes"](image_bytes=images, mask_bytes=masks)["png_bytes"]
+  for i, data in enumerate(pngs.numpy()):
+    results["png_%d" % i] = np.frombuffer(data, np.uint8)
+try:  # a mask of the wrong size is refused
+  default(image=tf.zeros([1, 16, 16, 3], tf.uint8), mask=tf.zeros([1, 16, 8, 1], tf.uint8))
+  results["mismatch_refused"] = np.array(False)
+except tf.errors.InvalidArgumentError:
+  results["mismatch_refused"] = np.array(True)
+empty = default(image=tf.zeros([0, 16, 16, 3], tf.uint8), mask=tf.zeros([0, 16, 16, 1], tf.uint8))
+results["empty_shape"] = np.array(empty["inpainted"].shape)
+project = [m for m in ("model", "layers", "flags") if m in sys.modules]
+assert not project, "project modules were imported: %s" % project
+np.savez(result_path, **results)
+"""
+
+
+def _env():
+  env = dict(os.environ)
+  env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+  env.pop("PYTHONPATH", None)
+  return env
+
+
+def _start(script, *args, cwd):
+  return subprocess.Popen([sys.executable, script, *map(str, args)], cwd=str(cwd), env=_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc, what, timeout=1200):
+  out, err = proc.communicate(timeout=timeout)
+  assert proc.returncode == 0, f"{what} failed ({proc.returncode}):\n{out}\n{err}"
+  return out, err
+
+
+def _run_export(*args, cwd):
+  return subprocess.run([sys.executable, EXPORT_PY, *map(str, args)], cwd=str(cwd), env=_env(),
+                        capture_output=True, text=True, timeout=1200)
+
+
+def _load_and_call(export_dir, tmp, batches, pairs):
+  """Runs LOADER in a separate process; returns its outputs (dict of arrays)."""
+  job = os.path.join(tmp, "job.json")
+  result = os.path.join(tmp, "result.npz")
+  with open(job, "w") as f:
+    json.dump({"batches": batches, "bytes": pairs}, f)
+  proc = subprocess.run([sys.executable, "-c", LOADER, str(export_dir), job, result],
+                        cwd=str(tmp), env=_env(), capture_output=True, text=True, timeout=1200)
+  assert proc.returncode == 0, f"loading the SavedModel failed:\n{proc.stdout}\n{proc.stderr}"
+  with np.load(result) as data:
+    return {key: data[key] for key in data.files}
+
+
+def _rgb(path):
+  bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+  assert bgr is not None, f"cannot read {path}"
+  return bgr[..., ::-1]
+
+
+def _write_image(path, pixels):
+  assert cv2.imwrite(str(path), pixels), f"cannot write {path}"
+  return str(path)
+
+
+def _holes(h, w, sample):
+  """Different masks per sample: a box, strokes, and holes touching the padded borders."""
+  hole = np.zeros((h, w), bool)
+  if sample == 0:
+    hole[h // 4:h // 2 + 3, w // 5:w // 2] = True
+    hole[-3:, -5:] = True  # bottom-right corner, next to the reflect padding
+  else:
+    cv2.line(hole.view(np.uint8), (2, h - 4), (w - 3, 5), 1, 3)
+    hole[:4, :7] = True
+  return hole
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory):
+  """A tiny exported model, its inputs and the matching `python test.py` outputs."""
+  tmp = tmp_path_factory.mktemp("export")
+  ckpt = tmp / "ckpt"
+  cfg = config_lib.preset("v1", cnum=4)
+  keras.utils.set_random_seed(3)
+  checkpoints.save_generator(generator_lib.build_generator(cfg), cfg, str(ckpt))
+
+  # An earlier export in OUT: replaced thanks to --overwrite.
+  out = tmp / "models" / "deepfill"
+  out.mkdir(parents=True)
+  (out / "saved_model.pb").write_bytes(b"old")
+  (out / "stale.txt").write_text("old export")
+  export = _start(EXPORT_PY, "--checkpoint_dir", ckpt, "--export_dir", out, "--overwrite",
+                  "--max_memory_gb", TINY_BUDGET_GB, cwd=tmp)
+
+  photo = _rgb(os.path.join(REPO, "examples", "sklearn_china.png"))
+  (tmp / "images").mkdir()
+  (tmp / "masks").mkdir()
+  batches, pairs, names = {}, [], {}
+  for h, w in SIZES:
+    key = f"{h}x{w}"
+    images, masks = [], []
+    for i in range(2):
+      y, x = 50 + 90 * i, 120 + 70 * i
+      image = np.ascontiguousarray(photo[y:y + h, x:x + w])
+      hole = _holes(h, w, i)
+      name = f"{key}_{i}.png"
+      pairs.append([_write_image(tmp / "images" / name, image[..., ::-1]),
+                    _write_image(tmp / "masks" / name, hole.astype(np.uint8) * 255)])
+      names.setdefault(key, []).append(name)
+      images.append(image)
+      masks.append(hole[..., None].astype(np.uint8) * 255)
+    batches[key] = str(tmp / f"{key}.npz")
+    np.savez(batches[key], image=np.stack(images), mask=np.stack(masks))
+
+  cli = _start(TEST_PY, "--image", tmp / "images", "--mask", tmp / "masks",
+               "--output", tmp / "expected", "--checkpoint_dir", ckpt,
+               "--max_memory_gb", TINY_BUDGET_GB, cwd=tmp)
+  _finish(cli, "test.py")
+  stdout, stderr = _finish(export, "export.py")
+  return dict(tmp=tmp, out=out, batches=batches, pairs=pairs, names=names,
+              stdout=stdout, stderr=stderr)
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tiny_export):
+  e = tiny_export
+  return _load_and_call(e["out"], e["tmp"], e["batches"], e["pairs"])
+
+
+def test_export_writes_saved_model_atomically(tiny_export):
+  out = tiny_export["out"]
+  assert "wrote SavedModel" in tiny_export["stdout"]
+  assert not tiny_export["stderr"].strip(), tiny_export["stderr"]
+  assert (out / "saved_model.pb").stat().st_size > 1000  # the old placeholder is gone
+  assert not (out / "stale.txt").exists()
+  assert (out / "variables").is_dir()
+  assert sorted(os.listdir(out.parent)) == ["deepfill"]  # no temporary directory left
+
+
+def test_serving_default_equals_test_py(tiny_export, tiny_results):
+  tmp = tiny_export["tmp"]
+  for key, path in tiny_export["batches"].items():
+    with np.load(path) as batch:
+      images, masks = batch["image"], batch["mask"]
+    out = tiny_results["inpainted_" + key]
+    assert out.shape == images.shape and out.dtype == np.uint8
+    for i, name in enumerate(tiny_export["names"][key]):
+      expected = _rgb(tmp / "expected" / name)
+      known = masks[i, ..., 0] <= 127
+      np.testing.assert_array_equal(out[i][known], images[i][known])
+      np.testing.assert_array_equal(out[i], expected, err_msg=f"{key} sample {i}")
+      assert not np.array_equal(out[i], images[i])  # the holes were filled
+
+
+def test_inpaint_bytes_equals_test_py(tiny_export, tiny_results):
+  tmp = tiny_export["tmp"]
+  for i, (image_path, _) in enumerate(tiny_export["pairs"]):
+    decoded = cv2.imdecode(tiny_results[f"png_{i}"], cv2.IMREAD_UNCHANGED)
+    assert decoded is not None and decoded.shape == _rgb(image_path).shape
+    expected = _rgb(tmp / "expected" / os.path.basename(image_path))
+    np.testing.assert_array_equal(decoded[..., ::-1], expected, err_msg=image_path)
+
+
+def test_wrong_mask_size_refused_and_empty_batch(tiny_results):
+  assert tiny_results["mismatch_refused"]
+  assert list(tiny_results["empty_shape"]) == [0, 16, 16, 3]
+
+
+def test_saved_model_cli_lists_signatures(tiny_export):
+  proc = subprocess.run([SAVED_MODEL_CLI, "show", "--dir", str(tiny_export["out"]), "--all"],
+                        capture_output=True, text=True, timeout=600, env=_env())
+  assert proc.returncode == 0, proc.stderr
+  text = proc.stdout
+  default = text.split("signature_def['serving_default']")[1].split("signature_def[")[0]
+  for name in ("inputs['image']", "inputs['mask']", "outputs['inpainted']", "DT_UINT8",
+               "(-1, -1, -1, 3)", "(-1, -1, -1, 1)", "tensorflow/serving/predict"):
+    assert name in default, name
+  by_bytes = text.split("signature_def['inpaint_bytes']")[1].split("signature_def[")[0]
+  for name in ("inputs['image_bytes']", "inputs['mask_bytes']", "outputs['png_bytes']",
+               "DT_STRING"):
+    assert name in by_bytes, name
+
+
+def _assert_one_line_error(proc, *fragments):
+  assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+  lines = [line for line in proc.stderr.splitlines() if line.strip()]
+  assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+  for fragment in fragments:
+    assert fragment in lines[0], lines[0]
+
+
+def test_export_errors_are_one_line(tmp_path):
+  out = tmp_path / "out"
+  proc = _run_export("--checkpoint_dir", tmp_path / "missing", "--export_dir", out,
+                     cwd=tmp_path)
+  _assert_one_line_error(proc, "checkpoint directory not found")
+  assert not out.exists()
+
+  proc = _run_export("--checkpoint_dir", tmp_path, "--export_dir", out, cwd=tmp_path)
+  _assert_one_line_error(proc, "no DeepFill checkpoint")  # after TensorFlow is loaded
+  assert not out.exists()
+
+  out.mkdir()
+  (out / "keep.txt").write_text("mine")
+  proc = _run_export("--checkpoint_dir", tmp_path / "missing", "--export_dir", out,
+                     cwd=tmp_path)
+  _assert_one_line_error(proc, "not empty", "--overwrite")
+  proc = _run_export("--checkpoint_dir", tmp_path / "missing", "--export_dir", out,
+                     "--overwrite", cwd=tmp_path)
+  _assert_one_line_error(proc, "not a SavedModel directory")  # never wipes other folders
+  assert sorted(os.listdir(out)) == ["keep.txt"]
+
+  proc = _run_export("--export_dir", tmp_path / "x", "--max_memory_gb", "abc", cwd=tmp_path)
+  _assert_one_line_error(proc, "max_memory_gb")
+  proc = _run_export("--checkpoint_dir", tmp_path, cwd=tmp_path)
+  _assert_one_line_error(proc, "--export_dir is required")
+  assert sorted(os.listdir(tmp_path)) == ["out"]  # nothing else was created
+
+
+# In-process checks of the graph pieces against the NumPy inference path.
+
+def test_pad_to_grid_matches_numpy():
+  fn = tf.function(serving.pad_to_grid, input_signature=[
+      tf.TensorSpec([None, None, 3], tf.uint8), tf.TensorSpec([None, None], tf.bool)])
+  rng = np.random.default_rng(0)
+  for h in range(1, 11):
+    for w in (1, 2, 3, 7, 8, 9, 17):
+      image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+      hole = rng.random((h, w)) < 0.5
+      padded, hole_p = fn(image, hole)
+      np.testing.assert_array_equal(padded.numpy(), inpaint.pad_to_grid(image), f"{h}x{w}")
+      np.testing.assert_array_equal(hole_p.numpy(), inpaint.pad_to_grid(hole), f"{h}x{w}")
+
+
+def test_attention_tile_matches_python():
+  for budget in (1e3, 3e6, 0.5 * 2**30, 2**30, 16 * 2**30):
+    fn = tf.function(lambda h, w, b=budget: serving.attention_tile(h, w, b))
+    for h, w in ((8, 8), (40, 56), (256, 256), (512, 680), (1024, 768), (4000, 6000)):
+      expected = inpaint.attention_tile_for_budget(h, w, budget)
+      assert int(fn(tf.constant(h), tf.constant(w))) == expected, (budget, h, w)
+
+
+def test_network_input_is_not_rewritten_by_grappler():
+  # Inside a graph, `x / 127.5` becomes `x * (1/127.5)`: 111 of the 256 values would differ.
+  model = serving.ServingModel(None, config_lib.preset("v1", cnum=4))
+  fn = tf.function(model.network_input, input_signature=[tf.TensorSpec([None], tf.uint8)])
+  values = np.arange(256, dtype=np.uint8)
+  expected = values.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+  np.testing.assert_array_equal(fn(values).numpy(), expected)
+
+
+def test_decoding_matches_image_io(tmp_path):
+  """inpaint_bytes decodes files to the pixels and holes test.py reads (image_io)."""
+  rng = np.random.default_rng(1)
+  h, w = 9, 13
+  bgr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+  images = {"rgb.png": bgr, "grey.png": bgr[..., 0], "rgba.png": np.dstack([bgr, bgr[..., 0]]),
+            "rgb16.png": rng.integers(0, 65536, (h, w, 3), dtype=np.uint16),
+            "photo.jpg": cv2.GaussianBlur(bgr, (5, 5), 2), "rgb.bmp": bgr}
+  decode = tf.function(lambda data: serving.decode_pixels(data, 3),
+                       input_signature=[tf.TensorSpec([], tf.string)])
+  for name, pixels in images.items():
+    path = _write_image(tmp_path / name, pixels)  # the format follows the name
+    expected, _ = image_io.read_image(path)
+    np.testing.assert_array_equal(decode(open(path, "rb").read()).numpy(), expected, name)
+
+  grey = (rng.random((h, w)) * 255).astype(np.uint8)
+  colour = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+  alpha = rng.integers(0, 256, (h, w, 1), dtype=np.uint8)
+  alpha[0, 0] = grey[0, 0] = 255  # one opaque white pixel, so read_mask accepts every file
+  colour[0, 0] = 255
+  masks = {"grey": grey[..., None], "rgb": colour, "rgba": np.dstack([colour, alpha]),
+           "grey_alpha": np.dstack([grey, alpha]),
+           "grey16": rng.integers(0, 65536, (h, w, 1), dtype=np.uint16)}
+  decode_mask = tf.function(serving.decode_mask, input_signature=[tf.TensorSpec([], tf.string)])
+  for name, pixels in masks.items():
+    path = tmp_path / f"mask_{name}.png"
+    path.write_bytes(tf.io.encode_png(pixels).numpy())  # encode_png keeps the channels
+    expected = image_io.read_mask(str(path))
+    np.testing.assert_array_equal(decode_mask(path.read_bytes()).numpy(), expected, name)
+
+
+def test_golden_official_checkpoint_export(tmp_path):
+  ckpt = require_shared(os.path.join(GOLDEN, "checkpoint"))
+  case = require_shared(os.path.join(GOLDEN, "cases", "c00_256x256_center_china"))
+  image_path, mask_path = os.path.join(case, "input.png"), os.path.join(case, "mask.png")
+  out = tmp_path / "golden_export"
+  export = _start(EXPORT_PY, "--checkpoint_dir", ckpt, "--export_dir", out, cwd=tmp_path)
+  expected_path = tmp_path / "expected.png"
+  cli = _start(TEST_PY, "--image", image_path, "--mask", mask_path, "--output", expected_path,
+               "--checkpoint_dir", ckpt, cwd=tmp_path)
+  _finish(cli, "test.py")
+  _finish(export, "export.py")
+
+  image = _rgb(image_path)
+  hole = image_io.read_mask(mask_path)
+  batch = str(tmp_path / "golden.npz")
+  np.savez(batch, image=image[None], mask=(hole[None, ..., None] * 255).astype(np.uint8))
+  results = _load_and_call(out, tmp_path, {"golden": batch}, [[image_path, mask_path]])
+  expected = _rgb(expected_path)
+  inpainted = results["inpainted_golden"][0]
+  np.testing.assert_array_equal(inpainted[~hole], image[~hole])
+  np.testing.assert_array_equal(inpainted, expected)
+  png = cv2.imdecode(results["png_0"], cv2.IMREAD_COLOR)[..., ::-1]
+  np.testing.assert_array_equal(png, expected)
