@@ -81,15 +81,15 @@ def run_case(args):
     times.append(time.perf_counter() - t)
   median = sorted(times)[len(times) // 2]
   # FLOPs actually computed by the path (the Inpainter picks local only when it pays off).
-  box = (y0, y0 + side_h, x0, x0 + side_w)
+  box = (y0 // 8 * 8, -(-(y0 + side_h) // 8) * 8, x0 // 8 * 8, -(-(x0 + side_w) // 8) * 8)
   cost = local_inference.plan(gen, box, h, w)
-  used_local = bool(local and inp._local_pays_off(hole))
-  flops = cost["local"] if used_local else cost["full"]
+  used_local = bool(local and cost["local"] < 0.8 * cost["full"])  # local_inference.refine's rule
+  flops = float(cost["local"] if used_local else cost["full"])
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
   print(json.dumps({
       "size": f"{w}x{h}", "hole": args.hole, "path": args.path, "median_s": median,
-      "warmup_s": warmup, "peak_gb": peak, "gflop": flops / 1e9, "dense_gflop": cost["full"] / 1e9,
-      "used_local": used_local, "queries": cost["queries"] if used_local else None,
+      "warmup_s": warmup, "peak_gb": peak, "gflop": flops / 1e9, "dense_gflop": float(cost["full"]) / 1e9,
+      "used_local": used_local, "queries": float(cost["queries"]) if used_local else None,
       "gflops_per_s": flops / 1e9 / median, "tile": tile}), flush=True)
 
 

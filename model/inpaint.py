@@ -9,7 +9,6 @@ Differences from the official ``test.py`` (spec §5), by design:
 ``official=True`` reproduces the release bit for bit instead (grid-8 crop, all
 pixels through the float round trip), for parity checks.
 """
-import math
 
 import numpy as np
 import tensorflow as tf
@@ -19,25 +18,11 @@ from model import flow_viz
 from model import local_inference
 
 GRID = 8
-# Working-memory model of one attention tile: (t+2)² score rows plus about six
-# t²-row temporaries (gathers, fused sum, logits, softmax), each L floats.
-_TILE_COPIES = 7
 
 
-def attention_tile_for_budget(height, width, budget_bytes, batch=1):
-  """Largest query tile whose attention working memory fits ``budget_bytes``."""
-  h2, w2 = max(height // GRID, 1), max(width // GRID, 1)
-  n = h2 * w2
-  per_row = 4.0 * batch * (n + 1)
-  t = int(math.sqrt(max(budget_bytes / (per_row * _TILE_COPIES), 1.0)))
-  return max(1, min(t, max(h2, w2)))
-
-
-def strip_rows_for_budget(width, channels, budget_bytes):
-  """Rows per strip of the full-image attention encoder for a memory budget."""
-  per_row = 4.0 * width * (5 + 4 * channels)   # input + a few full-res activations
-  rows = int(budget_bytes / per_row) // GRID * GRID
-  return max(32, min(rows, 1024))
+def attention_tile_for_budget(height, width, budget_bytes):
+  """Largest attention query tile fitting ``budget_bytes`` (see ``local_inference``)."""
+  return int(local_inference.attention_tile(height, width, budget_bytes))
 
 
 def pad_to_grid(array, grid=GRID):
@@ -69,8 +54,7 @@ class Inpainter:
             tf.TensorSpec([None, None, None, 1], tf.float32),
             tf.TensorSpec([], tf.int32)]
     self._run = tf.function(self._refine, input_signature=spec)
-    self._run_local = tf.function(self._refine_local, input_signature=spec + [
-        tf.TensorSpec([], tf.int32)])
+    self._run_auto = tf.function(self._refine_auto, input_signature=spec[:2])
 
   @classmethod
   def from_checkpoint(cls, path, max_memory_gb=1.0):
@@ -82,17 +66,10 @@ class Inpainter:
     _, x2, offsets = self.generator((x_in, mask), attention_tile=tile)
     return x2, offsets
 
-  def _refine_local(self, x_in, mask, tile, strip_rows):
-    """Hole-local stage 2 (``model.local_inference``): exact on hole pixels only."""
-    x2 = local_inference.refine_locally(self.generator, x_in, mask, tile, strip_rows)
+  def _refine_auto(self, x_in, mask):
+    """Inference stage 2: hole-local where it saves work (``local_inference.refine``)."""
+    x2 = local_inference.refine(self.generator, x_in, mask, self.budget_bytes)
     return x2, tf.zeros([1, 1, 1, 2], tf.int32)
-
-  def _local_pays_off(self, hole):
-    """Hole-local path only when it saves work (small images: one pass is faster)."""
-    rows, cols = np.nonzero(hole.any(axis=1))[0], np.nonzero(hole.any(axis=0))[0]
-    box = (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1)
-    cost = local_inference.plan(self.generator, box, *hole.shape)
-    return cost["local"] < 0.8 * cost["full"]
 
   def forward(self, pixels, hole, tile=None, local=False):
     """Official float pipeline (spec §5 steps 5–9) on network-order pixels.
@@ -100,8 +77,9 @@ class Inpainter:
     The pixel arithmetic runs in NumPy float32 in the release's order; inside a
     ``tf.function`` grappler would turn ``/127.5`` into ``*(1/127.5)``, which
     changes the truncated 8-bit output of ~5 % of pixels.
-    ``local=True`` computes only what reaches hole pixels (``model.local_inference``);
-    the output is then exact on hole pixels and offsets are not computed.
+    ``local=True`` lets ``local_inference.refine`` compute only what reaches hole
+    pixels when that saves work; the output is then exact on hole pixels only and
+    offsets are not computed.
     Returns ``((complete + 1) * 127.5`` as float32 [H, W, 3], offsets).
     """
     mask = hole[None, :, :, None].astype(np.float32)
@@ -109,12 +87,10 @@ class Inpainter:
     x_in = x * (np.float32(1.0) - mask)
     if tile is None:
       tile = attention_tile_for_budget(*hole.shape, self.budget_bytes)
-    args = (tf.constant(x_in), tf.constant(mask), tf.constant(tile, tf.int32))
-    if local and hole.any() and self._local_pays_off(hole):
-      rows = strip_rows_for_budget(hole.shape[1], self.config.cnum, self.budget_bytes)
-      x2, offsets = self._run_local(*args, tf.constant(rows, tf.int32))
+    if local:
+      x2, offsets = self._run_auto(tf.constant(x_in), tf.constant(mask))
     else:
-      x2, offsets = self._run(*args)
+      x2, offsets = self._run(tf.constant(x_in), tf.constant(mask), tf.constant(tile, tf.int32))
     complete = x2.numpy() * mask + x_in * (np.float32(1.0) - mask)
     return ((complete + np.float32(1.0)) * np.float32(127.5))[0], offsets
 

@@ -183,54 +183,108 @@ def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256):
                      [out_box[2], width - out_box[3]], [0, 0]])
 
 
-def _grow_np(box, margin, height, width):
-  return [max(box[0] - margin, 0) // ALIGN * ALIGN, min(_round_up(box[1] + margin), height),
-          max(box[2] - margin, 0) // ALIGN * ALIGN, min(_round_up(box[3] + margin), width)]
-
-
 def _path_flops(layers, cin, h, w):
-  """2 × multiply-adds of a GenConv/GenDeconv chain on an h×w input."""
-  flops = 0
+  """2 × multiply-adds of a GenConv/GenDeconv chain on an h×w input (float64 tensors)."""
+  flops = tf.constant(0.0, tf.float64)
   for layer in layers:
     if isinstance(layer, GenDeconv):
-      h, w = h * 2, w * 2
+      h, w = h * 2.0, w * 2.0
       layer = layer.gen_conv
-    h, w = -(-h // layer.strides), -(-w // layer.strides)
-    flops += 2 * h * w * layer.kernel_size ** 2 * cin * layer.conv.filters
+    h, w = tf.math.ceil(h / layer.strides), tf.math.ceil(w / layer.strides)
+    flops += 2.0 * h * w * float(layer.kernel_size ** 2 * cin * layer.conv.filters)
     cin = layer.filters
   return flops
 
 
 def plan(generator, hole, height, width):
-  """FLOP estimate of the hole-local and the full computation (Python ints).
+  """FLOP estimate (float64 tensors) of the hole-local and of the full computation.
 
-  ``hole``: (y0, y1, x0, x1) bounding box of the hole pixels. Counts conv
+  ``hole``: int32 (y0, y1, x0, x1), the hole's bounding box aligned to 8. Counts conv
   multiply-adds ×2 and the attention matmuls (k²C score + (2r)²C paste per
-  query-key pair); returns a dict with ``local``, ``full`` and ``queries``.
+  query-key pair). Returns a dict with ``local``, ``full`` and ``queries``.
   """
   g = generator
   m = margins(g)
-  out = _grow_np(list(hole), 0, height, width)
-  merge = _grow_np(out, m["merge"], height, width)
-  hallu = _grow_np(merge, m["hallu"], height, width)
-  dec = _grow_np(merge, m["decoder"], height, width)
-  coarse = _grow_np(out, m["coarse"], height, width)
-  size = lambda b, s=1: ((b[1] - b[0]) // s, (b[3] - b[2]) // s)  # noqa: E731
+  hole = tf.cast(hole, tf.int32)
+  height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
+  merge = _expand(hole, m["merge"], height, width)
+  boxes = {"coarse": _expand(hole, m["coarse"], height, width),
+           "hallu": _expand(merge, m["hallu"], height, width),
+           "decoder": _expand(merge, m["decoder"], height, width), "merge": merge}
+
+  def size(box, scale=1):
+    box = tf.cast(box, tf.float64)
+    return (box[1] - box[0]) / scale, (box[3] - box[2]) / scale
+
   c = g.pm_encoder[-1].filters
   att_in = g.hallu_layers[-1].filters + g.pm_decoder[-1].filters
-  keys = (height // 8) * (width // 8)
-  per_pair = 2 * c * (g.attention.ksize ** 2 + 4 * g.attention.rate ** 2)
+  h8, w8 = height // 8, width // 8
+  keys = tf.cast(h8 * w8, tf.float64)
+  per_pair = float(2 * c * (g.attention.ksize ** 2 + 4 * g.attention.rate ** 2))
+  full_hw = (tf.cast(height, tf.float64), tf.cast(width, tf.float64))
 
-  def total(boxes, queries):
-    return (_path_flops(g.coarse_layers, 5, *size(boxes[0]))
-            + _path_flops(g.hallu_layers, 5, *size(boxes[1]))
-            + _path_flops(g.pm_encoder, 5, height, width)
-            + _path_flops(g.pm_decoder, c, *size(boxes[2], 4))
-            + _path_flops(g.merge_layers, att_in, *size(boxes[3], 4))
+  def total(sizes, queries):
+    return (_path_flops(g.coarse_layers, 5, *sizes["coarse"])
+            + _path_flops(g.hallu_layers, 5, *sizes["hallu"])
+            + _path_flops(g.pm_encoder, 5, *full_hw)
+            + _path_flops(g.pm_decoder, c, *sizes["decoder"])
+            + _path_flops(g.merge_layers, att_in, *sizes["merge"])
             + per_pair * queries * keys)
 
-  qh = min(dec[1] // 8 + 1, height // 8) - max(dec[0] // 8 - 1, 0)
-  qw = min(dec[3] // 8 + 1, width // 8) - max(dec[2] // 8 - 1, 0)
-  whole = [0, height, 0, width]
-  return {"local": total([coarse, hallu, dec, merge], qh * qw),
-          "full": total([whole] * 4, keys), "queries": qh * qw}
+  dec = boxes["decoder"]
+  qh = tf.minimum(dec[1] // 8 + 1, h8) - tf.maximum(dec[0] // 8 - 1, 0)
+  qw = tf.minimum(dec[3] // 8 + 1, w8) - tf.maximum(dec[2] // 8 - 1, 0)
+  queries = tf.cast(qh * qw, tf.float64)
+  local = total({"coarse": size(boxes["coarse"]), "hallu": size(boxes["hallu"]),
+                 "decoder": size(dec, 4), "merge": size(merge, 4)}, queries)
+  quarter = (full_hw[0] / 4, full_hw[1] / 4)
+  full = total({"coarse": full_hw, "hallu": full_hw, "decoder": quarter, "merge": quarter}, keys)
+  return {"local": local, "full": full, "queries": queries}
+
+
+# Working-memory model of one attention tile: (t+2)² score rows plus about six
+# t²-row temporaries (gathers, fused sum, logits, softmax), each L floats.
+_TILE_COPIES = 7
+
+
+def attention_tile(height, width, budget_bytes):
+  """Largest query tile (int32) whose attention working memory fits ``budget_bytes``."""
+  h2 = tf.maximum(height // 8, 1)
+  w2 = tf.maximum(width // 8, 1)
+  n = tf.cast(h2 * w2, tf.float64)
+  ratio = tf.constant(float(budget_bytes), tf.float64) / (4.0 * (n + 1.0) * _TILE_COPIES)
+  t = tf.cast(tf.sqrt(tf.maximum(ratio, 1.0)), tf.int32)
+  return tf.maximum(1, tf.minimum(t, tf.maximum(h2, w2)))
+
+
+def strip_rows(width, channels, budget_bytes):
+  """Rows per strip of the full-image attention encoder for a memory budget (int32)."""
+  per_row = 4.0 * tf.cast(width, tf.float64) * (5 + 4 * channels)
+  rows = tf.cast(tf.constant(float(budget_bytes), tf.float64) / per_row, tf.int32) // ALIGN * ALIGN
+  return tf.clip_by_value(rows, 32, 1024)
+
+
+def refine(generator, x_in, mask, budget_bytes):
+  """Stage-2 output for inference, exact on hole pixels (what test.py and serving run).
+
+  Takes the hole-local path when its FLOP plan is below 80 % of the full network
+  (big images, small holes), else the full network; attention is tiled to fit
+  ``budget_bytes`` either way. ``x_in``/``mask``: ``[B, H, W, *]``, H, W multiples of 8.
+  """
+  shape = tf.shape(x_in)
+  height, width = shape[1], shape[2]
+  tile = attention_tile(height, width, budget_bytes)
+  has_hole = tf.reduce_any(mask > 0.5)
+
+  def full():
+    return generator((x_in, mask), attention_tile=tile)[1]
+
+  def local():
+    rows = strip_rows(width, generator.cnum, budget_bytes)
+    return refine_locally(generator, x_in, mask, tile, rows)
+
+  def choose():
+    cost = plan(generator, _hole_box(mask), height, width)
+    return tf.cond(cost["local"] < 0.8 * cost["full"], local, full)
+
+  return tf.cond(has_hole, choose, full)

@@ -6,14 +6,13 @@ Two signatures, both on uint8 RGB pixels with white (> 127) = hole:
 * ``inpaint_bytes(image_bytes string [B], mask_bytes string [B]) -> {"png_bytes": string [B]}``
   (PNG/JPEG/BMP/GIF/WebP in, PNG out; items may have different sizes).
 
-Both run :class:`model.inpaint.Inpainter`'s full-network path inside the graph, one sample
-at a time (``tf.map_fn``): reflect-pad to a multiple of 8 (index gathers, so pads larger
-than a tiny image work as ``np.pad`` does), convert to the network's channel order, run the
-official float pipeline, crop back and copy the known pixels from the input. Each sample
-goes through the generator with batch 1 and the attention tile that
-``attention_tile_for_budget`` gives for its padded size, as ``test.py`` does: a batched
-call (or another tile) changes the last float bits, which moves some truncated 8-bit
-values by one level.
+Both run what ``test.py`` runs (:class:`model.inpaint.Inpainter`), inside the graph, one
+sample at a time (``tf.map_fn``): reflect-pad to a multiple of 8 (index gathers, so pads
+larger than a tiny image work as ``np.pad`` does), convert to the network's channel order,
+run the official float pipeline through ``local_inference.refine`` (hole-local where that
+saves work, attention tiled to the memory budget), crop back and copy the known pixels from
+the input. Batch 1 per sample keeps the results bit-identical to ``test.py``: a batched call
+changes the last float bits, which moves some truncated 8-bit values by one level.
 
 Inside a graph grappler rewrites ``x / 127.5`` into ``x * (1 / 127.5)``, which is one ulp
 off for 111 of the 256 pixel values and so moves some truncated outputs by one level. The
@@ -26,6 +25,7 @@ import keras
 import tensorflow as tf
 
 from model import inpaint
+from model import local_inference
 
 GRID = inpaint.GRID
 IMAGE_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")
@@ -63,20 +63,6 @@ def pad_to_grid(image, hole, grid=GRID):
     return tf.gather(tf.gather(x, rows, axis=0), cols, axis=1)
 
   return pad(image), pad(hole)
-
-
-def attention_tile(height, width, budget_bytes):
-  """``inpaint.attention_tile_for_budget(height, width, budget_bytes)`` (batch 1) in the graph.
-
-  Same float64 arithmetic as the Python version, so both give the same int32 tile.
-  """
-  h2 = tf.maximum(height // GRID, 1)
-  w2 = tf.maximum(width // GRID, 1)
-  n = tf.cast(h2 * w2, tf.float64)
-  per_row = 4.0 * (n + 1.0)
-  ratio = tf.constant(float(budget_bytes), tf.float64) / (per_row * float(inpaint._TILE_COPIES))
-  t = tf.cast(tf.sqrt(tf.maximum(ratio, 1.0)), tf.int32)
-  return tf.maximum(1, tf.minimum(t, tf.maximum(h2, w2)))
 
 
 def decode_pixels(data, channels):
@@ -152,8 +138,7 @@ class ServingModel:
       mask = tf.cast(hole_p, tf.float32)[None, :, :, None]
       x = self.network_input(self._network_order(padded))[None]
       x_in = x * (1.0 - mask)
-      tile = attention_tile(tf.shape(hole_p)[0], tf.shape(hole_p)[1], self.budget_bytes)
-      _, x2, _ = self.generator((x_in, mask), attention_tile=tile)
+      x2 = local_inference.refine(self.generator, x_in, mask, self.budget_bytes)
       complete = x2 * mask + x_in * (1.0 - mask)
       out = self._network_order(((complete + 1.0) * 127.5)[0, :h, :w])
       # saturate_cast of the release: clip, then truncate toward zero.

@@ -8,6 +8,7 @@ one mask per sample. Export and test.py runs overlap (they are separate processe
 wall time. The golden official TF1 checkpoint is exported and compared on its example too.
 """
 import json
+import math
 import os
 import subprocess
 import sys
@@ -287,12 +288,17 @@ def test_pad_to_grid_matches_numpy():
       np.testing.assert_array_equal(hole_p.numpy(), inpaint.pad_to_grid(hole), f"{h}x{w}")
 
 
-def test_attention_tile_matches_python():
+def test_attention_tile_in_graph_matches_the_memory_model():
+  from model import local_inference
   for budget in (1e3, 3e6, 0.5 * 2**30, 2**30, 16 * 2**30):
-    fn = tf.function(lambda h, w, b=budget: serving.attention_tile(h, w, b))
+    fn = tf.function(lambda h, w, b=budget: local_inference.attention_tile(h, w, b))
     for h, w in ((8, 8), (40, 56), (256, 256), (512, 680), (1024, 768), (4000, 6000)):
-      expected = inpaint.attention_tile_for_budget(h, w, budget)
+      h2, w2 = max(h // 8, 1), max(w // 8, 1)
+      # (t+2)^2 + 6 t^2 ~ 7 t^2 score rows of L+1 floats must fit the budget.
+      t = int(math.sqrt(max(budget / (4.0 * (h2 * w2 + 1) * 7), 1.0)))
+      expected = max(1, min(t, max(h2, w2)))
       assert int(fn(tf.constant(h), tf.constant(w))) == expected, (budget, h, w)
+      assert inpaint.attention_tile_for_budget(h, w, budget) == expected
 
 
 def test_network_input_is_not_rewritten_by_grappler():
