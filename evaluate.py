@@ -40,6 +40,8 @@ import numpy as np  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+import cli  # noqa: E402
+
 # These are NumPy/OpenCV only; TensorFlow is imported lazily, for --method model.
 from model import eval_masks  # noqa: E402
 from model import image_io  # noqa: E402
@@ -103,42 +105,14 @@ DEFINITIONS = {
              "sorted file list of data_dir, size); 'fixed' = read from mask_dir",
 }
 
-_progress_open = False
-
-
-def _end_progress():
-  global _progress_open
-  if _progress_open:
-    sys.stderr.write("\n")
-    _progress_open = False
-
-
-def _fail(message):
-  _end_progress()
-  sys.stderr.write(f"error: {message}\n")
-
-
-def _warn(message):
-  _end_progress()
-  sys.stderr.write(f"warning: {message}\n")
+_fail = cli.CONSOLE.fail
+_warn = cli.CONSOLE.warn
 
 
 def _progress(i, n, name, start):
-  global _progress_open
   elapsed = time.monotonic() - start
   left = f", ~{elapsed / (i - 1) * (n - i + 1):.0f}s left" if i > 1 else ""
-  sys.stderr.write(f"\r[{i}/{n}] {name} ({elapsed:.0f}s{left})\x1b[K")
-  sys.stderr.flush()
-  _progress_open = True
-
-
-def _parse_flags(argv):
-  """absl flag parsing, but a bad flag prints one ``error:`` line (absl prints two)."""
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    _fail(" ".join(str(e).split()) + " (see --helpshort)")
-    sys.exit(1)
+  cli.CONSOLE.progress(f"[{i}/{n}] {name} ({elapsed:.0f}s{left})")
 
 
 def _methods():
@@ -369,72 +343,65 @@ def evaluate(jobs, modes, methods, runner, out_dir):
         image_io.write_image(os.path.join(out_dir, "grids", f"{stem}_{mode}.png"),
                              grid_picture(panels))
         grids += 1
-  _end_progress()
+  cli.CONSOLE.end_progress()
   return rows, skipped, grids
+
+
+def _main():
+  _check_flags()
+  methods = _methods()
+  if FLAGS.mask_dir:
+    if not os.path.exists(FLAGS.mask_dir):
+      raise UserError(f"--mask_dir {FLAGS.mask_dir}: no such folder")
+    pairs, unpaired = image_io.pair_by_stem(FLAGS.data_dir, FLAGS.mask_dir)
+    modes = ["fixed"]
+  else:
+    pairs, unpaired = [(p, None) for p in image_io.list_images(FLAGS.data_dir)], []
+    modes = ["box", "free_form"] if FLAGS.mask_mode == "both" else [FLAGS.mask_mode]
+  jobs = [(i, image, mask) for i, (image, mask) in enumerate(pairs)][:FLAGS.max_images]
+  if not jobs:
+    where = f" with a mask in {FLAGS.mask_dir}" if FLAGS.mask_dir else ""
+    raise UserError(f"no images{where} in {FLAGS.data_dir} "
+                    f"(looked for {', '.join(image_io.IMAGE_EXTENSIONS)})")
+  skipped = [{"image": p, "reason": "no mask with the same stem"} for p in unpaired]
+  for item in skipped:
+    _warn(f"skipped: {item['image']}: {item['reason']}")
+  runner = Runner(methods, FLAGS.checkpoint_dir, FLAGS.inpaint_radius, FLAGS.max_memory_gb)
+  out = FLAGS.output_dir
+  try:
+    os.makedirs(out, exist_ok=True)
+  except OSError as e:
+    raise UserError(f"--output_dir {out}: cannot create ({e.strerror or e})") from None
+  rows, bad, grids = evaluate(jobs, modes, methods, runner, out)
+  skipped += bad
+  if not rows:
+    raise UserError(f"no image could be evaluated ({len(skipped)} skipped)")
+  means = summarize(rows, modes, methods)
+  settings = {
+      "data_dir": os.path.abspath(FLAGS.data_dir),
+      "mask_dir": os.path.abspath(FLAGS.mask_dir) if FLAGS.mask_dir else None,
+      "mask_modes": modes, "seed": None if FLAGS.mask_dir else FLAGS.seed,
+      "methods": methods, "max_side": FLAGS.max_side, "max_images": FLAGS.max_images,
+      "inpaint_radius": FLAGS.inpaint_radius,
+      "checkpoint_dir": os.path.abspath(FLAGS.checkpoint_dir) if "model" in methods else None}
+  report = {"settings": settings, "definitions": DEFINITIONS,
+            "counts": {"images": len(jobs) + len(unpaired),
+                       "evaluated": len({r["image"] for r in rows}), "skipped": len(skipped)},
+            "summary": means, "images": rows, "skipped": skipped}
+  _write_text(os.path.join(out, "results.csv"), _csv_text(rows + means))
+  _write_text(os.path.join(out, "results.json"), json.dumps(report, indent=1) + "\n")
+  print(format_table(means))
+  if skipped:
+    _warn(f"{len(skipped)} of {len(jobs) + len(unpaired)} images skipped (see results.json)")
+  print(f"wrote {os.path.join(out, 'results.csv')}, results.json and {grids} grids")
+  return 0
 
 
 def main(argv):
   if len(argv) > 1:
     _fail(f"unexpected arguments: {' '.join(argv[1:])}")
     return 1
-  try:
-    _check_flags()
-    methods = _methods()
-    if FLAGS.mask_dir:
-      if not os.path.exists(FLAGS.mask_dir):
-        raise UserError(f"--mask_dir {FLAGS.mask_dir}: no such folder")
-      pairs, unpaired = image_io.pair_by_stem(FLAGS.data_dir, FLAGS.mask_dir)
-      modes = ["fixed"]
-    else:
-      pairs, unpaired = [(p, None) for p in image_io.list_images(FLAGS.data_dir)], []
-      modes = ["box", "free_form"] if FLAGS.mask_mode == "both" else [FLAGS.mask_mode]
-    jobs = [(i, image, mask) for i, (image, mask) in enumerate(pairs)][:FLAGS.max_images]
-    if not jobs:
-      where = f" with a mask in {FLAGS.mask_dir}" if FLAGS.mask_dir else ""
-      raise UserError(f"no images{where} in {FLAGS.data_dir} "
-                      f"(looked for {', '.join(image_io.IMAGE_EXTENSIONS)})")
-    skipped = [{"image": p, "reason": "no mask with the same stem"} for p in unpaired]
-    for item in skipped:
-      _warn(f"skipped: {item['image']}: {item['reason']}")
-    runner = Runner(methods, FLAGS.checkpoint_dir, FLAGS.inpaint_radius, FLAGS.max_memory_gb)
-    out = FLAGS.output_dir
-    try:
-      os.makedirs(out, exist_ok=True)
-    except OSError as e:
-      raise UserError(f"--output_dir {out}: cannot create ({e.strerror or e})") from None
-    rows, bad, grids = evaluate(jobs, modes, methods, runner, out)
-    skipped += bad
-    if not rows:
-      raise UserError(f"no image could be evaluated ({len(skipped)} skipped)")
-    means = summarize(rows, modes, methods)
-    settings = {
-        "data_dir": os.path.abspath(FLAGS.data_dir),
-        "mask_dir": os.path.abspath(FLAGS.mask_dir) if FLAGS.mask_dir else None,
-        "mask_modes": modes, "seed": None if FLAGS.mask_dir else FLAGS.seed,
-        "methods": methods, "max_side": FLAGS.max_side, "max_images": FLAGS.max_images,
-        "inpaint_radius": FLAGS.inpaint_radius,
-        "checkpoint_dir": os.path.abspath(FLAGS.checkpoint_dir) if "model" in methods else None}
-    report = {"settings": settings, "definitions": DEFINITIONS,
-              "counts": {"images": len(jobs) + len(unpaired),
-                         "evaluated": len({r["image"] for r in rows}), "skipped": len(skipped)},
-              "summary": means, "images": rows, "skipped": skipped}
-    _write_text(os.path.join(out, "results.csv"), _csv_text(rows + means))
-    _write_text(os.path.join(out, "results.json"), json.dumps(report, indent=1) + "\n")
-    print(format_table(means))
-    if skipped:
-      _warn(f"{len(skipped)} of {len(jobs) + len(unpaired)} images skipped (see results.json)")
-    print(f"wrote {os.path.join(out, 'results.csv')}, results.json and {grids} grids")
-  except UserError as e:
-    _fail(str(e))
-    return 1
-  except KeyboardInterrupt:
-    _fail("interrupted")
-    return 130
-  except Exception as e:  # noqa: BLE001 - last resort: one line, never a traceback
-    _fail(f"unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-    return 1
-  return 0
-
+  return cli.guarded(_main)
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=cli.one_line_flag_parser(FLAGS))

@@ -20,6 +20,8 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
+import cli  # noqa: E402
+
 FLAGS = flags.FLAGS
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "demo")
 
@@ -37,17 +39,7 @@ class _ExportError(Exception):
   """A problem with the export flags or paths (message is one line)."""
 
 
-def _fail(message):
-  sys.stderr.write(f"error: {message}\n")
-
-
-def _parse_flags(argv):
-  """absl flag parsing, but a bad flag prints one ``error:`` line (absl prints two)."""
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    _fail(" ".join(str(e).split()) + " (see --helpshort)")
-    sys.exit(1)
+_fail = cli.CONSOLE.fail
 
 
 def _check_target(out, overwrite):
@@ -124,22 +116,14 @@ def main(argv):
     _fail(f"unexpected arguments: {' '.join(argv[1:])}")
     return 1
   logging.set_verbosity(logging.WARNING)  # TF's SavedModel writer logs at INFO
-  from model.errors import UserError
-  try:
+
+  def run():
     out = export(FLAGS.checkpoint_dir, FLAGS.export_dir, FLAGS.max_memory_gb, FLAGS.overwrite)
-  except (_ExportError, UserError) as e:
-    _fail(str(e))
-    return 1
-  except KeyboardInterrupt:
-    _fail("interrupted")
-    return 130
-  except Exception as e:  # noqa: BLE001 - last resort: one line, never a traceback
-    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    _fail(f"unexpected {type(e).__name__}: {first}")
-    return 1
-  print(f"wrote SavedModel to {out} (signatures: serving_default, inpaint_bytes)")
-  return 0
+    print(f"wrote SavedModel to {out} (signatures: serving_default, inpaint_bytes)")
+    return 0
+
+  return cli.guarded(run, expected=(_ExportError,))
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=cli.one_line_flag_parser(FLAGS))

@@ -6,7 +6,7 @@ setup(
     version="0.1.0",
     description="DeepFill v1 (Generative Image Inpainting with Contextual Attention) in TensorFlow 2 / Keras 3",
     packages=["model", "layers"],
-    py_modules=["flags", "train", "test", "export", "evaluate"],
+    py_modules=["cli", "flags", "train", "test", "export", "evaluate"],
     python_requires=">=3.10",
     install_requires=[
         "numpy>=1.26,<2.5",

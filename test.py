@@ -15,6 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+import cli  # noqa: E402
+
 FLAGS = flags.FLAGS
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "demo")
 
@@ -32,33 +34,8 @@ flags.DEFINE_bool("official_compat", False,
 flags.DEFINE_integer("max_megapixels", 100, "Reject images larger than this.")
 
 
-_progress_open = False  # a folder-mode progress line without its newline is on stderr
-
-
-def _end_progress():
-  global _progress_open
-  if _progress_open:
-    sys.stderr.write("\n")
-    _progress_open = False
-
-
-def _fail(message):
-  _end_progress()
-  sys.stderr.write(f"error: {message}\n")
-
-
-def _warn(message):
-  _end_progress()  # else the next progress line (\r ... ESC[K) would erase the warning
-  sys.stderr.write(f"warning: {message}\n")
-
-
-def _parse_flags(argv):
-  """absl flag parsing, but a bad flag prints one ``error:`` line (absl prints two)."""
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    _fail(" ".join(str(e).split()) + " (see --helpshort)")
-    sys.exit(1)
+_fail = cli.CONSOLE.fail
+_warn = cli.CONSOLE.warn
 
 
 class _Runner:
@@ -98,7 +75,6 @@ class _Runner:
 
 
 def _run_folder(runner, image_dir, mask_arg, output_dir, max_pixels):
-  global _progress_open
   from model import image_io
   from model.errors import UserError
   pairs, unpaired = image_io.pair_by_stem(image_dir, mask_arg)
@@ -113,53 +89,45 @@ def _run_folder(runner, image_dir, mask_arg, output_dir, max_pixels):
   failures = 0
   for i, (image_path, mask_path) in enumerate(pairs, 1):
     name = os.path.basename(image_path)
-    sys.stderr.write(f"\r[{i}/{len(pairs)}] {name}\x1b[K")
-    sys.stderr.flush()
-    _progress_open = True
+    cli.CONSOLE.progress(f"[{i}/{len(pairs)}] {name}")
     try:
       runner.run(image_path, mask_path, os.path.join(output_dir, name), max_pixels=max_pixels)
     except UserError as e:
       failures += 1
       _fail(str(e))
-  _end_progress()
+  cli.CONSOLE.end_progress()
   if failures:
     raise UserError(f"{failures} of {len(pairs)} images failed")
   print(f"wrote {len(pairs)} images to {output_dir}")
+
+
+def _main():
+  from model.errors import UserError
+  for name in ("image", "mask", "output"):
+    if not getattr(FLAGS, name):
+      raise UserError(f"--{name} is required")
+  runner = _Runner(FLAGS.checkpoint_dir, FLAGS.max_memory_gb, FLAGS.official_compat)
+  max_pixels = int(FLAGS.max_megapixels * 1e6)
+  if os.path.isdir(FLAGS.image):
+    if FLAGS.flow:
+      raise UserError("--flow works with a single image, not a folder")
+    if os.path.exists(FLAGS.output) and not os.path.isdir(FLAGS.output):
+      raise UserError(f"--image is a folder, so --output must be a folder: {FLAGS.output}")
+    _run_folder(runner, FLAGS.image, FLAGS.mask, FLAGS.output, max_pixels)
+  else:
+    if os.path.isdir(FLAGS.mask):
+      raise UserError(f"--image is a file, so --mask must be a file: {FLAGS.mask}")
+    runner.run(FLAGS.image, FLAGS.mask, FLAGS.output, FLAGS.flow, max_pixels)
+    print(f"wrote {FLAGS.output}")
+  return 0
 
 
 def main(argv):
   if len(argv) > 1:
     _fail(f"unexpected arguments: {' '.join(argv[1:])}")
     return 2
-  from model.errors import UserError
-  try:
-    for name in ("image", "mask", "output"):
-      if not getattr(FLAGS, name):
-        raise UserError(f"--{name} is required")
-    runner = _Runner(FLAGS.checkpoint_dir, FLAGS.max_memory_gb, FLAGS.official_compat)
-    max_pixels = int(FLAGS.max_megapixels * 1e6)
-    if os.path.isdir(FLAGS.image):
-      if FLAGS.flow:
-        raise UserError("--flow works with a single image, not a folder")
-      if os.path.exists(FLAGS.output) and not os.path.isdir(FLAGS.output):
-        raise UserError(f"--image is a folder, so --output must be a folder: {FLAGS.output}")
-      _run_folder(runner, FLAGS.image, FLAGS.mask, FLAGS.output, max_pixels)
-    else:
-      if os.path.isdir(FLAGS.mask):
-        raise UserError(f"--image is a file, so --mask must be a file: {FLAGS.mask}")
-      runner.run(FLAGS.image, FLAGS.mask, FLAGS.output, FLAGS.flow, max_pixels)
-      print(f"wrote {FLAGS.output}")
-  except UserError as e:
-    _fail(str(e))
-    return 1
-  except KeyboardInterrupt:
-    _fail("interrupted")
-    return 130
-  except Exception as e:  # noqa: BLE001 - last resort: one line, never a traceback
-    _fail(f"unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-    return 1
-  return 0
+  return cli.guarded(_main)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=cli.one_line_flag_parser(FLAGS))
