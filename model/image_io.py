@@ -25,7 +25,6 @@ import os
 import re
 import secrets
 import stat
-import struct
 import sys
 import tempfile
 import threading
@@ -33,6 +32,7 @@ import threading
 import cv2
 import numpy as np
 
+from model import image_headers
 from model.errors import UserError
 
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -53,11 +53,6 @@ _ENCODE_PARAMS = {
 _NO_ALPHA = (".jpg", ".jpeg")
 _FORMAT_NAMES = {"png": "PNG", "jpeg": "JPEG", "bmp": "BMP", "webp": "WebP", "gif": "GIF",
                  "tiff": "TIFF"}
-# Orientation -> (transpose, flip rows, flip columns), applied in that order.
-_ORIENTATIONS = {1: (False, False, False), 2: (False, False, True), 3: (False, True, True),
-                 4: (False, True, False), 5: (True, False, False), 6: (True, False, True),
-                 7: (True, True, True), 8: (True, True, False)}
-_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _STDERR_LOCK = threading.Lock()
 
 
@@ -84,132 +79,6 @@ class ImageInfo:
   def __post_init__(self):
     if self.mode not in MODES:
       raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-
-
-def _tiff_tags(tiff):
-  """Single-valued SHORT/LONG tags of IFD0 of a TIFF structure as {tag: value} ({} if malformed)."""
-  if tiff[:6] == b"Exif\0\0":  # some writers keep the APP1 prefix in PNG/WebP chunks
-    tiff = tiff[6:]
-  if len(tiff) < 8 or tiff[:4] not in (b"II*\0", b"MM\0*"):
-    return {}
-  order = "<" if tiff[:1] == b"I" else ">"
-  offset = struct.unpack_from(order + "I", tiff, 4)[0]
-  if offset + 2 > len(tiff):
-    return {}
-  tags = {}
-  for i in range(struct.unpack_from(order + "H", tiff, offset)[0]):
-    entry = offset + 2 + 12 * i
-    if entry + 12 > len(tiff):
-      break
-    tag, kind, count = struct.unpack_from(order + "HHI", tiff, entry)
-    if count == 1 and kind in (3, 4):
-      tags[tag] = struct.unpack_from(order + ("H" if kind == 3 else "I"), tiff, entry + 8)[0]
-  return tags
-
-
-def _png_header(data):
-  size = exif = None
-  pos = 8
-  while pos + 8 <= len(data):
-    length, kind = struct.unpack_from(">I4s", data, pos)
-    if kind == b"IHDR" and length >= 8 and pos + 16 <= len(data):
-      size = struct.unpack_from(">II", data, pos + 8)
-    elif kind == b"eXIf":
-      exif = data[pos + 8:pos + 8 + length]
-    elif kind == b"IEND":
-      break
-    pos += 12 + length
-  return size, exif
-
-
-def _jpeg_header(data):
-  size = exif = None
-  pos = 2
-  while pos + 4 <= len(data) and data[pos] == 0xFF:
-    marker = data[pos + 1]
-    if marker == 0xFF:  # fill byte
-      pos += 1
-      continue
-    if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
-      pos += 2
-      continue
-    if marker in (0xD9, 0xDA):  # end of image / start of scan: the header is over
-      break
-    length = struct.unpack_from(">H", data, pos + 2)[0]
-    if length < 2:
-      break
-    segment = data[pos + 4:pos + 2 + length]
-    if marker in _JPEG_SOF and len(segment) >= 5 and size is None:
-      height, width = struct.unpack_from(">HH", segment, 1)
-      size = (width, height)
-    elif marker == 0xE1 and exif is None and segment.startswith(b"Exif\0\0"):
-      exif = segment[6:]
-    pos += 2 + length
-  return size, exif
-
-
-def _webp_header(data):
-  size = exif = None
-  pos = 12
-  while pos + 8 <= len(data):
-    kind, length = struct.unpack_from("<4sI", data, pos)
-    body = pos + 8
-    if kind == b"VP8X" and length >= 10 and body + 10 <= len(data):
-      size = (int.from_bytes(data[body + 4:body + 7], "little") + 1,
-              int.from_bytes(data[body + 7:body + 10], "little") + 1)
-    elif (kind == b"VP8 " and size is None and body + 10 <= len(data)
-          and data[body + 3:body + 6] == b"\x9d\x01\x2a"):
-      width, height = struct.unpack_from("<HH", data, body + 6)
-      size = (width & 0x3FFF, height & 0x3FFF)
-    elif kind == b"VP8L" and size is None and body + 5 <= len(data) and data[body] == 0x2F:
-      bits = struct.unpack_from("<I", data, body + 1)[0]
-      size = ((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
-    elif kind == b"EXIF":
-      exif = data[body:body + length]
-    pos = body + length + (length & 1)
-  return size, exif
-
-
-def _probe(data):
-  """(format, (width, height) or None, EXIF orientation) read from the header bytes only."""
-  size, exif, fmt = None, None, "other"
-  try:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-      fmt, (size, exif) = "png", _png_header(data)
-    elif data.startswith(b"\xff\xd8"):
-      fmt, (size, exif) = "jpeg", _jpeg_header(data)
-    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-      fmt, (size, exif) = "webp", _webp_header(data)
-    elif data.startswith(b"BM"):
-      fmt = "bmp"
-      if len(data) >= 26:
-        if struct.unpack_from("<I", data, 14)[0] == 12:  # BITMAPCOREHEADER: 16-bit sizes
-          size = struct.unpack_from("<HH", data, 18)
-        else:  # negative height = rows stored top-down
-          size = tuple(abs(v) for v in struct.unpack_from("<ii", data, 18))
-    elif data[:6] in (b"GIF87a", b"GIF89a"):
-      fmt = "gif"
-      size = struct.unpack_from("<HH", data, 6) if len(data) >= 10 else None
-    elif data[:4] in (b"II*\0", b"MM\0*"):
-      fmt, exif = "tiff", data
-      tags = _tiff_tags(data)
-      size = (tags[256], tags[257]) if 256 in tags and 257 in tags else None
-    orientation = _tiff_tags(exif).get(0x0112, 1) if exif else 1
-  except struct.error:  # a header cut short: leave it to the decoder to complain
-    size, orientation = None, 1
-  return fmt, size, orientation if orientation in _ORIENTATIONS else 1
-
-
-def _orient(array, orientation):
-  """Turns stored rows/columns into display orientation (as `ImageOps.exif_transpose`)."""
-  transpose, flip_rows, flip_cols = _ORIENTATIONS[orientation]
-  if transpose:
-    array = array.swapaxes(0, 1)
-  if flip_rows:
-    array = array[::-1]
-  if flip_cols:
-    array = array[:, ::-1]
-  return np.ascontiguousarray(array)
 
 
 @contextlib.contextmanager
@@ -300,7 +169,7 @@ def _load(path, what, max_pixels):
   path = os.fspath(path)
   max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
   data = _read_bytes(path, what)
-  fmt, size, orientation = _probe(data)
+  fmt, size, orientation = image_headers.probe(data)
   if size is not None:
     _check_size(path, size[0], size[1], max_pixels)
   with _native_stderr() as lines:
@@ -333,8 +202,8 @@ def _load(path, what, max_pixels):
     to_rgb = cv2.COLOR_BGR2RGB if pixels.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
     pixels = cv2.cvtColor(pixels, to_rgb)
   if fmt != "tiff":  # OpenCV's TIFF decoder applies the orientation tag itself
-    pixels = _orient(pixels, orientation)
-  elif pixels.ndim == 3 and pixels.shape[2] == 4 and _tiff_tags(data).get(338) == 2:
+    pixels = image_headers.orient(pixels, orientation)
+  elif pixels.ndim == 3 and pixels.shape[2] == 4 and image_headers.tiff_tags(data).get(338) == 2:
     pixels = _unpremultiply(pixels)
   mode = "grey" if pixels.ndim == 2 else ("rgb" if pixels.shape[2] == 3 else "rgba")
   info = ImageInfo(path=path, mode=mode, orientation=orientation, bit_depth=bit_depth, format=fmt)

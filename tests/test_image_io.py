@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from conftest import EXAMPLES, REPO, require_shared
-from model import image_io
+from model import image_headers, image_io
 from model.errors import UserError
 
 ORIENTATIONS = range(1, 9)
@@ -162,12 +162,12 @@ def test_header_probe_sizes():
       "webp": _encode(rgb, "WEBP"),  # VP8 (lossy)
   }
   for fmt, data in cases.items():
-    assert image_io._probe(data) == (fmt, (50, 30), 1), fmt
-  assert image_io._probe(_encode(rgb, "WEBP", lossless=True)) == ("webp", (50, 30), 1)  # VP8L
+    assert image_headers.probe(data) == (fmt, (50, 30), 1), fmt
+  assert image_headers.probe(_encode(rgb, "WEBP", lossless=True)) == ("webp", (50, 30), 1)  # VP8L
   vp8x = _encode(rgb, "WEBP", orientation=3)  # EXIF forces the extended (VP8X) layout
   assert vp8x[12:16] == b"VP8X"
-  assert image_io._probe(vp8x) == ("webp", (50, 30), 3)
-  assert image_io._probe(b"hello") == ("other", None, 1)
+  assert image_headers.probe(vp8x) == ("webp", (50, 30), 3)
+  assert image_headers.probe(b"hello") == ("other", None, 1)
 
 
 # ---- EXIF orientation
@@ -182,8 +182,8 @@ def test_exif_parser_little_endian_after_xmp(value, expected):
   xmp = b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta tiff:Orientation='3'/>"
   jpeg = _encode(_photo(30, 50), "JPEG")
   data = jpeg[:2] + _app1(xmp) + _app1(b"Exif\0\0" + exif) + jpeg[2:]
-  assert image_io._probe(data) == ("jpeg", (50, 30), expected)
-  assert image_io._probe(data[:2] + _app1(b"Exif\0\0" + exif[:9]) + jpeg[2:])[2] == 1  # cut short
+  assert image_headers.probe(data) == ("jpeg", (50, 30), expected)
+  assert image_headers.probe(data[:2] + _app1(b"Exif\0\0" + exif[:9]) + jpeg[2:])[2] == 1  # cut short
 
 
 @pytest.mark.parametrize("orientation", ORIENTATIONS)
