@@ -111,6 +111,7 @@ class LossConfig:
   discounted_mask: bool = True
   spatial_discounting_gamma: float = 0.9
   pretrain_coarse_network: bool = False
+  critic_cnum: int = 64
 
   def __post_init__(self):
     _check(self.gan in GANS, f"--gan must be one of {GANS}, got {self.gan!r}")
@@ -120,6 +121,7 @@ class LossConfig:
       _check(value >= 0, f"--{name} must be >= 0, got {value}")
     gamma = self.spatial_discounting_gamma
     _check(0 < gamma <= 1, f"--spatial_discounting_gamma must be in (0, 1], got {gamma}")
+    _check(self.critic_cnum >= 1, f"--critic_cnum must be >= 1, got {self.critic_cnum}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,6 +268,9 @@ def define_flags(flag_values=absl_flags.FLAGS):
                           **fv)
   absl_flags.DEFINE_boolean("pretrain_coarse_network", ls.pretrain_coarse_network,
                             "Train only the coarse network with L1 losses (no GAN, no critic).",
+                            **fv)
+  absl_flags.DEFINE_integer("critic_cnum", ls.critic_cnum,
+                            "Critic width (channels of the first critic conv; official 64).",
                             **fv)
 
   # Masks (spec §4).

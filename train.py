@@ -84,15 +84,16 @@ def build_nets(cfg):
   from model import critics as critics_lib
   from model import generator as generator_lib
   gen = generator_lib.build_generator(cfg.model)
+  cnum = cfg.loss.critic_cnum
   if cfg.loss.gan == "sn_patch":
-    critics = {"patch": critics_lib.SNPatchCritic(cnum=64, in_channels=4)}
+    critics = {"patch": critics_lib.SNPatchCritic(cnum=cnum, in_channels=4)}
   else:
     in_channels = 4 if cfg.loss.gan_with_mask else 3
     critics = {
-        "global": critics_lib.GlobalCritic(cnum=64, input_size=cfg.data.img_size,
+        "global": critics_lib.GlobalCritic(cnum=cnum, input_size=cfg.data.img_size,
                                            in_channels=in_channels),
         "local": critics_lib.LocalCritic(
-            cnum=64, input_size=(cfg.data.box_height, cfg.data.box_width)),
+            cnum=cnum, input_size=(cfg.data.box_height, cfg.data.box_width)),
     }
   t = cfg.train
   g_opt = keras.optimizers.Adam(t.lr, beta_1=t.beta1, beta_2=t.beta2)
@@ -155,7 +156,8 @@ def train(cfg):
   run_dir = tc.checkpoint_dir
   if chief:
     _prepare_run_dir(cfg, run_dir)
-  # Non-chief workers must also write checkpoints (collective ops), into a scratch dir.
+  # Non-chief workers must also write checkpoints (collective ops), into a scratch dir
+  # that is deleted after each save; every worker resumes from the chief's checkpoints.
   ckpt_dir = run_dir if chief else os.path.join(run_dir, f"worker_tmp_{os.getpid()}")
   files = data_lib.list_files(dc.train_flist)
   val_files = data_lib.list_files(dc.val_flist) if dc.val_flist else files
@@ -171,9 +173,13 @@ def train(cfg):
                              skipped_files=skipped,
                              **{f"critic_{k}": c for k, c in critics.items()})
   manager = tf.train.CheckpointManager(ckpt, ckpt_dir, max_to_keep=3)
-  if manager.latest_checkpoint:
-    ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    _log(f"resumed from {manager.latest_checkpoint} at step {int(step.numpy())}")
+  latest = tf.train.latest_checkpoint(run_dir)
+  if latest:
+    ckpt.restore(latest).assert_existing_objects_matched()
+    # The optimizers' learning rate is checkpointed too; --lr of this run wins.
+    for opt in (g_opt, d_opt):
+      opt.learning_rate = tc.lr
+    _log(f"resumed from {latest} at step {int(step.numpy())}")
   start = int(step.numpy())
   if start >= tc.max_iters:
     _log(f"already at step {start} >= --max_iters {tc.max_iters}; nothing to do")
@@ -234,6 +240,8 @@ def train(cfg):
     path = manager.save(checkpoint_number=int(step.numpy()))
     if chief:
       _log(f"saved {path} ({reason})")
+    else:
+      tf.io.gfile.rmtree(ckpt_dir)
 
   while int(step.numpy()) < tc.max_iters:
     current = int(step.numpy())
@@ -250,7 +258,7 @@ def train(cfg):
     bad = [k for k, v in values.items() if not np.isfinite(v)]
     if bad:
       _log(f"error: non-finite loss ({', '.join(bad)}) at step {current}; stopping. "
-           f"The last good checkpoint ({manager.latest_checkpoint}) is untouched.")
+           f"The last good checkpoint ({tf.train.latest_checkpoint(run_dir)}) is untouched.")
       return 1
     if current % tc.log_every == 0 or current == tc.max_iters:
       now = time.time()
@@ -277,13 +285,15 @@ def train(cfg):
             summaries.scalar(f"val/{k}", v, current)
           summaries.image("val/input|coarse|refined|completed|flow|target", grid, current,
                           max_outputs=tc.viz_max_out)
+    # Read once: a signal arriving between two reads would stop the run without a save.
+    stop_signal = stopper.signal
     if current % tc.checkpoint_every == 0 or current == tc.max_iters:
       save("periodic" if current < tc.max_iters else "final")
-    elif stopper.signal is not None:
-      save(f"signal {stopper.signal}")
-    if stopper.signal is not None:
-      _log(f"stopped by signal {stopper.signal} at step {current}; rerun to resume")
-      status = 128 + stopper.signal if stopper.signal == signal.SIGINT else 0
+    elif stop_signal is not None:
+      save(f"signal {stop_signal}")
+    if stop_signal is not None:
+      _log(f"stopped by signal {stop_signal} at step {current}; rerun to resume")
+      status = 128 + stop_signal if stop_signal == signal.SIGINT else 0
       break
   if writer is not None:
     writer.flush()
