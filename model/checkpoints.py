@@ -127,21 +127,17 @@ def load_ours(directory):
   if prefix is None:
     raise UserError(f"{directory} has {MODEL_JSON} but no checkpoint files")
   gen = generator_lib.build_generator(cfg)
-  _, shapes = _read_variables(prefix)
-  stored = sorted(tuple(shape) for key, shape in shapes.items()
-                  if key.startswith(GENERATOR_KEY + "/") and ".OPTIMIZER_SLOT" not in key
-                  and key.endswith("/.ATTRIBUTES/VARIABLE_VALUE"))
-  if not stored:
-    raise UserError(f"checkpoint {prefix} holds no generator")
-  wanted = sorted(tuple(w.shape) for w in gen.weights)
-  if stored != wanted:
-    raise UserError(f"checkpoint {prefix} does not match {MODEL_JSON} "
-                    f"({len(stored)} stored generator variables, {len(wanted)} expected "
-                    "or different shapes)")
+  _read_variables(prefix)  # a clear error for unreadable files
+  # Restore by object graph, not by variable name: in training checkpoints the
+  # generator's weights are stored under the optimizer's path (TF keeps the first path).
   try:
-    tf.train.Checkpoint(**{GENERATOR_KEY: gen}).restore(prefix).expect_partial()
+    status = tf.train.Checkpoint(**{GENERATOR_KEY: gen}).read(prefix)
+    status.expect_partial()
+    status.assert_existing_objects_matched()
   except (AssertionError, tf.errors.OpError, ValueError) as e:
-    raise UserError(f"cannot restore {prefix}: {str(e).splitlines()[0]}") from None
+    message = " ".join(str(e).split())[:300]
+    raise UserError(f"checkpoint {prefix} does not match {MODEL_JSON} "
+                    f"(or holds no generator): {message}") from None
   return gen, cfg
 
 
