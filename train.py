@@ -170,7 +170,6 @@ def train(cfg):
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
   skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_files")
   ckpt = tf.train.Checkpoint(generator=gen, g_opt=g_opt, d_opt=d_opt, step=step,
-                             skipped_files=skipped,
                              **{f"critic_{k}": c for k, c in critics.items()})
   manager = tf.train.CheckpointManager(ckpt, ckpt_dir, max_to_keep=3)
   latest = tf.train.latest_checkpoint(run_dir)

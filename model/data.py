@@ -14,9 +14,8 @@ exactly where it stopped from nothing but the number of consumed batches:
 
 Unreadable files (missing, corrupt or truncated data, non-images) and degenerate
 images whose shorter side is below ``MIN_SIDE`` pixels are **skipped**: they are
-dropped from the stream, counted in ``skip_counter`` (an int64 ``tf.Variable``, once
-per epoch in which they are met) and their path is printed to stderr during the
-first epoch this dataset iterates. A skipped file shifts the batch boundaries after
+dropped from the stream, and counted in ``skip_counter`` (an int64 ``tf.Variable``)
+and printed to stderr once each: during the first epoch this dataset iterates. A skipped file shifts the batch boundaries after
 it, so if ``k`` skipped files lie before a resume point the resumed stream is
 ``k`` elements off the uninterrupted one (still deterministic, nothing crashes).
 
@@ -176,7 +175,7 @@ def make_dataset(files, img_size, batch_size, seed, shuffle=True, random_crop=Tr
     drop_remainder: drop a last incomplete batch.
     channel_order: ``"bgr"`` (official v1 weights) or ``"rgb"``.
     skip_counter: optional int64 ``tf.Variable`` (``make_skip_counter()``) incremented
-      for every skipped file.
+      once for every bad file met in the first epoch read.
     start_batch: index of the first batch to produce (resumption).
     num_shards, shard_index: this pipeline reads every ``num_shards``-th position of
       each epoch, starting at ``shard_index``.
@@ -223,13 +222,13 @@ def make_dataset(files, img_size, batch_size, seed, shuffle=True, random_crop=Tr
     return one.map(load).ignore_errors().concatenate(one.map(failed)).take(1)
 
   def warn(path):
+    if skip_counter is not None:
+      skip_counter.assign_add(1)
     tf.print("skipping unreadable or tiny image:", path, output_stream=sys.stderr)
     return tf.constant(True)
 
   def report(path, epoch):
-    if skip_counter is not None:
-      skip_counter.assign_add(1)
-    # Log once per file: only during the first epoch this dataset reads.
+    # Count and log each bad file once: only during the first epoch this dataset reads.
     tf.cond(tf.equal(epoch, first_epoch), lambda: warn(path), lambda: tf.constant(False))
     return tf.constant(False)
 
