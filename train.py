@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app  # noqa: E402
 from absl import flags as absl_flags  # noqa: E402
 
+import cli  # noqa: E402
 import flags as flags_lib  # noqa: E402
 
 FLAGS = absl_flags.FLAGS
@@ -154,13 +155,13 @@ def train(cfg):
   strategy = _make_strategy(tc)
   chief = _is_chief(strategy)
   run_dir = tc.checkpoint_dir
+  files = data_lib.list_files(dc.train_flist)  # fail on bad lists before writing anything
+  val_files = data_lib.list_files(dc.val_flist) if dc.val_flist else files
   if chief:
     _prepare_run_dir(cfg, run_dir)
   # Non-chief workers must also write checkpoints (collective ops), into a scratch dir
   # that is deleted after each save; every worker resumes from the chief's checkpoints.
   ckpt_dir = run_dir if chief else os.path.join(run_dir, f"worker_tmp_{os.getpid()}")
-  files = data_lib.list_files(dc.train_flist)
-  val_files = data_lib.list_files(dc.val_flist) if dc.val_flist else files
   _log(f"{len(files)} training images; {strategy.num_replicas_in_sync} replica(s)")
 
   keras.utils.set_random_seed(tc.seed)
@@ -301,18 +302,19 @@ def train(cfg):
 
 def main(argv):
   if len(argv) > 1:
-    sys.stderr.write(f"error: unexpected arguments: {' '.join(argv[1:])}\n")
+    cli.CONSOLE.fail(f"unexpected arguments: {' '.join(argv[1:])}")
     return 2
-  from model.errors import UserError
-  try:
+
+  def run():
+    from model.errors import UserError
     cfg = flags_lib.build_config(FLAGS)
     if not cfg.data.train_flist:
       raise UserError("--train_flist is required (a file list or a folder of images)")
     return train(cfg)
-  except (UserError, ValueError) as e:
-    sys.stderr.write(f"error: {e}\n")
-    return 1
+
+  # ValueError: invalid flag values from build_config (the message names the flag).
+  return cli.guarded(run, expected=(ValueError,))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.one_line_flag_parser(FLAGS))
