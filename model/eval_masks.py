@@ -32,18 +32,12 @@ import math
 import cv2
 import numpy as np
 
+from model.brush_params import (ANGLE_RANGE, MAX_NUM_STROKES, MAX_NUM_VERTEX, MAX_WIDTH,  # noqa: F401
+                                MEAN_ANGLE, MIN_NUM_VERTEX, MIN_WIDTH, REFERENCE_DIAGONAL)
+
 MASK_MODES = ("box", "free_form")
 _MODE_KEYS = {"box": 1, "free_form": 2}
 
-# v2 brush-stroke parameters at 256x256 (spec §7).
-MIN_NUM_VERTEX = 4
-MAX_NUM_VERTEX = 11
-MAX_NUM_STROKES = 3
-MEAN_ANGLE = 2.0 * math.pi / 5.0
-ANGLE_RANGE = 2.0 * math.pi / 15.0
-MIN_WIDTH = 12.0
-MAX_WIDTH = 40.0
-REFERENCE_DIAGONAL = 256.0 * math.sqrt(2.0)
 
 
 def mask_rng(seed, index, mode):

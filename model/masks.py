@@ -23,17 +23,11 @@ import math
 
 import tensorflow as tf
 
+from model.brush_params import (ANGLE_RANGE, MAX_NUM_STROKES, MAX_NUM_VERTEX, MAX_WIDTH,  # noqa: F401
+                                MEAN_ANGLE, MIN_NUM_VERTEX, MIN_WIDTH, REFERENCE_DIAGONAL)
+
 MASK_MODES = ("box", "free_form", "both")
 
-# Brush-stroke parameters of the v2 release, for a 256x256 image (spec §7).
-MIN_NUM_VERTEX = 4
-MAX_NUM_VERTEX = 11
-MAX_NUM_STROKES = 3
-MEAN_ANGLE = 2.0 * math.pi / 5.0
-ANGLE_RANGE = 2.0 * math.pi / 15.0
-MIN_WIDTH = 12.0
-MAX_WIDTH = 40.0
-REFERENCE_DIAGONAL = 256.0 * math.sqrt(2.0)
 
 
 def _split_seed(seed, num):
