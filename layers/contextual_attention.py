@@ -221,16 +221,24 @@ def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_sca
   pad_lo = rate // 2
   if tile_size is None and query_box is None:
     canvas, best = attend(tf.range(n), h2, w2)
-    y = canvas[:, pad_lo:pad_lo + height, pad_lo:pad_lo + width, :]
+    y = canvas[:, pad_lo:pad_lo + height, pad_lo:pad_lo + width, :] / 4.0
     best = tf.reshape(best, [bsz, h2, w2])
   else:
     if query_box is None:
       query_box = tf.stack([0, h2, 0, w2])
+    query_box = tf.cast(query_box, tf.int32)
     tile = tf.maximum(h2, w2) if tile_size is None else tf.cast(tile_size, tf.int32)
-    y, best = _tiled(attend, bsz, h2, w2, rate, channels, tile,
-                     tf.cast(query_box, tf.int32))
-    y = y[:, pad_lo:pad_lo + height, pad_lo:pad_lo + width, :]
-  y = y / 4.0
+    canvas, best = _tiled(attend, bsz, h2, w2, rate, channels, tile, query_box)
+    # Place the box's canvas in the full map: canvas pixel (0, 0) is output pixel
+    # (r·y_lo − r//2, r·x_lo − r//2); crop what falls outside the map.
+    top = rate * query_box[0] - pad_lo
+    left = rate * query_box[2] - pad_lo
+    ch, cw = tf.shape(canvas)[1], tf.shape(canvas)[2]
+    canvas = canvas[:, tf.maximum(-top, 0):tf.minimum(ch, height - top),
+                    tf.maximum(-left, 0):tf.minimum(cw, width - left)] / 4.0
+    top, left = tf.maximum(top, 0), tf.maximum(left, 0)
+    y = tf.pad(canvas, [[0, 0], [top, height - top - tf.shape(canvas)[1]],
+                        [left, width - left - tf.shape(canvas)[2]], [0, 0]])
   y = tf.ensure_shape(y, f.shape)
   gy = tf.range(h2)[None, :, None]
   gx = tf.range(w2)[None, None, :]
@@ -241,14 +249,17 @@ def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_sca
 def _tiled(attend, bsz, h2, w2, rate, channels, tile, query_box):
   """Runs ``attend`` over ``tile × tile`` blocks of the queries in ``query_box``.
 
-  Returns the padded canvas ``[B, (h2+1)·r, (w2+1)·r, C]`` and argmax ``[B, h2, w2]``.
+  Returns ``(canvas, best)``: the pasted patches of the box's queries, canvas
+  ``[B, (qh+1)·r, (qw+1)·r, C]`` whose pixel (0, 0) is output pixel
+  ``(r·y_lo − r//2, r·x_lo − r//2)``, and the argmax ``[B, h2, w2]`` (0 outside the box).
   """
   y_lo, y_hi = query_box[0], query_box[1]
   x_lo, x_hi = query_box[2], query_box[3]
   nty = tf.maximum((y_hi - y_lo + tile - 1) // tile, 0)
   ntx = tf.maximum((x_hi - x_lo + tile - 1) // tile, 0)
   # Accumulators are [rows, cols, B, C] so scatter indices are (row, col).
-  out = tf.zeros(tf.stack([(h2 + 1) * rate, (w2 + 1) * rate, bsz, channels]), tf.float32)
+  out = tf.zeros(tf.stack([(y_hi - y_lo + 1) * rate, (x_hi - x_lo + 1) * rate, bsz, channels]),
+                 tf.float32)
   best_all = tf.zeros(tf.stack([h2, w2, bsz]), tf.int32)
 
   def body(i, out, best_all):
@@ -261,8 +272,8 @@ def _tiled(attend, bsz, h2, w2, rate, channels, tile, query_box):
     grid = tf.reshape(tf.stack(tf.meshgrid(ys, xs, indexing="ij"), axis=-1), [-1, 2])
     queries = grid[:, 0] * w2 + grid[:, 1]
     canvas, best = attend(queries, th, tw)                            # [B, (th+1)r, (tw+1)r, C]
-    cy = rate * y0 + tf.range((th + 1) * rate)
-    cx = rate * x0 + tf.range((tw + 1) * rate)
+    cy = rate * (y0 - y_lo) + tf.range((th + 1) * rate)
+    cx = rate * (x0 - x_lo) + tf.range((tw + 1) * rate)
     cgrid = tf.reshape(tf.stack(tf.meshgrid(cy, cx, indexing="ij"), axis=-1), [-1, 2])
     updates = tf.reshape(tf.transpose(canvas, [1, 2, 0, 3]), [-1, bsz, channels])
     out = tf.tensor_scatter_nd_add(out, cgrid, updates)

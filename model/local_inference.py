@@ -100,6 +100,14 @@ def _run(layers, x):
   return x
 
 
+def _swap_batch_rows(x):
+  """4-D [A, B, W, C] -> [B, A, W, C]; a free reshape when A or B is 1 (batch 1)."""
+  shape = tf.shape(x)
+  swapped = tf.stack([shape[1], shape[0], shape[2], shape[3]])
+  return tf.cond(tf.logical_or(shape[0] == 1, shape[1] == 1),
+                 lambda: tf.reshape(x, swapped), lambda: tf.transpose(x, [1, 0, 2, 3]))
+
+
 def _encode_in_strips(layers, x, halo, block):
   """Applies a conv stack with total stride 4 to ``x`` in row strips (exact).
 
@@ -115,10 +123,10 @@ def _encode_in_strips(layers, x, halo, block):
     lo = tf.maximum(r0 - halo, 0)
     hi = tf.minimum(r1 + halo, height)
     y = _run(layers, x[:, lo:hi])[:, (r0 - lo) // 4:(r1 - lo) // 4]
-    return i + 1, parts.write(i, tf.transpose(y, [1, 0, 2, 3]))   # rows first
+    return i + 1, parts.write(i, _swap_batch_rows(y))   # rows first, for concat
 
   _, parts = tf.while_loop(lambda i, _: i < count, body, [tf.constant(0), parts])
-  return tf.transpose(parts.concat(), [1, 0, 2, 3])
+  return _swap_batch_rows(parts.concat())
 
 
 def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256):
