@@ -72,6 +72,10 @@ def _fold(parts, th, tw, rate, channels):
   return canvas
 
 
+# Largest key-patch matrix [B, L, k²C] (bytes) held at once; larger maps use shifted matmuls.
+PATCH_MATRIX_BYTES = 2**28
+
+
 @keras.saving.register_keras_serializable(package="deepfill")
 class ContextualAttention(keras.layers.Layer):
   """Contextual attention layer (spec §2); no trainable weights.
@@ -176,25 +180,45 @@ def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_sca
                       [bsz, (h2 + 1) * (w2 + 1), rate * rate * channels])
   tables = _grid_shift_tables(h2, w2, fuse_k)                         # [K, L]
 
+  # Key patches as one [L, k²C] matrix when it is small: a single matmul with
+  # K = k²C runs ~4× faster on CPU than k² matmuls with K = C.
+  patch_floats = tf.cast(bsz * n * ksize * ksize, tf.float64) * channels
+  use_matrix = patch_floats * 4.0 <= PATCH_MATRIX_BYTES
+  kdim = ksize * ksize * channels
+  key_patches = tf.cond(
+      use_matrix,
+      lambda: tf.reshape(tf.image.extract_patches(
+          bd, [1, ksize, ksize, 1], [1, 1, 1, 1], [1, 1, 1, 1], "SAME"), [bsz, n, kdim]),
+      lambda: tf.zeros([bsz, 0, kdim]))
+
   def scores_for(rows):
     """Raw scores S[rows, :] for flat query indices ``rows`` (n = zero row)."""
     valid = rows < n
     ry = tf.where(valid, rows // w2, -kr - 1)
     rx = tf.where(valid, rows % w2, -kr - 1)
-    scores = None
-    for dy in range(-kr, kr + 1):
-      for dx in range(-kr, kr + 1):
-        # Padded-grid index; invalid rows read the zero corner (0, 0).
-        idx = tf.where(valid, (ry + kr + dy) * wp + (rx + kr + dx), 0)
-        fq = tf.gather(fd_pad, idx, axis=1)                            # [B, U, C]
+    # Query patches, (dy, dx, C) order like extract_patches; invalid rows read the
+    # zero corner (0, 0) of the padded grid.
+    fqs = [tf.gather(fd_pad, tf.where(valid, (ry + kr + dy) * wp + (rx + kr + dx), 0), axis=1)
+           for dy in range(-kr, kr + 1) for dx in range(-kr, kr + 1)]
+
+    def with_matrix():
+      return tf.matmul(tf.concat(fqs, axis=-1), key_patches, transpose_b=True)
+
+    def with_shifts():
+      scores = None
+      for i, (dy, dx) in enumerate((dy, dx) for dy in range(-kr, kr + 1)
+                                   for dx in range(-kr, kr + 1)):
         keys = tf.reshape(bd_pad[:, kr + dy:kr + dy + h2, kr + dx:kr + dx + w2, :],
                           [bsz, n, channels])
-        term = tf.matmul(fq, keys, transpose_b=True)                   # [B, U, L]
+        term = tf.matmul(fqs[i], keys, transpose_b=True)             # [B, U, L]
         scores = term if scores is None else scores + term
+      return scores
+
+    scores = tf.cond(use_matrix, with_matrix, with_shifts)
     return scores * inv_norm[:, None, :]
 
-  def attend(queries, th, tw):
-    """Attention for a th×tw block of queries -> (canvas, argmax [B, P])."""
+  def fuse_subset(queries):
+    """Fused scores [B, P, L] of the given queries (gathers; any query subset)."""
     p = tf.shape(queries)[0]
     rows = tf.gather(tables, queries, axis=1)                          # [K, P]
     needed, inverse = tf.unique(tf.reshape(rows, [-1]))
@@ -204,6 +228,30 @@ def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_sca
     for d in range(fuse_k * fuse_k):
       term = tf.gather(tf.gather(scores, inverse[d], axis=1), tables[d], axis=2)
       fused = term if fused is None else fused + term
+    return fused
+
+  def fuse_all():
+    """Fused scores [B, L, L] of every query: the release's two diagonal passes
+    (row-major, then column-major order), done with shifted slices."""
+    scores = scores_for(tf.range(n))
+    radius = fuse_k // 2
+
+    def diagonal(x):
+      padded = tf.pad(x, [[0, 0], [radius, radius], [radius, radius]])
+      return tf.add_n([padded[:, radius + d:radius + d + n, radius + d:radius + d + n]
+                       for d in range(-radius, radius + 1)])
+
+    def to_column_major(x, rows_, cols_):
+      x = tf.reshape(x, [bsz, rows_, cols_, rows_, cols_])
+      return tf.reshape(tf.transpose(x, [0, 2, 1, 4, 3]), [bsz, n, n])
+
+    fused = to_column_major(diagonal(scores), h2, w2)
+    return to_column_major(diagonal(fused), w2, h2)
+
+  def attend(queries, th, tw, all_queries=False):
+    """Attention for a th×tw block of queries -> (canvas, argmax [B, P])."""
+    p = tf.shape(queries)[0]
+    fused = fuse_all() if all_queries and fuse_k > 1 else fuse_subset(queries)
     logits = fused * mm[:, None, :]
     attn = tf.nn.softmax(logits * softmax_scale, axis=-1) * mm[:, None, :]
     best = tf.argmax(attn, axis=-1, output_type=tf.int32)
@@ -219,31 +267,45 @@ def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_sca
     return _fold(parts, th, tw, rate, channels), best
 
   pad_lo = rate // 2
+  def dense():
+    canvas, best = attend(tf.range(n), h2, w2, all_queries=True)
+    return (canvas[:, pad_lo:pad_lo + height, pad_lo:pad_lo + width, :] / 4.0,
+            tf.reshape(best, [bsz, h2, w2]))
+
   if tile_size is None and query_box is None:
-    canvas, best = attend(tf.range(n), h2, w2)
-    y = canvas[:, pad_lo:pad_lo + height, pad_lo:pad_lo + width, :] / 4.0
-    best = tf.reshape(best, [bsz, h2, w2])
+    y, best = dense()
+  elif query_box is None:
+    # One tile covering every query is the dense computation (faster fuse).
+    tile = tf.cast(tile_size, tf.int32)
+    y, best = tf.cond(tile >= tf.maximum(h2, w2), dense,
+                      lambda: _place(*_tiled(attend, bsz, h2, w2, rate, channels, tile,
+                                             tf.stack([0, h2, 0, w2])),
+                                     tf.stack([0, h2, 0, w2]), rate, height, width))
   else:
-    if query_box is None:
-      query_box = tf.stack([0, h2, 0, w2])
     query_box = tf.cast(query_box, tf.int32)
     tile = tf.maximum(h2, w2) if tile_size is None else tf.cast(tile_size, tf.int32)
-    canvas, best = _tiled(attend, bsz, h2, w2, rate, channels, tile, query_box)
-    # Place the box's canvas in the full map: canvas pixel (0, 0) is output pixel
-    # (r·y_lo − r//2, r·x_lo − r//2); crop what falls outside the map.
-    top = rate * query_box[0] - pad_lo
-    left = rate * query_box[2] - pad_lo
-    ch, cw = tf.shape(canvas)[1], tf.shape(canvas)[2]
-    canvas = canvas[:, tf.maximum(-top, 0):tf.minimum(ch, height - top),
-                    tf.maximum(-left, 0):tf.minimum(cw, width - left)] / 4.0
-    top, left = tf.maximum(top, 0), tf.maximum(left, 0)
-    y = tf.pad(canvas, [[0, 0], [top, height - top - tf.shape(canvas)[1]],
-                        [left, width - left - tf.shape(canvas)[2]], [0, 0]])
+    y, best = _place(*_tiled(attend, bsz, h2, w2, rate, channels, tile, query_box),
+                     query_box, rate, height, width)
   y = tf.ensure_shape(y, f.shape)
   gy = tf.range(h2)[None, :, None]
   gx = tf.range(w2)[None, None, :]
   offsets = tf.stack([best // w2 - gy, best % w2 - gx], axis=-1)
   return y, offsets
+
+
+def _place(canvas, best, query_box, rate, height, width):
+  """Puts a query box's canvas (see ``_tiled``) into the full [B, H, W, C] map, /4."""
+  pad_lo = rate // 2
+  # Canvas pixel (0, 0) is output pixel (r·y_lo − r//2, r·x_lo − r//2); crop the outside.
+  top = rate * query_box[0] - pad_lo
+  left = rate * query_box[2] - pad_lo
+  ch, cw = tf.shape(canvas)[1], tf.shape(canvas)[2]
+  canvas = canvas[:, tf.maximum(-top, 0):tf.minimum(ch, height - top),
+                  tf.maximum(-left, 0):tf.minimum(cw, width - left)] / 4.0
+  top, left = tf.maximum(top, 0), tf.maximum(left, 0)
+  y = tf.pad(canvas, [[0, 0], [top, height - top - tf.shape(canvas)[1]],
+                      [left, width - left - tf.shape(canvas)[2]], [0, 0]])
+  return y, best
 
 
 def _tiled(attend, bsz, h2, w2, rate, channels, tile, query_box):
