@@ -5,7 +5,8 @@ r"""Inference benchmark: time, peak memory and FLOP efficiency of the generator.
 
 Each (size, hole, path) case runs in a fresh Python process so that its peak
 resident memory (``ru_maxrss``) is its own. Timing excludes warm-up (first call,
-graph tracing) and is the median of ``--repeats`` calls of the model on a
+graph tracing) and is the median of ``--repeats`` calls (``--repeats 0``: the first call,
+tracing included, for cases too slow to repeat) of the model on a
 random-weight v1 generator (weights do not change the cost). Paths:
 ``local`` = what ``test.py`` runs (hole-local stages, tiled attention under
 ``--max_memory_gb``); ``dense`` = the whole generator at once with dense attention
@@ -79,7 +80,7 @@ def run_case(args):
     t = time.perf_counter()
     run()
     times.append(time.perf_counter() - t)
-  median = sorted(times)[len(times) // 2]
+  median = sorted(times)[len(times) // 2] if times else warmup  # --repeats 0: first call
   # FLOPs actually computed by the path (the Inpainter picks local only when it pays off).
   box = (y0 // 8 * 8, -(-(y0 + side_h) // 8) * 8, x0 // 8 * 8, -(-(x0 + side_w) // 8) * 8)
   cost = local_inference.plan(gen, box, h, w)

@@ -121,23 +121,25 @@ class ContextualAttention(keras.layers.Layer):
     r = self.rate
     return (tuple(fshape), (b, None if h is None else h // r, None if w is None else w // r, 2))
 
-  def call(self, inputs, tile_size=None, query_box=None):
+  def call(self, inputs, tile_size=None, query_box=None, output_box=None):
     f, b = inputs[0], inputs[1]
     mask = inputs[2] if len(inputs) > 2 else None
     tile = self.tile_size if tile_size is None else tile_size
     return contextual_attention(f, b, mask, ksize=self.ksize, rate=self.rate,
                                 fuse_k=self.fuse_k if self.fuse else 1,
                                 softmax_scale=self.softmax_scale, tile_size=tile,
-                                query_box=query_box)
+                                query_box=query_box, output_box=output_box)
 
 
 def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0,
-                         tile_size=None, query_box=None):
+                         tile_size=None, query_box=None, output_box=None):
   """Functional form of :class:`ContextualAttention` (``fuse_k=1`` = no fuse).
 
   ``query_box``: optional int32 ``[4]`` = (y0, y1, x0, x1) on the downsampled grid;
   only queries inside it are computed (tiled mode), the output elsewhere is 0 and
   the offsets there are meaningless. Keys always cover the whole map.
+  ``output_box``: with ``query_box``, return only this (y0, y1, x0, x1) window of ``y``
+  (feature-map pixels), so no full-size output is allocated.
   """
   f = tf.convert_to_tensor(f, tf.float32)
   b = tf.convert_to_tensor(b, tf.float32)
@@ -285,21 +287,34 @@ def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_sca
     query_box = tf.cast(query_box, tf.int32)
     tile = tf.maximum(h2, w2) if tile_size is None else tf.cast(tile_size, tf.int32)
     y, best = _place(*_tiled(attend, bsz, h2, w2, rate, channels, tile, query_box),
-                     query_box, rate, height, width)
-  y = tf.ensure_shape(y, f.shape)
+                     query_box, rate, height, width, output_box)
+  if output_box is None:
+    y = tf.ensure_shape(y, f.shape)
   gy = tf.range(h2)[None, :, None]
   gx = tf.range(w2)[None, None, :]
   offsets = tf.stack([best // w2 - gy, best % w2 - gx], axis=-1)
   return y, offsets
 
 
-def _place(canvas, best, query_box, rate, height, width):
-  """Puts a query box's canvas (see ``_tiled``) into the full [B, H, W, C] map, /4."""
+def _place(canvas, best, query_box, rate, height, width, output_box=None):
+  """Puts a query box's canvas (see ``_tiled``) into the full [B, H, W, C] map, /4.
+
+  With ``output_box`` (y0, y1, x0, x1) only that window of the map is returned.
+  """
   pad_lo = rate // 2
   # Canvas pixel (0, 0) is output pixel (r·y_lo − r//2, r·x_lo − r//2); crop the outside.
   top = rate * query_box[0] - pad_lo
   left = rate * query_box[2] - pad_lo
   ch, cw = tf.shape(canvas)[1], tf.shape(canvas)[2]
+  if output_box is not None:
+    rows = tf.stack([output_box[0] - top, output_box[1] - top])
+    cols = tf.stack([output_box[2] - left, output_box[3] - left])
+    pads = tf.stack([[0, 0], [tf.maximum(-rows[0], 0), tf.maximum(rows[1] - ch, 0)],
+                     [tf.maximum(-cols[0], 0), tf.maximum(cols[1] - cw, 0)], [0, 0]])
+    canvas = tf.pad(canvas, pads)
+    r0, c0 = rows[0] + pads[1, 0], cols[0] + pads[2, 0]
+    window = canvas[:, r0:r0 + rows[1] - rows[0], c0:c0 + cols[1] - cols[0]] / 4.0
+    return window, best
   canvas = canvas[:, tf.maximum(-top, 0):tf.minimum(ch, height - top),
                   tf.maximum(-left, 0):tf.minimum(cw, width - left)] / 4.0
   top, left = tf.maximum(top, 0), tf.maximum(left, 0)

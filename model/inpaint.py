@@ -83,8 +83,8 @@ class Inpainter:
     Returns ``((complete + 1) * 127.5`` as float32 [H, W, 3], offsets).
     """
     mask = hole[None, :, :, None].astype(np.float32)
-    x = pixels[None].astype(np.float32) / np.float32(127.5) - np.float32(1.0)
-    x_in = x * (np.float32(1.0) - mask)
+    x_in = pixels[None].astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+    x_in *= np.float32(1.0) - mask  # in place: big photos need no second copy
     if tile is None:
       tile = attention_tile_for_budget(*hole.shape, self.budget_bytes)
     if local:

@@ -178,8 +178,9 @@ def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256):
   h2, w2 = height // 8, width // 8
   qbox = tf.stack([tf.maximum(dec_box[0] // 8 - 1, 0), tf.minimum(dec_box[1] // 8 + 1, h2),
                    tf.maximum(dec_box[2] // 8 - 1, 0), tf.minimum(dec_box[3] // 8 + 1, w2)])
-  att, _ = generator.attention((pm, pm, mask_s), tile_size=attention_tile, query_box=qbox)
-  att = _run(generator.pm_decoder, _crop(att, dec_box, 4))
+  att, _ = generator.attention((pm, pm, mask_s), tile_size=attention_tile, query_box=qbox,
+                               output_box=dec_box // 4)
+  att = _run(generator.pm_decoder, att)
   offset = (merge_box - tf.stack([dec_box[0], dec_box[0], dec_box[2], dec_box[2]])) // 4
   att = att[:, offset[0]:offset[1], offset[2]:offset[3]]
 
