@@ -72,10 +72,6 @@ def _fold(parts, th, tw, rate, channels):
   return canvas
 
 
-# Largest key-patch matrix [B, L, k²C] (bytes) held at once; larger maps use shifted matmuls.
-PATCH_MATRIX_BYTES = 2**28
-
-
 @keras.saving.register_keras_serializable(package="deepfill")
 class ContextualAttention(keras.layers.Layer):
   """Contextual attention layer (spec §2); no trainable weights.
@@ -182,41 +178,36 @@ def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_sca
                       [bsz, (h2 + 1) * (w2 + 1), rate * rate * channels])
   tables = _grid_shift_tables(h2, w2, fuse_k)                         # [K, L]
 
-  # Key patches as one [L, k²C] matrix when it is small: a single matmul with
-  # K = k²C runs ~4× faster on CPU than k² matmuls with K = C.
-  patch_floats = tf.cast(bsz * n * ksize * ksize, tf.float64) * channels
-  use_matrix = patch_floats * 4.0 <= PATCH_MATRIX_BYTES
   kdim = ksize * ksize * channels
-  key_patches = tf.cond(
-      use_matrix,
-      lambda: tf.reshape(tf.image.extract_patches(
-          bd, [1, ksize, ksize, 1], [1, 1, 1, 1], [1, 1, 1, 1], "SAME"), [bsz, n, kdim]),
-      lambda: tf.zeros([bsz, 0, kdim]))
 
-  def scores_for(rows):
-    """Raw scores S[rows, :] for flat query indices ``rows`` (n = zero row)."""
+  def key_patch_matrix():
+    """Key patches as one [B, L, k²C] matrix (dense path only, where L is small)."""
+    return tf.reshape(tf.image.extract_patches(
+        bd, [1, ksize, ksize, 1], [1, 1, 1, 1], [1, 1, 1, 1], "SAME"), [bsz, n, kdim])
+
+  def scores_for(rows, key_patches=None):
+    """Raw scores S[rows, :] for flat query indices ``rows`` (n = zero row).
+
+    With ``key_patches`` (small maps) one matmul with K = k²C, ~4× faster on CPU
+    than the k² shifted matmuls with K = C that large maps use (no [L, k²C] matrix).
+    """
     valid = rows < n
     ry = tf.where(valid, rows // w2, -kr - 1)
     rx = tf.where(valid, rows % w2, -kr - 1)
     # Query patches, (dy, dx, C) order like extract_patches; invalid rows read the
     # zero corner (0, 0) of the padded grid.
+    offsets_ = [(dy, dx) for dy in range(-kr, kr + 1) for dx in range(-kr, kr + 1)]
     fqs = [tf.gather(fd_pad, tf.where(valid, (ry + kr + dy) * wp + (rx + kr + dx), 0), axis=1)
-           for dy in range(-kr, kr + 1) for dx in range(-kr, kr + 1)]
-
-    def with_matrix():
-      return tf.matmul(tf.concat(fqs, axis=-1), key_patches, transpose_b=True)
-
-    def with_shifts():
+           for dy, dx in offsets_]
+    if key_patches is not None:
+      scores = tf.matmul(tf.concat(fqs, axis=-1), key_patches, transpose_b=True)
+    else:
       scores = None
-      for i, (dy, dx) in enumerate((dy, dx) for dy in range(-kr, kr + 1)
-                                   for dx in range(-kr, kr + 1)):
+      for fq, (dy, dx) in zip(fqs, offsets_):
         keys = tf.reshape(bd_pad[:, kr + dy:kr + dy + h2, kr + dx:kr + dx + w2, :],
                           [bsz, n, channels])
-        term = tf.matmul(fqs[i], keys, transpose_b=True)             # [B, U, L]
+        term = tf.matmul(fq, keys, transpose_b=True)                   # [B, U, L]
         scores = term if scores is None else scores + term
-      return scores
-
-    scores = tf.cond(use_matrix, with_matrix, with_shifts)
     return scores * inv_norm[:, None, :]
 
   def fuse_subset(queries):
@@ -235,7 +226,7 @@ def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_sca
   def fuse_all():
     """Fused scores [B, L, L] of every query: the release's two diagonal passes
     (row-major, then column-major order), done with shifted slices."""
-    scores = scores_for(tf.range(n))
+    scores = scores_for(tf.range(n), key_patch_matrix())
     radius = fuse_k // 2
 
     def diagonal(x):
