@@ -26,29 +26,33 @@ import tensorflow as tf
 from layers import resize
 
 
-def _grid_shift_tables(h, w, fuse_k):
-  """Composite shift tables ``π_d`` for all ``fuse_k²`` offsets.
+def _shift_tables(h, w, fuse_k):
+  """Index shifts of the two propagation passes on the flattened ``h × w`` grid.
 
-  Returns int32 ``[fuse_k², h·w]``: ``π_d(p)`` or ``h·w`` (a zero slot) where a
-  shift leaves the flattened range. ``d`` runs over (d2 outer, d1 inner).
+  Returns int32 ``(rm, cm)``, both ``[fuse_k, h·w + 1]``; ``n = h·w`` is a zero slot
+  (a shift that leaves ``[0, n)``, or the zero slot itself):
+  ``rm[i, p] = p + d`` (row-major order) and ``cm[i, p]`` = the position ``d``
+  steps after ``p`` in column-major order, for ``d = i − fuse_k // 2``.
   """
   n = h * w
-  p = tf.range(n)
+  p = tf.range(n + 1)
   radius = fuse_k // 2
-  tables = []
-  for d2 in range(-radius, radius + 1):
-    # Column-major shift by d2: index a' = x*h + y.
-    y = p // w
-    x = p % w
-    cm = x * h + y + d2
-    cm_ok = (cm >= 0) & (cm < n)
-    cm_c = tf.clip_by_value(cm, 0, n - 1)
-    p2 = (cm_c % h) * w + cm_c // h
-    for d1 in range(-radius, radius + 1):
-      rm = p2 + d1
-      ok = cm_ok & (rm >= 0) & (rm < n)
-      tables.append(tf.where(ok, rm, n))
-  return tf.stack(tables)
+  rm, cm = [], []
+  for d in range(-radius, radius + 1):
+    q = p + d
+    rm.append(tf.where((p < n) & (q >= 0) & (q < n), q, n))
+    c = (p % w) * h + p // w + d                                      # column-major index
+    c_ok = (p < n) & (c >= 0) & (c < n)
+    c = tf.clip_by_value(c, 0, n - 1)
+    cm.append(tf.where(c_ok, (c % h) * w + c // h, n))
+  return tf.stack(rm), tf.stack(cm)
+
+
+def _to_column_major(x, h, w):
+  """``[B, P, h·w]`` row-major on the last axis -> column-major (``x·h + y``)."""
+  shape = tf.shape(x)
+  x = tf.reshape(x, tf.stack([shape[0], shape[1], h, w]))
+  return tf.reshape(tf.transpose(x, [0, 1, 3, 2]), shape)
 
 
 def _fold(parts, th, tw, rate, channels):
@@ -173,12 +177,14 @@ def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_sca
   # (h2+1)×(w2+1) grid of r×r blocks of b (SAME padding r//2 before, r - r//2 after).
   b_pad = tf.pad(b, [[0, 0], [rate // 2, rate - rate // 2], [rate // 2, rate - rate // 2],
                      [0, 0]])
-  blocks = tf.reshape(b_pad, [bsz, h2 + 1, rate, w2 + 1, rate, channels])
-  blocks = tf.reshape(tf.transpose(blocks, [0, 1, 3, 2, 4, 5]),
-                      [bsz, (h2 + 1) * (w2 + 1), rate * rate * channels])
-  tables = _grid_shift_tables(h2, w2, fuse_k)                         # [K, L]
-
+  rm_table, cm_table = _shift_tables(h2, w2, fuse_k)                  # [fuse_k, L + 1]
   kdim = ksize * ksize * channels
+
+  def raw_blocks(column_major):
+    """The block grid as ``[B, cells, r²C]``, cells in row- or column-major order."""
+    grid = tf.reshape(b_pad, [bsz, h2 + 1, rate, w2 + 1, rate, channels])
+    perm = [0, 3, 1, 2, 4, 5] if column_major else [0, 1, 3, 2, 4, 5]
+    return tf.reshape(tf.transpose(grid, perm), [bsz, (h2 + 1) * (w2 + 1), rate * rate * channels])
 
   def key_patch_matrix():
     """Key patches as one [B, L, k²C] matrix (dense path only, where L is small)."""
@@ -186,42 +192,55 @@ def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_sca
         bd, [1, ksize, ksize, 1], [1, 1, 1, 1], [1, 1, 1, 1], "SAME"), [bsz, n, kdim])
 
   def scores_for(rows, key_patches=None):
-    """Raw scores S[rows, :] for flat query indices ``rows`` (n = zero row).
+    """Raw scores S[rows, :] ``[B, U, L]`` for flat query indices ``rows`` (n = zero row).
 
-    With ``key_patches`` (small maps) one matmul with K = k²C, ~4× faster on CPU
-    than the k² shifted matmuls with K = C that large maps use (no [L, k²C] matrix).
+    With ``key_patches`` (dense path) one matmul with K = k²C. Otherwise the query
+    patches are the filters of a convolution over the background (the release's
+    convolution with the roles swapped): no [L, k²C] matrix, and oneDNN's conv is
+    about 2× faster on CPU than a matmul with the same FLOPs.
     """
     valid = rows < n
     ry = tf.where(valid, rows // w2, -kr - 1)
     rx = tf.where(valid, rows % w2, -kr - 1)
     # Query patches, (dy, dx, C) order like extract_patches; invalid rows read the
     # zero corner (0, 0) of the padded grid.
-    offsets_ = [(dy, dx) for dy in range(-kr, kr + 1) for dx in range(-kr, kr + 1)]
-    fqs = [tf.gather(fd_pad, tf.where(valid, (ry + kr + dy) * wp + (rx + kr + dx), 0), axis=1)
-           for dy, dx in offsets_]
+    fq = tf.concat([tf.gather(fd_pad, tf.where(valid, (ry + kr + dy) * wp + (rx + kr + dx), 0),
+                              axis=1)
+                    for dy in range(-kr, kr + 1) for dx in range(-kr, kr + 1)], axis=-1)
     if key_patches is not None:
-      scores = tf.matmul(tf.concat(fqs, axis=-1), key_patches, transpose_b=True)
+      scores = tf.matmul(fq, key_patches, transpose_b=True)
     else:
-      scores = None
-      for fq, (dy, dx) in zip(fqs, offsets_):
-        keys = tf.reshape(bd_pad[:, kr + dy:kr + dy + h2, kr + dx:kr + dx + w2, :],
-                          [bsz, n, channels])
-        term = tf.matmul(fq, keys, transpose_b=True)                   # [B, U, L]
-        scores = term if scores is None else scores + term
+      u = tf.shape(rows)[0]
+      filters = tf.transpose(tf.reshape(fq, tf.stack([bsz, u, ksize, ksize, channels])),
+                             [0, 2, 3, 4, 1])                         # [B, k, k, C, U]
+
+      def one_sample(args):
+        return tf.reshape(tf.nn.conv2d(args[0][None], args[1], 1, "SAME"), tf.stack([n, u]))
+
+      scores = tf.map_fn(one_sample, (bd, filters),
+                         fn_output_signature=tf.TensorSpec([None, None], tf.float32))
+      scores = tf.transpose(scores, [0, 2, 1])
     return scores * inv_norm[:, None, :]
 
   def fuse_subset(queries):
-    """Fused scores [B, P, L] of the given queries (gathers; any query subset)."""
+    """Fused scores ``[B, P, L]`` of any query subset, **keys in column-major order**.
+
+    The two passes of the release, T[a, b] = Σ_d S[rm(a, d), rm(b, d)] and then
+    S2[p, q] = Σ_d T[cm(p, d), cm(q, d)]: query rows are gathered (contiguous
+    copies), key shifts are slices of the key axis, in row-major order for the
+    first pass and column-major order for the second.
+    """
     p = tf.shape(queries)[0]
-    rows = tf.gather(tables, queries, axis=1)                          # [K, P]
-    needed, inverse = tf.unique(tf.reshape(rows, [-1]))
-    scores = tf.pad(scores_for(needed), [[0, 0], [0, 0], [0, 1]])      # zero column at L
-    inverse = tf.reshape(inverse, [fuse_k * fuse_k, p])
-    fused = None
-    for d in range(fuse_k * fuse_k):
-      term = tf.gather(tf.gather(scores, inverse[d], axis=1), tables[d], axis=2)
-      fused = term if fused is None else fused + term
-    return fused
+    radius = fuse_k // 2
+    rows2, inv2 = tf.unique(tf.reshape(tf.gather(cm_table, queries, axis=1), [-1]))
+    rows1, inv1 = tf.unique(tf.reshape(tf.gather(rm_table, rows2, axis=1), [-1]))
+    inv1 = tf.reshape(inv1, tf.stack([fuse_k, tf.shape(rows2)[0]]))
+    inv2 = tf.reshape(inv2, tf.stack([fuse_k, p]))
+    pad = [[0, 0], [0, 0], [radius, radius]]
+    scores = tf.pad(scores_for(rows1), pad)
+    t = tf.add_n([tf.gather(scores, inv1[i], axis=1)[:, :, i:i + n] for i in range(fuse_k)])
+    t = tf.pad(_to_column_major(t, h2, w2), pad)
+    return tf.add_n([tf.gather(t, inv2[i], axis=1)[:, :, i:i + n] for i in range(fuse_k)])
 
   def fuse_all():
     """Fused scores [B, L, L] of every query: the release's two diagonal passes
@@ -241,44 +260,61 @@ def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_sca
     fused = to_column_major(diagonal(scores), h2, w2)
     return to_column_major(diagonal(fused), w2, h2)
 
-  def attend(queries, th, tw, all_queries=False):
-    """Attention for a th×tw block of queries -> (canvas, argmax [B, P])."""
+  def attend(queries, th, tw, blocks, all_queries=False):
+    """Attention for a th×tw block of queries -> (canvas, argmax [B, P]).
+
+    ``blocks``: ``raw_blocks(column_major)`` matching the key order in use
+    (column-major exactly for tiles with a fuse).
+    """
     p = tf.shape(queries)[0]
-    fused = fuse_all() if all_queries and fuse_k > 1 else fuse_subset(queries)
-    logits = fused * mm[:, None, :]
-    attn = tf.nn.softmax(logits * softmax_scale, axis=-1) * mm[:, None, :]
+    column_major = fuse_k > 1 and not all_queries
+    if column_major:
+      fused = fuse_subset(queries)
+      valid = _to_column_major(mm[:, None, :], h2, w2)
+    else:
+      fused = fuse_all() if all_queries and fuse_k > 1 else scores_for(queries)
+      valid = mm[:, None, :]
+    attn = tf.nn.softmax(fused * valid * softmax_scale, axis=-1) * valid
     best = tf.argmax(attn, axis=-1, output_type=tf.int32)
+    if column_major:
+      best = (best % h2) * w2 + best // h2
     # Step 5.6: paste raw patches weighted by attention (a transposed conv):
     # block (ii, jj) of every patch = attention shifted by (ii, jj) on the block grid.
-    grid = tf.reshape(attn, [bsz, p, h2, w2])
+    rows_, cols_ = (w2, h2) if column_major else (h2, w2)
+    grid = tf.reshape(attn, tf.stack([bsz, p, rows_, cols_]))
     parts = []
     for ii in range(2):
       for jj in range(2):
-        shifted = tf.pad(grid, [[0, 0], [0, 0], [ii, 1 - ii], [jj, 1 - jj]])
-        shifted = tf.reshape(shifted, [bsz, p, (h2 + 1) * (w2 + 1)])
-        parts.append(tf.reshape(tf.matmul(shifted, blocks), [bsz, th, tw, rate, rate, channels]))
+        s_row, s_col = (jj, ii) if column_major else (ii, jj)
+        shifted = tf.pad(grid, [[0, 0], [0, 0], [s_row, 1 - s_row], [s_col, 1 - s_col]])
+        shifted = tf.reshape(shifted, tf.stack([bsz, p, (h2 + 1) * (w2 + 1)]))
+        parts.append(tf.reshape(tf.matmul(shifted, blocks),
+                                tf.stack([bsz, th, tw, rate, rate, channels])))
     return _fold(parts, th, tw, rate, channels), best
 
   pad_lo = rate // 2
   def dense():
-    canvas, best = attend(tf.range(n), h2, w2, all_queries=True)
+    canvas, best = attend(tf.range(n), h2, w2, raw_blocks(False), all_queries=True)
     return (canvas[:, pad_lo:pad_lo + height, pad_lo:pad_lo + width, :] / 4.0,
             tf.reshape(best, [bsz, h2, w2]))
+
+  def tiled(tile, box):
+    blocks = raw_blocks(fuse_k > 1)
+    return _tiled(lambda q, th, tw: attend(q, th, tw, blocks), bsz, h2, w2, rate, channels,
+                  tile, box)
 
   if tile_size is None and query_box is None:
     y, best = dense()
   elif query_box is None:
     # One tile covering every query is the dense computation (faster fuse).
     tile = tf.cast(tile_size, tf.int32)
+    full_box = tf.stack([0, h2, 0, w2])
     y, best = tf.cond(tile >= tf.maximum(h2, w2), dense,
-                      lambda: _place(*_tiled(attend, bsz, h2, w2, rate, channels, tile,
-                                             tf.stack([0, h2, 0, w2])),
-                                     tf.stack([0, h2, 0, w2]), rate, height, width))
+                      lambda: _place(*tiled(tile, full_box), full_box, rate, height, width))
   else:
     query_box = tf.cast(query_box, tf.int32)
     tile = tf.maximum(h2, w2) if tile_size is None else tf.cast(tile_size, tf.int32)
-    y, best = _place(*_tiled(attend, bsz, h2, w2, rate, channels, tile, query_box),
-                     query_box, rate, height, width, output_box)
+    y, best = _place(*tiled(tile, query_box), query_box, rate, height, width, output_box)
   if output_box is None:
     y = tf.ensure_shape(y, f.shape)
   gy = tf.range(h2)[None, :, None]
@@ -325,16 +361,19 @@ def _tiled(attend, bsz, h2, w2, rate, channels, tile, query_box):
   x_lo, x_hi = query_box[2], query_box[3]
   nty = tf.maximum((y_hi - y_lo + tile - 1) // tile, 0)
   ntx = tf.maximum((x_hi - x_lo + tile - 1) // tile, 0)
+  # Equal tiles per axis (74 rows with tile 35 -> 25, 25, 24 rather than 35, 35, 4).
+  tile_y = (y_hi - y_lo + tf.maximum(nty, 1) - 1) // tf.maximum(nty, 1)
+  tile_x = (x_hi - x_lo + tf.maximum(ntx, 1) - 1) // tf.maximum(ntx, 1)
   # Accumulators are [rows, cols, B, C] so scatter indices are (row, col).
   out = tf.zeros(tf.stack([(y_hi - y_lo + 1) * rate, (x_hi - x_lo + 1) * rate, bsz, channels]),
                  tf.float32)
   best_all = tf.zeros(tf.stack([h2, w2, bsz]), tf.int32)
 
   def body(i, out, best_all):
-    y0 = y_lo + (i // ntx) * tile
-    x0 = x_lo + (i % ntx) * tile
-    th = tf.minimum(tile, y_hi - y0)
-    tw = tf.minimum(tile, x_hi - x0)
+    y0 = y_lo + (i // ntx) * tile_y
+    x0 = x_lo + (i % ntx) * tile_x
+    th = tf.minimum(tile_y, y_hi - y0)
+    tw = tf.minimum(tile_x, x_hi - x0)
     ys = y0 + tf.range(th)
     xs = x0 + tf.range(tw)
     grid = tf.reshape(tf.stack(tf.meshgrid(ys, xs, indexing="ij"), axis=-1), [-1, 2])
