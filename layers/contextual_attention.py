@@ -12,13 +12,18 @@ Math (per sample, downsampled grid ``h × w``, ``L = h·w``, row-major index
 scores are ``S[p, q] = ⟨F_p, B̂_q⟩``. The release's propagation ("fuse") convolves
 the ``L × L`` score image with an identity kernel along the row-major diagonal,
 then again along the column-major diagonal. Both are index shifts applied to
-``p`` and ``q`` together, so
+``p`` and ``q`` together:
 
-    S2[p, q] = Σ_{d1, d2} S[π(p), π(q)],   π = rm_shift(d1) ∘ cm_shift(d2),
+    T[a, b]  = Σ_d S[rm(a, d), rm(b, d)]      rm(p, d) = p + d (row-major)
+    S2[p, q] = Σ_d T[cm(p, d), cm(q, d)]      cm(p, d) = d steps on in column-major order
 
-where a term is zero as soon as one shift leaves ``[0, L)`` (the zero padding of
-the release's conv). We evaluate exactly this with gathers, for any subset of
-queries: a tile only needs the score rows of the positions its shifts reach.
+where a term is zero as soon as a shift leaves ``[0, L)`` (the zero padding of
+the release's conv). The dense path (all queries, small maps) does this on the
+whole score matrix with shifted slices, like the release. A query tile needs only
+the score rows its shifts reach: it gathers those rows (contiguous copies) and
+shifts the key axis by slicing, in row-major key order for the first pass and
+column-major key order for the second; the tile then keeps its keys in
+column-major order through the softmax and the paste.
 """
 import keras
 import tensorflow as tf
@@ -171,7 +176,6 @@ def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_sca
   sq = tf.nn.conv2d(tf.reduce_sum(tf.square(bd), axis=-1, keepdims=True), box, 1, "SAME")
   inv_norm = 1.0 / tf.maximum(tf.sqrt(tf.reshape(sq, [bsz, n])), 1e-4)
   fd_pad = tf.reshape(tf.pad(fd, [[0, 0], [kr, kr], [kr, kr], [0, 0]]), [bsz, -1, channels])
-  bd_pad = tf.pad(bd, [[0, 0], [kr, kr], [kr, kr], [0, 0]])
   wp = w2 + 2 * kr
   # Step 1 (reconstruction source): raw 2r×2r patches with stride r, stored as the
   # (h2+1)×(w2+1) grid of r×r blocks of b (SAME padding r//2 before, r - r//2 after).
@@ -181,10 +185,12 @@ def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_sca
   kdim = ksize * ksize * channels
 
   def raw_blocks(column_major):
-    """The block grid as ``[B, cells, r²C]``, cells in row- or column-major order."""
-    grid = tf.reshape(b_pad, [bsz, h2 + 1, rate, w2 + 1, rate, channels])
-    perm = [0, 3, 1, 2, 4, 5] if column_major else [0, 1, 3, 2, 4, 5]
-    return tf.reshape(tf.transpose(grid, perm), [bsz, (h2 + 1) * (w2 + 1), rate * rate * channels])
+    """The block grid as ``[B, cells, r²C]`` ((ry, rx, C) per cell), cells in row- or
+    column-major order."""
+    grid = tf.nn.space_to_depth(b_pad, rate)                          # [B, h2+1, w2+1, r²C]
+    if column_major:
+      grid = tf.transpose(grid, [0, 2, 1, 3])
+    return tf.reshape(grid, [bsz, (h2 + 1) * (w2 + 1), rate * rate * channels])
 
   def key_patch_matrix():
     """Key patches as one [B, L, k²C] matrix (dense path only, where L is small)."""

@@ -2,6 +2,8 @@
 import keras
 import tensorflow as tf
 
+from layers import shapes
+
 LEAKY_SLOPE = 0.2  # tf.nn.leaky_relu's default, used by the release.
 
 
@@ -51,11 +53,7 @@ class DisConv(keras.layers.Layer):
     return tf.nn.leaky_relu(x, alpha=LEAKY_SLOPE)
 
   def compute_output_shape(self, input_shape):
-    b, h, w, _ = input_shape
-    s = self.strides
-    h = None if h is None else -(-h // s)
-    w = None if w is None else -(-w // s)
-    return (b, h, w, self.filters)
+    return shapes.same_conv_output_shape(input_shape, self.strides, self.filters)
 
   def get_config(self):
     config = super().get_config()

@@ -3,6 +3,7 @@ import keras
 import tensorflow as tf
 
 from layers import resize
+from layers import shapes
 
 PADDINGS = ("zero", "reflect", "symmetric")
 ACTIVATIONS = ("elu", "relu", None)
@@ -101,11 +102,7 @@ class GenConv(keras.layers.Layer):
     return act(x)
 
   def compute_output_shape(self, input_shape):
-    b, h, w, _ = input_shape
-    s = self.strides
-    h = None if h is None else -(-h // s)
-    w = None if w is None else -(-w // s)
-    return (b, h, w, self.filters)
+    return shapes.same_conv_output_shape(input_shape, self.strides, self.filters)
 
   def get_config(self):
     config = super().get_config()

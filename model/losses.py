@@ -57,6 +57,20 @@ def known_region_l1(target, pred, mask):
                                tf.reduce_mean(known))
 
 
+def per_sample_known_l1(target, pred, mask):
+  """Known-region L1 normalised by **each sample's** known area, averaged over samples.
+
+  ``mean_b(mean_hwc(|target - pred| * (1 - mask_b)) / mean_hw(1 - mask_b))``. Equals
+  :func:`known_region_l1` when all samples share one mask (the release), and, unlike
+  it, splits exactly over replicas when masks differ (each replica's mean of
+  per-sample terms, averaged, is the global mean). A sample with no known pixel adds 0.
+  """
+  known = 1.0 - tf.cast(mask, tf.float32)
+  num = tf.reduce_mean(tf.abs(target - pred) * known, axis=[1, 2, 3])
+  den = tf.reduce_mean(known, axis=[1, 2, 3])
+  return tf.reduce_mean(tf.math.divide_no_nan(num, den))
+
+
 def wgan_d_loss(real, fake):
   """WGAN critic loss ``mean(D(fake)) - mean(D(real))`` (to minimise)."""
   return tf.reduce_mean(fake) - tf.reduce_mean(real)
@@ -113,11 +127,11 @@ def gradient_penalty(critic_fn, real, fake, mask, alpha, epsilon=GP_EPSILON):
 
 
 def generator_loss_terms(x, x_stage1, x_stage2, mask, local_x, local_x_stage1, local_x_stage2,
-                         sd_weights, d_fake_global=None, d_fake_local=None,
+                         sd_weights, d_fake_global=None, d_fake_local=None, d_fake_patch=None,
                          coarse_l1_alpha=1.2, l1_loss_alpha=1.2, ae_loss_alpha=1.2,
                          gan_loss_alpha=0.001, global_wgan_loss_alpha=1.0,
-                         pretrain_coarse=False):
-  """All DeepFill v1 generator loss terms (spec §3.2), as a dict of scalars.
+                         pretrain_coarse=False, per_sample_known=False):
+  """All generator loss terms (spec §3.2; §7 for the hinge variant), as a dict of scalars.
 
   Args:
     x, x_stage1, x_stage2: real image and the raw (not composited) generator
@@ -126,32 +140,42 @@ def generator_loss_terms(x, x_stage1, x_stage2, mask, local_x, local_x_stage1, l
     local_x, local_x_stage1, local_x_stage2: the same three cropped to each
       sample's bbox (``masks.local_patch``), ``[B, h, w, 3]``.
     sd_weights: ``spatial_discount_weights(h, w, gamma)`` (or ones), broadcastable.
-    d_fake_global, d_fake_local: critic outputs on the completed image and its
-      crop; unused (may be None) when ``pretrain_coarse``.
+    d_fake_global, d_fake_local: WGAN critic outputs on the completed image and its
+      crop (v1). d_fake_patch: instead, the SN-PatchGAN output (v2 hinge loss).
+      All unused (may be None) when ``pretrain_coarse``.
     coarse_l1_alpha, l1_loss_alpha, ae_loss_alpha, gan_loss_alpha,
       global_wgan_loss_alpha: weights of ``inpaint.yml``.
     pretrain_coarse: ``PRETRAIN_COARSE_NETWORK``: drop the stage-2 and GAN terms.
+    per_sample_known: normalise the known-region L1 per sample
+      (:func:`per_sample_known_l1`, what training uses) instead of pooled over the
+      batch (:func:`known_region_l1`, the release's formula); equal for one shared mask.
   Returns:
     dict with ``l1_loss = coarse_l1_alpha * dl1(stage1) + dl1(stage2)`` (local,
     discounted), ``ae_loss = coarse_l1_alpha * kl1(stage1) + kl1(stage2)`` (known
-    region), ``g_global``, ``g_local`` (WGAN, unweighted), ``gan_loss =
-    gan_loss_alpha * (global_wgan_loss_alpha * g_global + g_local)`` and the total
+    region), the unweighted GAN terms (``g_global`` and ``g_local``, or ``g_patch``;
+    none when ``pretrain_coarse``), ``gan_loss = gan_loss_alpha * (global_wgan_loss_alpha
+    * g_global + g_local)`` (or ``gan_loss_alpha * g_patch``) and the total
     ``g_loss = gan_loss + l1_loss_alpha * l1_loss + ae_loss_alpha * ae_loss``.
   """
+  known_l1 = per_sample_known_l1 if per_sample_known else known_region_l1
   l1_loss = coarse_l1_alpha * discounted_l1(local_x, local_x_stage1, sd_weights)
-  ae_loss = coarse_l1_alpha * known_region_l1(x, x_stage1, mask)
-  zero = tf.constant(0.0)
-  if pretrain_coarse:
-    g_global = g_local = gan_loss = zero
-  else:
+  ae_loss = coarse_l1_alpha * known_l1(x, x_stage1, mask)
+  terms = {}
+  gan_loss = tf.constant(0.0)
+  if not pretrain_coarse:
     l1_loss += discounted_l1(local_x, local_x_stage2, sd_weights)
-    ae_loss += known_region_l1(x, x_stage2, mask)
-    g_global = wgan_g_loss(d_fake_global)
-    g_local = wgan_g_loss(d_fake_local)
-    gan_loss = gan_loss_alpha * (global_wgan_loss_alpha * g_global + g_local)
-  g_loss = gan_loss + l1_loss_alpha * l1_loss + ae_loss_alpha * ae_loss
-  return {"l1_loss": l1_loss, "ae_loss": ae_loss, "g_global": g_global, "g_local": g_local,
-          "gan_loss": gan_loss, "g_loss": g_loss}
+    ae_loss += known_l1(x, x_stage2, mask)
+    if d_fake_patch is not None:
+      terms["g_patch"] = hinge_g_loss(d_fake_patch)
+      gan_loss = gan_loss_alpha * terms["g_patch"]
+    else:
+      terms["g_global"] = wgan_g_loss(d_fake_global)
+      terms["g_local"] = wgan_g_loss(d_fake_local)
+      gan_loss = gan_loss_alpha * (global_wgan_loss_alpha * terms["g_global"]
+                                   + terms["g_local"])
+  terms.update(l1_loss=l1_loss, ae_loss=ae_loss, gan_loss=gan_loss,
+               g_loss=gan_loss + l1_loss_alpha * l1_loss + ae_loss_alpha * ae_loss)
+  return terms
 
 
 def critic_loss_terms(d_real_global, d_fake_global, d_real_local, d_fake_local,

@@ -34,18 +34,6 @@ class LossSettings:
   pretrain_coarse: bool = False
 
 
-def per_sample_known_l1(target, pred, mask):
-  """Known-region L1 normalised by each sample's known area, averaged over samples.
-
-  Equals ``losses.known_region_l1`` when all samples share one mask (the
-  release), and splits exactly across replicas when masks differ.
-  """
-  known = 1.0 - mask
-  num = tf.reduce_mean(tf.abs(target - pred) * known, axis=[1, 2, 3])
-  den = tf.reduce_mean(known, axis=[1, 2, 3])
-  return tf.reduce_mean(tf.math.divide_no_nan(num, den))
-
-
 class StepFunctions:
   """Builds the per-replica critic and generator steps.
 
@@ -132,27 +120,22 @@ class StepFunctions:
     x, mask, x1, x2, complete, offsets = self.forward(batch, training)
     s = self.s
     local_x, local_x1, local_x2 = self._local(batch, x, x1, x2)
-    l1_loss = s.coarse_l1_alpha * losses_lib.discounted_l1(local_x, local_x1, self.sd_weights)
-    ae_loss = s.coarse_l1_alpha * per_sample_known_l1(x, x1, mask)
-    terms = {}
-    gan_loss = tf.constant(0.0)
+    critic_outputs = {}
     if not s.pretrain_coarse:
-      l1_loss += losses_lib.discounted_l1(local_x, local_x2, self.sd_weights)
-      ae_loss += per_sample_known_l1(x, x2, mask)
       if s.gan == "sn_patch":
-        fake = self.critics["patch"](tf.concat([complete, mask], -1), training=training)
-        terms["g_patch"] = losses_lib.hinge_g_loss(fake)
-        gan_loss = s.gan_loss_alpha * terms["g_patch"]
+        critic_outputs["d_fake_patch"] = self.critics["patch"](
+            tf.concat([complete, mask], -1), training=training)
       else:
         (local_complete,) = self._local(batch, complete)
-        terms["g_global"] = losses_lib.wgan_g_loss(
-            self.critics["global"](self._global_input(complete, mask), training=training))
-        terms["g_local"] = losses_lib.wgan_g_loss(
-            self.critics["local"](local_complete, training=training))
-        gan_loss = s.gan_loss_alpha * (s.global_wgan_loss_alpha * terms["g_global"]
-                                       + terms["g_local"])
-    terms.update(l1_loss=l1_loss, ae_loss=ae_loss, gan_loss=gan_loss,
-                 g_loss=gan_loss + s.l1_loss_alpha * l1_loss + s.ae_loss_alpha * ae_loss)
+        critic_outputs["d_fake_global"] = self.critics["global"](
+            self._global_input(complete, mask), training=training)
+        critic_outputs["d_fake_local"] = self.critics["local"](local_complete, training=training)
+    terms = losses_lib.generator_loss_terms(
+        x, x1, x2, mask, local_x, local_x1, local_x2, self.sd_weights, **critic_outputs,
+        coarse_l1_alpha=s.coarse_l1_alpha, l1_loss_alpha=s.l1_loss_alpha,
+        ae_loss_alpha=s.ae_loss_alpha, gan_loss_alpha=s.gan_loss_alpha,
+        global_wgan_loss_alpha=s.global_wgan_loss_alpha, pretrain_coarse=s.pretrain_coarse,
+        per_sample_known=True)
     return terms, (x, mask, x1, x2, complete, offsets)
 
   def _apply(self, opt, scaled_loss, variables, tape):

@@ -75,6 +75,27 @@ def test_known_region_l1_normalises_by_known_area():
   assert float(losses.known_region_l1(t, p, np.ones_like(m))) == 0.0
 
 
+def test_per_sample_known_l1():
+  t, p = _rand(3, 8, 8, 3), _rand(3, 8, 8, 3)
+  m = _masks(3, 8, 8)
+  m[2] = 1.0                                     # sample 2 has nothing known: adds 0
+  per_sample = [np.abs(t[i] - p[i])[np.broadcast_to(1 - m[i], t[i].shape) > 0].mean()
+                if (1 - m[i]).any() else 0.0 for i in range(3)]
+  got = float(losses.per_sample_known_l1(t, p, m))
+  assert got == pytest.approx(np.mean(per_sample), rel=1e-5)
+  # Differs from the pooled form when masks differ ...
+  assert abs(got - float(losses.known_region_l1(t, p, m))) > 1e-3
+  # ... and equals it when all samples share one mask.
+  shared = np.repeat(m[:1], 3, axis=0)
+  assert float(losses.per_sample_known_l1(t, p, shared)) == pytest.approx(
+      float(losses.known_region_l1(t, p, shared)), rel=1e-6)
+  # Split over two "replicas" (halves), averaged: equals the whole batch.
+  t4, p4, m4 = _rand(4, 8, 8, 3), _rand(4, 8, 8, 3), _masks(4, 8, 8)
+  halves = [float(losses.per_sample_known_l1(t4[i:i + 2], p4[i:i + 2], m4[i:i + 2]))
+            for i in (0, 2)]
+  assert np.mean(halves) == pytest.approx(float(losses.per_sample_known_l1(t4, p4, m4)), rel=1e-6)
+
+
 # ---------------------------------------------------------------- GAN losses
 
 
@@ -197,6 +218,36 @@ def test_generator_loss_terms_match_spec_formula():
   aep = 1.2 * np.mean(np.abs(x - x1) * known) / known.mean()
   assert float(pre["gan_loss"]) == 0.0
   assert float(pre["g_loss"]) == pytest.approx(1.2 * l1p + 1.2 * aep, rel=1e-5)
+
+
+def test_generator_loss_terms_training_variants():
+  """Per-sample known-area normalisation, the hinge (SN-PatchGAN) term, pretrain keys."""
+  b, h, w = 3, 16, 16
+  x, x1, x2 = _rand(b, h, w, 3), _rand(b, h, w, 3), _rand(b, h, w, 3)
+  lx, lx1, lx2 = x[:, 2:10, 4:12], x1[:, 2:10, 4:12], x2[:, 2:10, 4:12]
+  mask = _masks(b, h, w)
+  sd = losses.spatial_discount_weights(8, 8, 0.9)
+  patch = _rand(b, 4, 4, 1)
+  terms = losses.generator_loss_terms(x, x1, x2, mask, lx, lx1, lx2, sd, d_fake_patch=patch,
+                                      per_sample_known=True)
+  assert set(terms) == {"g_patch", "l1_loss", "ae_loss", "gan_loss", "g_loss"}
+  known = 1.0 - mask
+
+  def kl1(pred):
+    return np.mean([np.mean(np.abs(x[i] - pred[i]) * known[i]) / known[i].mean()
+                    for i in range(b)])
+
+  sdn = sd.numpy()
+  l1 = 1.2 * np.mean(np.abs(lx - lx1) * sdn) + np.mean(np.abs(lx - lx2) * sdn)
+  ae = 1.2 * kl1(x1) + kl1(x2)
+  gan = 0.001 * -patch.mean()
+  assert float(terms["ae_loss"]) == pytest.approx(ae, rel=1e-5)
+  assert float(terms["g_patch"]) == pytest.approx(-patch.mean(), rel=1e-5)
+  assert float(terms["g_loss"]) == pytest.approx(gan + 1.2 * l1 + 1.2 * ae, rel=1e-5)
+  pre = losses.generator_loss_terms(x, x1, x2, mask, lx, lx1, lx2, sd, pretrain_coarse=True,
+                                    per_sample_known=True)
+  assert set(pre) == {"l1_loss", "ae_loss", "gan_loss", "g_loss"}
+  assert float(pre["ae_loss"]) == pytest.approx(1.2 * kl1(x1), rel=1e-5)
 
 
 def test_critic_loss_terms():
