@@ -6,7 +6,7 @@ r"""Inference benchmark: time, peak memory and FLOP efficiency of the generator.
 Each (size, hole, path) case runs in a fresh Python process so that its peak
 resident memory (``ru_maxrss``) is its own. Timing excludes warm-up (first call,
 graph tracing) and is the median of ``--repeats`` calls (``--repeats 0``: the first call,
-tracing included, for cases too slow to repeat) of the model on a
+tracing included; images above 2 MP use ``--repeats_large``, 0 by default) of the model on a
 random-weight v1 generator (weights do not change the cost). Paths:
 ``local`` = what ``test.py`` runs (hole-local stages, tiled attention under
 ``--max_memory_gb``); ``dense`` = the whole generator at once with dense attention
@@ -23,6 +23,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SIZES = "256x256,512x512,1024x1024,2048x2048,4000x3000"
 DENSE_MAX_PIXELS = 600_000   # dense attention beyond ~0.6 MP needs many GB
+LARGE_PIXELS = 2_000_000     # cases above this use --repeats_large (minutes per call)
 
 
 def _ceiling():
@@ -86,10 +87,13 @@ def run_case(args):
   cost = local_inference.plan(gen, box, h, w)
   used_local = bool(local and cost["local"] < 0.8 * cost["full"])  # local_inference.refine's rule
   flops = float(cost["local"] if used_local else cost["full"])
+  attention = float(cost["local_attention"] if used_local else cost["full_attention"])
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
   print(json.dumps({
       "size": f"{w}x{h}", "hole": args.hole, "path": args.path, "median_s": median,
-      "warmup_s": warmup, "peak_gb": peak, "gflop": flops / 1e9, "dense_gflop": float(cost["full"]) / 1e9,
+      "warmup_s": warmup, "peak_gb": peak, "gflop": flops / 1e9,
+      "conv_gflop": (flops - attention) / 1e9, "dense_gflop": float(cost["full"]) / 1e9,
+      "repeats": args.repeats,
       "used_local": used_local, "queries": float(cost["queries"]) if used_local else None,
       "gflops_per_s": flops / 1e9 / median, "tile": tile}), flush=True)
 
@@ -105,6 +109,8 @@ def main():
   parser.add_argument("--holes", default="0.25,0.05", help="hole area fractions")
   parser.add_argument("--paths", default="local,dense")
   parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--repeats_large", type=int, default=0,
+                      help="repeats above 2 MP (0: time the first call, tracing included)")
   parser.add_argument("--max_memory_gb", type=float, default=1.0)
   parser.add_argument("--output", default=os.path.join(REPO, "bench", "RESULTS.md"))
   parser.add_argument("--case", action="store_true", help=argparse.SUPPRESS)
@@ -120,8 +126,8 @@ def main():
   import tensorflow as tf
   ceiling = _ceiling()
   rows = []
-  header = ("| size | hole | path | median s | warm-up s | peak GB | GFLOP computed "
-            "| GFLOP/s | dense GFLOP | local used |")
+  header = ("| size | hole | path | timed | s | warm-up s | peak GB | GFLOP computed "
+            "| GFLOP/s | × conv floor | dense GFLOP | local used |")
   print(f"ceiling: conv3x3 {ceiling['conv3x3_128']:.0f} GFLOP/s, matmul "
         f"{ceiling['matmul_2048']:.0f} GFLOP/s")
   print(header)
@@ -132,18 +138,22 @@ def main():
         if path == "dense" and h * w > DENSE_MAX_PIXELS:
           continue
         cmd = [sys.executable, os.path.abspath(__file__), "--case", "--size", size, "--hole",
-               str(hole), "--path", path, "--repeats", str(args.repeats), "--max_memory_gb",
+               str(hole), "--path", path, "--repeats",
+               str(args.repeats_large if h * w > LARGE_PIXELS else args.repeats), "--max_memory_gb",
                str(args.max_memory_gb)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
         if proc.returncode != 0 or not lines:
-          row = f"| {size} | {hole:.0%} | {path} | failed (exit {proc.returncode}) |||||||"
+          row = f"| {size} | {hole:.0%} | {path} | failed (exit {proc.returncode}) |||||||||"
           print(row, proc.stderr.strip().splitlines()[-1:] if proc.stderr else "")
           rows.append(row)
           continue
         r = json.loads(lines[-1])
-        row = (f"| {r['size']} | {hole:.0%} | {path} | {r['median_s']:.2f} | {r['warmup_s']:.1f} "
-               f"| {r['peak_gb']:.2f} | {r['gflop']:.0f} | {r['gflops_per_s']:.0f} "
+        timed = f"median of {r['repeats']}" if r["repeats"] else "first call"
+        floor = r["conv_gflop"] / ceiling["conv3x3_128"]     # seconds at the conv ceiling
+        row = (f"| {r['size']} | {hole:.0%} | {path} | {timed} | {r['median_s']:.2f} "
+               f"| {r['warmup_s']:.1f} | {r['peak_gb']:.2f} | {r['gflop']:.0f} "
+               f"| {r['gflops_per_s']:.0f} | {r['median_s'] / floor:.2f} "
                f"| {r['dense_gflop']:.0f} | {'yes' if r['used_local'] else 'no'} |")
         print(row, flush=True)
         rows.append(row)
@@ -162,9 +172,12 @@ def main():
       f"Measured ceiling: conv 3×3 128→128 at 128² {ceiling['conv3x3_128']:.0f} GFLOP/s; "
       f"matmul 2048² {ceiling['matmul_2048']:.0f} GFLOP/s.", "",
       "`local` = hole-local path used by test.py and the SavedModel; `dense` = whole generator "
-      "with dense attention (the release's computation). GFLOP counts what the path computes "
-      "(convs + attention matmuls); the last column is what the dense path would need.", "",
-      header, "|" + "---|" * 10, *rows, ""])
+      "with dense attention (the release's computation). `timed`: median of N calls after a "
+      "warm-up call, or (above 2 MP) the first call, tracing included. GFLOP counts what the "
+      "path computes (convs + attention matmuls); `× conv floor` = time / (conv GFLOP of the "
+      "path / conv ceiling); `dense GFLOP` is what the dense path would need. "
+      "Analysis: bench/README.md.", "",
+      header, "|" + "---|" * 12, *rows, ""])
   tmp = args.output + ".tmp"
   with open(tmp, "w") as f:
     f.write(text)

@@ -210,7 +210,8 @@ def plan(generator, hole, height, width):
 
   ``hole``: int32 (y0, y1, x0, x1), the hole's bounding box aligned to 8. Counts conv
   multiply-adds ×2 and the attention matmuls (k²C score + (2r)²C paste per
-  query-key pair). Returns a dict with ``local``, ``full`` and ``queries``.
+  query-key pair). Returns a dict with ``local``, ``full`` (totals),
+  ``local_attention``, ``full_attention`` (their attention parts) and ``queries``.
   """
   g = generator
   m = margins(g)
@@ -232,29 +233,33 @@ def plan(generator, hole, height, width):
   per_pair = float(2 * c * (g.attention.ksize ** 2 + 4 * g.attention.rate ** 2))
   full_hw = (tf.cast(height, tf.float64), tf.cast(width, tf.float64))
 
-  def total(sizes, queries):
+  def convs(sizes):
     return (_path_flops(g.coarse_layers, 5, *sizes["coarse"])
             + _path_flops(g.hallu_layers, 5, *sizes["hallu"])
             + _path_flops(g.pm_encoder, 5, *full_hw)
             + _path_flops(g.pm_decoder, c, *sizes["decoder"])
-            + _path_flops(g.merge_layers, att_in, *sizes["merge"])
-            + per_pair * queries * keys)
+            + _path_flops(g.merge_layers, att_in, *sizes["merge"]))
 
   dec = boxes["decoder"]
   qh = tf.minimum(dec[1] // 8 + 1, h8) - tf.maximum(dec[0] // 8 - 1, 0)
   qw = tf.minimum(dec[3] // 8 + 1, w8) - tf.maximum(dec[2] // 8 - 1, 0)
   queries = tf.cast(qh * qw, tf.float64)
-  local = total({"coarse": size(boxes["coarse"]), "hallu": size(boxes["hallu"]),
-                 "decoder": size(dec, 4), "merge": size(merge, 4)}, queries)
+  local_att = per_pair * queries * keys
+  full_att = per_pair * keys * keys
+  local = local_att + convs({"coarse": size(boxes["coarse"]), "hallu": size(boxes["hallu"]),
+                             "decoder": size(dec, 4), "merge": size(merge, 4)})
   quarter = (full_hw[0] / 4, full_hw[1] / 4)
-  full = total({"coarse": full_hw, "hallu": full_hw, "decoder": quarter, "merge": quarter}, keys)
-  return {"local": local, "full": full, "queries": queries}
+  full = full_att + convs({"coarse": full_hw, "hallu": full_hw, "decoder": quarter,
+                           "merge": quarter})
+  return {"local": local, "full": full, "local_attention": local_att,
+          "full_attention": full_att, "queries": queries}
 
 
-# Working-memory model of one attention tile, in rows of L floats: about three
-# copies of the (t+2)² raw score rows (matmul terms, their sum, the padded copy) and
-# eight of the t² fused rows (gathers, sum, logits, softmax, paste shifts): ~12 t².
-# Measured peak at 2048² with a 25 % hole was 3.96 GB with the earlier estimate of 7.
+# Working-memory model of one attention tile, in rows of L floats: a few copies of
+# the (t+2)² raw score rows (conv output, its transpose, the padded copy, the
+# first-pass gathers and sum) and of the t² fused rows (second-pass gathers and
+# sum, logits, softmax, paste shifts): 12 t² is a conservative bound (measured peak
+# of the whole process at 2048², 25 % hole, 1 GB budget: 2.17 GB).
 _TILE_COPIES = 12
 
 

@@ -65,3 +65,34 @@ def test_batch_with_different_masks(gen):
                                          tf.constant(4)).numpy()
   hole = m[..., 0] > 0
   assert np.abs(full[hole] - local[hole]).max() <= 1e-4
+
+
+@pytest.mark.parametrize("preset,cnum,size", [("v1", 32, (256, 256)), ("gated", 8, (128, 192))])
+def test_plan_conv_flops_match_tf_profiler(preset, cnum, size):
+  """The FLOP plan's full-network conv part equals TF's own Conv2D FLOP statistics.
+
+  Sizes are multiples of 64, so the rate-16 atrous convs' SpaceToBatch needs no
+  padding (TF counts the padded positions too).
+  """
+  from tensorflow.python.framework import ops as ops_lib  # the registered per-op FLOP counts
+  h, w = size
+  graph = tf.Graph()
+  with graph.as_default():
+    g = generator_lib.build_generator(config_lib.preset(preset, cnum=cnum))
+    before = set(op.name for op in graph.get_operations())
+    g((tf.zeros([1, h, w, 3]), tf.ones([1, h, w, 1])))
+    counted = sum(ops_lib.get_stats_for_node_def(graph, op.node_def, "flops").value
+                  for op in graph.get_operations()
+                  if op.name not in before and op.type == "Conv2D"
+                  and "contextual_attention" not in op.name)            # not the 3×3 mask box filters
+    cost = local_inference.plan(g, tf.constant([8, 16, 8, 16]), h, w)
+    with tf.compat.v1.Session(graph=graph) as sess:
+      cost = sess.run(cost)
+  assert counted > 0
+  assert cost["full"] - cost["full_attention"] == pytest.approx(counted, rel=1e-9)
+  c = 4 * cnum
+  assert cost["full_attention"] == 2 * c * (9 + 16) * ((h // 8) * (w // 8)) ** 2
+  if preset == "v1":
+    # The issue's figures at 256²: convolutions ≈ 45 GFLOP, attention ≈ 7 GFLOP.
+    assert counted / 1e9 == pytest.approx(44.9, abs=0.1)
+    assert cost["full_attention"] / 1e9 == pytest.approx(6.7, abs=0.1)
