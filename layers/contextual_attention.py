@@ -153,9 +153,11 @@ def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_sca
     raise ValueError("the channel dimension of f must be static")
   shape = tf.shape(f)
   bsz, height, width = shape[0], shape[1], shape[2]
-  tf.debugging.assert_equal(
+  check = tf.debugging.assert_equal(
       tf.stack([height % rate, width % rate]), 0,
       message="contextual attention needs H and W divisible by rate")
+  with tf.control_dependencies([check] if check is not None else []):  # None when eager
+    f, b = tf.identity(f), tf.identity(b)
   h2, w2 = height // rate, width // rate
   n = h2 * w2
   kr = ksize // 2

@@ -223,6 +223,20 @@ def test_tiles_equal_dense(size):
   np.testing.assert_allclose(ynt, yn, rtol=0, atol=Y_TOL)
 
 
+@pytest.mark.parametrize("fuse", [True, False])
+def test_tiles_match_reference_on_a_larger_map(fuse):
+  """Tiles of a 10×14 grid (uneven split, fuse shifts wrapping across rows and
+  columns, holes at the borders) against the loop reference directly."""
+  rng = np.random.default_rng(21 + fuse)
+  f = _features(rng, 2, 20, 28, 3)
+  b = _features(rng, 2, 20, 28, 3)
+  mask = _masks(2, 20, 28)
+  expected = ref.contextual_attention_batch(f, b, mask, fuse=fuse)
+  for tile in (4, 6):
+    y, off = _call(ContextualAttention(fuse=fuse, tile_size=tile), f, b, mask)
+    _assert_matches(y, off, *expected)
+
+
 def test_tiles_under_tf_function():
   layer = ContextualAttention(tile_size=2)
   spec = tf.TensorSpec([None, None, None, 4], tf.float32)
@@ -372,3 +386,14 @@ def test_get_config_round_trip():
     np.testing.assert_array_equal(y2, y)
     np.testing.assert_array_equal(off2, off)
   _assert_matches(y, off, *ref.contextual_attention_batch(f, b, mask, fuse=False, softmax_scale=7.5))
+
+
+def test_rejects_sizes_not_divisible_by_rate():
+  layer = ContextualAttention()
+  f = np.zeros((1, 9, 8, 2), np.float32)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="divisible by rate"):
+    layer((f, f))
+  spec = tf.TensorSpec([None, None, None, 2], tf.float32)
+  fn = tf.function(lambda a: layer((a, a))[0], input_signature=[spec])
+  with pytest.raises(tf.errors.InvalidArgumentError, match="divisible by rate"):
+    fn(f)
