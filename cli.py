@@ -42,6 +42,14 @@ class Console:
 CONSOLE = Console()
 
 
+def define_max_memory_gb(help_text="Working-memory bound of contextual attention (GB)."):
+  """Defines ``--max_memory_gb`` (default 1) with its check: a finite number above 0."""
+  absl_flags.DEFINE_float("max_memory_gb", 1.0, help_text)
+  absl_flags.register_validator(
+      "max_memory_gb", lambda v: v is not None and v > 0 and v != float("inf"),
+      message="--max_memory_gb must be a positive number")
+
+
 def one_line_flag_parser(flag_values):
   """An ``app.run(flags_parser=...)``: a bad flag prints one ``error:`` line (absl prints two)."""
 

@@ -70,7 +70,7 @@ flags.DEFINE_integer("max_images", None, "Evaluate only the first N photos (sort
 flags.DEFINE_integer("max_side", 512, "Downscale photos whose long side is longer (0 = never). "
                      "Keeps CPU time sane; the release was trained at 256x256.")
 flags.DEFINE_integer("inpaint_radius", 3, "cv2.inpaint neighbourhood radius for telea / ns.")
-flags.DEFINE_float("max_memory_gb", 1.0, "Working-memory bound of contextual attention (GB).")
+cli.define_max_memory_gb()
 flags.DEFINE_bool("grids", True, "Write the side-by-side picture grids.")
 flags.DEFINE_bool("save_masks", True, "Write the generated masks into OUT/masks/<mode>/.")
 flags.DEFINE_string("output_dir", None, "Folder for results.csv, results.json, grids/ and masks/.")

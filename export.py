@@ -29,9 +29,8 @@ flags.DEFINE_string("checkpoint_dir", DEFAULT_CHECKPOINT,
                     "Our checkpoint directory (model.json + weights) or an official TF1 "
                     "DeepFill v1 checkpoint directory.")
 flags.DEFINE_string("export_dir", None, "Directory to write the SavedModel to.")
-flags.DEFINE_float("max_memory_gb", 1.0,
-                   "Working-memory bound of contextual attention per image (GB); the "
-                   "attention tile is chosen from it and the image size at serving time.")
+cli.define_max_memory_gb("Working-memory bound of contextual attention per image (GB); the "
+                         "attention tile is chosen from it and the image size at serving time.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty SavedModel directory.")
 
 

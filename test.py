@@ -27,7 +27,7 @@ flags.DEFINE_string("flow", None, "Optional file for the attention-flow picture 
 flags.DEFINE_string("checkpoint_dir", DEFAULT_CHECKPOINT,
                     "Our checkpoint directory (model.json + weights) or an official TF1 "
                     "DeepFill v1 checkpoint directory.")
-flags.DEFINE_float("max_memory_gb", 1.0, "Working-memory bound of contextual attention (GB).")
+cli.define_max_memory_gb()
 flags.DEFINE_bool("official_compat", False,
                   "Reproduce the official test.py output exactly: crop to a multiple of 8 and "
                   "pass known pixels through the float round trip (output may be smaller).")

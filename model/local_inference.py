@@ -263,19 +263,23 @@ def plan(generator, hole, height, width):
 _TILE_COPIES = 12
 
 
-def attention_tile(height, width, budget_bytes):
-  """Largest query tile (int32) whose attention working memory fits ``budget_bytes``."""
+def attention_tile(height, width, budget_bytes, batch=1):
+  """Largest query tile (int32) whose attention working memory for ``batch``
+  samples fits ``budget_bytes`` (a tile's tensors hold every sample of the batch)."""
   h2 = tf.maximum(height // 8, 1)
   w2 = tf.maximum(width // 8, 1)
   n = tf.cast(h2 * w2, tf.float64)
-  ratio = tf.constant(float(budget_bytes), tf.float64) / (4.0 * (n + 1.0) * _TILE_COPIES)
+  per_sample = tf.constant(float(budget_bytes), tf.float64) / tf.cast(tf.maximum(batch, 1),
+                                                                       tf.float64)
+  ratio = per_sample / (4.0 * (n + 1.0) * _TILE_COPIES)
   t = tf.cast(tf.sqrt(tf.maximum(ratio, 1.0)), tf.int32)
   return tf.maximum(1, tf.minimum(t, tf.maximum(h2, w2)))
 
 
-def strip_rows(width, channels, budget_bytes):
+def strip_rows(width, channels, budget_bytes, batch=1):
   """Rows per strip of the full-image attention encoder for a memory budget (int32)."""
-  per_row = 4.0 * tf.cast(width, tf.float64) * (5 + 4 * channels)
+  per_row = 4.0 * tf.cast(width, tf.float64) * (5 + 4 * channels) * tf.cast(
+      tf.maximum(batch, 1), tf.float64)
   rows = tf.cast(tf.constant(float(budget_bytes), tf.float64) / per_row, tf.int32) // ALIGN * ALIGN
   return tf.clip_by_value(rows, 32, 1024)
 
@@ -289,14 +293,14 @@ def refine(generator, x_in, mask, budget_bytes):
   """
   shape = tf.shape(x_in)
   height, width = shape[1], shape[2]
-  tile = attention_tile(height, width, budget_bytes)
+  tile = attention_tile(height, width, budget_bytes, shape[0])
   has_hole = tf.reduce_any(mask > 0.5)
 
   def full():
     return generator((x_in, mask), attention_tile=tile)[1]
 
   def local():
-    rows = strip_rows(width, generator.cnum, budget_bytes)
+    rows = strip_rows(width, generator.cnum, budget_bytes, shape[0])
     return refine_locally(generator, x_in, mask, tile, rows)
 
   def choose():

@@ -447,6 +447,16 @@ def _case_bad_flag_value(tmp):
   return (args, absent), r"max_memory_gb"
 
 
+def _case_negative_memory_budget(tmp):
+  args, absent = _single(tmp, extra=["--max_memory_gb", "-1"])
+  return (args, absent), r"--max_memory_gb must be a positive number"
+
+
+def _case_nan_memory_budget(tmp):
+  args, absent = _single(tmp, extra=["--max_memory_gb", "nan"])
+  return (args, absent), r"--max_memory_gb must be a positive number"
+
+
 def _case_flag_without_value(tmp):
   args, absent = _single(tmp)
   return (args + ["--output"], absent), r"--output"

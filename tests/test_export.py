@@ -299,6 +299,12 @@ def test_attention_tile_in_graph_matches_the_memory_model():
       expected = max(1, min(t, max(h2, w2)))
       assert int(fn(tf.constant(h), tf.constant(w))) == expected, (budget, h, w)
       assert inpaint.attention_tile_for_budget(h, w, budget) == expected
+  # A batch of 4 shares the budget: each sample gets a quarter.
+  for h, w in ((256, 256), (1024, 768), (4000, 6000)):
+    one = int(local_inference.attention_tile(h, w, 2**30 / 4))
+    assert int(local_inference.attention_tile(h, w, 2**30, batch=4)) == one
+    assert int(local_inference.strip_rows(w, 32, 2**30, batch=4)) == int(
+        local_inference.strip_rows(w, 32, 2**30 / 4))
 
 
 def test_network_input_is_not_rewritten_by_grappler():
