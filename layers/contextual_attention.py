@@ -126,23 +126,26 @@ class ContextualAttention(keras.layers.Layer):
     r = self.rate
     return (tuple(fshape), (b, None if h is None else h // r, None if w is None else w // r, 2))
 
-  def call(self, inputs, tile_size=None, query_box=None, output_box=None):
+  def call(self, inputs, tile_size=None, query_box=None, output_box=None, query_mask=None):
     f, b = inputs[0], inputs[1]
     mask = inputs[2] if len(inputs) > 2 else None
     tile = self.tile_size if tile_size is None else tile_size
     return contextual_attention(f, b, mask, ksize=self.ksize, rate=self.rate,
                                 fuse_k=self.fuse_k if self.fuse else 1,
                                 softmax_scale=self.softmax_scale, tile_size=tile,
-                                query_box=query_box, output_box=output_box)
+                                query_box=query_box, output_box=output_box,
+                                query_mask=query_mask)
 
 
 def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0,
-                         tile_size=None, query_box=None, output_box=None):
+                         tile_size=None, query_box=None, output_box=None, query_mask=None):
   """Functional form of :class:`ContextualAttention` (``fuse_k=1`` = no fuse).
 
   ``query_box``: optional int32 ``[4]`` = (y0, y1, x0, x1) on the downsampled grid;
   only queries inside it are computed (tiled mode), the output elsewhere is 0 and
   the offsets there are meaningless. Keys always cover the whole map.
+  ``query_mask``: optional bool ``[h2, w2]`` (shared by the batch), with ``query_box``:
+  only tiles holding at least one True query are computed (scattered holes).
   ``output_box``: with ``query_box``, return only this (y0, y1, x0, x1) window of ``y``
   (feature-map pixels), so no full-size output is allocated.
   """
@@ -306,10 +309,10 @@ def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_sca
     return (canvas[:, pad_lo:pad_lo + height, pad_lo:pad_lo + width, :] / 4.0,
             tf.reshape(best, [bsz, h2, w2]))
 
-  def tiled(tile, box):
+  def tiled(tile, box, needed=None):
     blocks = raw_blocks(fuse_k > 1)
     return _tiled(lambda q, th, tw: attend(q, th, tw, blocks), bsz, h2, w2, rate, channels,
-                  tile, box)
+                  tile, box, needed)
 
   if tile_size is None and query_box is None:
     y, best = dense()
@@ -322,7 +325,8 @@ def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_sca
   else:
     query_box = tf.cast(query_box, tf.int32)
     tile = tf.maximum(h2, w2) if tile_size is None else tf.cast(tile_size, tf.int32)
-    y, best = _place(*tiled(tile, query_box), query_box, rate, height, width, output_box)
+    y, best = _place(*tiled(tile, query_box, query_mask), query_box, rate, height, width,
+                     output_box)
   if output_box is None:
     y = tf.ensure_shape(y, f.shape)
   gy = tf.range(h2)[None, :, None]
@@ -358,8 +362,11 @@ def _place(canvas, best, query_box, rate, height, width, output_box=None):
   return y, best
 
 
-def _tiled(attend, bsz, h2, w2, rate, channels, tile, query_box):
+def _tiled(attend, bsz, h2, w2, rate, channels, tile, query_box, needed=None):
   """Runs ``attend`` over ``tile × tile`` blocks of the queries in ``query_box``.
+
+  ``needed``: optional bool ``[h2, w2]``; tiles without a True position are skipped
+  (their queries contribute nothing to the canvas and their argmax stays 0).
 
   Returns ``(canvas, best)``: the pasted patches of the box's queries, canvas
   ``[B, (qh+1)·r, (qw+1)·r, C]`` whose pixel (0, 0) is output pixel
@@ -376,8 +383,17 @@ def _tiled(attend, bsz, h2, w2, rate, channels, tile, query_box):
   out = tf.zeros(tf.stack([(y_hi - y_lo + 1) * rate, (x_hi - x_lo + 1) * rate, bsz, channels]),
                  tf.float32)
   best_all = tf.zeros(tf.stack([h2, w2, bsz]), tf.int32)
+  if needed is None:
+    todo = tf.range(nty * ntx)
+  else:
+    # Tile occupancy: pad the box's part of ``needed`` to whole tiles, reduce per tile.
+    part = tf.cast(needed, tf.bool)[y_lo:y_hi, x_lo:x_hi]
+    part = tf.pad(part, [[0, nty * tile_y - (y_hi - y_lo)], [0, ntx * tile_x - (x_hi - x_lo)]])
+    occupied = tf.reduce_any(tf.reshape(part, tf.stack([nty, tile_y, ntx, tile_x])), axis=[1, 3])
+    todo = tf.cast(tf.where(tf.reshape(occupied, [-1]))[:, 0], tf.int32)
 
-  def body(i, out, best_all):
+  def body(k, out, best_all):
+    i = todo[k]
     y0 = y_lo + (i // ntx) * tile_y
     x0 = x_lo + (i % ntx) * tile_x
     th = tf.minimum(tile_y, y_hi - y0)
@@ -393,8 +409,8 @@ def _tiled(attend, bsz, h2, w2, rate, channels, tile, query_box):
     updates = tf.reshape(tf.transpose(canvas, [1, 2, 0, 3]), [-1, bsz, channels])
     out = tf.tensor_scatter_nd_add(out, cgrid, updates)
     best_all = tf.tensor_scatter_nd_update(best_all, grid, tf.transpose(best))
-    return i + 1, out, best_all
+    return k + 1, out, best_all
 
   _, out, best_all = tf.while_loop(
-      lambda i, *_: i < nty * ntx, body, [tf.constant(0), out, best_all])
+      lambda k, *_: k < tf.size(todo), body, [tf.constant(0), out, best_all])
   return tf.transpose(out, [2, 0, 1, 3]), tf.transpose(best_all, [2, 0, 1])

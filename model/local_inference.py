@@ -178,8 +178,13 @@ def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256):
   h2, w2 = height // 8, width // 8
   qbox = tf.stack([tf.maximum(dec_box[0] // 8 - 1, 0), tf.minimum(dec_box[1] // 8 + 1, h2),
                    tf.maximum(dec_box[2] // 8 - 1, 0), tf.minimum(dec_box[3] // 8 + 1, w2)])
+  # Scattered holes: of the box's query tiles, compute only those with a query within
+  # reach of a hole cell (decoder + merge radius, plus the 4×4 pasted patch's extent).
+  reach = (m["merge"] + m["decoder"]) // 8 + 1
+  cells = tf.nn.max_pool2d(tf.reduce_max(mask, axis=0, keepdims=True), 8, 8, "VALID")
+  needed = tf.nn.max_pool2d(cells, 2 * reach + 1, 1, "SAME")[0, :, :, 0] > 0.5
   att, _ = generator.attention((pm, pm, mask_s), tile_size=attention_tile, query_box=qbox,
-                               output_box=dec_box // 4)
+                               output_box=dec_box // 4, query_mask=needed)
   att = _run(generator.pm_decoder, att)
   offset = (merge_box - tf.stack([dec_box[0], dec_box[0], dec_box[2], dec_box[2]])) // 4
   att = att[:, offset[0]:offset[1], offset[2]:offset[3]]

@@ -237,6 +237,30 @@ def test_tiles_match_reference_on_a_larger_map(fuse):
     _assert_matches(y, off, *expected)
 
 
+def test_query_mask_skips_tiles_without_needed_queries():
+  rng = np.random.default_rng(23)
+  f = _features(rng, 1, 24, 24, 3)
+  b = _features(rng, 1, 24, 24, 3)
+  mask = _masks(1, 24, 24)
+  layer = ContextualAttention(tile_size=4)
+  inputs = tuple(tf.constant(v) for v in (f, b, mask))
+  full_box = tf.constant([0, 12, 0, 12])
+  needed = np.zeros((12, 12), bool)
+  needed[5, 6] = True                                     # inside tile (1, 1) of the 3×3 tiles
+  y, off = layer(inputs, query_box=full_box, query_mask=tf.constant(needed))
+  # Same as computing that one tile's box; other tiles contribute nothing (argmax 0).
+  y_tile, off_tile = layer(inputs, query_box=tf.constant([4, 8, 4, 8]))
+  np.testing.assert_allclose(y.numpy(), y_tile.numpy(), rtol=0, atol=Y_TOL)
+  np.testing.assert_array_equal(off.numpy(), off_tile.numpy())
+  _, off_dense = layer(inputs)
+  np.testing.assert_array_equal(off.numpy()[0, 4:8, 4:8], off_dense.numpy()[0, 4:8, 4:8])
+  assert np.abs(y.numpy()).max() > 0 and np.abs(y.numpy()[0, :4]).max() == 0
+  # All needed: the same as no mask.
+  y_all, _ = layer(inputs, query_box=full_box, query_mask=tf.ones([12, 12], tf.bool))
+  y_none, _ = layer(inputs, query_box=full_box)
+  np.testing.assert_array_equal(y_all.numpy(), y_none.numpy())
+
+
 def test_tiles_under_tf_function():
   layer = ContextualAttention(tile_size=2)
   spec = tf.TensorSpec([None, None, None, 4], tf.float32)

@@ -29,7 +29,8 @@ LAYOUTS = [
     ((320, 256), [(0, 30, 0, 40)]),                       # touching the top-left border
     ((384, 400), [(200, 260, 300, 400), (10, 20, 10, 30)]),  # two holes, right border
     ((400, 336), [(330, 400, 100, 170)]),                 # bottom border, far from the top
-]
+    ((400, 416), [(8, 24, 8, 24), (376, 392, 200, 216), (96, 120, 392, 416)]),  # scattered:
+]                                                         # most query tiles are skipped
 
 
 @pytest.mark.parametrize("size,holes", LAYOUTS)
