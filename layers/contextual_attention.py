@@ -95,8 +95,9 @@ class ContextualAttention(keras.layers.Layer):
       its best-matching valid background patch on the downsampled grid
       (``argmax`` of the attention; 0-index tie-break as ``tf.argmax``).
   ``tile_size``: None = all queries at once (the release's dense computation);
-  an int (or int32 scalar tensor) ``t`` = queries in ``t × t`` tiles of the downsampled grid, same result,
-  working memory about ``B·(t+2)²·L`` floats instead of ``B·L²``.
+  an int (or int32 scalar tensor) ``t`` = queries in equal tiles of at most ``t × t`` on the
+  downsampled grid, same result, working memory a few copies of ``B·(t+2)²·L`` floats instead
+  of ``B·L²``.
   """
 
   def __init__(self, ksize=3, stride=1, rate=2, fuse_k=3, softmax_scale=10.0,
