@@ -84,7 +84,8 @@ def run_case(args):
   median = sorted(times)[len(times) // 2] if times else warmup  # --repeats 0: first call
   # FLOPs actually computed by the path (the Inpainter picks local only when it pays off).
   box = (y0 // 8 * 8, -(-(y0 + side_h) // 8) * 8, x0 // 8 * 8, -(-(x0 + side_w) // 8) * 8)
-  cost = local_inference.plan(gen, box, h, w)
+  needed = local_inference.needed_queries(gen, m)
+  cost = local_inference.plan(gen, box, h, w, needed)
   used_local = bool(local and cost["local"] < 0.8 * cost["full"])  # local_inference.refine's rule
   flops = float(cost["local"] if used_local else cost["full"])
   attention = float(cost["local_attention"] if used_local else cost["full_attention"])

@@ -178,13 +178,10 @@ def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256):
   h2, w2 = height // 8, width // 8
   qbox = tf.stack([tf.maximum(dec_box[0] // 8 - 1, 0), tf.minimum(dec_box[1] // 8 + 1, h2),
                    tf.maximum(dec_box[2] // 8 - 1, 0), tf.minimum(dec_box[3] // 8 + 1, w2)])
-  # Scattered holes: of the box's query tiles, compute only those with a query within
-  # reach of a hole cell (decoder + merge radius, plus the 4×4 pasted patch's extent).
-  reach = (m["merge"] + m["decoder"]) // 8 + 1
-  cells = tf.nn.max_pool2d(tf.reduce_max(mask, axis=0, keepdims=True), 8, 8, "VALID")
-  needed = tf.nn.max_pool2d(cells, 2 * reach + 1, 1, "SAME")[0, :, :, 0] > 0.5
+  # Scattered holes: of the box's query tiles, compute only those holding a needed query.
   att, _ = generator.attention((pm, pm, mask_s), tile_size=attention_tile, query_box=qbox,
-                               output_box=dec_box // 4, query_mask=needed)
+                               output_box=dec_box // 4,
+                               query_mask=needed_queries(generator, mask))
   att = _run(generator.pm_decoder, att)
   offset = (merge_box - tf.stack([dec_box[0], dec_box[0], dec_box[2], dec_box[2]])) // 4
   att = att[:, offset[0]:offset[1], offset[2]:offset[3]]
@@ -195,6 +192,20 @@ def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256):
   x2 = x2[:, offset[0]:offset[1], offset[2]:offset[3]]
   return tf.pad(x2, [[0, 0], [out_box[0], height - out_box[1]],
                      [out_box[2], width - out_box[3]], [0, 0]])
+
+
+def needed_queries(generator, mask):
+  """bool ``[H/8, W/8]``: attention queries that can reach a hole pixel (any sample).
+
+  A query's pasted 4×4 patch (1/4 scale) covers full-res pixels ``[8q − 4, 8q + 12)``,
+  and a hole pixel reads the attention output within the decoder + merge radius
+  (8 + 24 = 32 px), so queries within ``(merge + decoder)/8 + 1`` = 5 cells of a hole
+  cell are needed.
+  """
+  m = margins(generator)
+  reach = (m["merge"] + m["decoder"]) // 8 + 1
+  cells = tf.nn.max_pool2d(tf.reduce_max(mask, axis=0, keepdims=True), 8, 8, "VALID")
+  return tf.nn.max_pool2d(cells, 2 * reach + 1, 1, "SAME")[0, :, :, 0] > 0.5
 
 
 def _path_flops(layers, cin, h, w):
@@ -210,12 +221,14 @@ def _path_flops(layers, cin, h, w):
   return flops
 
 
-def plan(generator, hole, height, width):
+def plan(generator, hole, height, width, needed=None):
   """FLOP estimate (float64 tensors) of the hole-local and of the full computation.
 
   ``hole``: int32 (y0, y1, x0, x1), the hole's bounding box aligned to 8. Counts conv
   multiply-adds ×2 and the attention matmuls (k²C score + (2r)²C paste per
-  query-key pair). Returns a dict with ``local``, ``full`` (totals),
+  query-key pair). ``needed``: optional :func:`needed_queries` mask; the local
+  attention then counts only those queries (scattered holes; a lower bound, as
+  whole tiles are computed). Returns a dict with ``local``, ``full`` (totals),
   ``local_attention``, ``full_attention`` (their attention parts) and ``queries``.
   """
   g = generator
@@ -249,6 +262,8 @@ def plan(generator, hole, height, width):
   qh = tf.minimum(dec[1] // 8 + 1, h8) - tf.maximum(dec[0] // 8 - 1, 0)
   qw = tf.minimum(dec[3] // 8 + 1, w8) - tf.maximum(dec[2] // 8 - 1, 0)
   queries = tf.cast(qh * qw, tf.float64)
+  if needed is not None:
+    queries = tf.minimum(queries, tf.reduce_sum(tf.cast(needed, tf.float64)))
   local_att = per_pair * queries * keys
   full_att = per_pair * keys * keys
   local = local_att + convs({"coarse": size(boxes["coarse"]), "hallu": size(boxes["hallu"]),
@@ -309,7 +324,7 @@ def refine(generator, x_in, mask, budget_bytes):
     return refine_locally(generator, x_in, mask, tile, rows)
 
   def choose():
-    cost = plan(generator, _hole_box(mask), height, width)
+    cost = plan(generator, _hole_box(mask), height, width, needed_queries(generator, mask))
     return tf.cond(cost["local"] < 0.8 * cost["full"], local, full)
 
   return tf.cond(has_hole, choose, full)

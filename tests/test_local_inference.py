@@ -97,3 +97,23 @@ def test_plan_conv_flops_match_tf_profiler(preset, cnum, size):
     # The figures at 256²: convolutions ≈ 45 GFLOP, attention ≈ 7 GFLOP.
     assert counted / 1e9 == pytest.approx(44.9, abs=0.1)
     assert cost["full_attention"] / 1e9 == pytest.approx(6.7, abs=0.1)
+
+
+def test_plan_counts_only_needed_queries_for_scattered_holes(gen):
+  h = w = 1024
+  mask = np.zeros([1, h, w, 1], np.float32)
+  mask[:, 16:48, 16:48] = 1                               # two small holes in opposite corners
+  mask[:, 960:1000, 970:1010] = 1
+  needed = local_inference.needed_queries(gen, tf.constant(mask))
+  # By hand, on the 1/8 grid: hole cells rows 2..5 / cols 2..5 and rows 120..124 /
+  # cols 121..126, grown by 5 cells and clipped to the grid.
+  expected = np.zeros((128, 128), bool)
+  expected[0:11, 0:11] = True
+  expected[115:128, 116:128] = True
+  np.testing.assert_array_equal(needed.numpy(), expected)
+  box = local_inference._hole_box(tf.constant(mask))
+  by_box = local_inference.plan(gen, box, h, w)
+  by_mask = local_inference.plan(gen, box, h, w, needed)
+  assert float(by_mask["queries"]) == expected.sum()
+  assert float(by_box["queries"]) == 128 * 128          # the bounding box spans the image
+  assert float(by_mask["local_attention"]) < 0.02 * float(by_box["local_attention"])
