@@ -54,13 +54,16 @@ class _Runner:
           self.checkpoint_dir, max_memory_gb=self.max_memory_gb)
     return self._inpainter
 
-  def run(self, image_path, mask_path, output_path, flow_path=None, max_pixels=None):
+  def run(self, image_path, mask_path, output_path, flow_path=None, max_pixels=None, label=None):
     from model import image_io
     image_io.check_output_path(output_path)
     if flow_path:
       image_io.check_output_path(flow_path)
     rgb, info = image_io.read_image(image_path, max_pixels=max_pixels)
     hole = image_io.read_mask(mask_path, expected_hw=rgb.shape[:2])
+    if label:  # big photos take minutes on a CPU: say what is being worked on
+      h, w = hole.shape
+      cli.CONSOLE.progress(f"{label}: {w}x{h}, hole {100.0 * hole.mean():.1f} % of the image")
     if not hole.any():
       _warn(f"mask {mask_path} has no hole (no pixel > 127); writing the input unchanged")
       result, flow = rgb, None
@@ -89,9 +92,11 @@ def _run_folder(runner, image_dir, mask_arg, output_dir, max_pixels):
   failures = 0
   for i, (image_path, mask_path) in enumerate(pairs, 1):
     name = os.path.basename(image_path)
-    cli.CONSOLE.progress(f"[{i}/{len(pairs)}] {name}")
+    label = f"[{i}/{len(pairs)}] {name}"
+    cli.CONSOLE.progress(label)
     try:
-      runner.run(image_path, mask_path, os.path.join(output_dir, name), max_pixels=max_pixels)
+      runner.run(image_path, mask_path, os.path.join(output_dir, name), max_pixels=max_pixels,
+                 label=label)
     except UserError as e:
       failures += 1
       _fail(str(e))
@@ -117,7 +122,9 @@ def _main():
   else:
     if os.path.isdir(FLAGS.mask):
       raise UserError(f"--image is a file, so --mask must be a file: {FLAGS.mask}")
-    runner.run(FLAGS.image, FLAGS.mask, FLAGS.output, FLAGS.flow, max_pixels)
+    runner.run(FLAGS.image, FLAGS.mask, FLAGS.output, FLAGS.flow, max_pixels,
+               label=f"[1/1] {os.path.basename(FLAGS.image)}")
+    cli.CONSOLE.end_progress()
     print(f"wrote {FLAGS.output}")
   return 0
 

@@ -289,6 +289,9 @@ def test_single_image_with_official_checkpoint_and_flow(tmp_path):
   assert assert_succeeded(proc) == []
   assert f"wrote {output}" in proc.stdout
   src, out = _read(image), _read(output)
+  # What is being worked on (big photos take minutes), as a progress line ended before exit.
+  hole_pct = 100.0 * _hole(mask).mean()
+  assert f"\r[1/1] photo.png: 301x203, hole {hole_pct:.1f} % of the image\x1b[K\n" in proc.stderr
   assert out.shape == (203, 301, 3)
   _assert_inpainted(out, src, _hole(mask))
   picture = _read(flow)
