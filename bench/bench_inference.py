@@ -86,7 +86,7 @@ def run_case(args):
   box = (y0 // 8 * 8, -(-(y0 + side_h) // 8) * 8, x0 // 8 * 8, -(-(x0 + side_w) // 8) * 8)
   needed = local_inference.needed_queries(gen, m)
   cost = local_inference.plan(gen, box, h, w, needed)
-  used_local = bool(local and cost["local"] < 0.8 * cost["full"])  # local_inference.refine's rule
+  used_local = bool(local and cost["local"] < local_inference.LOCAL_THRESHOLD * cost["full"])
   flops = float(cost["local"] if used_local else cost["full"])
   attention = float(cost["local_attention"] if used_local else cost["full_attention"])
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
