@@ -9,15 +9,12 @@ Differences from the official ``test.py`` (spec §5), by design:
 ``official=True`` reproduces the release bit for bit instead (grid-8 crop, all
 pixels through the float round trip), for parity checks.
 """
-import math
-
 import numpy as np
 import tensorflow as tf
 
 from model import checkpoints
 from model import flow_viz
 from model import local_inference
-from model.errors import UserError
 
 GRID = 8
 
@@ -49,12 +46,9 @@ class Inpainter:
   """
 
   def __init__(self, generator, model_config, max_memory_gb=1.0):
-    if not (isinstance(max_memory_gb, (int, float)) and math.isfinite(max_memory_gb)
-            and max_memory_gb > 0):
-      raise UserError(f"--max_memory_gb must be a positive number, got {max_memory_gb}")
+    self.budget_bytes = local_inference.budget_bytes_of(max_memory_gb)
     self.generator = generator
     self.config = model_config
-    self.budget_bytes = float(max_memory_gb) * 2**30
     spec = [tf.TensorSpec([None, None, None, 3], tf.float32),
             tf.TensorSpec([None, None, None, 1], tf.float32),
             tf.TensorSpec([], tf.int32)]

@@ -27,6 +27,8 @@ are wrong (zero padding instead of image content) and are never used. Nearest
 resizes with ``align_corners`` depend on the whole map's size, so the mask and
 attention downsampling are always done on full-size maps.
 """
+import math
+
 import tensorflow as tf
 
 from layers import resize
@@ -134,7 +136,8 @@ def _encode_in_strips(layers, x, halo, block):
   return _swap_batch_rows(parts.concat())
 
 
-def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256):
+def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256, hole=None,
+                   needed=None):
   """Stage-2 output that equals the full computation on every hole pixel.
 
   Args:
@@ -143,6 +146,8 @@ def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256):
       least one hole pixel; H, W multiples of 8.
     attention_tile: int32 query tile size of contextual attention.
     strip_rows: rows per strip of the attention encoder (multiple of 8).
+    hole, needed: ``_hole_box(mask)`` and ``needed_queries(generator, mask)`` when the
+      caller already has them (computed here otherwise).
   Returns:
     float32 ``[B, H, W, 3]``: ``x_stage2`` on the hole's bounding box (aligned to
     8), zeros elsewhere.
@@ -150,7 +155,10 @@ def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256):
   m = margins(generator)
   shape = tf.shape(x_in)
   height, width = shape[1], shape[2]
-  hole = _hole_box(mask)
+  if hole is None:
+    hole = _hole_box(mask)
+  if needed is None:
+    needed = needed_queries(generator, mask)
 
   # Stage 1 around the hole; only its hole pixels are pasted (spec §1.4).
   r1 = _expand(hole, m["coarse"], height, width)
@@ -185,8 +193,7 @@ def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256):
                    tf.maximum(dec_box[2] // 8 - 1, 0), tf.minimum(dec_box[3] // 8 + 1, w2)])
   # Scattered holes: of the box's query tiles, compute only those holding a needed query.
   att, _ = generator.attention((pm, pm, mask_s), tile_size=attention_tile, query_box=qbox,
-                               output_box=dec_box // 4,
-                               query_mask=needed_queries(generator, mask))
+                               output_box=dec_box // 4, query_mask=needed)
   att = _run(generator.pm_decoder, att)
   offset = (merge_box - tf.stack([dec_box[0], dec_box[0], dec_box[2], dec_box[2]])) // 4
   att = att[:, offset[0]:offset[1], offset[2]:offset[3]]
@@ -288,6 +295,14 @@ def plan(generator, hole, height, width, needed=None):
 _TILE_COPIES = 12
 
 
+def budget_bytes_of(max_memory_gb):
+  """``--max_memory_gb`` in bytes; ValueError unless it is a finite number above 0."""
+  if not (isinstance(max_memory_gb, (int, float)) and math.isfinite(max_memory_gb)
+          and max_memory_gb > 0):
+    raise ValueError(f"max_memory_gb must be a positive number, got {max_memory_gb}")
+  return float(max_memory_gb) * 2**30
+
+
 def attention_tile(height, width, budget_bytes, batch=1):
   """Largest query tile (int32) whose attention working memory for ``batch``
   samples fits ``budget_bytes`` (a tile's tensors hold every sample of the batch)."""
@@ -324,12 +339,15 @@ def refine(generator, x_in, mask, budget_bytes):
   def full():
     return generator((x_in, mask), attention_tile=tile)[1]
 
-  def local():
-    rows = strip_rows(width, generator.cnum, budget_bytes, shape[0])
-    return refine_locally(generator, x_in, mask, tile, rows)
-
   def choose():
-    cost = plan(generator, _hole_box(mask), height, width, needed_queries(generator, mask))
+    hole = _hole_box(mask)
+    needed = needed_queries(generator, mask)
+    cost = plan(generator, hole, height, width, needed)
+
+    def local():
+      rows = strip_rows(width, generator.cnum, budget_bytes, shape[0])
+      return refine_locally(generator, x_in, mask, tile, rows, hole, needed)
+
     return tf.cond(cost["local"] < LOCAL_THRESHOLD * cost["full"], local, full)
 
   return tf.cond(has_hole, choose, full)

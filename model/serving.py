@@ -19,7 +19,6 @@ off for 111 of the 256 pixel values and so moves some truncated outputs by one l
 divisor is therefore a ``tf.Variable`` (saved with the model), which constant folding
 cannot see through.
 """
-import math
 
 import keras
 import tensorflow as tf
@@ -112,11 +111,9 @@ class ServingModel:
   """
 
   def __init__(self, generator, model_config, max_memory_gb=1.0):
-    if not (math.isfinite(max_memory_gb) and max_memory_gb > 0):
-      raise ValueError(f"max_memory_gb must be a positive number, got {max_memory_gb}")
+    self.budget_bytes = local_inference.budget_bytes_of(max_memory_gb)
     self.generator = generator
     self.bgr = model_config.channel_order == "bgr"
-    self.budget_bytes = float(max_memory_gb) * 2**30
     # A variable, not a constant: see the module docstring.
     self.pixel_scale = tf.Variable(127.5, dtype=tf.float32, trainable=False, name="pixel_scale")
 
