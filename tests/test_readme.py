@@ -37,6 +37,27 @@ def test_readme_first_command_inpaints_an_example(tmp_path):
   assert not np.array_equal(result[mask], image[mask])
 
 
+def test_readme_first_command_runs_as_written(tmp_path):
+  """The steps after the install, verbatim, in a fresh working directory (no out/ yet)."""
+  setup_and_run, _ = _first_commands()
+  steps = [step.strip() for step in setup_and_run.split("&&")]
+  run = [step for step in steps if not step.startswith(("python3 -m venv", ". ", "pip "))]
+  assert run and run[-1].startswith("python test.py"), steps
+  work = tmp_path / "clone"
+  work.mkdir()
+  for name in os.listdir(REPO):            # the repository as a user has it, minus outputs
+    if name not in ("out", ".venv", ".git"):
+      os.symlink(os.path.join(REPO, name), work / name)
+  script = " && ".join(run).replace("python test.py", f"{shlex.quote(sys.executable)} test.py")
+  proc = subprocess.run(["bash", "-c", script], cwd=work, capture_output=True, text=True,
+                        timeout=600)
+  assert proc.returncode == 0, proc.stderr
+  argv = shlex.split(run[-1])
+  args = dict(zip(argv[2::2], argv[3::2]))
+  for key in ("--output", "--flow"):
+    assert cv2.imread(str(work / args[key]), cv2.IMREAD_COLOR) is not None, key
+
+
 def test_ci_runs_the_readme_test_command():
   _, test_command = _first_commands()
   ci = open(os.path.join(REPO, ".ci", "run")).read()
