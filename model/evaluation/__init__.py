@@ -1,0 +1,1 @@
+"""Evaluation: image metrics and the fixed, seeded evaluation masks (no TensorFlow needed)."""

@@ -1,0 +1,1 @@
+"""Inference: the any-size Inpainter, the hole-local plan and the SavedModel serving functions."""
