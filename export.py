@@ -2,7 +2,7 @@ r"""Export a DeepFill checkpoint (ours or an official TF1 v1 one) as a SavedMode
 
   python export.py --checkpoint_dir DIR --export_dir OUT [--max_memory_gb 1] [--overwrite]
 
-Signatures (see ``model/serving.py`` and README "Serving"):
+Signatures (see ``model/inference/serving.py`` and README "Serving"):
   serving_default: image uint8 [B,H,W,3] RGB, mask uint8 [B,H,W,1] (>127 = hole) -> inpainted
   inpaint_bytes:   image_bytes string [B], mask_bytes string [B] (encoded files) -> png_bytes
 The SavedModel is written to a temporary directory beside OUT and renamed into place, so OUT
@@ -102,8 +102,8 @@ def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False):
   if not os.path.exists(checkpoint_dir) and not os.path.exists(checkpoint_dir + ".index"):
     raise _ExportError(f"checkpoint directory not found: {checkpoint_dir}")
 
-  from model import checkpoints  # heavy imports (TensorFlow) only when needed
-  from model import serving
+  from model import weights as checkpoints  # heavy imports (TensorFlow) only when needed
+  from model.inference import serving
   generator, model_config = checkpoints.load_generator(checkpoint_dir)
   archive = serving.ServingModel(generator, model_config, max_memory_gb).archive()
   _write_atomically(out, overwrite, lambda tmp: archive.write_out(tmp, verbose=False))

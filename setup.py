@@ -5,7 +5,7 @@ setup(
     name="deepfill-tf2",
     version="0.1.0",
     description="DeepFill v1 (Generative Image Inpainting with Contextual Attention) in TensorFlow 2 / Keras 3",
-    packages=["model", "layers"],
+    packages=["model", "model.training", "model.inference", "model.evaluation", "model.fileio", "layers"],
     py_modules=["cli", "flags", "train", "test", "export", "evaluate"],
     python_requires=">=3.10",
     install_requires=[

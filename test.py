@@ -49,13 +49,13 @@ class _Runner:
 
   def inpainter(self):
     if self._inpainter is None:
-      from model import inpaint  # heavy import (TensorFlow) only when needed
+      from model.inference import inpainter as inpaint  # heavy import (TensorFlow) only when needed
       self._inpainter = inpaint.Inpainter.from_checkpoint(
           self.checkpoint_dir, max_memory_gb=self.max_memory_gb)
     return self._inpainter
 
   def run(self, image_path, mask_path, output_path, flow_path=None, max_pixels=None, label=None):
-    from model import image_io
+    from model.fileio import images as image_io
     image_io.check_output_path(output_path)
     if flow_path:
       image_io.check_output_path(flow_path)
@@ -78,7 +78,7 @@ class _Runner:
 
 
 def _run_folder(runner, image_dir, mask_arg, output_dir, max_pixels):
-  from model import image_io
+  from model.fileio import images as image_io
   from model.errors import UserError
   pairs, unpaired = image_io.pair_by_stem(image_dir, mask_arg)
   for path in unpaired:

@@ -59,7 +59,7 @@ def _is_chief(strategy):
 
 def _prepare_run_dir(cfg, run_dir):
   """Writes config.json/model.json; refuses to resume with a different model."""
-  from model import checkpoints
+  from model import weights as checkpoints
   from model.errors import UserError
   os.makedirs(run_dir, exist_ok=True)
   path = os.path.join(run_dir, "config.json")
@@ -114,7 +114,7 @@ def _initialize(cfg, gen, critics, g_opt, d_opt):
 
 
 def _loss_settings(cfg):
-  from model import train_step
+  from model.training import step as train_step
   loss = cfg.loss
   return train_step.LossSettings(
       gan=loss.gan, gan_loss_alpha=loss.gan_loss_alpha, wgan_gp_lambda=loss.wgan_gp_lambda,
@@ -144,10 +144,11 @@ def train(cfg):
   import numpy as np
   import tensorflow as tf
   import keras
-  from model import data as data_lib
-  from model import train_step, training_inputs
-  from model import summaries
-  from model import validation
+  from model.training import data as data_lib
+  from model.training import step as train_step
+  from model.training import inputs as training_inputs
+  from model.training import summaries
+  from model.training import validation
   from model.errors import UserError
 
   tc, dc = cfg.train, cfg.data

@@ -54,8 +54,8 @@ def run_case(args):
   sys.path.insert(0, REPO)
   from model import config as config_lib
   from model import generator as generator_lib
-  from model import inpaint
-  from model import local_inference
+  from model.inference import inpainter as inpaint
+  from model.inference import local_plan as local_inference
 
   h, w = args.size
   tf.keras.utils.set_random_seed(0)

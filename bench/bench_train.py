@@ -34,7 +34,8 @@ def main():
   from model import config as config_lib
   from model import critics as critics_lib
   from model import generator as generator_lib
-  from model import train_step, training_inputs
+  from model.training import step as train_step
+  from model.training import inputs as training_inputs
 
   keras.utils.set_random_seed(0)
   s, box = args.img_size, args.img_size // 2

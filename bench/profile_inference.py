@@ -46,7 +46,7 @@ def profile(height, width, hole_fraction, max_memory_gb):
   sys.path.insert(0, REPO)
   from model import config as config_lib
   from model import generator as generator_lib
-  from model import local_inference
+  from model.inference import local_plan as local_inference
 
   graph = tf.Graph()
   with graph.as_default():

@@ -1,7 +1,7 @@
 """Brush-stroke (free-form) mask parameters of the DeepFill v2 release, at 256×256 (spec §7).
 
 Shared by the TF training masks (``masks.py``) and the NumPy evaluation masks
-(``eval_masks.py``); widths and lengths scale with the image diagonal.
+(``model/evaluation/masks.py``); widths and lengths scale with the image diagonal.
 """
 import math
 

@@ -132,7 +132,8 @@ def _assert_inpainted(out, src, hole):
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
   """One of our checkpoints with a tiny random generator (cnum=4): fast to load and run."""
-  from model import checkpoints, config, generator
+  from model import config, generator
+  from model import weights as checkpoints
   directory = tmp_path_factory.mktemp("tiny_ckpt")
   cfg = config.preset("v1", cnum=4)
   checkpoints.save_generator(generator.build_generator(cfg), cfg, str(directory))

@@ -1,4 +1,4 @@
-"""Tests for model/data.py: file listing, determinism, resumption, skipping bad files."""
+"""Tests for model/training/data.py: file listing, determinism, resumption, skipping bad files."""
 import json
 import os
 import subprocess
@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from model import data
+from model.training import data
 from model.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -254,7 +254,7 @@ import numpy as np
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from model import data
+from model.training import data
 files = json.loads(sys.argv[1])
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 result = {"replicas": strategy.num_replicas_in_sync}

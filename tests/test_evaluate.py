@@ -1,4 +1,4 @@
-"""Tests of the evaluation masks (model/eval_masks.py) and the `python evaluate.py` CLI.
+"""Tests of the evaluation masks (model/evaluation/masks.py) and the `python evaluate.py` CLI.
 
 CLI runs are real subprocesses on 3 dev photos downscaled to 128 px (--max_side 128).
 The OpenCV-only runs do not import TensorFlow (about 1 s each); the model run uses a tiny
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, SHARED, require_shared
-from model import eval_masks
+from model.evaluation import masks as eval_masks
 
 EVALUATE = os.path.join(REPO, "evaluate.py")
 PHOTOS = os.path.join(SHARED, "data", "dev", "photos")
@@ -91,7 +91,7 @@ def test_mask_arguments_are_checked():
 
 
 def test_eval_masks_and_metrics_do_not_import_tensorflow():
-  code = ("import sys; from model import eval_masks, metrics; "
+  code = ("import sys; from model.evaluation import masks as eval_masks, metrics; "
           "eval_masks.eval_mask('free_form', 64, 64, 0, 0); "
           "assert 'tensorflow' not in sys.modules, 'TF imported'")
   subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
@@ -162,7 +162,8 @@ def opencv_run(photos, tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
   """One of our checkpoints with a tiny random generator (cnum=4)."""
-  from model import checkpoints, config, generator
+  from model import config, generator
+  from model import weights as checkpoints
   directory = tmp_path_factory.mktemp("tiny_ckpt")
   cfg = config.preset("v1", cnum=4)
   checkpoints.save_generator(generator.build_generator(cfg), cfg, str(directory))

@@ -1,4 +1,4 @@
-"""SavedModel export (`python export.py`) and the in-graph serving functions (model/serving.py).
+"""SavedModel export (`python export.py`) and the in-graph serving functions (model/inference/serving.py).
 
 End to end: a tiny generator (cnum 4) is saved with `checkpoints.save_generator`, exported by
 a real `python export.py` run, and loaded in a separate Python process with
@@ -20,12 +20,12 @@ import pytest
 import tensorflow as tf
 
 from conftest import GOLDEN, REPO, require_shared
-from model import checkpoints
+from model import weights as checkpoints
 from model import config as config_lib
 from model import generator as generator_lib
-from model import image_io
-from model import inpaint
-from model import serving
+from model.fileio import images as image_io
+from model.inference import inpainter as inpaint
+from model.inference import serving
 
 EXPORT_PY = os.path.join(REPO, "export.py")
 TEST_PY = os.path.join(REPO, "test.py")
@@ -289,7 +289,7 @@ def test_pad_to_grid_matches_numpy():
 
 
 def test_attention_tile_in_graph_matches_the_memory_model():
-  from model import local_inference
+  from model.inference import local_plan as local_inference
   for budget in (1e3, 3e6, 0.5 * 2**30, 2**30, 16 * 2**30):
     fn = tf.function(lambda h, w, b=budget: local_inference.attention_tile(h, w, b))
     for h, w in ((8, 8), (40, 56), (256, 256), (512, 680), (1024, 768), (4000, 6000)):

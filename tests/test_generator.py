@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 from layers.gen_conv import GenConv, GenDeconv, mirror_pad
-from model import checkpoints, config as config_lib, generator as generator_lib
+from model import config as config_lib, generator as generator_lib
+from model import weights as checkpoints
 from model.errors import UserError
 
 

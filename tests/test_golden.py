@@ -9,7 +9,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import GOLDEN, REPO, require_shared
-from model import checkpoints, flow_viz, inpaint
+from model import flow_viz
+from model import weights as checkpoints
+from model.inference import inpainter as inpaint
 
 
 def _cases():

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image, ImageOps
 
 from conftest import EXAMPLES, REPO, require_shared
-from model import image_headers, image_io
+from model.fileio import headers as image_headers
+from model.fileio import images as image_io
 from model.errors import UserError
 
 ORIENTATIONS = range(1, 9)
@@ -476,5 +477,5 @@ def test_pair_in_one_folder(tmp_path):
 
 
 def test_module_does_not_import_tensorflow():
-  code = "import sys, model.image_io; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+  code = "import sys, model.fileio.images; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
   subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)

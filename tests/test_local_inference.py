@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from model import config as config_lib
 from model import generator as generator_lib
-from model import local_inference
+from model.inference import local_plan as local_inference
 
 
 @pytest.fixture(scope="module")

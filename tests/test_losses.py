@@ -1,9 +1,9 @@
-"""Tests for model/losses.py against hand-computed NumPy values (spec §3.2-3.3, §7)."""
+"""Tests for model/training/losses.py against hand-computed NumPy values (spec §3.2-3.3, §7)."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from model import losses
+from model.training import losses
 
 RNG = np.random.default_rng(0)
 

@@ -1,9 +1,9 @@
-"""Tests for model/masks.py (spec §4 bbox holes, §7 brush strokes)."""
+"""Tests for model/training/masks.py (spec §4 bbox holes, §7 brush strokes)."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from model import masks
+from model.training import masks
 
 
 def _seed(a, b=7):

@@ -1,8 +1,8 @@
-"""Tests of model/metrics.py against hand-computed values (and tf.image as an outside reference)."""
+"""Tests of model/evaluation/metrics.py against hand-computed values (and tf.image as an outside reference)."""
 import numpy as np
 import pytest
 
-from model import metrics
+from model.evaluation import metrics
 
 C1 = (0.01 * 1.0) ** 2
 C2 = (0.03 * 1.0) ** 2

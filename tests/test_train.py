@@ -276,7 +276,10 @@ import keras
 import numpy as np
 import flags as flags_lib
 import train
-from model import config as config_lib, data as data_lib, train_step, training_inputs
+from model import config as config_lib
+from model.training import data as data_lib
+from model.training import step as train_step
+from model.training import inputs as training_inputs
 
 cfg = flags_lib.Config(
     model=config_lib.preset("v1", cnum=4),
@@ -420,9 +423,9 @@ def test_l1_loss_decreases_on_a_fixed_batch(runs):
   import flags as flags_lib
   import train
   from model import config as config_lib
-  from model import data as data_lib
-  from model import train_step
-  from model import training_inputs
+  from model.training import data as data_lib
+  from model.training import step as train_step
+  from model.training import inputs as training_inputs
 
   cfg = flags_lib.Config(
       model=config_lib.preset("v1", cnum=4),

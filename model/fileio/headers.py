@@ -1,6 +1,6 @@
 """Image file headers read without decoding: format, size and EXIF orientation.
 
-Used by ``image_io`` to reject zero-size or oversized images before decoding and to
+Used by ``model.fileio.images`` to reject zero-size or oversized images before decoding and to
 show photos the way viewers do. Supports PNG (IHDR, eXIf), JPEG (SOFn, APP1 Exif),
 WebP (VP8/VP8L/VP8X, EXIF chunk), BMP, GIF and TIFF (IFD0 tags).
 """

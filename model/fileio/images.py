@@ -32,7 +32,7 @@ import threading
 import cv2
 import numpy as np
 
-from model import image_headers
+from model.fileio import headers as image_headers
 from model.errors import UserError
 
 DEFAULT_MAX_PIXELS = 100_000_000

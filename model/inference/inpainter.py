@@ -12,9 +12,9 @@ pixels through the float round trip), for parity checks.
 import numpy as np
 import tensorflow as tf
 
-from model import checkpoints
+from model import weights as checkpoints
 from model import flow_viz
-from model import local_inference
+from model.inference import local_plan as local_inference
 
 GRID = 8
 

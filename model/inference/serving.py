@@ -6,7 +6,7 @@ Two signatures, both on uint8 RGB pixels with white (> 127) = hole:
 * ``inpaint_bytes(image_bytes string [B], mask_bytes string [B]) -> {"png_bytes": string [B]}``
   (PNG/JPEG/BMP/GIF/WebP in, PNG out; items may have different sizes).
 
-Both run what ``test.py`` runs (:class:`model.inpaint.Inpainter`), inside the graph, one
+Both run what ``test.py`` runs (:class:`model.inference.inpainter.Inpainter`), inside the graph, one
 sample at a time (``tf.map_fn``): reflect-pad to a multiple of 8 (index gathers, so pads
 larger than a tiny image work as ``np.pad`` does), convert to the network's channel order,
 run the official float pipeline through ``local_inference.refine`` (hole-local where that
@@ -23,8 +23,8 @@ cannot see through.
 import keras
 import tensorflow as tf
 
-from model import inpaint
-from model import local_inference
+from model.inference import inpainter as inpaint
+from model.inference import local_plan as local_inference
 
 GRID = inpaint.GRID
 IMAGE_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")

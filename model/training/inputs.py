@@ -6,12 +6,12 @@ and the split of a global batch over replicas does not change any sample.
 """
 import tensorflow as tf
 
-from model import masks as masks_lib
+from model.training import masks as masks_lib
 
 
 def add_training_inputs(images, batch_index, seed, mask_mode, box_size, max_delta,
                         margins=(0, 0)):
-  """Returns the batch dict used by ``model.train_step``.
+  """Returns the batch dict used by ``model.training.step``.
 
   Args:
     images: float32 ``[B, S, S, 3]`` in [-1, 1].

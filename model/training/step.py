@@ -15,8 +15,8 @@ import dataclasses
 
 import tensorflow as tf
 
-from model import losses as losses_lib
-from model import masks as masks_lib
+from model.training import losses as losses_lib
+from model.training import masks as masks_lib
 
 
 @dataclasses.dataclass(frozen=True)
