@@ -19,13 +19,14 @@ from absl import flags as absl_flags
 
 from model import config as config_lib
 
-GANS = ("wgan_gp", "sn_patch")
+GANS = ("wgan_gp", "sn_patch", "none")
+L1_REGIONS = ("auto", "box", "hole")
 MASK_MODES = ("box", "free_form", "both")
 PADDINGS = ("zero", "reflect", "symmetric")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 PRESETS = ("none", "tiny")
 ALIASES = {"train_spe": "checkpoint_every"}  # official name -> ours
-DEFAULT_CRITIC_STEPS = {"wgan_gp": 5, "sn_patch": 1}  # v1: 5 critic steps per G step; v2: 1
+DEFAULT_CRITIC_STEPS = {"wgan_gp": 5, "sn_patch": 1, "none": 0}  # v1: 5 per G step; v2: 1
 
 # ``--preset tiny``: a seconds-long smoke run. Flags given explicitly still win.
 TINY_PRESET = {
@@ -57,6 +58,8 @@ class DataConfig:
   batch_size: int = 16
   random_crop: bool = True
   random_flip: bool = False
+  random_scale_min: float = 0.0   # 0 = crops at the photo's own scale
+  random_scale_max: float = 0.0
   val_count: int = 100
   static_view_size: int = 30
   mask_mode: str = "box"
@@ -71,6 +74,10 @@ class DataConfig:
     s = self.img_size
     _check(s >= 32 and s % 16 == 0, f"--img_size must be a multiple of 16 and >= 32, got {s}")
     _check(self.batch_size >= 1, f"--batch_size must be >= 1, got {self.batch_size}")
+    lo, hi = self.random_scale_min, self.random_scale_max
+    _check((lo, hi) == (0, 0) or 0 < lo <= hi,
+           f"--random_scale must be MIN,MAX with 0 < MIN <= MAX, got {lo},{hi}")
+    _check((lo, hi) == (0, 0) or self.random_crop, "--random_scale needs --random_crop")
     _check(self.val_count >= 1, f"--val_count must be >= 1, got {self.val_count}")
     _check(self.static_view_size >= 0,
            f"--static_view_size must be >= 0, got {self.static_view_size}")
@@ -112,6 +119,7 @@ class LossConfig:
   spatial_discounting_gamma: float = 0.9
   pretrain_coarse_network: bool = False
   critic_cnum: int = 64
+  l1_loss_region: str = "box"
 
   def __post_init__(self):
     _check(self.gan in GANS, f"--gan must be one of {GANS}, got {self.gan!r}")
@@ -122,6 +130,8 @@ class LossConfig:
     gamma = self.spatial_discounting_gamma
     _check(0 < gamma <= 1, f"--spatial_discounting_gamma must be in (0, 1], got {gamma}")
     _check(self.critic_cnum >= 1, f"--critic_cnum must be >= 1, got {self.critic_cnum}")
+    _check(self.l1_loss_region in L1_REGIONS[1:],
+           f"--l1_loss_region must be one of {L1_REGIONS}, got {self.l1_loss_region!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +155,7 @@ class TrainConfig:
   virtual_cpu_devices: int = 0
   seed: int = 2018
   preset: str = "none"
+  init_checkpoint: str | None = None
 
   def __post_init__(self):
     _check(self.max_iters >= 1, f"--max_iters must be >= 1, got {self.max_iters}")
@@ -152,7 +163,7 @@ class TrainConfig:
     for name in ("beta1", "beta2"):
       value = getattr(self, name)
       _check(0 <= value < 1, f"--{name} must be in [0, 1), got {value}")
-    _check(self.critic_steps >= 1,
+    _check(self.critic_steps >= 0,
            f"--critic_steps must be >= 1 (or -1 for the --gan default), got {self.critic_steps}")
     _check(self.gradient_clip_value > 0,
            f"--gradient_clip_value must be > 0, got {self.gradient_clip_value}")
@@ -181,6 +192,9 @@ class Config:
 
   def __post_init__(self):
     data, train = self.data, self.train
+    critics = self.loss.gan != "none" and not self.loss.pretrain_coarse_network
+    _check(train.critic_steps >= 1 or not critics,
+           f"--critic_steps must be >= 1 (or -1 for the --gan default), got {train.critic_steps}")
     if train.strategy == "mirrored" and train.virtual_cpu_devices > 0:
       data.per_replica_batch_size(train.virtual_cpu_devices)
 
@@ -228,6 +242,14 @@ def define_flags(flag_values=absl_flags.FLAGS):
                             "ignoring aspect ratio).", **fv)
   absl_flags.DEFINE_boolean("random_flip", d.random_flip,
                             "Random horizontal flips (the official v1 pipeline has none).", **fv)
+  absl_flags.DEFINE_string("random_scale", None,
+                           "MIN,MAX: before cropping, resize each photo so that its short side is "
+                           "U(MIN, MAX) x --img_size (e.g. 1,3: a 128 crop shows 1/3 to all of a "
+                           "photo's short side). Default: crops at the photo's own scale.", **fv)
+  absl_flags.DEFINE_string("init_checkpoint", None,
+                           "Start a new run from this checkpoint's generator weights (a run "
+                           "folder or a model folder with model.json; same architecture). "
+                           "Critics, optimizers and step start fresh; ignored on resume.", **fv)
   absl_flags.DEFINE_integer("seed", t.seed,
                             "Seed of data order, crops, masks and initialisation.", **fv)
 
@@ -246,7 +268,12 @@ def define_flags(flag_values=absl_flags.FLAGS):
   # Losses and critics.
   absl_flags.DEFINE_enum("gan", ls.gan, GANS,
                          "wgan_gp: v1 global+local WGAN-GP critics; sn_patch: v2 SN-PatchGAN "
-                         "(hinge loss).", **fv)
+                         "(hinge loss); none: reconstruction only (both stages, L1 + AE "
+                         "losses, no critics).", **fv)
+  absl_flags.DEFINE_enum("l1_loss_region", "auto", L1_REGIONS,
+                         "Where the hole L1 loss is taken. box: the v1 discounted L1 inside the "
+                         "local box (the release); hole: every hole pixel, normalised per sample "
+                         "(any mask shape); auto: box for --mask_mode box, else hole.", **fv)
   absl_flags.DEFINE_float("gan_loss_alpha", ls.gan_loss_alpha,
                           "Weight of the adversarial term in the generator loss.", **fv)
   absl_flags.DEFINE_float("wgan_gp_lambda", ls.wgan_gp_lambda, "Gradient-penalty weight.", **fv)
@@ -281,12 +308,12 @@ def define_flags(flag_values=absl_flags.FLAGS):
                             "Bbox / local-critic crop height (HEIGHT); 0 = img_size // 2.", **fv)
   absl_flags.DEFINE_integer("box_width", 0,
                             "Bbox / local-critic crop width (WIDTH); 0 = img_size // 2.", **fv)
-  absl_flags.DEFINE_integer("max_delta_height", d.max_delta_height,
+  absl_flags.DEFINE_integer("max_delta_height", 0,
                             "The hole is the bbox shrunk by up to max_delta_height // 2 on top "
-                            "and bottom.", **fv)
-  absl_flags.DEFINE_integer("max_delta_width", d.max_delta_width,
+                            "and bottom; 0 = img_size // 8 (the official 32 at 256).", **fv)
+  absl_flags.DEFINE_integer("max_delta_width", 0,
                             "The hole is the bbox shrunk by up to max_delta_width // 2 left and "
-                            "right.", **fv)
+                            "right; 0 = img_size // 8 (the official 32 at 256).", **fv)
   absl_flags.DEFINE_integer("vertical_margin", d.vertical_margin,
                             "Minimum distance of the bbox from the top/bottom edges.", **fv)
   absl_flags.DEFINE_integer("horizontal_margin", d.horizontal_margin,
@@ -332,6 +359,19 @@ def define_flags(flag_values=absl_flags.FLAGS):
                             "0 = off).", **fv)
 
 
+def _parse_scale(text):
+  """``"MIN,MAX"`` -> (min, max) floats; None or empty -> (0, 0) (no rescaling)."""
+  if not text:
+    return 0.0, 0.0
+  parts = text.split(",")
+  try:
+    values = tuple(float(p) for p in parts)
+  except ValueError:
+    values = ()
+  _check(len(values) == 2, f"--random_scale must be MIN,MAX (two numbers), got {text!r}")
+  return values
+
+
 def build_config(flag_values=absl_flags.FLAGS):
   """Returns the validated frozen ``Config`` for parsed ``flag_values``.
 
@@ -351,6 +391,7 @@ def build_config(flag_values=absl_flags.FLAGS):
     return getattr(flag_values, name)
 
   img_size = get("img_size")
+  scale = _parse_scale(get("random_scale"))
   model_overrides = {}
   if get("padding") is not None:
     model_overrides["padding"] = get("padding")
@@ -366,9 +407,14 @@ def build_config(flag_values=absl_flags.FLAGS):
       random_flip=get("random_flip"), val_count=get("val_count"),
       static_view_size=get("static_view_size"), mask_mode=get("mask_mode"),
       box_height=get("box_height") or img_size // 2, box_width=get("box_width") or img_size // 2,
-      max_delta_height=get("max_delta_height"), max_delta_width=get("max_delta_width"),
+      max_delta_height=get("max_delta_height") or img_size // 8,
+      max_delta_width=get("max_delta_width") or img_size // 8,
+      random_scale_min=scale[0], random_scale_max=scale[1],
       vertical_margin=get("vertical_margin"), horizontal_margin=get("horizontal_margin"))
-  loss = LossConfig(**{f.name: get(f.name) for f in dataclasses.fields(LossConfig)})
+  loss_values = {f.name: get(f.name) for f in dataclasses.fields(LossConfig)}
+  if loss_values["l1_loss_region"] == "auto":
+    loss_values["l1_loss_region"] = "box" if data.mask_mode == "box" else "hole"
+  loss = LossConfig(**loss_values)
   critic_steps = get("critic_steps")
   if critic_steps == -1:
     critic_steps = DEFAULT_CRITIC_STEPS[loss.gan]

@@ -86,7 +86,9 @@ def build_nets(cfg):
   from model import generator as generator_lib
   gen = generator_lib.build_generator(cfg.model)
   cnum = cfg.loss.critic_cnum
-  if cfg.loss.gan == "sn_patch":
+  if cfg.loss.gan == "none" or cfg.loss.pretrain_coarse_network:
+    critics = {}  # reconstruction-only training builds no critic
+  elif cfg.loss.gan == "sn_patch":
     critics = {"patch": critics_lib.SNPatchCritic(cnum=cnum, in_channels=4)}
   else:
     in_channels = 4 if cfg.loss.gan_with_mask else 3
@@ -121,7 +123,29 @@ def _loss_settings(cfg):
       coarse_l1_alpha=loss.coarse_l1_alpha, l1_loss_alpha=loss.l1_loss_alpha,
       ae_loss_alpha=loss.ae_loss_alpha, global_wgan_loss_alpha=loss.global_wgan_loss_alpha,
       gamma=loss.spatial_discounting_gamma if loss.discounted_mask else 1.0,
-      gan_with_mask=loss.gan_with_mask, pretrain_coarse=loss.pretrain_coarse_network)
+      gan_with_mask=loss.gan_with_mask, pretrain_coarse=loss.pretrain_coarse_network,
+      l1_region=loss.l1_loss_region)
+
+
+def _random_scale(data_cfg):
+  if (data_cfg.random_scale_min, data_cfg.random_scale_max) == (0, 0):
+    return None
+  return data_cfg.random_scale_min, data_cfg.random_scale_max
+
+
+def _warm_start(gen, model_cfg, path):
+  """Copies the generator weights of the checkpoint at ``path`` into ``gen``."""
+  from model import checkpoints
+  from model.errors import UserError
+  import dataclasses
+  source, source_cfg = checkpoints.load_generator(path)
+  # The attention tile only bounds memory; it does not change the weights.
+  if dataclasses.replace(source_cfg, attention_tile=model_cfg.attention_tile) != model_cfg:
+    def describe(c):
+      return f"{c.arch} cnum {c.cnum} {c.padding} padding {c.channel_order.upper()}"
+    raise UserError(f"--init_checkpoint {path} holds a different generator "
+                    f"({describe(source_cfg)}); this run builds {describe(model_cfg)}")
+  gen.set_weights(source.get_weights())
 
 
 class _StopRequest:
@@ -181,18 +205,21 @@ def train(cfg):
     for opt in (g_opt, d_opt):
       opt.learning_rate = tc.lr
     _log(f"resumed from {latest} at step {int(step.numpy())}")
+  elif tc.init_checkpoint:
+    _warm_start(gen, cfg.model, tc.init_checkpoint)
+    _log(f"generator initialised from {tc.init_checkpoint}")
   start = int(step.numpy())
   if start >= tc.max_iters:
     _log(f"already at step {start} >= --max_iters {tc.max_iters}; nothing to do")
     return 0
 
-  critic_steps = 0 if cfg.loss.pretrain_coarse_network else tc.critic_steps
+  critic_steps = tc.critic_steps if critics else 0
   batches_per_step = critic_steps + 1
   start_batch = start * batches_per_step
   ds = data_lib.make_dataset(files, dc.img_size, dc.batch_size, tc.seed,
                              random_crop=dc.random_crop, random_flip=dc.random_flip,
                              channel_order=cfg.model.channel_order, skip_counter=skipped,
-                             start_batch=start_batch)
+                             start_batch=start_batch, random_scale=_random_scale(dc))
   box = (dc.box_height, dc.box_width)
   ds = ds.enumerate(start=start_batch).map(
       lambda i, images: training_inputs.add_training_inputs(

@@ -138,3 +138,30 @@ def test_library_code_never_imports_absl_flags():
   assert not offenders, f"library modules must take explicit arguments, not absl flags: {offenders}"
   assert _ABSL_FLAGS_IMPORT.search("from absl import app, flags\n")
   assert not _ABSL_FLAGS_IMPORT.search("from absl import logging\n")
+
+
+def test_reconstruction_only_scale_region_and_warm_start_flags():
+  recon = _config("--gan=none", "--mask_mode=both", "--random_scale=1,3",
+                  "--init_checkpoint=/x/run")
+  assert recon.train.critic_steps == 0
+  assert recon.loss.l1_loss_region == "hole"
+  assert (recon.data.random_scale_min, recon.data.random_scale_max) == (1.0, 3.0)
+  assert recon.train.init_checkpoint == "/x/run"
+  assert _config().loss.l1_loss_region == "box"  # the release's formula for box masks
+  assert _config("--mask_mode=box", "--l1_loss_region=hole").loss.l1_loss_region == "hole"
+  assert flags_lib.Config.from_json(recon.to_json()) == recon
+  # Hole-shrink defaults scale with the image like the box does (official 32 at 256).
+  small = _config("--img_size=64")
+  assert (small.data.box_height, small.data.max_delta_height) == (32, 8)
+  assert _config().data.max_delta_width == 32
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--random_scale=2"], "--random_scale must be MIN,MAX"),
+    (["--random_scale=a,b"], "--random_scale must be MIN,MAX"),
+    (["--random_scale=3,1"], "0 < MIN <= MAX"),
+    (["--random_scale=1,2", "--norandom_crop"], "--random_scale needs --random_crop"),
+])
+def test_bad_random_scale(argv, message):
+  with pytest.raises(ValueError, match=re.escape(message)):
+    _config(*argv)

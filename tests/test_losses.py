@@ -258,3 +258,67 @@ def test_critic_loss_terms():
   assert float(terms["d_local"]) == pytest.approx(d_l, abs=1e-6)
   assert float(terms["gp"]) == pytest.approx(0.75)
   assert float(terms["d_loss"]) == pytest.approx(d_g + d_l + 7.5, abs=1e-5)
+
+
+# ---------------------------------------------------------------- hole supervision
+
+
+def test_hole_l1_matches_numpy_per_sample_normalisation():
+  b, h, w = 3, 12, 10
+  x, pred = _rand(b, h, w, 3), _rand(b, h, w, 3)
+  mask = _masks(b, h, w)
+  mask[2] = 0.0  # a sample without a hole adds 0
+  want = np.mean([np.mean(np.abs(x[i] - pred[i]) * mask[i]) / mask[i].mean() if mask[i].any()
+                  else 0.0 for i in range(b)])
+  assert float(losses.hole_l1(x, pred, mask)) == pytest.approx(want, rel=1e-5)
+  assert float(tf.function(losses.hole_l1)(x, pred, mask)) == pytest.approx(want, rel=1e-5)
+
+
+def _hole_gradient(mode, l1_region, size=64):
+  """|d g_loss / d x_stage2| for the training masks of ``mode`` (no GAN terms)."""
+  from model import masks as masks_lib
+  b, box = 4, size // 2
+  mask, bbox = masks_lib.random_mask(mode, b, size, size, box, box, size // 8, size // 8,
+                                     seed=tf.constant([3, 4], tf.int64))
+  x = tf.constant(_rand(b, size, size, 3))
+  x1 = tf.Variable(_rand(b, size, size, 3))
+  x2 = tf.Variable(_rand(b, size, size, 3))
+  sd = losses.spatial_discount_weights(box, box, 0.9)
+  with tf.GradientTape() as tape:
+    local = [masks_lib.local_patch(t, tf.cast(bbox, tf.int32)) for t in (x, x1, x2)]
+    terms = losses.generator_loss_terms(x, x1, x2, mask, *local, sd, per_sample_known=True,
+                                        l1_region=l1_region, adversarial=False)
+  grad = tape.gradient(terms["g_loss"], x2)
+  return np.abs(grad.numpy()).sum(-1), mask.numpy()[..., 0] > 0.5
+
+
+@pytest.mark.parametrize("mode", ["box", "free_form", "both"])
+def test_every_hole_pixel_gets_a_gradient(mode):
+  """With the region train.py picks (box for box masks, else hole), no hole pixel is unsupervised."""
+  region = "box" if mode == "box" else "hole"
+  grad, hole = _hole_gradient(mode, region)
+  assert hole.any()
+  assert (grad[hole] > 0).all(), f"{(grad[hole] == 0).sum()} hole pixels get no gradient"
+
+
+def test_box_region_misses_strokes_outside_the_box():
+  """The v1 formula alone leaves free-form hole pixels outside the local box unsupervised."""
+  grad, hole = _hole_gradient("free_form", "box")
+  assert (grad[hole] == 0).any()
+
+
+def test_reconstruction_only_terms_have_no_gan_part():
+  b, h, w = 2, 16, 16
+  x, x1, x2 = _rand(b, h, w, 3), _rand(b, h, w, 3), _rand(b, h, w, 3)
+  mask = _masks(b, h, w)
+  sd = losses.spatial_discount_weights(8, 8, 0.9)
+  lx, lx1, lx2 = x[:, 2:10, 4:12], x1[:, 2:10, 4:12], x2[:, 2:10, 4:12]
+  terms = losses.generator_loss_terms(x, x1, x2, mask, lx, lx1, lx2, sd, per_sample_known=True,
+                                      l1_region="hole", adversarial=False)
+  assert set(terms) == {"l1_loss", "ae_loss", "gan_loss", "g_loss"}
+  l1 = 1.2 * float(losses.hole_l1(x, x1, mask)) + float(losses.hole_l1(x, x2, mask))
+  assert float(terms["l1_loss"]) == pytest.approx(l1, rel=1e-5)
+  assert float(terms["g_loss"]) == pytest.approx(
+      1.2 * l1 + 1.2 * float(terms["ae_loss"]), rel=1e-5)
+  with pytest.raises(ValueError, match="l1_region"):
+    losses.generator_loss_terms(x, x1, x2, mask, lx, lx1, lx2, sd, l1_region="image")

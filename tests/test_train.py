@@ -358,7 +358,7 @@ def runs(tmp_path_factory):
   logs = root / "logs"
   logs.mkdir()
   d = {name: root / name for name in ("ref", "first", "resumed", "nonfinite", "workers",
-                                      "killed", "corrupt")}
+                                      "killed", "corrupt", "recon", "warm", "warm_bad")}
   k = RESUME_K
   resume_flags = ("--val_every", k, "--checkpoint_every", k)
 
@@ -405,7 +405,18 @@ def runs(tmp_path_factory):
                                       "--image", EXAMPLE, "--mask", EXAMPLE_MASK,
                                       "--output", str(root / "inpainted.png")], {})],
                 after=[ref])
-  order = [first, killed, ref, workers, resumed, nonfinite, revived, corrupt, mirrored, inpaint]
+  recon = Job("recon", lambda: [(_train(d["recon"], photos, "--gan", "none", "--mask_mode", "both",
+                                        "--random_scale", "1,2", "--max_iters", 2,
+                                        "--checkpoint_every", 2, "--val_every", 0), {})])
+  warm = Job("warm", lambda: [(_train(d["warm"], photos, "--gan", "none", "--lr", "1e-12",
+                                      "--init_checkpoint", d["ref"], "--max_iters", 1,
+                                      "--checkpoint_every", 1, "--val_every", 0), {})],
+             after=[ref])
+  warm_bad = Job("warm_bad", lambda: [(_train(d["warm_bad"], photos, "--cnum", "8",
+                                              "--init_checkpoint", d["ref"], "--max_iters", 1),
+                                       {})], after=[ref])
+  order = [first, killed, ref, workers, resumed, nonfinite, revived, corrupt, mirrored, inpaint,
+           recon, warm, warm_bad]
   jobs = {j.name: j for j in order}
   scheduler = Scheduler(str(logs), MAX_RUNNING)
   scheduler.submit(*order)
@@ -616,3 +627,32 @@ def test_multi_worker_two_processes_resume_and_train(runs):
   assert f"saved {run_dir}/ckpt-{RESUME_K + 2} (final)" in outputs[0]
   assert _latest_step(run_dir) == RESUME_K + 2
   assert not [n for n in os.listdir(run_dir) if n.startswith("worker_tmp")]
+
+
+def test_reconstruction_only_run_builds_no_critic(runs):
+  """--gan none: both stages train on L1 + AE, no critic variables, no critic steps."""
+  import flags as flags_lib
+  job = runs.wait("recon")
+  assert job.returncodes == [0], job.describe()
+  losses, _ = _steps(job.output())
+  assert sorted(losses) == [1, 2]
+  for values in losses.values():
+    assert set(values) == {"g_loss", "l1_loss", "ae_loss"}, values
+  names = _read_checkpoint(str(runs.dirs["recon"] / "ckpt-2"))
+  assert not [n for n in names if n.startswith("critic") or n.startswith("d_opt/")], names
+  cfg = flags_lib.Config.from_json((runs.dirs["recon"] / "config.json").read_text())
+  assert (cfg.train.critic_steps, cfg.loss.l1_loss_region) == (0, "hole")
+  assert (cfg.data.random_scale_min, cfg.data.random_scale_max) == (1.0, 2.0)
+
+
+def test_warm_start_copies_the_generator_and_refuses_another_architecture(runs):
+  from model import checkpoints
+  warm, bad = runs.wait("warm"), runs.wait("warm_bad")
+  assert warm.returncodes == [0], warm.describe()
+  assert f"generator initialised from {runs.dirs['ref']}" in warm.output()
+  source, _ = checkpoints.load_generator(str(runs.dirs["ref"]))
+  started, _ = checkpoints.load_generator(str(runs.dirs["warm"]))
+  for a, b in zip(source.get_weights(), started.get_weights()):
+    np.testing.assert_allclose(a, b, atol=1e-6)  # one step at lr 1e-12
+  assert bad.returncodes == [1], bad.describe()
+  assert "holds a different generator" in bad.output()

@@ -38,6 +38,7 @@ CHANNEL_ORDERS = ("bgr", "rgb")
 # Independent random streams derived from the user's seed.
 _ORDER_STREAM = 1
 _AUGMENT_STREAM = 2
+_SCALE_STREAM = 3
 
 
 def list_files(spec):
@@ -138,20 +139,34 @@ def _decode(path):
   return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
 
 
-def _train_view(image, element_id, img_size, seed, random_crop, random_flip):
-  """uint8 ``[H, W, 3]`` -> float32 ``[S, S, 3]`` in [0, 255] (crop/resize, flip)."""
+def _train_view(image, element_id, img_size, seed, random_crop, random_flip, random_scale=None):
+  """uint8 ``[H, W, 3]`` -> float32 ``[S, S, 3]`` in [0, 255] (rescale, crop/resize, flip)."""
   crop_key, flip_key = tf.unstack(tf.random.experimental.stateless_split(
       tf.random.experimental.stateless_fold_in(_key(seed, _AUGMENT_STREAM), element_id), 2))
+  antialias = False
   if random_crop:
-    # Spec §4: crop S x S; an image whose short side is below S is first upscaled
-    # (bilinear) to short side S. Equivalently, and with bounded memory for thin
-    # images, crop a square of side min(short, S) and resize that square to S.
     shape = tf.shape(image)
-    side = tf.minimum(tf.minimum(shape[0], shape[1]), img_size)
+    short = tf.minimum(shape[0], shape[1])
+    if random_scale:
+      # Resizing the photo so that its short side is u * S (u ~ U[lo, hi]) and then
+      # cropping S x S equals cropping a square of side S * short / (u * S) and
+      # resizing it to S, which decodes nothing twice and touches S^2 pixels only.
+      scale_key = tf.random.experimental.stateless_fold_in(_key(seed, _SCALE_STREAM),
+                                                           element_id)
+      u = tf.random.stateless_uniform([], scale_key, random_scale[0], random_scale[1])
+      side = tf.cast(tf.round(tf.cast(short, tf.float32) / u), tf.int32)
+      side = tf.clip_by_value(side, 1, short)
+      antialias = True
+    else:
+      # Spec §4: crop S x S; an image whose short side is below S is first upscaled
+      # (bilinear) to short side S. Equivalently, and with bounded memory for thin
+      # images, crop a square of side min(short, S) and resize that square to S.
+      side = tf.minimum(short, img_size)
     image = tf.image.stateless_random_crop(image, tf.stack([side, side, 3]), seed=crop_key)
-  # A no-op for an S x S crop; otherwise upscales, or (no random crop) squashes the
+  # A no-op for an S x S crop; otherwise rescales, or (no random crop) squashes the
   # whole image to S x S like the official cv2.resize.
-  image = tf.image.resize(tf.cast(image, tf.float32), [img_size, img_size], method="bilinear")
+  image = tf.image.resize(tf.cast(image, tf.float32), [img_size, img_size], method="bilinear",
+                          antialias=antialias)
   if random_flip:
     image = tf.image.stateless_random_flip_left_right(image, seed=flip_key)
   return image
@@ -159,7 +174,8 @@ def _train_view(image, element_id, img_size, seed, random_crop, random_flip):
 
 def make_dataset(files, img_size, batch_size, seed, shuffle=True, random_crop=True,
                  random_flip=True, repeat=True, drop_remainder=True, channel_order="bgr",
-                 skip_counter=None, start_batch=0, num_shards=1, shard_index=0):
+                 skip_counter=None, start_batch=0, num_shards=1, shard_index=0,
+                 random_scale=None):
   """Builds the training input pipeline of one input pipeline (see module docstring).
 
   Args:
@@ -193,6 +209,10 @@ def make_dataset(files, img_size, batch_size, seed, shuffle=True, random_crop=Tr
                      f"start_batch={start_batch}")
   if not 0 <= shard_index < num_shards:
     raise ValueError(f"shard_index {shard_index} not in [0, {num_shards})")
+  if random_scale is not None:
+    random_scale = (float(random_scale[0]), float(random_scale[1]))
+    if not 0 < random_scale[0] <= random_scale[1]:
+      raise ValueError(f"random_scale must be (lo, hi) with 0 < lo <= hi, got {random_scale}")
   seed = int(seed)
   paths = tf.constant(files)
   per_epoch = len(range(shard_index, len(files), num_shards))
@@ -208,7 +228,7 @@ def make_dataset(files, img_size, batch_size, seed, shuffle=True, random_crop=Tr
     image = _decode(path)
     ok = tf.reduce_min(tf.shape(image)[:2]) >= MIN_SIDE
     image = tf.cond(ok, lambda: _train_view(image, element_id, img_size, seed, random_crop,
-                                            random_flip), lambda: blank)
+                                            random_flip, random_scale), lambda: blank)
     return image, ok, path, epoch
 
   def failed(file_index, element_id, epoch):

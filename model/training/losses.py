@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 GP_EPSILON = 1e-8
+L1_REGIONS = ("box", "hole")
 
 
 def spatial_discount_weights(height, width, gamma=0.9):
@@ -68,6 +69,20 @@ def per_sample_known_l1(target, pred, mask):
   known = 1.0 - tf.cast(mask, tf.float32)
   num = tf.reduce_mean(tf.abs(target - pred) * known, axis=[1, 2, 3])
   den = tf.reduce_mean(known, axis=[1, 2, 3])
+  return tf.reduce_mean(tf.math.divide_no_nan(num, den))
+
+
+def hole_l1(target, pred, mask):
+  """L1 over the hole pixels, normalised by **each sample's** hole area, averaged over samples.
+
+  ``mean_b(mean_hwc(|target - pred| * mask_b) / mean_hw(mask_b))``: every hole
+  pixel of every sample gets the same weight whatever the mask's shape, so
+  free-form strokes outside the local box are supervised too (the v2 release
+  uses an L1 over the whole image instead). A sample with no hole adds 0.
+  """
+  mask = tf.cast(mask, tf.float32)
+  num = tf.reduce_mean(tf.abs(target - pred) * mask, axis=[1, 2, 3])
+  den = tf.reduce_mean(mask, axis=[1, 2, 3])
   return tf.reduce_mean(tf.math.divide_no_nan(num, den))
 
 
@@ -130,7 +145,8 @@ def generator_loss_terms(x, x_stage1, x_stage2, mask, local_x, local_x_stage1, l
                          sd_weights, d_fake_global=None, d_fake_local=None, d_fake_patch=None,
                          coarse_l1_alpha=1.2, l1_loss_alpha=1.2, ae_loss_alpha=1.2,
                          gan_loss_alpha=0.001, global_wgan_loss_alpha=1.0,
-                         pretrain_coarse=False, per_sample_known=False):
+                         pretrain_coarse=False, per_sample_known=False, l1_region="box",
+                         adversarial=True):
   """All generator loss terms (spec §3.2; §7 for the hinge variant), as a dict of scalars.
 
   Args:
@@ -146,6 +162,10 @@ def generator_loss_terms(x, x_stage1, x_stage2, mask, local_x, local_x_stage1, l
     coarse_l1_alpha, l1_loss_alpha, ae_loss_alpha, gan_loss_alpha,
       global_wgan_loss_alpha: weights of ``inpaint.yml``.
     pretrain_coarse: ``PRETRAIN_COARSE_NETWORK``: drop the stage-2 and GAN terms.
+    l1_region: ``"box"``: the v1 discounted L1 inside the local box (the release's
+      formula; covers the whole hole only when the hole is that box); ``"hole"``:
+      :func:`hole_l1` over every hole pixel of the whole image (any mask shape).
+    adversarial: False drops the GAN terms (reconstruction-only training).
     per_sample_known: normalise the known-region L1 per sample
       (:func:`per_sample_known_l1`, what training uses) instead of pooled over the
       batch (:func:`known_region_l1`, the release's formula); equal for one shared mask.
@@ -157,22 +177,32 @@ def generator_loss_terms(x, x_stage1, x_stage2, mask, local_x, local_x_stage1, l
     * g_global + g_local)`` (or ``gan_loss_alpha * g_patch``) and the total
     ``g_loss = gan_loss + l1_loss_alpha * l1_loss + ae_loss_alpha * ae_loss``.
   """
+  if l1_region not in L1_REGIONS:
+    raise ValueError(f"l1_region must be one of {L1_REGIONS}, got {l1_region!r}")
   known_l1 = per_sample_known_l1 if per_sample_known else known_region_l1
-  l1_loss = coarse_l1_alpha * discounted_l1(local_x, local_x_stage1, sd_weights)
+
+  def hole_term(local_pred, pred):
+    if l1_region == "hole":
+      return hole_l1(x, pred, mask)
+    return discounted_l1(local_x, local_pred, sd_weights)
+
+  l1_loss = coarse_l1_alpha * hole_term(local_x_stage1, x_stage1)
   ae_loss = coarse_l1_alpha * known_l1(x, x_stage1, mask)
   terms = {}
   gan_loss = tf.constant(0.0)
   if not pretrain_coarse:
-    l1_loss += discounted_l1(local_x, local_x_stage2, sd_weights)
+    l1_loss += hole_term(local_x_stage2, x_stage2)
     ae_loss += known_l1(x, x_stage2, mask)
-    if d_fake_patch is not None:
-      terms["g_patch"] = hinge_g_loss(d_fake_patch)
-      gan_loss = gan_loss_alpha * terms["g_patch"]
-    else:
-      terms["g_global"] = wgan_g_loss(d_fake_global)
-      terms["g_local"] = wgan_g_loss(d_fake_local)
-      gan_loss = gan_loss_alpha * (global_wgan_loss_alpha * terms["g_global"]
-                                   + terms["g_local"])
+  if pretrain_coarse or not adversarial:
+    pass  # reconstruction terms only
+  elif d_fake_patch is not None:
+    terms["g_patch"] = hinge_g_loss(d_fake_patch)
+    gan_loss = gan_loss_alpha * terms["g_patch"]
+  else:
+    terms["g_global"] = wgan_g_loss(d_fake_global)
+    terms["g_local"] = wgan_g_loss(d_fake_local)
+    gan_loss = gan_loss_alpha * (global_wgan_loss_alpha * terms["g_global"]
+                                 + terms["g_local"])
   terms.update(l1_loss=l1_loss, ae_loss=ae_loss, gan_loss=gan_loss,
                g_loss=gan_loss + l1_loss_alpha * l1_loss + ae_loss_alpha * ae_loss)
   return terms

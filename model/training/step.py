@@ -22,7 +22,7 @@ from model.training import masks as masks_lib
 @dataclasses.dataclass(frozen=True)
 class LossSettings:
   """Loss weights of ``inpaint.yml`` (spec §3.5) and the GAN flavour."""
-  gan: str = "wgan_gp"            # "wgan_gp" (v1) or "sn_patch" (v2 hinge, SN-PatchGAN)
+  gan: str = "wgan_gp"            # "wgan_gp" (v1), "sn_patch" (v2 hinge) or "none" (L1 only)
   gan_loss_alpha: float = 0.001
   wgan_gp_lambda: float = 10.0
   coarse_l1_alpha: float = 1.2
@@ -32,6 +32,11 @@ class LossSettings:
   gamma: float = 0.9              # spatial discount; 1.0 disables it
   gan_with_mask: bool = False
   pretrain_coarse: bool = False
+  l1_region: str = "box"          # "box" (v1 discounted L1 in the local box) or "hole"
+
+  @property
+  def adversarial(self):
+    return self.gan != "none" and not self.pretrain_coarse
 
 
 class StepFunctions:
@@ -39,7 +44,8 @@ class StepFunctions:
 
   Args:
     generator: ``InpaintGenerator``.
-    critics: dict with ``global`` and ``local`` (WGAN-GP) or ``patch`` (SN-PatchGAN).
+    critics: dict with ``global`` and ``local`` (WGAN-GP) or ``patch`` (SN-PatchGAN);
+      empty for reconstruction-only training (``gan="none"``).
     g_opt, d_opt: Keras optimizers (created under the strategy scope).
     settings: :class:`LossSettings`.
     box_size: (h, w) of the local crop.
@@ -63,9 +69,11 @@ class StepFunctions:
     """Keys of the dicts returned by ``d_step`` and ``g_step``."""
     if self.s.gan == "sn_patch":
       d_keys, gan_keys = ["d_loss", "d_patch"], ["g_patch"]
+    elif self.s.gan == "none":
+      d_keys, gan_keys = [], []
     else:
       d_keys, gan_keys = ["d_global", "d_local", "gp", "d_loss"], ["g_global", "g_local"]
-    g_keys = [] if self.s.pretrain_coarse else gan_keys
+    g_keys = gan_keys if self.s.adversarial else []
     return d_keys, g_keys + ["l1_loss", "ae_loss", "gan_loss", "g_loss"]
 
   def critic_variables(self):
@@ -121,7 +129,7 @@ class StepFunctions:
     s = self.s
     local_x, local_x1, local_x2 = self._local(batch, x, x1, x2)
     critic_outputs = {}
-    if not s.pretrain_coarse:
+    if s.adversarial:
       if s.gan == "sn_patch":
         critic_outputs["d_fake_patch"] = self.critics["patch"](
             tf.concat([complete, mask], -1), training=training)
@@ -135,7 +143,7 @@ class StepFunctions:
         coarse_l1_alpha=s.coarse_l1_alpha, l1_loss_alpha=s.l1_loss_alpha,
         ae_loss_alpha=s.ae_loss_alpha, gan_loss_alpha=s.gan_loss_alpha,
         global_wgan_loss_alpha=s.global_wgan_loss_alpha, pretrain_coarse=s.pretrain_coarse,
-        per_sample_known=True)
+        per_sample_known=True, l1_region=s.l1_region, adversarial=s.adversarial)
     return terms, (x, mask, x1, x2, complete, offsets)
 
   def _apply(self, opt, scaled_loss, variables, tape):
