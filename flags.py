@@ -21,7 +21,7 @@ from model import config as config_lib
 
 GANS = ("wgan_gp", "sn_patch", "none")
 L1_REGIONS = ("auto", "box", "hole")
-MASK_MODES = ("box", "free_form", "both")
+MASK_MODES = ("box", "free_form", "both", "mixed")
 PADDINGS = ("zero", "reflect", "symmetric")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 PRESETS = ("none", "tiny")
@@ -302,7 +302,8 @@ def define_flags(flag_values=absl_flags.FLAGS):
 
   # Masks (spec §4).
   absl_flags.DEFINE_enum("mask_mode", d.mask_mode, MASK_MODES,
-                         "box: v1 rectangles; free_form: v2 brush strokes; both: their union.",
+                         "box: v1 rectangles; free_form: v2 brush strokes; both: their union; "
+                         "mixed: each sample a box or strokes (equal odds).",
                          **fv)
   absl_flags.DEFINE_integer("box_height", 0,
                             "Bbox / local-critic crop height (HEIGHT); 0 = img_size // 2.", **fv)

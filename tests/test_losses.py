@@ -292,7 +292,7 @@ def _hole_gradient(mode, l1_region, size=64):
   return np.abs(grad.numpy()).sum(-1), mask.numpy()[..., 0] > 0.5
 
 
-@pytest.mark.parametrize("mode", ["box", "free_form", "both"])
+@pytest.mark.parametrize("mode", ["box", "free_form", "both", "mixed"])
 def test_every_hole_pixel_gets_a_gradient(mode):
   """With the region train.py picks (box for box masks, else hole), no hole pixel is unsupervised."""
   region = "box" if mode == "box" else "hole"

@@ -154,6 +154,13 @@ def test_random_mask_modes():
   for m in (box, free, both):
     assert m.shape == (4, 64, 64, 1) and m.dtype == tf.float32
   np.testing.assert_array_equal(both.numpy(), np.maximum(box.numpy(), free.numpy()))
+  # mixed: each sample is exactly its box mask or its stroke mask, and both kinds occur.
+  mixed, _ = masks.random_mask("mixed", 16, 64, 64, 32, 32, 8, 8, seed=_seed(2))
+  box16, _ = masks.random_mask("box", 16, 64, 64, 32, 32, 8, 8, seed=_seed(2))
+  free16, _ = masks.random_mask("free_form", 16, 64, 64, 32, 32, 8, 8, seed=_seed(2))
+  kinds = [("box" if np.array_equal(m, mb) else "free" if np.array_equal(m, mf) else "?")
+           for m, mb, mf in zip(mixed.numpy(), box16.numpy(), free16.numpy())]
+  assert "?" not in kinds and {"box", "free"} == set(kinds), kinds
   # Box holes sit inside their bboxes.
   for (t, l, h, w), m in zip(bb_box.numpy(), box.numpy()[..., 0]):
     assert m[t:t + h, l:l + w].sum() == m.sum() > 0

@@ -26,7 +26,7 @@ import tensorflow as tf
 from model.brush import (ANGLE_RANGE, MAX_NUM_STROKES, MAX_NUM_VERTEX, MAX_WIDTH,  # noqa: F401
                                 MEAN_ANGLE, MIN_NUM_VERTEX, MIN_WIDTH, REFERENCE_DIAGONAL)
 
-MASK_MODES = ("box", "free_form", "both")
+MASK_MODES = ("box", "free_form", "both", "mixed")
 
 
 
@@ -281,7 +281,8 @@ def random_mask(mode, batch, img_h, img_w, box_h, box_w, max_delta_h, max_delta_
   """Training masks of the chosen kind, with the bboxes for the local critic crop.
 
   ``mode``: ``"box"`` (v1, ``bbox_to_mask``), ``"free_form"`` (v2 brush strokes
-  only) or ``"both"`` (union, the v2 training mask). A bbox is drawn in every mode
+  only), ``"both"`` (union, the v2 training mask) or ``"mixed"`` (each sample a
+  box hole or brush strokes, with equal odds). A bbox is drawn in every mode
   so that a local critic always has a crop; with ``"free_form"`` it is unrelated
   to the hole. Sub-seeds for bbox, shrink and strokes are split from ``seed``.
 
@@ -297,4 +298,9 @@ def random_mask(mode, batch, img_h, img_w, box_h, box_w, max_delta_h, max_delta_
   mask = bbox_to_mask(bboxes, img_h, img_w, max_delta_h, max_delta_w, seeds[1])
   if mode == "both":
     mask = tf.maximum(mask, brush_stroke_mask(batch, img_h, img_w, seeds[2]))
+  elif mode == "mixed":
+    strokes = brush_stroke_mask(batch, img_h, img_w, seeds[2])
+    coin = tf.random.stateless_uniform(
+        tf.stack([batch, 1, 1, 1]), tf.random.experimental.stateless_fold_in(seeds[1], 1))
+    mask = tf.where(coin < 0.5, mask, strokes)
   return mask, bboxes
