@@ -135,7 +135,7 @@ def _random_scale(data_cfg):
 
 def _warm_start(gen, model_cfg, path):
   """Copies the generator weights of the checkpoint at ``path`` into ``gen``."""
-  from model import checkpoints
+  from model import weights as checkpoints
   from model.errors import UserError
   import dataclasses
   source, source_cfg = checkpoints.load_generator(path)

@@ -276,7 +276,7 @@ def test_hole_l1_matches_numpy_per_sample_normalisation():
 
 def _hole_gradient(mode, l1_region, size=64):
   """|d g_loss / d x_stage2| for the training masks of ``mode`` (no GAN terms)."""
-  from model import masks as masks_lib
+  from model.training import masks as masks_lib
   b, box = 4, size // 2
   mask, bbox = masks_lib.random_mask(mode, b, size, size, box, box, size // 8, size // 8,
                                      seed=tf.constant([3, 4], tf.int64))

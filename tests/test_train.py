@@ -646,7 +646,7 @@ def test_reconstruction_only_run_builds_no_critic(runs):
 
 
 def test_warm_start_copies_the_generator_and_refuses_another_architecture(runs):
-  from model import checkpoints
+  from model import weights as checkpoints
   warm, bad = runs.wait("warm"), runs.wait("warm_bad")
   assert warm.returncodes == [0], warm.describe()
   assert f"generator initialised from {runs.dirs['ref']}" in warm.output()
