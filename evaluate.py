@@ -95,7 +95,7 @@ DEFINITIONS = {
             "region, mean SSIM map, averaged over R, G, B; whole image",
     "tv_pct": "total variation of the completed image: mean |difference| of all horizontal and "
               "vertical neighbour pairs (all channels), %; the paper's TV definition is unverified "
-              "(spec section 6)",
+              "(ARCHITECTURE.md §8)",
     "tv_hole_pct": "the same over the neighbour pairs with at least one pixel in the hole",
     "truth_tv_pct": "tv_pct of the ground truth (reference)",
     "truth_tv_hole_pct": "tv_hole_pct of the ground truth (reference)",

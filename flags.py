@@ -8,7 +8,7 @@ Usage in a CLI (flags are defined explicitly, not at import)::
     ...
     config = flags_lib.build_config(absl_flags.FLAGS)
 
-Flags mirror the official v1 ``inpaint.yml`` (spec §3.5) in lower case. Defaults are
+Flags mirror the official v1 ``inpaint.yml`` (ARCHITECTURE.md §6.4) in lower case. Defaults are
 the official values except where a help string says otherwise. ``Config.to_json()`` is
 saved beside checkpoints and ``Config.from_json()`` rebuilds (and re-validates) it.
 """
@@ -51,7 +51,7 @@ def _check_keys(cls, values, section):
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-  """Input images and training-mask geometry (spec §4). ``batch_size`` is global."""
+  """Input images and training-mask geometry (ARCHITECTURE.md §6.1–6.2). ``batch_size`` is global."""
   train_flist: str | None = None
   val_flist: str | None = None
   img_size: int = 256
@@ -106,7 +106,7 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-  """Loss weights (spec §3.2-3.3). Defaults are the official v1 values."""
+  """Loss weights (ARCHITECTURE.md §5). Defaults are the official v1 values."""
   gan: str = "wgan_gp"
   gan_loss_alpha: float = 0.001
   wgan_gp_lambda: float = 10.0
@@ -136,7 +136,7 @@ class LossConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """Optimisation, schedule, logging and devices (spec §3.4). Periods count generator steps."""
+  """Optimisation, schedule, logging and devices (ARCHITECTURE.md §6.3). Periods count generator steps."""
   checkpoint_dir: str = "checkpoints/run"
   max_iters: int = 1_000_000
   lr: float = 1e-4
@@ -300,7 +300,7 @@ def define_flags(flag_values=absl_flags.FLAGS):
                             "Critic width (channels of the first critic conv; official 64).",
                             **fv)
 
-  # Masks (spec §4).
+  # Masks (ARCHITECTURE.md §6.1).
   absl_flags.DEFINE_enum("mask_mode", d.mask_mode, MASK_MODES,
                          "box: v1 rectangles; free_form: v2 brush strokes; both: their union; "
                          "mixed: each sample a box or strokes (equal odds).",

@@ -1,4 +1,4 @@
-r"""Train DeepFill (spec §3–4): WGAN-GP critics, custom tf.function loop under tf.distribute.
+r"""Train DeepFill (ARCHITECTURE.md §5–6): WGAN-GP critics, custom tf.function loop under tf.distribute.
 
   python train.py --train_flist photos/ --checkpoint_dir checkpoints/run --max_iters 100000
   python train.py --preset tiny --train_flist photos/ --checkpoint_dir /tmp/tiny   # smoke run

@@ -1,4 +1,4 @@
-"""Contextual attention (Yu et al. 2018, §3.2; exact behaviour of the v1 release, spec §2).
+"""Contextual attention (Yu et al. 2018, §3.2; the v1 release's exact behaviour, ARCHITECTURE.md §3).
 
 Differences from the release, none of which change results for batch 1:
 * dynamic batch, height and width; one mask **per sample** (the release used
@@ -83,7 +83,7 @@ def _fold(parts, th, tw, rate, channels):
 
 @keras.saving.register_keras_serializable(package="deepfill")
 class ContextualAttention(keras.layers.Layer):
-  """Contextual attention layer (spec §2); no trainable weights.
+  """Contextual attention layer (ARCHITECTURE.md §3); no trainable weights.
 
   Call ``y, offsets = layer((f, b, mask))`` (or ``(f, b)`` for no mask):
     f, b: float32 ``[B, H, W, C]`` foreground / background features, same size,

@@ -1,4 +1,4 @@
-"""Critic convolution of DeepFill: 5x5 stride-2 conv + LeakyReLU(0.2) (spec §3.1, §7)."""
+"""Critic convolution of DeepFill: 5x5 stride-2 conv + LeakyReLU(0.2) (ARCHITECTURE.md §4)."""
 import keras
 import tensorflow as tf
 
@@ -12,11 +12,11 @@ class DisConv(keras.layers.Layer):
   """k×k strided conv (TF SAME zero padding, bias) followed by LeakyReLU(0.2).
 
   Input ``[B, H, W, C_in]`` float32, output ``[B, ceil(H/strides), ceil(W/strides), filters]``.
-  Kernels are Glorot-uniform, biases zero (TF1 defaults, spec §1.1). The inner
+  Kernels are Glorot-uniform, biases zero (TF1 defaults, ARCHITECTURE.md §2.1). The inner
   conv is named ``conv``, so the weights are ``<name>/conv/kernel`` and
   ``<name>/conv/bias``, mirroring the release's ``<scope>/<name>/kernel``.
 
-  ``spectral_norm=True`` (SN-PatchGAN, spec §7) wraps the conv in
+  ``spectral_norm=True`` (SN-PatchGAN, ARCHITECTURE.md §4.2) wraps the conv in
   ``keras.layers.SpectralNormalization`` with one power iteration and a
   non-trainable ``<name>/spectral_norm/vector_u``. Note Keras' behaviour: in
   ``training=True`` calls the wrapper *overwrites* the kernel variable with

@@ -1,4 +1,4 @@
-"""Generator convolutions of DeepFill (spec §1.1; gated variant from DeepFill v2, spec §7)."""
+"""Generator convolutions of DeepFill (ARCHITECTURE.md §2.1; the gated variant is DeepFill v2's)."""
 import keras
 import tensorflow as tf
 
@@ -114,7 +114,7 @@ class GenConv(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="deepfill")
 class GenDeconv(keras.layers.Layer):
-  """Nearest ×2 upsample (align_corners, spec §1.1) then a 3×3 ``GenConv``.
+  """Nearest ×2 upsample (align_corners, ARCHITECTURE.md §1.4) then a 3×3 ``GenConv``.
 
   Input ``[B, H, W, C]`` -> output ``[B, 2H, 2W, filters]``. The conv is named
   ``<name>_conv`` as in the release (``conv13_upsample/conv13_upsample_conv``).

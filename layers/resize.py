@@ -1,4 +1,4 @@
-"""Nearest-neighbour resizing with TF1 ``align_corners=True`` semantics (spec §1.1).
+"""Nearest-neighbour resizing with TF1 ``align_corners=True`` semantics (ARCHITECTURE.md §1.4).
 
 The official code resizes masks and features with
 ``resize_nearest_neighbor(align_corners=True)``: output index ``i`` reads source

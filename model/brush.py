@@ -1,4 +1,4 @@
-"""Brush-stroke (free-form) mask parameters of the DeepFill v2 release, at 256×256 (spec §7).
+"""Brush-stroke (free-form) mask parameters of the DeepFill v2 release, at 256×256 (ARCHITECTURE.md §6.1).
 
 Shared by the TF training masks (``model/training/masks.py``) and the NumPy evaluation masks
 (``model/evaluation/masks.py``); widths and lengths scale with the image diagonal.

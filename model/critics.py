@@ -1,4 +1,4 @@
-"""Critics of DeepFill: v1 WGAN-GP global/local critics (spec §3.1) and v2 SN-PatchGAN (spec §7).
+"""Critics of DeepFill: v1 WGAN-GP global/local critics (ARCHITECTURE.md §4.1) and v2 SN-PatchGAN (§4.2).
 
 Weights are created in the constructor, so a fresh critic can be counted,
 restored or given weights without a dummy call. The v1 critics end in a dense
@@ -96,7 +96,7 @@ class _WganCritic(keras.Model):
 
 @keras.saving.register_keras_serializable(package="deepfill")
 class GlobalCritic(_WganCritic):
-  """WGAN-GP critic on the whole image (spec §3.1): convs cnum, 2c, 4c, 4c, dense ``dout_global_fc``.
+  """WGAN-GP critic on the whole image (ARCHITECTURE.md §4.1): convs cnum, 2c, 4c, 4c, dense ``dout_global_fc``.
 
   ``GlobalCritic(cnum=64, input_size=256)`` has 2,733,441 parameters. Input
   float32 ``[B, H, W, in_channels]`` (3 = image; 4 with the mask for the
@@ -111,7 +111,7 @@ class GlobalCritic(_WganCritic):
 
 @keras.saving.register_keras_serializable(package="deepfill")
 class LocalCritic(_WganCritic):
-  """WGAN-GP critic on the bbox crop (spec §3.1): convs cnum, 2c, 4c, 8c, dense ``dout_local_fc``.
+  """WGAN-GP critic on the bbox crop (ARCHITECTURE.md §4.1): convs cnum, 2c, 4c, 8c, dense ``dout_local_fc``.
 
   ``LocalCritic(cnum=64, input_size=128)`` has 4,339,329 parameters. Input
   float32 ``[B, h, w, in_channels]`` (the local patch), output ``[B, 1]``.
@@ -125,7 +125,7 @@ class LocalCritic(_WganCritic):
 
 @keras.saving.register_keras_serializable(package="deepfill")
 class SNPatchCritic(keras.Model):
-  """SN-PatchGAN of DeepFill v2 (spec §7): six spectral-normalised 5x5 stride-2 ``DisConv``.
+  """SN-PatchGAN of DeepFill v2 (ARCHITECTURE.md §4.2): six spectral-normalised 5x5 stride-2 ``DisConv``.
 
   Widths cnum, 2c, 4c, 4c, 4c, 4c (5,946,816 trainable parameters at cnum 64,
   plus one non-trainable ``vector_u`` per conv). Input float32

@@ -1,4 +1,4 @@
-"""Attention offsets -> Middlebury colour-wheel picture, in TF ops (spec §2.7).
+"""Attention offsets -> Middlebury colour-wheel picture, in TF ops (ARCHITECTURE.md §3.8).
 
 The release coloured the argmax offsets of contextual attention with NumPy in a
 ``py_func``; here the same arithmetic runs as graph ops (float64, like NumPy), so
@@ -14,7 +14,7 @@ _SEGMENTS = (15, 6, 4, 11, 13, 6)
 
 
 def _color_wheel():
-  """``[55, 3]`` float64 RGB wheel in 0..255; ramps are floor(255·i/n) (spec §2.7)."""
+  """``[55, 3]`` float64 RGB wheel in 0..255; ramps are floor(255·i/n) (ARCHITECTURE.md §3.8)."""
   rows = []
   # Each segment: one channel held at 255, one ramping up or down, one at 0.
   plan = ((0, 1, True), (1, 0, False), (1, 2, True), (2, 1, False), (2, 0, True), (0, 2, False))
@@ -36,7 +36,7 @@ _LEVELS = np.arange(256).astype(np.float32) / np.float32(127.5) - np.float32(1.0
 
 
 def flow_to_image(offsets, upsample=2):
-  """Colours attention offsets like the v1 release (spec §2.7).
+  """Colours attention offsets like the v1 release (ARCHITECTURE.md §3.8).
 
   Args:
     offsets: int ``[B, h, w, 2]`` = (dy, dx) per position (u = dy, v = dx).
@@ -87,6 +87,6 @@ def flow_to_image(offsets, upsample=2):
 
 
 def flow_to_uint8(picture):
-  """Flow picture in [-1, 1] -> uint8 RGB, ``round((x + 1)·127.5)`` (spec §2.7)."""
+  """Flow picture in [-1, 1] -> uint8 RGB, ``round((x + 1)·127.5)`` (ARCHITECTURE.md §3.8)."""
   picture = tf.convert_to_tensor(picture, tf.float32)
   return tf.cast(tf.clip_by_value(tf.round((picture + 1.0) * 127.5), 0.0, 255.0), tf.uint8)

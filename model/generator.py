@@ -1,4 +1,4 @@
-"""Two-stage DeepFill v1 generator (spec §1), layer names as in the official checkpoint."""
+"""Two-stage DeepFill v1 generator (ARCHITECTURE.md §2), layer names as in the official checkpoint."""
 import keras
 import tensorflow as tf
 
@@ -9,7 +9,7 @@ from layers.gen_conv import GenConv, GenDeconv
 
 @keras.saving.register_keras_serializable(package="deepfill")
 class InpaintGenerator(keras.Model):
-  """Coarse network + refinement network with contextual attention (spec §1.3–1.5).
+  """Coarse network + refinement network with contextual attention (ARCHITECTURE.md §2.3–2.5).
 
   Call ``x1, x2, offsets = gen((x_in, mask))``:
     x_in: float32 ``[B, H, W, 3]`` in [-1, 1] with holes zeroed (``x * (1 - mask)``),
@@ -33,7 +33,7 @@ class InpaintGenerator(keras.Model):
     def deconv(name, filters):
       return GenDeconv(filters, padding=padding, gated=gated, name=name)
 
-    # Stage 1 (spec §1.3).
+    # Stage 1 (ARCHITECTURE.md §2.3).
     self.coarse_layers = [
         conv("conv1", c, 5), conv("conv2_downsample", 2 * c, 3, 2), conv("conv3", 2 * c),
         conv("conv4_downsample", 4 * c, 3, 2), conv("conv5", 4 * c), conv("conv6", 4 * c),
@@ -42,7 +42,7 @@ class InpaintGenerator(keras.Model):
         conv("conv11", 4 * c), conv("conv12", 4 * c), deconv("conv13_upsample", 2 * c),
         conv("conv14", 2 * c), deconv("conv15_upsample", c), conv("conv16", c // 2),
         conv("conv17", 3, act=None)]
-    # Stage 2, branch A: dilated "hallucination" convs (spec §1.5).
+    # Stage 2, branch A: dilated "hallucination" convs (ARCHITECTURE.md §2.5).
     self.hallu_layers = [
         conv("xconv1", c, 5), conv("xconv2_downsample", c, 3, 2), conv("xconv3", 2 * c),
         conv("xconv4_downsample", 2 * c, 3, 2), conv("xconv5", 4 * c), conv("xconv6", 4 * c),
@@ -85,7 +85,7 @@ class InpaintGenerator(keras.Model):
     x_in = tf.convert_to_tensor(x_in, tf.float32)
     mask = tf.cast(mask, tf.float32)
     ones = tf.ones_like(x_in[..., :1])
-    # Stage 1 input: [x_in, ones, ones*mask] (spec §1.2).
+    # Stage 1 input: [x_in, ones, ones*mask] (ARCHITECTURE.md §2.2).
     x = tf.concat([x_in, ones, ones * mask], axis=-1)
     for i, layer in enumerate(self.coarse_layers):
       x = layer(x)
@@ -93,7 +93,7 @@ class InpaintGenerator(keras.Model):
         mask_s = resize.resize_nearest_align_corners(mask, tf.shape(x)[1:3])
     x_stage1 = tf.clip_by_value(x, -1.0, 1.0)
 
-    # Paste the coarse result into the hole (no stop-gradient, spec §1.4).
+    # Paste the coarse result into the hole (no stop-gradient, ARCHITECTURE.md §2.4).
     x = x_stage1 * mask + x_in * (1.0 - mask)
     xnow = tf.concat([x, ones, ones * mask], axis=-1)
     hallu = xnow

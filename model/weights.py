@@ -3,7 +3,7 @@
 Our format is a directory holding ``model.json`` (a :class:`ModelConfig`) and a
 ``tf.train.Checkpoint`` whose generator sits under the key ``generator`` (the
 training checkpoints of ``train.py`` have the same layout, so they load too).
-Official checkpoints are read by name, spec §5.7: ``inpaint_net/<layer>/kernel``
+Official checkpoints are read by name (ARCHITECTURE.md §7.3): ``inpaint_net/<layer>/kernel``
 and ``.../bias``, with ``<layer>/<layer>_conv`` for the upsampling layers.
 """
 import json

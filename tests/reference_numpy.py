@@ -1,4 +1,4 @@
-"""Literal NumPy reference for contextual attention and its flow picture (spec §2).
+"""Literal NumPy reference for contextual attention and its flow picture (ARCHITECTURE.md §3).
 
 Written for tests only: plain loops and small helpers that follow the release's
 algorithm step by step for ONE sample, with no cleverness, so that the TF layer
@@ -56,7 +56,7 @@ def nearest_source_index(n_in, n_out):
 
 
 def resize_nearest_align_corners(x, out_h, out_w):
-  """Nearest resize of ``x`` [H, W, C] to ``[out_h, out_w, C]`` (spec §1.1)."""
+  """Nearest resize of ``x`` [H, W, C] to ``[out_h, out_w, C]`` (ARCHITECTURE.md §1.4)."""
   rows = nearest_source_index(x.shape[0], out_h)
   cols = nearest_source_index(x.shape[1], out_w)
   return x[rows][:, cols]
@@ -88,7 +88,7 @@ def softmax(x, axis):
 
 
 # ---------------------------------------------------------------------------
-# Contextual attention for one sample (spec §2 steps 1-7.1).
+# Contextual attention for one sample (ARCHITECTURE.md §3.2–3.8).
 # ---------------------------------------------------------------------------
 
 def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0,
@@ -198,7 +198,7 @@ def contextual_attention_batch(f, b, mask=None, **kwargs):
 
 
 # ---------------------------------------------------------------------------
-# Flow colour wheel (spec §2.7).
+# Flow colour wheel (ARCHITECTURE.md §3.8).
 # ---------------------------------------------------------------------------
 
 def make_color_wheel():

@@ -1,4 +1,4 @@
-"""layers.contextual_attention.ContextualAttention against the NumPy reference (spec §2)."""
+"""layers.contextual_attention.ContextualAttention against the NumPy reference (ARCHITECTURE.md §3)."""
 import keras
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Tests for model/critics.py (spec §3.1 v1 critics, §7 SN-PatchGAN)."""
+"""Tests for model/critics.py (ARCHITECTURE.md §4.1 v1 critics, §4.2 SN-PatchGAN)."""
 import keras
 import numpy as np
 import pytest

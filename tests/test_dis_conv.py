@@ -1,4 +1,4 @@
-"""Tests for layers/dis_conv.py (critic conv, spec §3.1 / §7)."""
+"""Tests for layers/dis_conv.py (critic conv, ARCHITECTURE.md §4)."""
 import keras
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""model.flow_viz (TF colour wheel) against the NumPy reference (spec §2.7)."""
+"""model.flow_viz (TF colour wheel) against the NumPy reference (ARCHITECTURE.md §3.8)."""
 import numpy as np
 import pytest
 import tensorflow as tf

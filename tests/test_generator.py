@@ -75,7 +75,7 @@ def test_gen_deconv_duplicates_pixels():
 
 def test_v1_parameter_count_and_official_names():
   gen = generator_lib.build_generator(config_lib.preset("v1"))
-  assert gen.count_params() == 3601542  # spec §1.5 and the golden variables.txt
+  assert gen.count_params() == 3601542  # ARCHITECTURE.md §2 and the golden variables.txt
   names = checkpoints.official_variable_names(gen)
   assert len(names) == 84
   assert "inpaint_net/conv13_upsample/conv13_upsample_conv/kernel" in names

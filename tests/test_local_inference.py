@@ -16,7 +16,7 @@ def gen():
 
 
 def test_margins_derived_from_layer_table(gen):
-  # Radii of spec §1.3/§1.5 by hand: e.g. coarse = 2+1+2+2+4+4+8+16+32+64+4+4+(4+2)+2+(2+1)+1+1.
+  # Radii of ARCHITECTURE.md §2.3/§2.5 by hand: e.g. coarse = 2+1+2+2+4+4+8+16+32+64+4+4+(4+2)+2+(2+1)+1+1.
   assert local_inference.receptive_radius(gen.coarse_layers)[0] == 156
   assert local_inference.receptive_radius(gen.hallu_layers)[0] == 135
   assert local_inference.receptive_radius(gen.pm_encoder) == (15, 4)

@@ -1,4 +1,4 @@
-"""Tests for model/training/losses.py against hand-computed NumPy values (spec §3.2-3.3, §7)."""
+"""Tests for model/training/losses.py against hand-computed NumPy values (ARCHITECTURE.md §5)."""
 import numpy as np
 import pytest
 import tensorflow as tf

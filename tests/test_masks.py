@@ -1,4 +1,4 @@
-"""Tests for model/training/masks.py (spec §4 bbox holes, §7 brush strokes)."""
+"""Tests for model/training/masks.py (ARCHITECTURE.md §6.1: bbox holes, brush strokes)."""
 import numpy as np
 import pytest
 import tensorflow as tf

@@ -10,13 +10,13 @@ the same masks with the same NumPy and OpenCV versions.
 
 Modes (sizes scale with the image, so the hole covers the same share of it at any size):
 
-* ``box``: the v1 training hole (spec §4) scaled from 256x256: a bbox of
+* ``box``: the v1 training hole (ARCHITECTURE.md §6.1) scaled from 256x256: a bbox of
   ``H//2 x W//2`` at a uniform position (top in ``[0, H - H//2)``, left
   likewise, like ``random_bbox`` with zero margins), shrunk by ``d`` uniform in
   ``[0, (H//8)//2]`` on both sides of each axis (``[0, 16]`` at 256, the
   release's delta 32). Hole sides are 37.5-50 % of the image sides, i.e. 14-25 %
   of its area; the box always reaches into the central half of the image.
-* ``free_form``: the v2 brush strokes (spec §7): 1-3 strokes of 4-11 steps,
+* ``free_form``: the v2 brush strokes (ARCHITECTURE.md §6.1): 1-3 strokes of 4-11 steps,
   step angles from the release's window around 2pi/5 (alternately mirrored),
   step lengths ``clip(N(r, floor(r/2)), 0, 2r)`` with ``r = sqrt(H^2 + W^2) / 8``,
   vertices clipped to the image and truncated to integers, stroke width

@@ -1,6 +1,6 @@
 """Inpainting quality metrics (pure NumPy): hole L1/L2, PSNR, total variation, SSIM.
 
-The DeepFill v1 paper (Table 1, spec §6) reports mean l1 error, mean l2 error,
+The DeepFill v1 paper (Table 1; ARCHITECTURE.md §8) reports mean l1 error, mean l2 error,
 PSNR and "TV loss" on Places2 "for reference only". The table has not been
 checked against the paper PDF and the paper does not define its TV loss or the
 region its errors are taken over, so the definitions below are ours, written

@@ -1,6 +1,6 @@
-"""Inference on whole photos: any size, uint8 in, uint8 out (spec §5 plus our conventions).
+"""Inference on whole photos: any size, uint8 in, uint8 out (ARCHITECTURE.md §7.1–7.2).
 
-Differences from the official ``test.py`` (spec §5), by design:
+Differences from the official ``test.py`` (ARCHITECTURE.md §7.1), by design:
 * the image is reflect-padded to a multiple of 8 and cropped back instead of
   cropped, so the output has the input's size;
 * known pixels are copied from the input; the official float32 round trip
@@ -71,7 +71,7 @@ class Inpainter:
     return x2, tf.zeros([1, 1, 1, 2], tf.int32)
 
   def forward(self, pixels, hole, tile=None, local=False):
-    """Official float pipeline (spec §5 steps 5–9) on network-order pixels.
+    """Official float pipeline (ARCHITECTURE.md §7.1 steps 3–4) on network-order pixels.
 
     The pixel arithmetic runs in NumPy float32 in the release's order; inside a
     ``tf.function`` grappler would turn ``/127.5`` into ``*(1/127.5)``, which

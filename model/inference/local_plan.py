@@ -160,7 +160,7 @@ def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256, hole=N
   if needed is None:
     needed = needed_queries(generator, mask)
 
-  # Stage 1 around the hole; only its hole pixels are pasted (spec §1.4).
+  # Stage 1 around the hole; only its hole pixels are pasted (ARCHITECTURE.md §2.4).
   r1 = _expand(hole, m["coarse"], height, width)
   ms = _crop(mask, r1)
   xs = _crop(x_in, r1)

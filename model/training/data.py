@@ -1,4 +1,4 @@
-"""tf.data input pipeline: image files -> float32 ``[B, S, S, 3]`` batches in [-1, 1] (spec §4).
+"""tf.data input pipeline: image files -> float32 ``[B, S, S, 3]`` batches in [-1, 1] (ARCHITECTURE.md §6.2).
 
 Data order is a pure function of ``(seed, element index)``, so a run can resume
 exactly where it stopped from nothing but the number of consumed batches:
@@ -158,7 +158,7 @@ def _train_view(image, element_id, img_size, seed, random_crop, random_flip, ran
       side = tf.clip_by_value(side, 1, short)
       antialias = True
     else:
-      # Spec §4: crop S x S; an image whose short side is below S is first upscaled
+      # ARCHITECTURE.md §6.2: crop S x S; an image whose short side is below S is first upscaled
       # (bilinear) to short side S. Equivalently, and with bounded memory for thin
       # images, crop a square of side min(short, S) and resize that square to S.
       side = tf.minimum(short, img_size)

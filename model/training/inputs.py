@@ -17,7 +17,7 @@ def add_training_inputs(images, batch_index, seed, mask_mode, box_size, max_delt
     images: float32 ``[B, S, S, 3]`` in [-1, 1].
     batch_index: int64 scalar, position of this batch in the run's stream.
     seed: int, the run seed.
-    mask_mode: ``box`` | ``free_form`` | ``both`` (spec §4, §7).
+    mask_mode: ``box`` | ``free_form`` | ``both`` (ARCHITECTURE.md §6.1).
     box_size: (h, w) of the bbox / local crop (128×128 at 256 in the release).
     max_delta: (dh, dw) maximum total shrink of the box hole (32, 32).
     margins: (vertical, horizontal) bbox margins.

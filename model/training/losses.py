@@ -1,4 +1,4 @@
-"""Losses of DeepFill v1 (spec §3.2-3.3) and the v2 hinge GAN loss (spec §7). Pure functions.
+"""Losses of DeepFill v1 (ARCHITECTURE.md §5.1–5.4) and the v2 hinge GAN loss (§5.4). Pure functions.
 
 Conventions: images float32 ``[B, H, W, C]`` in [-1, 1]; masks float32
 ``[B, H, W, 1]`` (or ``[1, H, W, 1]``), **1 = hole**; critic outputs any shape
@@ -14,7 +14,7 @@ L1_REGIONS = ("box", "hole")
 
 
 def spatial_discount_weights(height, width, gamma=0.9):
-  """Spatially discounted L1 weights for a ``height x width`` bbox crop (spec §3.3).
+  """Spatially discounted L1 weights for a ``height x width`` bbox crop (ARCHITECTURE.md §5.1).
 
   ``w[i, j] = max(gamma ** min(i, height - i), gamma ** min(j, width - j))``:
   gamma to the distance from the nearest bbox edge, one-off asymmetric as in the
@@ -38,7 +38,7 @@ def spatial_discount_weights(height, width, gamma=0.9):
 
 
 def discounted_l1(target, pred, weights):
-  """``mean(|target - pred| * weights)`` over every element (spec §3.2 l1_loss term).
+  """``mean(|target - pred| * weights)`` over every element (ARCHITECTURE.md §5.1).
 
   ``weights`` broadcasts against ``[B, h, w, C]``, e.g. ``spatial_discount_weights``.
   """
@@ -46,7 +46,7 @@ def discounted_l1(target, pred, weights):
 
 
 def known_region_l1(target, pred, mask):
-  """L1 over the known pixels, normalised by the known area (spec §3.2 ae_loss term).
+  """L1 over the known pixels, normalised by the known area (ARCHITECTURE.md §5.2).
 
   ``mean(|target - pred| * (1 - mask)) / mean(1 - mask)``; the numerator averages
   over ``[B, H, W, C]``, the denominator over the mask ``[B|1, H, W, 1]``, so the
@@ -97,17 +97,17 @@ def wgan_g_loss(fake):
 
 
 def hinge_d_loss(real, fake):
-  """SN-PatchGAN hinge critic loss ``0.5 mean(relu(1 - real)) + 0.5 mean(relu(1 + fake))`` (spec §7)."""
+  """SN-PatchGAN hinge critic loss ``0.5 mean(relu(1 - real)) + 0.5 mean(relu(1 + fake))`` (§5.4)."""
   return 0.5 * tf.reduce_mean(tf.nn.relu(1.0 - real)) + 0.5 * tf.reduce_mean(tf.nn.relu(1.0 + fake))
 
 
 def hinge_g_loss(fake):
-  """SN-PatchGAN generator loss ``-mean(D(fake))`` (spec §7)."""
+  """SN-PatchGAN generator loss ``-mean(D(fake))`` (ARCHITECTURE.md §5.4)."""
   return -tf.reduce_mean(fake)
 
 
 def gradient_penalty(critic_fn, real, fake, mask, alpha, epsilon=GP_EPSILON):
-  """Masked WGAN-GP penalty ``mean_b((sqrt(sum_hwc g^2 * mask) - 1)^2)`` (spec §3.2).
+  """Masked WGAN-GP penalty ``mean_b((sqrt(sum_hwc g^2 * mask) - 1)^2)`` (ARCHITECTURE.md §5.3).
 
   ``g`` is the gradient of ``critic_fn`` at ``x = real + alpha * (fake - real)``.
   Restricting the norm to hole pixels (mask 1) follows the release. Unlike the
@@ -147,7 +147,7 @@ def generator_loss_terms(x, x_stage1, x_stage2, mask, local_x, local_x_stage1, l
                          gan_loss_alpha=0.001, global_wgan_loss_alpha=1.0,
                          pretrain_coarse=False, per_sample_known=False, l1_region="box",
                          adversarial=True):
-  """All generator loss terms (spec §3.2; §7 for the hinge variant), as a dict of scalars.
+  """All generator loss terms (ARCHITECTURE.md §5.4), as a dict of scalars.
 
   Args:
     x, x_stage1, x_stage2: real image and the raw (not composited) generator
@@ -210,7 +210,7 @@ def generator_loss_terms(x, x_stage1, x_stage2, mask, local_x, local_x_stage1, l
 
 def critic_loss_terms(d_real_global, d_fake_global, d_real_local, d_fake_local,
                       gp_global, gp_local, gp_lambda=10.0):
-  """DeepFill v1 critic loss terms (spec §3.2 d_loss), as a dict of scalars.
+  """DeepFill v1 critic loss terms (ARCHITECTURE.md §5.4), as a dict of scalars.
 
   Returns ``d_global``, ``d_local`` (WGAN), ``gp = gp_global + gp_local`` and
   ``d_loss = d_global + d_local + gp_lambda * gp``.

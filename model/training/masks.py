@@ -1,4 +1,4 @@
-"""Training masks of DeepFill: v1 bbox holes (spec §4) and v2 brush strokes (spec §7). Pure TF.
+"""Training masks of DeepFill: v1 bbox holes and v2 brush strokes (ARCHITECTURE.md §6.1). Pure TF.
 
 Every function is stateless: randomness comes only from the ``seed`` argument,
 an int32/int64 tensor of shape ``[2]`` (the same seed gives the same masks), and
@@ -41,7 +41,7 @@ def _split_seed(seed, num):
 
 
 def random_bbox(batch, img_h, img_w, box_h, box_w, margin_v=0, margin_h=0, seed=None):
-  """One random ``box_h x box_w`` bbox per sample (spec §4.1).
+  """One random ``box_h x box_w`` bbox per sample (ARCHITECTURE.md §6.1).
 
   ``top`` is uniform in ``[margin_v, img_h - margin_v - box_h)`` and ``left`` in
   ``[margin_h, img_w - margin_h - box_w)`` (upper bounds exclusive, as released;
@@ -68,7 +68,7 @@ def random_bbox(batch, img_h, img_w, box_h, box_w, margin_v=0, margin_h=0, seed=
 
 
 def bbox_to_mask(bboxes, img_h, img_w, max_delta_h, max_delta_w, seed):
-  """Hole mask inside each bbox, shrunk symmetrically by a random amount (spec §4.2).
+  """Hole mask inside each bbox, shrunk symmetrically by a random amount (ARCHITECTURE.md §6.1).
 
   Per sample, ``dh`` is uniform in ``[0, max_delta_h // 2]`` and ``dw`` in
   ``[0, max_delta_w // 2]`` (inclusive); the hole is rows
@@ -102,7 +102,7 @@ def bbox_to_mask(bboxes, img_h, img_w, max_delta_h, max_delta_w, seed):
 
 
 def local_patch(x, bboxes):
-  """Crops each sample's bbox: ``x[b, top:top+h, left:left+w]`` (spec §4.3).
+  """Crops each sample's bbox: ``x[b, top:top+h, left:left+w]`` (ARCHITECTURE.md §6.1).
 
   All boxes must have the same size (positions differ per sample); boxes must lie
   inside the image. Differentiable with respect to ``x``.
@@ -204,7 +204,7 @@ def capsule_mask(x0, y0, x1, y1, radius, active, img_h, img_w):
 
 
 def brush_stroke_mask(batch, img_h, img_w, seed):
-  """Free-form brush-stroke masks of DeepFill v2 (spec §7), one per sample.
+  """Free-form brush-stroke masks of DeepFill v2 (ARCHITECTURE.md §6.1), one per sample.
 
   Per sample: 1-3 strokes; each stroke starts at a uniform integer point and
   takes 4-11 steps. Step ``i`` has angle ``U(lo, hi)`` (odd ``i``) or

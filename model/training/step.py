@@ -1,4 +1,4 @@
-"""One critic step and one generator step of DeepFill training (spec §3), per replica.
+"""One critic step and one generator step of DeepFill training (ARCHITECTURE.md §5, §6.3), per replica.
 
 ``train.py`` wires these into ``strategy.run`` inside a ``tf.function``. Batches
 are dicts built by :func:`model.training_inputs.add_training_inputs`:
@@ -21,7 +21,7 @@ from model.training import masks as masks_lib
 
 @dataclasses.dataclass(frozen=True)
 class LossSettings:
-  """Loss weights of ``inpaint.yml`` (spec §3.5) and the GAN flavour."""
+  """Loss weights of ``inpaint.yml`` (ARCHITECTURE.md §6.4) and the GAN flavour."""
   gan: str = "wgan_gp"            # "wgan_gp" (v1), "sn_patch" (v2 hinge) or "none" (L1 only)
   gan_loss_alpha: float = 0.001
   wgan_gp_lambda: float = 10.0
@@ -99,7 +99,7 @@ class StepFunctions:
     return image
 
   def critic_losses(self, batch, complete, training=True):
-    """Critic loss terms for real ``batch['image']`` vs ``complete`` (spec §3.2 d_loss)."""
+    """Critic loss terms for real ``batch['image']`` vs ``complete`` (ARCHITECTURE.md §5.4)."""
     x, mask = batch["image"], batch["mask"]
     if self.s.gan == "sn_patch":
       patch = self.critics["patch"]
@@ -124,7 +124,7 @@ class StepFunctions:
                                         gp_lambda=self.s.wgan_gp_lambda)
 
   def generator_losses(self, batch, training=True):
-    """Generator loss terms (spec §3.2 g_loss) and the forward results."""
+    """Generator loss terms (ARCHITECTURE.md §5.4) and the forward results."""
     x, mask, x1, x2, complete, offsets = self.forward(batch, training)
     s = self.s
     local_x, local_x1, local_x2 = self._local(batch, x, x1, x2)

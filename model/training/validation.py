@@ -6,7 +6,7 @@ from model import flow_viz
 
 
 def static_view_mask(batch, size):
-  """The release's validation hole (spec §4.5): the centred half-size box, no shrink."""
+  """The release's validation hole (ARCHITECTURE.md §6.5): the centred half-size box, no shrink."""
   mask = np.zeros([batch, size, size, 1], np.float32)
   q = size // 4
   mask[:, q:q + size // 2, q:q + size // 2] = 1.0
