@@ -164,11 +164,17 @@ def _read_bytes(path, what):
   return data
 
 
-def _load(path, what, max_pixels):
-  """Decoded uint8 pixels in display orientation ([H, W] grey, or RGB / RGBA last axis) + info."""
+def _load(path, what, max_pixels, data=None):
+  """Decoded uint8 pixels in display orientation ([H, W] grey, or RGB / RGBA last axis) + info.
+
+  `data`: the file's bytes when the caller has read them already (`path` then only names
+  the file in messages and in the info)."""
   path = os.fspath(path)
   max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
-  data = _read_bytes(path, what)
+  if data is None:
+    data = _read_bytes(path, what)
+  elif not data:
+    raise UserError(f"{path}: the {what} file is empty (0 bytes)")
   fmt, size, orientation = image_headers.probe(data)
   if size is not None:
     _check_size(path, size[0], size[1], max_pixels)
@@ -210,19 +216,21 @@ def _load(path, what, max_pixels):
   return pixels, info
 
 
-def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
+def read_image(path, max_pixels=DEFAULT_MAX_PIXELS, data=None):
   """Reads an image file for inpainting.
 
   Args:
     path: any file OpenCV decodes (PNG, JPEG, BMP, WebP, TIFF, ...), 8- or 16-bit.
     max_pixels: width * height limit, checked from the header before decoding when the
       format is known (PNG, JPEG, BMP, WebP, GIF, TIFF), else after decoding. None = default.
+    data: the file's bytes, if already read (e.g. from a remote filesystem); `path` then
+      only names the file in messages.
 
   Returns:
     (rgb, info): uint8 `[H, W, 3]` RGB in display orientation (grey is replicated to three
     channels, alpha is split off into `info.alpha`), and an `ImageInfo`.
   """
-  pixels, info = _load(path, "image", max_pixels)
+  pixels, info = _load(path, "image", max_pixels, data)
   if info.mode == "grey":
     return cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB), info
   if info.mode == "rgba":
@@ -231,7 +239,7 @@ def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
   return pixels, info
 
 
-def read_mask(path, expected_hw=None, max_pixels=DEFAULT_MAX_PIXELS):
+def read_mask(path, expected_hw=None, max_pixels=DEFAULT_MAX_PIXELS, data=None):
   """Reads a mask file: white = hole.
 
   A pixel is a hole when its brightest colour channel is > 127, so grey, coloured and
@@ -244,12 +252,12 @@ def read_mask(path, expected_hw=None, max_pixels=DEFAULT_MAX_PIXELS):
   Args:
     path: mask file.
     expected_hw: (height, width) of the image, or None to accept any size.
-    max_pixels: as in `read_image`.
+    max_pixels, data: as in `read_image`.
 
   Returns:
     bool `[H, W]`, True = hole.
   """
-  pixels, info = _load(path, "mask", max_pixels)
+  pixels, info = _load(path, "mask", max_pixels, data)
   if pixels.ndim == 2:
     hole = pixels > 127
   else:
@@ -299,15 +307,29 @@ def check_output_path(path, info=None):
 def write_image(path, rgb, info=None):
   """Writes uint8 RGB `[H, W, 3]` atomically, in the mode of the source described by `info`.
 
+  The bytes are those of `encode_image`; see there for modes and formats. They go to a
+  temporary file in the same directory that replaces `path` at the end, so a failure never
+  leaves a partial file.
+  """
+  atomic_write(path, encode_image(path, rgb, info))
+
+
+def encode_image(path, rgb, info=None, check_path=True):
+  """The file bytes `write_image` writes for uint8 RGB `[H, W, 3]` (format from `path`'s extension).
+
   'grey' sources are written as one channel (luma), 'rgba' sources get `info.alpha` back
   (cropped top-left if the result is smaller, as after a crop to a multiple of 8; dropped
   for JPEG when fully opaque). info=None writes RGB. The format follows the extension: PNG,
-  JPEG (quality 95, 4:4:4 chroma), BMP, WebP (quality 95) or TIFF. The bytes go to a temporary
-  file in the same directory that replaces `path` at the end, so a failure never leaves a
-  partial file.
+  JPEG (quality 95, 4:4:4 chroma), BMP, WebP (quality 95) or TIFF. `check_path=False` skips
+  the local-folder checks of `check_output_path` (for paths on other filesystems).
   """
   path = os.fspath(path)
-  ext = check_output_path(path, info)
+  if check_path:
+    ext = check_output_path(path, info)
+  else:
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in _ENCODE_PARAMS:
+      raise UserError(f"{path}: unsupported output extension {ext or '(none)'}")
   rgb = np.asarray(rgb)
   if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
     raise ValueError(f"write_image expects uint8 [H, W, 3], got {rgb.dtype} {rgb.shape}")
@@ -330,10 +352,11 @@ def write_image(path, rgb, info=None):
   if not ok:
     detail = f" ({lines[-1].strip()})" if lines else ""
     raise UserError(f"{path}: OpenCV could not encode {ext} data{detail}")
-  _atomic_write(path, encoded.tobytes())
+  return encoded.tobytes()
 
 
-def _atomic_write(path, payload):
+def atomic_write(path, payload):
+  """Writes bytes to a local `path` through a temporary file renamed into place (UserError on failure)."""
   directory, name = os.path.split(os.path.abspath(path))
   while True:
     temp = os.path.join(directory, f".{name[:200]}.{secrets.token_hex(4)}.tmp")
@@ -358,6 +381,11 @@ def _atomic_write(path, payload):
     raise
 
 
+def is_image_name(name):
+  """True for a file name `list_images` picks: not hidden, ending in one of `IMAGE_EXTENSIONS`."""
+  return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
 def list_images(directory):
   """Image files directly in `directory` (not recursive), sorted by name.
 
@@ -372,17 +400,55 @@ def list_images(directory):
     raise UserError(f"{directory}: is not a directory") from None
   except OSError as e:
     raise UserError(f"{directory}: cannot list the directory ({e.strerror or e})") from None
-  paths = (os.path.join(directory, n) for n in sorted(names)
-           if not n.startswith(".") and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS)
+  paths = (os.path.join(directory, n) for n in sorted(names) if is_image_name(n))
   return [p for p in paths if os.path.isfile(p)]
 
 
-def pair_by_stem(image_dir, mask_dir_or_file):
-  """Pairs every image in `image_dir` with its mask.
+def pair_paths(images, masks, same_folder=False, identity=os.path.realpath):
+  """Pairs image paths with mask paths by file stem (the rule of `pair_by_stem`).
 
-  A mask file serves every image (except itself). In a mask folder, the mask of `a.jpg` is
-  `a.<ext>` or `a_mask.<ext>`; when the mask folder is the image folder only `a_mask.<ext>`
-  counts, and files used as masks are not listed as images. More than one match is a
+  Shared by `test.py`'s folder mode and the batch pipeline, which lists files through
+  Beam's filesystems. A single mask path (a str) serves every image except itself. From a
+  list of masks, the mask of `a.jpg` is `a.<ext>` or `a_mask.<ext>`; with `same_folder`
+  (the masks are the images' own folder) only `a_mask.<ext>` counts. Files used as masks
+  are not images. `identity(path)` says when two spellings name the same file.
+
+  Returns:
+    (pairs, unpaired, ambiguous): (image, mask) pairs and images without a mask, in the
+    order of `images` without the files used as masks; and (image, [masks]) for every
+    image that several masks match (those images are in neither of the other lists).
+  """
+  if isinstance(masks, (str, os.PathLike)):
+    mask = os.fspath(masks)
+    return [(image, mask) for image in images if identity(image) != identity(mask)], [], []
+  by_stem = {}
+  for mask in masks:
+    by_stem.setdefault(_stem(mask), []).append(mask)
+  pairs, unpaired, ambiguous = [], [], []
+  for image in images:
+    stem = _stem(image)
+    found = ([] if same_folder else by_stem.get(stem, [])) + by_stem.get(stem + "_mask", [])
+    if len(found) > 1:
+      ambiguous.append((image, found))
+    elif found:
+      pairs.append((image, found[0]))
+    else:
+      unpaired.append(image)
+  used = {identity(mask) for _, mask in pairs}
+  return ([(i, m) for i, m in pairs if identity(i) not in used],
+          [i for i in unpaired if identity(i) not in used], ambiguous)
+
+
+def several_masks_message(image, masks):
+  """The one-line error for an image that several masks match."""
+  return f"{image}: several masks match ({', '.join(masks)}); keep one"
+
+
+def pair_by_stem(image_dir, mask_dir_or_file):
+  """Pairs every image in `image_dir` with its mask (see `pair_paths`).
+
+  `mask_dir_or_file` is one mask file for every image or a folder of masks; when it is
+  the image folder only `<stem>_mask.<ext>` files are masks. More than one match is a
   `UserError`.
 
   Returns:
@@ -390,28 +456,16 @@ def pair_by_stem(image_dir, mask_dir_or_file):
   """
   images = list_images(image_dir)
   masks = os.fspath(mask_dir_or_file)
-  real = os.path.realpath
   if os.path.isfile(masks):
-    return [(image, masks) for image in images if real(image) != real(masks)], []
+    pairs, unpaired, _ = pair_paths(images, masks)
+    return pairs, unpaired
   if not os.path.isdir(masks):
     raise UserError(f"{masks}: no such mask file or directory")
-  same_dir = os.path.samefile(image_dir, masks)
-  by_stem = {}
-  for mask in list_images(masks):
-    by_stem.setdefault(_stem(mask), []).append(mask)
-  pairs, unpaired = [], []
-  for image in images:
-    stem = _stem(image)
-    found = ([] if same_dir else by_stem.get(stem, [])) + by_stem.get(stem + "_mask", [])
-    if len(found) > 1:
-      raise UserError(f"{image}: several masks match ({', '.join(found)}); keep one")
-    if found:
-      pairs.append((image, found[0]))
-    else:
-      unpaired.append(image)
-  used = {real(mask) for _, mask in pairs}
-  return ([(i, m) for i, m in pairs if real(i) not in used],
-          [i for i in unpaired if real(i) not in used])
+  pairs, unpaired, ambiguous = pair_paths(images, list_images(masks),
+                                          same_folder=os.path.samefile(image_dir, masks))
+  if ambiguous:
+    raise UserError(several_masks_message(*ambiguous[0]))
+  return pairs, unpaired
 
 
 def _stem(path):

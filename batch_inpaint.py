@@ -1,0 +1,214 @@
+r"""Inpaint many photos with Apache Beam's RunInference on an exported SavedModel.
+
+  python batch_inpaint.py --images 'photos/*.jpg' --masks masks/ --output_dir out/ \
+      --saved_model export/deepfill [--skip_existing] [--runner DirectRunner ...]
+
+``--images`` is a glob or a folder, ``--masks`` a glob, a folder or one mask for every
+photo (any Beam filesystem: local paths, ``gs://`` or ``s3://`` where the runner has
+them). Images and masks are paired by file stem as ``test.py`` pairs folders. Every photo
+gives one PNG in ``--output_dir`` (``test.py``'s pixels) and one record in
+``--output_dir/results-<run>-*.jsonl``; a bad photo is a ``failed`` record, never a failed
+pipeline. Flags this script does not define are Beam pipeline options (``--runner``,
+``--direct_num_workers``, ``--project``, ...). Problems found before the pipeline starts
+print one line ``error: ...`` and exit with status 1; so does a run with failed records,
+after writing everything else. See README "Batch inpainting with Apache Beam".
+"""
+import ast
+import logging
+import math
+import os
+import secrets
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+import cli  # noqa: E402
+
+FLAGS = flags.FLAGS
+REPO = os.path.dirname(os.path.abspath(__file__))
+
+flags.DEFINE_string("images", None, "Glob or folder of images (any Beam filesystem).")
+flags.DEFINE_string("masks", None, "Glob or folder of masks paired by file stem, or one mask "
+                    "file for every image (white = hole).")
+flags.DEFINE_string("output_dir", None, "Folder for the inpainted PNGs and results-*.jsonl.")
+flags.DEFINE_string("saved_model", None, "SavedModel directory written by export.py.")
+flags.DEFINE_bool("skip_existing", False, "Photos whose output PNG exists are not redone "
+                  "(status 'skipped'); use it to finish a run that stopped.")
+flags.DEFINE_float("max_megapixels", 100, "Photos larger than this become 'failed' records "
+                   "(checked from the file header, before decoding).")
+flags.DEFINE_integer("intra_op_threads", 0, "TensorFlow threads per worker process for one "
+                     "photo (0 = TensorFlow's default, all cores).")
+
+
+class _LaunchError(Exception):
+  """A problem found before the pipeline starts (message is one line)."""
+
+
+_fail = cli.CONSOLE.fail
+
+
+def _import_beam():
+  """Imports Beam without its import-time warning about optional GCP client libraries."""
+  root = logging.getLogger()
+  level = root.level
+  root.setLevel(logging.ERROR)
+  try:
+    import apache_beam  # noqa: F401
+    from apache_beam.io.filesystems import FileSystems  # noqa: F401
+  finally:
+    root.setLevel(level)
+
+
+class _Captured(logging.Handler):
+  def __init__(self):
+    super().__init__(logging.WARNING)
+    self.messages = []
+
+  def emit(self, rec):
+    self.messages.append(rec.getMessage())
+
+
+def pipeline_options(beam_args):
+  """``PipelineOptions`` from the arguments absl did not know. An argument Beam does not know
+  either is an error (a typo must not be dropped silently, which is what Beam does)."""
+  from apache_beam.options.pipeline_options import PipelineOptions
+  options = PipelineOptions(beam_args)
+  logger = logging.getLogger("apache_beam.options.pipeline_options")
+  captured = _Captured()
+  saved = logger.propagate
+  logger.addHandler(captured)
+  logger.propagate = False
+  try:
+    options.get_all_options(retain_unknown_options=False)
+  finally:
+    logger.removeHandler(captured)
+    logger.propagate = saved
+  prefix = "Discarding unparseable args: "
+  for message in captured.messages:
+    if message.startswith(prefix):
+      try:
+        dropped = ast.literal_eval(message[len(prefix):])
+      except (ValueError, SyntaxError):
+        dropped = [message[len(prefix):]]
+      raise _LaunchError(f"unknown arguments: {' '.join(map(str, dropped))} (neither this "
+                         "script's flags nor Beam pipeline options; see --helpshort)")
+  return options
+
+
+def check_arguments(images, masks, output_dir, saved_model, max_megapixels):
+  """Fails early, with one line, on arguments that cannot work (before any worker starts)."""
+  from apache_beam.io.filesystems import FileSystems
+  from model.batch import transforms
+  for name, value in (("images", images), ("masks", masks), ("output_dir", output_dir),
+                      ("saved_model", saved_model)):
+    if not value:
+      raise _LaunchError(f"--{name} is required")
+  if not (math.isfinite(max_megapixels) and max_megapixels > 0):
+    raise _LaunchError(f"--max_megapixels must be a positive number, got {max_megapixels}")
+  if not FileSystems.exists(FileSystems.join(saved_model, "saved_model.pb")):
+    raise _LaunchError(f"{saved_model}: not a SavedModel directory (no saved_model.pb); "
+                       "write one with export.py")
+  bases = []
+  for flag, arg in (("images", images), ("masks", masks)):
+    try:
+      if transforms.has_glob(arg):
+        if not FileSystems.match([arg], limits=[1])[0].metadata_list:
+          raise _LaunchError(f"--{flag} {arg} matches no file")
+        bases.append(transforms.glob_base(arg))
+      elif not FileSystems.exists(arg):
+        raise _LaunchError(f"--{flag} {arg}: no such file or folder")
+      else:
+        bases.append(arg if transforms._is_folder(arg) else os.path.dirname(arg) or ".")
+    except _LaunchError:
+      raise
+    except Exception as e:  # noqa: BLE001 - e.g. a gs:// path without the gcp extra
+      raise _LaunchError(f"--{flag} {arg}: {transforms.one_line(type(e), e)}") from None
+  if transforms.is_local(output_dir):
+    try:
+      os.makedirs(output_dir, exist_ok=True)
+    except OSError as e:
+      raise _LaunchError(f"{output_dir}: cannot create the output folder "
+                         f"({e.strerror or e})") from None
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+      raise _LaunchError(f"{output_dir}: the output folder is not writable")
+  out = transforms.identity(output_dir.rstrip("/") or "/")
+  for flag, base in zip(("images", "masks"), bases):
+    if transforms.identity(base.rstrip("/") or "/") == out:
+      raise _LaunchError(f"--output_dir {output_dir} is the folder the {flag} are read from; "
+                         "choose another folder (a later run would read the outputs as inputs)")
+
+
+def run(images, masks, output_dir, saved_model, beam_args=(), skip_existing=False,
+        max_megapixels=100.0, intra_op_threads=0, model_handler=None, run_id=None):
+  """Builds and runs the pipeline; returns (counts by status, records glob, peak RSS MB or None)."""
+  _import_beam()
+  import apache_beam as beam
+  from apache_beam.metrics.metric import MetricsFilter
+  from model.batch import handler as handler_lib
+  from model.batch import transforms
+
+  options = pipeline_options(list(beam_args))
+  check_arguments(images, masks, output_dir, saved_model, max_megapixels)
+  # Worker processes (e.g. --direct_running_mode multi_processing) import this checkout.
+  path = os.environ.get("PYTHONPATH", "")
+  if REPO not in path.split(os.pathsep):
+    os.environ["PYTHONPATH"] = REPO + (os.pathsep + path if path else "")
+  if model_handler is None:
+    model_handler = handler_lib.SavedModelHandler(saved_model, intra_op_threads)
+  run_id = run_id or time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+  prefix = transforms.results_prefix(output_dir, run_id)
+  pipeline = beam.Pipeline(options=options)
+  _ = (pipeline
+       | "InpaintFiles" >> transforms.InpaintFiles(
+           images, masks, output_dir, model_handler, max_pixels=int(max_megapixels * 1e6),
+           skip_existing=skip_existing)
+       | "WriteRecords" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl"))
+  result = pipeline.run()
+  result.wait_until_finish()
+  metrics = result.metrics().query(MetricsFilter().with_namespace(transforms.NAMESPACE))
+  counts = {status: 0 for status in transforms.STATUSES}
+  peak = None
+  for counter in metrics["counters"]:
+    if counter.key.metric.name in counts:
+      counts[counter.key.metric.name] += counter.committed or counter.attempted or 0
+  for dist in metrics["distributions"]:
+    value = dist.committed or dist.attempted
+    if dist.key.metric.name == "peak_rss_mb" and value is not None and value.count:
+      peak = max(peak or 0, value.max)
+  return counts, prefix + "-*.jsonl", peak
+
+
+def main(argv):
+  logging.getLogger().setLevel(logging.WARNING)
+
+  def body():
+    counts, records, _ = run(FLAGS.images, FLAGS.masks, FLAGS.output_dir, FLAGS.saved_model,
+                             beam_args=argv[1:], skip_existing=FLAGS.skip_existing,
+                             max_megapixels=FLAGS.max_megapixels,
+                             intra_op_threads=FLAGS.intra_op_threads)
+    total = sum(counts.values())
+    print(f"{counts['ok']} inpainted, {counts['skipped']} skipped, {counts['failed']} failed "
+          f"of {total} photos; records: {records}")
+    if counts["failed"]:
+      _fail(f"{counts['failed']} of {total} photos failed; their records say why ({records})")
+      return 1
+    return 0
+
+  return cli.guarded(body, expected=(_LaunchError,))
+
+
+def _parse(argv):
+  """absl parses its flags; the rest is left for Beam's PipelineOptions."""
+  try:
+    return FLAGS(argv, known_only=True)
+  except flags.Error as e:
+    _fail(" ".join(str(e).split()) + " (see --helpshort)")
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=_parse)

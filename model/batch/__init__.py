@@ -1,0 +1,1 @@
+"""Apache Beam batch inpainting (``batch_inpaint.py``): model handler and pipeline transforms."""

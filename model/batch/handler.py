@@ -1,0 +1,123 @@
+"""A Beam ``ModelHandler`` for the exported DeepFill SavedModel (``export.py``).
+
+Beam's own ``TFModelHandlerTensor`` does not fit: it imports ``tensorflow_hub`` (whose
+install pulls the full ``tensorflow`` package beside ``tensorflow-cpu``) and loads models
+with ``tf.keras.models.load_model``, which Keras 3 refuses for SavedModels. This handler
+loads with ``tf.saved_model.load`` and calls the ``serving_default`` signature once per
+photo: photos differ in size, so they are never stacked into a batch (RunInference is told
+to make batches of one).
+
+One model per worker process (RunInference shares it between the threads of a process)
+and one photo at a time per model (a lock), so a process holds at most one photo's working
+memory; the attention part of it is bounded by the ``--max_memory_gb`` given to
+``export.py``. TensorFlow is imported only in the workers, when the model is loaded.
+"""
+import dataclasses
+import logging
+import resource
+import sys
+import threading
+import time
+
+import numpy as np
+from apache_beam.ml.inference import base
+
+
+class _DropBeamMemoryWarning(logging.Filter):
+  """Beam 2.77's RunInference warns on every model load that it cannot measure memory:
+  its module imports ``resource`` together with a torch-only model manager and drops both
+  when torch is missing. The warning is wrong here; ``peak_rss_bytes`` measures it."""
+
+  def filter(self, record):
+    return not record.getMessage().startswith("Resource module is not available")
+
+
+if not any(isinstance(f, _DropBeamMemoryWarning) for f in logging.getLogger().filters):
+  logging.getLogger().addFilter(_DropBeamMemoryWarning())
+
+
+@dataclasses.dataclass(eq=False)
+class Photo:
+  """One decoded input: what the model needs plus what the writer needs.
+
+  Attributes:
+    task: the pipeline's ``Task`` (image, mask and output paths).
+    rgb: uint8 ``[H, W, 3]`` RGB, in display orientation (as ``test.py`` reads it).
+    hole: bool ``[H, W]``, True = hole.
+    info: the image's ``ImageInfo`` (grey / RGBA mode is written back as ``test.py`` does).
+  """
+  task: object
+  rgb: np.ndarray
+  hole: np.ndarray
+  info: object
+
+
+@dataclasses.dataclass(eq=False)
+class Inpainted:
+  """What the handler returns for one photo: uint8 ``[H, W, 3]`` pixels and the call time."""
+  pixels: np.ndarray
+  inference_ms: float
+
+
+class LoadedModel:
+  """The loaded SavedModel's ``serving_default`` function, called by one thread at a time."""
+
+  def __init__(self, loaded):
+    self._loaded = loaded  # keeps the variables alive
+    self._serve = loaded.signatures["serving_default"]
+    self._lock = threading.Lock()
+
+  def __call__(self, rgb, hole):
+    """uint8 ``rgb`` [H, W, 3] and bool ``hole`` [H, W] -> ``Inpainted``."""
+    import tensorflow as tf
+    mask = np.where(hole, np.uint8(255), np.uint8(0))[None, :, :, None]
+    with self._lock:
+      start = time.perf_counter()
+      out = self._serve(image=tf.constant(rgb[None]), mask=tf.constant(mask))["inpainted"]
+      pixels = out[0].numpy()
+      elapsed = time.perf_counter() - start
+    return Inpainted(pixels=pixels, inference_ms=1000.0 * elapsed)
+
+
+def peak_rss_bytes():
+  """Peak resident memory of this process so far (bytes)."""
+  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
+
+
+class SavedModelHandler(base.ModelHandler):
+  """Runs ``serving_default`` of a DeepFill SavedModel on ``Photo`` elements, one by one.
+
+  Args:
+    saved_model_dir: the directory ``export.py`` wrote (a local path or any path Beam's
+      filesystems and ``tf.saved_model.load`` can read, e.g. ``gs://`` on GCP workers).
+    intra_op_threads: TensorFlow's intra-op thread count in each worker process, 0 for
+      TensorFlow's default (all cores). Several worker processes on one machine each
+      use all cores unless this is lowered. Applied only if TensorFlow has not started
+      its runtime in the process yet.
+  """
+
+  def __init__(self, saved_model_dir, intra_op_threads=0):
+    super().__init__(min_batch_size=1, max_batch_size=1)
+    self._saved_model_dir = saved_model_dir
+    self._intra_op_threads = int(intra_op_threads)
+
+  def load_model(self):
+    import tensorflow as tf
+    if self._intra_op_threads > 0:
+      try:
+        tf.config.threading.set_intra_op_parallelism_threads(self._intra_op_threads)
+      except RuntimeError:  # the runtime is already initialised in this process
+        pass
+    return LoadedModel(tf.saved_model.load(self._saved_model_dir))
+
+  def run_inference(self, batch, model, inference_args=None):
+    for photo in batch:
+      yield base.PredictionResult(photo, model(photo.rgb, photo.hole),
+                                  model_id=self._saved_model_dir)
+
+  def get_num_bytes(self, batch):
+    return sum(photo.rgb.nbytes for photo in batch)  # the default pickles the whole batch
+
+  def __repr__(self):
+    return f"SavedModelHandler({self._saved_model_dir!r})"

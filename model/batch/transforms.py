@@ -1,0 +1,361 @@
+"""The batch inpainting pipeline: list and pair the files, read, RunInference, write, report.
+
+Work is split one element per photo. The file match runs as one step (a glob is listed
+by one worker, as Beam's own ``MatchFiles`` does), then ``Reshuffle`` breaks fusion so the
+list is spread over all workers before the expensive steps. Images and masks are paired
+by ``image_io.pair_paths``, the rule of ``test.py``'s folder mode, and read and written
+with ``image_io`` as ``test.py`` does, so each output PNG has ``test.py``'s bytes.
+
+Every input ends as one record (``results-*.jsonl``): ``ok``, ``skipped`` (output exists
+and ``skip_existing``) or ``failed``. A bad file, a missing or ambiguous mask, an oversized
+photo, a failed inference or write is a ``failed`` record, never a failed pipeline.
+Outputs are written atomically (local: temporary file + rename; object stores publish an
+object only when its upload completes), so a re-run with ``skip_existing`` after a crash
+redoes nothing that was finished and finds no half-written file.
+"""
+import collections
+import json
+import os
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference import base
+
+from model import image_io
+from model.batch import handler as handler_lib
+from model.errors import UserError
+
+GLOB_CHARS = "*?["
+OUTPUT_EXTENSION = ".png"
+STATUSES = ("ok", "skipped", "failed")
+NAMESPACE = "deepfill"
+RECORD_FIELDS = ("image", "mask", "output", "status", "error", "inference_ms", "width",
+                 "height", "hole_fraction")
+
+
+class Task(collections.namedtuple("Task", "image mask output error")):
+  """One input photo: its image and mask paths, its output path, and a listing error or None."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Listing and pairing (plain functions; run inside the pipeline's first step)
+
+
+def is_local(path):
+  return FileSystems.get_scheme(path) is None
+
+
+def identity(path):
+  """A key that is equal for two spellings of the same file (local: the resolved path)."""
+  return os.path.realpath(path) if is_local(path) else path
+
+
+def has_glob(path):
+  return any(c in path for c in GLOB_CHARS)
+
+
+def _match(pattern):
+  try:
+    return [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+  except Exception as e:  # noqa: BLE001 - Beam wraps filesystem errors in its own types
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise UserError(f"{pattern}: cannot list the files ({text})") from None
+
+
+def _is_folder(path):
+  if is_local(path):
+    return os.path.isdir(path)
+  return path.endswith("/") or path not in _match(path)
+
+
+def _join(folder, name):
+  return FileSystems.join(folder.rstrip("/") if not is_local(folder) else folder, name)
+
+
+def glob_base(pattern):
+  """The folder part of ``pattern`` before its first component with a wildcard."""
+  head = pattern
+  while has_glob(head):
+    head = head.rsplit("/", 1)[0] if "/" in head else ""
+  return head or "."
+
+
+def expand(arg, what):
+  """Resolves a glob, a folder or one file to (paths, base folder, is_one_file).
+
+  Folders and globs keep only image names (``image_io.is_image_name``), sorted, as
+  ``test.py`` lists a folder. Raises ``UserError`` when ``arg`` names nothing.
+  """
+  if has_glob(arg):
+    paths = _match(arg)
+    base = glob_base(arg)
+  elif _is_folder(arg):
+    paths = _match(_join(arg, "*"))
+    base = arg
+  else:
+    if not (os.path.isfile(arg) if is_local(arg) else FileSystems.exists(arg)):
+      raise UserError(f"{arg}: no such {what} file or folder")
+    return [arg], os.path.dirname(arg) or ".", True
+  paths = sorted(p for p in paths if image_io.is_image_name(os.path.basename(p.rstrip("/"))))
+  if is_local(arg):
+    paths = [p for p in paths if os.path.isfile(p)]
+  return paths, base, False
+
+
+def output_path(image, image_base, output_dir):
+  """``output_dir`` + the image's path below ``image_base``, with the extension ``.png``."""
+  if is_local(image) and is_local(image_base):
+    rel = os.path.relpath(image, image_base)
+  else:
+    rel = image[len(image_base):].lstrip("/") if image.startswith(image_base) else (
+        os.path.basename(image))
+  if rel.startswith(".."):
+    rel = os.path.basename(image)
+  parts = rel.replace(os.sep, "/").split("/")
+  parts[-1] = os.path.splitext(parts[-1])[0] + OUTPUT_EXTENSION
+  return FileSystems.join(output_dir, *parts)
+
+
+def list_tasks(images_arg, masks_arg, output_dir):
+  """Every input photo as a ``Task``, paired as ``test.py`` pairs folders.
+
+  Images without a mask, with several masks, whose output would replace an input file or
+  another photo's output get a ``Task`` with an ``error`` (they become ``failed`` records).
+  Problems with the arguments themselves become one such ``Task``.
+  """
+  try:
+    images, image_base, _ = expand(images_arg, "image")
+    if not images:
+      raise UserError(f"--images {images_arg} matches no image file")
+    masks, _, one_mask = expand(masks_arg, "mask")
+  except UserError as e:
+    return [Task(images_arg, masks_arg, None, str(e))]
+  if one_mask:
+    pairs, unpaired, ambiguous = image_io.pair_paths(images, masks[0], identity=identity)
+  else:
+    same_folder = bool({identity(p) for p in images} & {identity(p) for p in masks})
+    pairs, unpaired, ambiguous = image_io.pair_paths(images, masks, same_folder=same_folder,
+                                                     identity=identity)
+  tasks = [Task(i, m, output_path(i, image_base, output_dir), None) for i, m in pairs]
+  tasks += [Task(i, None, output_path(i, image_base, output_dir), f"{i}: no mask matches it")
+            for i in unpaired]
+  tasks += [Task(i, None, output_path(i, image_base, output_dir),
+                 image_io.several_masks_message(i, found)) for i, found in ambiguous]
+  inputs = {identity(p) for p in images} | {identity(p) for p in masks}
+  owner = {}
+  checked = []
+  for task in sorted(tasks, key=lambda t: t.image):
+    key = identity(task.output)
+    if task.error is None and key in inputs:
+      task = task._replace(error=f"{task.output}: the output would replace an input file; "
+                                 "write to another --output_dir")
+    elif task.error is None and key in owner:
+      task = task._replace(error=f"{task.output}: also the output of {owner[key]}; "
+                                 "rename one of the two images")
+    if task.error is None:
+      owner[key] = task.image
+    checked.append(task)
+  return checked
+
+
+# ---------------------------------------------------------------------------------------------
+# Records
+
+
+def record(task, status, error=None, inference_ms=None, hw=None, hole_fraction=None):
+  """One ``results-*.jsonl`` record (a dict with ``RECORD_FIELDS``)."""
+  return {"image": task.image, "mask": task.mask, "output": task.output, "status": status,
+          "error": error,
+          "inference_ms": None if inference_ms is None else round(float(inference_ms), 1),
+          "width": None if hw is None else int(hw[1]),
+          "height": None if hw is None else int(hw[0]),
+          "hole_fraction": None if hole_fraction is None else round(float(hole_fraction), 6)}
+
+
+def one_line(exc_type, text):
+  """``Type: first line of the message`` for an unexpected exception."""
+  lines = str(text).strip().splitlines()
+  name = getattr(exc_type, "__name__", str(exc_type))
+  return f"{name}: {lines[0]}" if lines else name
+
+
+def _read_bytes(path, what):
+  """The bytes of a file on a non-local filesystem (local files are read by ``image_io``)."""
+  try:
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+      return f.read()
+  except Exception as e:  # noqa: BLE001 - filesystem clients raise many types
+    raise UserError(f"{path}: cannot read the {what} file ({one_line(type(e), e)})") from None
+
+
+def write_output(path, payload):
+  """Writes a file atomically: local via a temporary file + rename, else one object upload."""
+  if is_local(path):
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+      os.makedirs(parent, exist_ok=True)
+    except OSError as e:
+      raise UserError(f"{parent}: cannot create the output folder ({e.strerror or e})") from None
+    image_io.atomic_write(path, payload)
+    return
+  try:
+    with FileSystems.create(path, mime_type="image/png",
+                            compression_type=CompressionTypes.UNCOMPRESSED) as f:
+      f.write(payload)
+  except Exception as e:  # noqa: BLE001
+    raise UserError(f"{path}: cannot write the output file ({one_line(type(e), e)})") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# DoFns
+
+
+class ListTasks(beam.DoFn):
+  """Lists and pairs the input files (one step, ahead of the fusion break)."""
+
+  def __init__(self, images, masks, output_dir):
+    self._args = (images, masks, output_dir)
+
+  def process(self, unused_element):
+    yield from list_tasks(*self._args)
+
+
+class ReadPhotos(beam.DoFn):
+  """Task -> ``handler.Photo``; records for listing errors, skipped outputs and bad files."""
+
+  RECORDS = "records"
+
+  def __init__(self, max_pixels, skip_existing):
+    self._max_pixels = int(max_pixels)
+    self._skip_existing = bool(skip_existing)
+
+  def process(self, task):
+    if task.error:
+      yield beam.pvalue.TaggedOutput(self.RECORDS, record(task, "failed", task.error))
+      return
+    if self._skip_existing and FileSystems.exists(task.output):
+      yield beam.pvalue.TaggedOutput(self.RECORDS, record(task, "skipped"))
+      return
+    try:
+      local = is_local(task.image) and is_local(task.mask)
+      rgb, info = image_io.read_image(
+          task.image, max_pixels=self._max_pixels,
+          data=None if local else _read_bytes(task.image, "image"))
+      hole = image_io.read_mask(
+          task.mask, expected_hw=rgb.shape[:2], max_pixels=self._max_pixels,
+          data=None if local else _read_bytes(task.mask, "mask"))
+    except UserError as e:
+      yield beam.pvalue.TaggedOutput(self.RECORDS, record(task, "failed", str(e)))
+      return
+    except Exception as e:  # noqa: BLE001 - any surprise is this photo's failure only
+      yield beam.pvalue.TaggedOutput(
+          self.RECORDS, record(task, "failed", f"unexpected {one_line(type(e), e)}"))
+      return
+    yield handler_lib.Photo(task=task, rgb=rgb, hole=hole, info=info)
+
+
+class WriteOutputs(beam.DoFn):
+  """PredictionResult(Photo, Inpainted) -> the output PNG and an ``ok`` (or ``failed``) record."""
+
+  def __init__(self):
+    self._peak_rss = Metrics.distribution(NAMESPACE, "peak_rss_mb")
+
+  def process(self, result):
+    photo, inpainted = result.example, result.inference
+    task = photo.task
+    size = dict(hw=photo.rgb.shape[:2], hole_fraction=float(photo.hole.mean()))
+    try:
+      payload = image_io.encode_image(task.output, inpainted.pixels, photo.info,
+                                      check_path=False)
+      write_output(task.output, payload)
+    except UserError as e:
+      yield record(task, "failed", str(e), inpainted.inference_ms, **size)
+      return
+    except Exception as e:  # noqa: BLE001
+      yield record(task, "failed", f"unexpected {one_line(type(e), e)}", inpainted.inference_ms,
+                   **size)
+      return
+    finally:
+      self._peak_rss.update(int(handler_lib.peak_rss_bytes() / 2**20))
+    yield record(task, "ok", None, inpainted.inference_ms, **size)
+
+
+def failed_inference_records(dead_letter):
+  """RunInference's dead letter ``(batch, (type, repr, traceback))`` -> ``failed`` records."""
+  batch, (exc_type, text, _) = dead_letter
+  for photo in batch:
+    yield record(photo.task, "failed", f"inference failed: {_message(exc_type, text)}",
+                 hw=photo.rgb.shape[:2], hole_fraction=float(photo.hole.mean()))
+
+
+def _message(exc_type, text):
+  """First line of an exception's message, from the ``repr`` the dead letter carries."""
+  name = getattr(exc_type, "__name__", str(exc_type))
+  body = str(text)
+  if body.startswith(name + "(") and body.endswith(")"):
+    body = body[len(name) + 1:-1].strip("'\"")
+  body = body.replace("\\n", "\n").strip()
+  return f"{name}: {body.splitlines()[0]}" if body else name
+
+
+class CountAndFormat(beam.DoFn):
+  """Counts records by status (Beam metrics ``deepfill/ok|skipped|failed``) and formats JSON."""
+
+  def __init__(self):
+    self._counters = {status: Metrics.counter(NAMESPACE, status) for status in STATUSES}
+
+  def process(self, rec):
+    self._counters[rec["status"]].inc()
+    yield json.dumps({key: rec[key] for key in RECORD_FIELDS}, ensure_ascii=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipeline
+
+
+class InpaintFiles(beam.PTransform):
+  """Root transform: files in, PNGs written, one JSON record (a str) per input out.
+
+  Args:
+    images: glob, folder or file of images (any Beam filesystem).
+    masks: glob, folder or one mask file for every image.
+    output_dir: folder for the PNGs (the images' sub-folders below the glob's base are kept).
+    model_handler: a ``ModelHandler`` taking ``Photo`` and returning ``Inpainted``.
+    max_pixels: photos (and masks) above this many pixels become ``failed`` records,
+      checked from the file header before decoding.
+    skip_existing: photos whose output exists become ``skipped`` records.
+  """
+
+  def __init__(self, images, masks, output_dir, model_handler, max_pixels,
+               skip_existing=False):
+    super().__init__()
+    self._images, self._masks, self._output_dir = images, masks, output_dir
+    self._handler = model_handler
+    self._max_pixels = max_pixels
+    self._skip_existing = skip_existing
+
+  def expand(self, pbegin):
+    tasks = (pbegin
+             | "Start" >> beam.Create([None])
+             | "MatchAndPair" >> beam.ParDo(ListTasks(self._images, self._masks,
+                                                      self._output_dir))
+             | "SpreadOverWorkers" >> beam.Reshuffle())
+    read = tasks | "Read" >> beam.ParDo(
+        ReadPhotos(self._max_pixels, self._skip_existing)).with_outputs(
+            ReadPhotos.RECORDS, main="photos")
+    inferred, dead_letter = (
+        read.photos
+        | "Inpaint" >> base.RunInference(self._handler).with_exception_handling())
+    written = inferred | "Write" >> beam.ParDo(WriteOutputs())
+    failed = (dead_letter.failed_inferences
+              | "InferenceFailures" >> beam.FlatMap(failed_inference_records))
+    return ((read[ReadPhotos.RECORDS], written, failed)
+            | "AllRecords" >> beam.Flatten()
+            | "Format" >> beam.ParDo(CountAndFormat()))
+
+
+def results_prefix(output_dir, run_id):
+  """``output_dir/results-<run_id>``: the records go to ``<prefix>-SSSSS-of-NNNNN.jsonl``."""
+  return FileSystems.join(output_dir, f"results-{run_id}")
