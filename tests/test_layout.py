@@ -18,6 +18,7 @@ RULES = {
     "layers": ("model",),
     "model.fileio": ("model.training", "model.inference"),
     "model.evaluation": ("model.training", "model.inference"),
+    "model.batch": ("model.training", "model.inference"),  # it runs the exported SavedModel
 }
 
 

@@ -3,7 +3,7 @@
 Work is split one element per photo. The file match runs as one step (a glob is listed
 by one worker, as Beam's own ``MatchFiles`` does), then ``Reshuffle`` breaks fusion so the
 list is spread over all workers before the expensive steps. Images and masks are paired
-by ``image_io.pair_paths``, the rule of ``test.py``'s folder mode, and read and written
+by ``fileio.images.pair_paths``, the rule of ``test.py``'s folder mode, and read and written
 with ``image_io`` as ``test.py`` does, so each output PNG has ``test.py``'s bytes.
 
 Every input ends as one record (``results-*.jsonl``): ``ok``, ``skipped`` (output exists
@@ -23,7 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference import base
 
-from model import image_io
+from model.fileio import images as image_io
 from model.batch import handler as handler_lib
 from model.errors import UserError
 

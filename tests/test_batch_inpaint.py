@@ -1,0 +1,415 @@
+"""Batch inpainting with Apache Beam (`batch_inpaint.py`, model/batch/) on the DirectRunner.
+
+A tiny generator (cnum 4) is saved as a checkpoint and exported as a SavedModel; the pipeline
+runs the SavedModel in this process (DirectRunner), `python test.py` runs the checkpoint in
+subprocesses started at the same time, and the PNGs must be byte-identical. One pipeline run
+covers good photos (odd size, grey, RGBA, a JPEG with EXIF orientation, a nested folder) and
+every kind of bad input; each must end as exactly one record, none fails the pipeline. A
+crash (SIGKILL of the CLI after its first output) followed by `--skip_existing` must finish
+the job without touching finished files, giving the bytes of an uninterrupted run.
+"""
+import glob
+import io
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import EXAMPLES, REPO, require_shared
+
+pytest.importorskip("apache_beam", reason="the beam extra is not installed")
+
+import batch_inpaint  # noqa: E402
+from model import config as config_lib  # noqa: E402
+from model import generator as generator_lib  # noqa: E402
+from model import weights  # noqa: E402
+from model.batch import handler as handler_lib  # noqa: E402
+from model.batch import transforms  # noqa: E402
+from model.fileio import images as image_io  # noqa: E402
+
+TEST_PY = os.path.join(REPO, "test.py")
+BATCH_PY = os.path.join(REPO, "batch_inpaint.py")
+
+
+def _example(name):
+  return require_shared(os.path.join(EXAMPLES, name))
+
+
+def _read(path, flags=cv2.IMREAD_UNCHANGED):
+  pixels = cv2.imread(str(path), flags)
+  assert pixels is not None, f"cannot read {path}"
+  return pixels
+
+
+def _write(path, pixels):
+  os.makedirs(os.path.dirname(str(path)), exist_ok=True)
+  assert cv2.imwrite(str(path), pixels), f"cannot write {path}"
+  return str(path)
+
+
+def _png_with_header(width, height):
+  """A small PNG whose IHDR claims width x height (a decompression bomb if it were decoded)."""
+  def chunk(kind, body):
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+  ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+  return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+          + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+
+
+def _env():
+  env = dict(os.environ)
+  env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+  env["PYTHONPATH"] = REPO
+  return env
+
+
+def _start(script, *args, cwd, **kwargs):
+  return subprocess.Popen([sys.executable, script, *map(str, args)], cwd=str(cwd), env=_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def _finish(proc, what):
+  out, err = proc.communicate(timeout=900)
+  assert proc.returncode == 0, f"{what} failed ({proc.returncode}):\n{out}\n{err}"
+
+
+def _records(output_dir):
+  """{image basename: record} from every results-*.jsonl; each image must appear once."""
+  found = {}
+  for path in glob.glob(os.path.join(str(output_dir), "results-*.jsonl")):
+    with open(path, encoding="utf-8") as f:
+      for line in f:
+        rec = json.loads(line)
+        assert list(rec) == list(transforms.RECORD_FIELDS), rec
+        name = os.path.basename(rec["image"])
+        assert name not in found, f"two records for {name}"
+        found[name] = rec
+  return found
+
+
+def _pngs(directory):
+  return sorted(os.path.relpath(p, directory)
+                for p in glob.glob(os.path.join(str(directory), "**", "*.png"), recursive=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# A tiny model: checkpoint for test.py, SavedModel for the pipeline.
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+  from model.inference import serving
+  root = tmp_path_factory.mktemp("batch_model")
+  ckpt, export = str(root / "ckpt"), str(root / "export")
+  cfg = config_lib.preset("v1", cnum=4)
+  weights.save_generator(generator_lib.build_generator(cfg), cfg, ckpt)
+  gen, cfg = weights.load_generator(ckpt)
+  serving.ServingModel(gen, cfg, 1.0).archive().write_out(export, verbose=False)
+  return {"checkpoint": ckpt, "saved_model": export}
+
+
+class _FailOnBoom(handler_lib.SavedModelHandler):
+  """The real handler, except that inference raises for images named boom*."""
+
+  def run_inference(self, batch, model, inference_args=None):
+    for photo in batch:
+      if os.path.basename(photo.task.image).startswith("boom"):
+        raise RuntimeError("simulated inference failure\nsecond line")
+    yield from super().run_inference(batch, model, inference_args)
+
+
+# ---------------------------------------------------------------------------------------------
+# One pipeline run over good and bad inputs, next to test.py runs on the good ones.
+
+
+@pytest.fixture(scope="module")
+def batch_run(tmp_path_factory, tiny):
+  root = tmp_path_factory.mktemp("batch")
+  images, masks, out, ref = root / "images", root / "masks", root / "out", root / "ref"
+  china, china_mask = _read(_example("sklearn_china.png")), _read(_example("sklearn_china_mask.png"))
+  flower, flower_mask = (_read(_example("sklearn_flower.png")),
+                         _read(_example("sklearn_flower_mask.png")))
+  lomiri = _read(_example("lomiri_picture_0b_by_freespace.png"))
+  lomiri_mask = _read(_example("lomiri_picture_0b_by_freespace_mask.png"))
+  small, small_mask = china[90:154, 100:196], china_mask[90:154, 100:196]
+  assert (small_mask > 127).any()
+
+  good = {}  # name -> (image pixels, mask pixels, image file name)
+  good["odd"] = (china[5:208, 3:304], china_mask[5:208, 3:304])       # 301 x 203
+  good["grey"] = (cv2.cvtColor(flower, cv2.COLOR_BGR2GRAY), flower_mask)
+  h, w = lomiri.shape[:2]
+  alpha = (np.add.outer(np.arange(h), np.arange(w)) * 255 // (h + w - 2)).astype(np.uint8)
+  good["rgba"] = (np.dstack([lomiri, alpha]), lomiri_mask)
+  for name, (pixels, mask) in good.items():
+    _write(images / f"{name}.png", pixels)
+    _write(ref / "images" / f"{name}.png", pixels)
+    mask_name = f"{name}_mask.png" if name == "grey" else f"{name}.png"  # both stem rules
+    _write(masks / mask_name, mask)
+    _write(ref / "masks" / mask_name, mask)
+  _write(images / "sub" / "nested.png", small)
+  _write(ref / "images" / "nested.png", small)
+  _write(masks / "nested.png", small_mask)
+  _write(ref / "masks" / "nested.png", small_mask)
+  # A JPEG stored sideways with EXIF orientation 6: read upright, as test.py reads it.
+  stored = np.ascontiguousarray(np.rot90(china[:120, :160], k=1))  # 120 x 160 upright
+  exif = Image.Exif()
+  exif[0x0112] = 6
+  buf = io.BytesIO()
+  Image.fromarray(stored[..., ::-1]).save(buf, "JPEG", quality=90, exif=exif.tobytes())
+  (images / "rotated.jpg").write_bytes(buf.getvalue())
+  upright_mask = china_mask[:120, :160]
+  _write(masks / "rotated.png", upright_mask)
+
+  # Bad inputs: each must become one failed record.
+  (images / "corrupt.png").write_text("this is not a PNG\n")
+  _write(masks / "corrupt.png", small_mask)
+  _write(images / "wrongsize.png", small)
+  _write(masks / "wrongsize.png", small_mask[:, :-8])
+  _write(images / "nomask.png", small)
+  (images / "bomb.png").write_bytes(_png_with_header(20000, 20000))
+  _write(masks / "bomb.png", small_mask)
+  _write(images / "twomasks.png", small)
+  _write(masks / "twomasks.png", small_mask)
+  _write(masks / "twomasks_mask.png", small_mask)
+  _write(images / "boom.png", small)
+  _write(masks / "boom.png", small_mask)
+  _write(images / "clash.bmp", small)  # clash.bmp and clash.png would both write clash.png
+  _write(images / "clash.png", small)
+  _write(masks / "clash.png", small_mask)
+  _write(images / "blocked" / "x.png", small)  # out/blocked is a file: the write fails
+  _write(masks / "x.png", small_mask)
+  out.mkdir()
+  (out / "blocked").write_text("a file where the pipeline needs a folder\n")
+
+  # test.py on the same photos, with the checkpoint the SavedModel was exported from.
+  folder = _start(TEST_PY, "--image", ref / "images", "--mask", ref / "masks", "--output",
+                  ref / "out", "--checkpoint_dir", tiny["checkpoint"], cwd=root)
+  single = _start(TEST_PY, "--image", images / "rotated.jpg", "--mask", masks / "rotated.png",
+                  "--output", ref / "rotated.png", "--checkpoint_dir", tiny["checkpoint"],
+                  cwd=root)
+  try:
+    counts, pattern, peak = batch_inpaint.run(
+        str(images / "**"), str(masks), str(out), tiny["saved_model"],
+        model_handler=_FailOnBoom(tiny["saved_model"]))
+  finally:
+    _finish(folder, "test.py folder mode")
+    _finish(single, "test.py single image")
+  return {"counts": counts, "pattern": pattern, "peak": peak, "out": out, "ref": ref,
+          "images": images, "records": _records(out), "upright_mask": upright_mask}
+
+
+def test_outputs_are_byte_identical_to_test_py(batch_run):
+  out, ref = batch_run["out"], batch_run["ref"]
+  for name in ("odd", "grey", "rgba"):
+    with open(out / f"{name}.png", "rb") as a, open(ref / "out" / f"{name}.png", "rb") as b:
+      assert a.read() == b.read(), f"{name}.png differs from test.py's"
+  with open(out / "sub" / "nested.png", "rb") as a, open(ref / "out" / "nested.png", "rb") as b:
+    assert a.read() == b.read(), "sub/nested.png differs from test.py's"
+  with open(out / "rotated.png", "rb") as a, open(ref / "rotated.png", "rb") as b:
+    assert a.read() == b.read(), "rotated.png (EXIF-rotated JPEG) differs from test.py's"
+  assert _read(out / "grey.png").ndim == 2  # grey stays grey, as with test.py
+  assert _read(out / "rgba.png").shape[2] == 4  # alpha kept
+  # The model really changed the hole (a copy of the input would also be "equal").
+  rotated = _read(out / "rotated.png")
+  upright, _ = image_io.read_image(batch_run["images"] / "rotated.jpg")
+  upright = upright[..., ::-1]  # RGB -> BGR as cv2 reads the output
+  assert rotated.shape == upright.shape == (120, 160, 3)
+  assert not np.array_equal(rotated[batch_run["upright_mask"] > 127],
+                            upright[batch_run["upright_mask"] > 127])
+
+
+def test_every_input_has_one_record(batch_run):
+  recs = batch_run["records"]
+  ok = {"odd.png", "grey.png", "rgba.png", "nested.png", "rotated.jpg", "clash.bmp"}
+  failed = {"corrupt.png": "not an image OpenCV can read",
+            "wrongsize.png": "mask is 88x64 but image is 96x64",
+            "nomask.png": "no mask matches it",
+            "bomb.png": "20000x20000 (400.0 megapixels), above the limit of 100 megapixels",
+            "twomasks.png": "several masks match",
+            "boom.png": "inference failed: RuntimeError: simulated inference failure",
+            "clash.png": "also the output of",
+            "x.png": "cannot create the output folder"}
+  assert set(recs) == ok | set(failed), sorted(recs)
+  for name in ok:
+    rec = recs[name]
+    assert rec["status"] == "ok" and rec["error"] is None, rec
+    assert rec["inference_ms"] > 0 and 0 < rec["hole_fraction"] < 1, rec
+    assert os.path.isfile(rec["output"]), rec
+  assert (recs["odd.png"]["width"], recs["odd.png"]["height"]) == (301, 203)
+  assert (recs["rotated.jpg"]["width"], recs["rotated.jpg"]["height"]) == (160, 120)
+  for name, text in failed.items():
+    rec = recs[name]
+    assert rec["status"] == "failed" and text in rec["error"], rec
+    assert "\n" not in rec["error"], rec
+    if name != "clash.png":  # clash.png's output is clash.bmp's, which succeeded
+      assert rec["output"] is None or not os.path.exists(rec["output"]), rec
+  assert recs["boom.png"]["width"] == 96 and recs["boom.png"]["inference_ms"] is None
+  counts = batch_run["counts"]
+  assert counts == {"ok": len(ok), "skipped": 0, "failed": len(failed)}, counts
+  assert batch_run["peak"] and batch_run["peak"] > 100  # MB, measured in the worker (here)
+
+
+def test_no_partial_files_left(batch_run):
+  out = batch_run["out"]
+  leftovers = [p for p in glob.glob(os.path.join(str(out), "**", ".*"), recursive=True)]
+  assert not leftovers, leftovers
+  assert sorted(_pngs(out)) == sorted(["odd.png", "grey.png", "rgba.png", "rotated.png",
+                                       "clash.png", os.path.join("sub", "nested.png")])
+
+
+# ---------------------------------------------------------------------------------------------
+# Pairing: the same function as test.py's folder mode.
+
+
+def _pairs(tasks):
+  """(image, mask) of every paired task (an output clash is not a pairing matter)."""
+  return [(t.image, t.mask) for t in tasks if t.mask is not None]
+
+
+def _unpaired(tasks):
+  return [t.image for t in tasks if t.error and "no mask matches" in t.error]
+
+
+def test_pairing_is_test_py_pairing(tmp_path):
+  images, masks = tmp_path / "images", tmp_path / "masks"
+  for name in ["a.jpg", "b.png", "c.png", ".hidden.png", "notes.txt", "e.webp"]:
+    (images / name).parent.mkdir(exist_ok=True)
+    (images / name).write_bytes(b"x")
+  for name in ["a.png", "b_mask.png", "zz.png", "e_mask.JPG"]:
+    (masks / name).parent.mkdir(exist_ok=True)
+    (masks / name).write_bytes(b"x")
+  out = str(tmp_path / "out")
+  expected, unpaired = image_io.pair_by_stem(images, masks)
+  assert expected and unpaired  # the case is not trivial
+  for images_arg in (str(images), str(images) + "/", str(images / "*")):
+    tasks = transforms.list_tasks(images_arg, str(masks), out)
+    assert _pairs(tasks) == expected, images_arg
+    assert _unpaired(tasks) == unpaired
+  assert _pairs(transforms.list_tasks(str(images / "*"), str(masks / "*"), out)) == expected
+  # One mask file for every image.
+  single = str(masks / "zz.png")
+  expected, _ = image_io.pair_by_stem(images, single)
+  assert _pairs(transforms.list_tasks(str(images), single, out)) == expected
+  # Ambiguous: test.py refuses the run, the pipeline fails that photo only.
+  (masks / "a_mask.png").write_bytes(b"x")
+  with pytest.raises(image_io.UserError, match="several masks match"):
+    image_io.pair_by_stem(images, masks)
+  tasks = transforms.list_tasks(str(images), str(masks), out)
+  assert [t.image for t in tasks if t.error and "several masks" in t.error] == [str(images / "a.jpg")]
+  assert _pairs(tasks) == [(str(images / "b.png"), str(masks / "b_mask.png")),
+                           (str(images / "e.webp"), str(masks / "e_mask.JPG"))]
+
+
+def test_pairing_in_one_folder(tmp_path):
+  for name in ["a.png", "a_mask.png", "a.jpg", "b.png"]:
+    (tmp_path / name).write_bytes(b"x")
+  expected, unpaired = image_io.pair_by_stem(tmp_path, tmp_path)
+  tasks = transforms.list_tasks(str(tmp_path), str(tmp_path), str(tmp_path / "out"))
+  assert _pairs(tasks) == expected and len(expected) == 2
+  assert _unpaired(tasks) == unpaired == [str(tmp_path / "b.png")]
+  # a.jpg and a.png would both write a.png: the second one fails, the first is written.
+  assert [t.error is None for t in tasks if t.mask] == [True, False]
+  # A single mask inside the image folder is not an image of its own.
+  expected, _ = image_io.pair_by_stem(tmp_path, tmp_path / "a_mask.png")
+  tasks = transforms.list_tasks(str(tmp_path), str(tmp_path / "a_mask.png"), str(tmp_path / "o"))
+  assert _pairs(tasks) == expected and len(expected) == 3
+
+
+def test_outputs_never_replace_inputs(tmp_path):
+  # Output paths keep the folders below the glob's base: with --output_dir above the
+  # images, a.png's output would be the image itself.
+  (tmp_path / "in").mkdir()
+  (tmp_path / "in" / "a.png").write_bytes(b"x")
+  (tmp_path / "in" / "a_mask.png").write_bytes(b"x")
+  tasks = transforms.list_tasks(str(tmp_path / "*" / "a.png"), str(tmp_path / "in" / "a_mask.png"),
+                                str(tmp_path))
+  assert len(tasks) == 1 and "would replace an input file" in tasks[0].error
+  # Through a symlinked spelling of the same folder too.
+  os.symlink(tmp_path / "in", tmp_path / "link")
+  tasks = transforms.list_tasks(str(tmp_path / "in" / "a.png"), str(tmp_path / "in" / "a_mask.png"),
+                                str(tmp_path / "link"))
+  assert "would replace an input file" in tasks[0].error
+
+
+def test_launch_errors(tmp_path, tiny):
+  (tmp_path / "in").mkdir()
+  _write(tmp_path / "in" / "a.png", np.zeros((16, 16, 3), np.uint8))
+  good = dict(images=str(tmp_path / "in"), masks=str(tmp_path / "in" / "a.png"),
+              output_dir=str(tmp_path / "out"), saved_model=tiny["saved_model"])
+  cases = [
+      (dict(saved_model=str(tmp_path)), "not a SavedModel directory"),
+      (dict(images=str(tmp_path / "in" / "*.jpg")), "matches no file"),
+      (dict(masks=str(tmp_path / "nope")), "no such file or folder"),
+      (dict(output_dir=str(tmp_path / "in")), "the folder the images are read from"),
+      (dict(beam_args=["--runnner", "DirectRunner"]), "unknown arguments: --runnner"),
+  ]
+  for change, text in cases:
+    with pytest.raises(batch_inpaint._LaunchError, match=text):
+      batch_inpaint.run(**{**good, **change})
+  assert not os.path.exists(tmp_path / "out") or not os.listdir(tmp_path / "out")
+
+
+def test_cli_error_is_one_line(tmp_path, tiny):
+  proc = subprocess.run([sys.executable, BATCH_PY, "--images", str(tmp_path / "*.png"),
+                         "--masks", str(tmp_path), "--output_dir", str(tmp_path / "out"),
+                         "--saved_model", tiny["saved_model"], "--bogus_option", "3"],
+                        cwd=str(tmp_path), env=_env(), capture_output=True, text=True, timeout=300)
+  lines = [line for line in proc.stderr.splitlines() if line.strip()]
+  assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+  assert "--bogus_option" in lines[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# A crash, then --skip_existing.
+
+
+def test_skip_existing_finishes_after_a_crash(tmp_path, tiny):
+  china = _read(_example("sklearn_china.png"))
+  images = tmp_path / "images"
+  for i in range(40):
+    _write(images / f"p{i:02d}.png", china[i * 5:i * 5 + 96, i * 7:i * 7 + 128])
+  mask = np.zeros((96, 128), np.uint8)
+  mask[30:60, 40:90] = 255
+  mask_path = _write(tmp_path / "mask.png", mask)
+  out, clean = tmp_path / "out", tmp_path / "clean"
+
+  proc = _start(BATCH_PY, "--images", images, "--masks", mask_path, "--output_dir", out,
+                "--saved_model", tiny["saved_model"], cwd=tmp_path, start_new_session=True)
+  deadline = time.monotonic() + 600
+  try:
+    while not _pngs(out) and proc.poll() is None and time.monotonic() < deadline:
+      time.sleep(0.005)
+  finally:
+    if proc.poll() is None:
+      os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+  done = _pngs(out)
+  assert 0 < len(done) < 40, f"the crash came too late or too early ({len(done)} outputs)"
+  assert not glob.glob(os.path.join(str(out), "results-*.jsonl"))  # records come at the end
+  before = {name: os.stat(out / name) for name in done}
+
+  counts, _, _ = batch_inpaint.run(str(images), mask_path, str(out), tiny["saved_model"],
+                                   skip_existing=True)
+  assert counts == {"ok": 40 - len(done), "skipped": len(done), "failed": 0}, counts
+  for name, st in before.items():  # finished files were not rewritten
+    now = os.stat(out / name)
+    assert (now.st_ino, now.st_mtime_ns) == (st.st_ino, st.st_mtime_ns), name
+  statuses = {name: rec["status"] for name, rec in _records(out).items()}
+  assert statuses == {f"p{i:02d}.png": "skipped" if f"p{i:02d}.png" in done else "ok"
+                      for i in range(40)}
+  # The result is that of an uninterrupted run, byte for byte.
+  counts, _, _ = batch_inpaint.run(str(images), mask_path, str(clean), tiny["saved_model"])
+  assert counts["ok"] == 40
+  assert _pngs(out) == _pngs(clean)
+  for name in _pngs(clean):
+    with open(out / name, "rb") as a, open(clean / name, "rb") as b:
+      assert a.read() == b.read(), name
