@@ -79,10 +79,10 @@ def _snapshots():
   return sorted(found)
 
 
-def _panel(rows, max_side, key, label, width=520, height=300):
+def _panel(rows, max_side, key, label, width=520, height=330):
   """One line plot (cv2): the model per mask kind against steps, classical as dashed lines."""
   img = np.full((height, width, 3), 255, np.uint8)
-  left, right, top, bottom = 60, 20, 28, 40
+  left, right, top, bottom = 60, 20, 28, 72
   model = [r for r in rows if r["max_side"] == str(max_side) and r["method"] == "model"]
   classic = [r for r in rows if r["max_side"] == str(max_side) and r["method"] != "model"]
   values = [float(r[key]) for r in model + classic]
@@ -110,7 +110,7 @@ def _panel(rows, max_side, key, label, width=520, height=300):
                 0.38, (0, 0, 0), 1)
   cv2.putText(img, f"{label}, long side {max_side} px (x: generator steps)", (left, 18),
               cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
-  legend_y = top + 14
+  legend_y = height - bottom + 34
   for mask, color in COLORS.items():
     pts = sorted((int(r["step"]), float(r[key])) for r in model if r["mask"] == mask)
     for (a, va), (b, vb) in zip(pts, pts[1:]):
