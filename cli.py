@@ -1,12 +1,21 @@
 """Command-line plumbing shared by test.py, evaluate.py, export.py and train.py.
 
 Every failure a user can cause ends as one ``error: ...`` line on stderr and a
-non-zero exit status, never a traceback; warnings never share a line with a
-``\\r`` progress line (which would erase them on a terminal).
+non-zero exit status, never a traceback: 2 for a command-line mistake (unknown flag,
+bad or missing flag value, stray argument), 1 for everything else. Warnings never
+share a line with a ``\\r`` progress line (which would erase them on a terminal).
+TensorFlow's native start-up lines are hidden unless ``--verbose`` is given.
 """
+import contextlib
+import os
+import re
 import sys
+import tempfile
 
+from absl import app
 from absl import flags as absl_flags
+
+USAGE_STATUS = 2  # exit status of a command-line mistake, in every CLI
 
 
 class Console:
@@ -50,28 +59,88 @@ def define_max_memory_gb(help_text="Working-memory bound of contextual attention
       message="--max_memory_gb must be a positive number")
 
 
+def define_verbose():
+  """Defines ``--verbose``: show TensorFlow's own start-up and C++ log lines."""
+  absl_flags.DEFINE_bool("verbose", False, "Also show TensorFlow's own start-up and log lines "
+                         "(hidden by default).")
+
+
+@contextlib.contextmanager
+def _native_stderr_hidden():
+  """Points file descriptor 2 at a temporary file; yields a function returning what it got.
+
+  Python's ``sys.stderr`` writes to the same descriptor, so nothing else may print meanwhile.
+  """
+  with contextlib.suppress(AttributeError, ValueError, OSError):
+    sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as sink:
+    os.dup2(sink.fileno(), 2)
+    try:
+      yield lambda: (sink.seek(0), sink.read().decode("utf-8", "replace"))[1]
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+
+
+def import_tensorflow(verbose=False):
+  """Imports and returns TensorFlow, hiding its native start-up lines unless ``verbose``.
+
+  Those lines (absl's "All log messages before absl::InitializeLog()..." warning, the
+  "oneDNN custom operations are on" notice, CPU-feature notes, some ``E0000`` lines) are
+  written by C++ code straight to file descriptor 2 while TensorFlow loads, before
+  ``TF_CPP_MIN_LOG_LEVEL`` (set here to 2 unless the environment sets it) applies; so
+  the descriptor is pointed elsewhere for the import. If the import fails they are shown.
+  """
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
+  if verbose or "tensorflow" in sys.modules:
+    import tensorflow
+    return tensorflow
+  with _native_stderr_hidden() as captured:
+    try:
+      import tensorflow
+      return tensorflow
+    except BaseException as e:
+      shown, error = captured(), e
+  sys.stderr.write(shown)  # what TensorFlow printed may explain the failure
+  raise error
+
+
+# absl's message for a missing required flag, and ours.
+_REQUIRED = re.compile(r"flag --(\w+)=None: Flag --\1 must have a value other than None\.")
+
+
 def one_line_flag_parser(flag_values):
-  """An ``app.run(flags_parser=...)``: a bad flag prints one ``error:`` line (absl prints two)."""
+  """An ``app.run(flags_parser=...)``: a bad flag prints one ``error:`` line (absl prints two)
+  and exits with ``USAGE_STATUS``."""
 
   def parse(argv):
     try:
       return flag_values(argv)
     except absl_flags.Error as e:
-      CONSOLE.fail(" ".join(str(e).split()) + " (see --helpshort)")
-      sys.exit(1)
+      message = _REQUIRED.sub(r"--\1 is required", " ".join(str(e).split()))
+      CONSOLE.fail(message + " (see --helpshort)")
+      sys.exit(USAGE_STATUS)
 
   return parse
 
 
-def guarded(body, expected=()):
+def guarded(body, expected=(), argv=None):
   """Runs ``body()``; turns user errors and surprises into one line and an exit status.
 
-  ``expected``: extra exception types whose message is shown as is (``UserError``
-  always is). Returns ``body()``'s status, 1 on error, 130 on Ctrl-C.
+  ``argv``: the arguments ``app.run`` left over after the flags; any besides the program
+  name is a command-line mistake (``app.UsageError``). ``expected``: extra exception types
+  whose message is shown as is (``UserError`` always is). Returns ``body()``'s status,
+  ``USAGE_STATUS`` for a usage error, 1 on other errors, 130 on Ctrl-C.
   """
   from model.errors import UserError
   try:
+    if argv is not None and len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}", USAGE_STATUS)
     return body()
+  except app.UsageError as e:
+    CONSOLE.fail(f"{e} (see --helpshort)")
+    return e.exitcode
   except (UserError,) + tuple(expected) as e:
     CONSOLE.fail(str(e))
     return 1

@@ -29,24 +29,21 @@ import csv
 import io
 import json
 import os
-import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import cv2
+import numpy as np
+from absl import app
+from absl import flags
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-
-import cli  # noqa: E402
+import cli
 
 # These are NumPy/OpenCV only; TensorFlow is imported lazily, for --method model.
-from model.evaluation import masks as eval_masks  # noqa: E402
-from model.fileio import images as image_io  # noqa: E402
-from model.evaluation import metrics  # noqa: E402
-from model.errors import UserError  # noqa: E402
+from model.evaluation import masks as eval_masks
+from model.fileio import images as image_io
+from model.evaluation import metrics
+from model.errors import UserError
 
 FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -60,20 +57,25 @@ flags.DEFINE_string("mask_dir", None, "Folder of fixed masks paired by stem (a.p
                     "size or its --max_side size. Default: masks generated from --seed.")
 flags.DEFINE_enum("mask_mode", "box", ["box", "free_form", "both"],
                   "Generated masks: v1 box, v2 free-form strokes, or both as two result groups.")
-flags.DEFINE_integer("seed", 0, "Seed of the generated masks (same seed, same masks).")
+flags.DEFINE_integer("seed", 0, "Seed of the generated masks (same seed, same masks).",
+                     lower_bound=0)
 flags.DEFINE_enum("method", "model", list(METHODS),
                   "Method to score: the DeepFill checkpoint or cv2.inpaint (Telea / Navier-Stokes).")
 flags.DEFINE_list("compare", [], "More methods scored on the same masks, e.g. telea,ns.")
 flags.DEFINE_string("checkpoint_dir", os.path.join(REPO, "checkpoints", "demo"),
                     "Checkpoint for --method model (ours or an official TF1 v1 one).")
-flags.DEFINE_integer("max_images", None, "Evaluate only the first N photos (sorted by name).")
+flags.DEFINE_integer("max_images", None, "Evaluate only the first N photos (sorted by name).",
+                     lower_bound=1)
 flags.DEFINE_integer("max_side", 512, "Downscale photos whose long side is longer (0 = never). "
                      "Keeps CPU time sane; the release was trained at 256x256.")
-flags.DEFINE_integer("inpaint_radius", 3, "cv2.inpaint neighbourhood radius for telea / ns.")
+flags.DEFINE_integer("inpaint_radius", 3, "cv2.inpaint neighbourhood radius for telea / ns.",
+                     lower_bound=1)
 cli.define_max_memory_gb()
 flags.DEFINE_bool("grids", True, "Write the side-by-side picture grids.")
 flags.DEFINE_bool("save_masks", True, "Write the generated masks into OUT/masks/<mode>/.")
 flags.DEFINE_string("output_dir", None, "Folder for results.csv, results.json, grids/ and masks/.")
+flags.mark_flags_as_required(["data_dir", "output_dir"])
+cli.define_verbose()
 
 COLUMNS = ("image", "mask_mode", "method", "width", "height", "hole_pct", "l1_pct", "l2_pct",
            "psnr_hole_db", "psnr_db", "ssim", "tv_pct", "tv_hole_pct", "truth_tv_pct",
@@ -127,19 +129,10 @@ def _methods():
 
 
 def _check_flags():
-  for name in ("data_dir", "output_dir"):
-    if not getattr(FLAGS, name):
-      raise UserError(f"--{name} is required")
   if FLAGS.mask_dir and FLAGS["mask_mode"].present:
     raise UserError("--mask_mode chooses generated masks; it cannot be used with --mask_dir")
-  if FLAGS.seed < 0:
-    raise UserError(f"--seed must be >= 0, got {FLAGS.seed}")
-  if FLAGS.max_images is not None and FLAGS.max_images < 1:
-    raise UserError(f"--max_images must be >= 1, got {FLAGS.max_images}")
   if FLAGS.max_side != 0 and FLAGS.max_side < MIN_SIDE:
     raise UserError(f"--max_side must be 0 (no downscaling) or >= {MIN_SIDE}, got {FLAGS.max_side}")
-  if FLAGS.inpaint_radius < 1:
-    raise UserError(f"--inpaint_radius must be >= 1, got {FLAGS.inpaint_radius}")
   out = FLAGS.output_dir
   if os.path.exists(out) and not os.path.isdir(out):
     raise UserError(f"--output_dir {out} exists and is not a folder")
@@ -150,12 +143,13 @@ def _check_flags():
 class Runner:
   """Fills the hole of one photo with one method; the model is loaded once, up front."""
 
-  def __init__(self, names, checkpoint_dir, radius, max_memory_gb):
+  def __init__(self, names, checkpoint_dir, radius, max_memory_gb, verbose=False):
     self.radius = radius
     self.inpainter = None
     if "model" in names:
       if not os.path.exists(checkpoint_dir):
         raise UserError(f"checkpoint directory not found: {checkpoint_dir}")
+      cli.import_tensorflow(verbose)
       from model.inference import inpainter as inpaint  # heavy import (TensorFlow) only when needed
       self.inpainter = inpaint.Inpainter.from_checkpoint(checkpoint_dir, max_memory_gb)
       hole = np.zeros((64, 64), bool)
@@ -366,7 +360,8 @@ def _main():
   skipped = [{"image": p, "reason": "no mask with the same stem"} for p in unpaired]
   for item in skipped:
     _warn(f"skipped: {item['image']}: {item['reason']}")
-  runner = Runner(methods, FLAGS.checkpoint_dir, FLAGS.inpaint_radius, FLAGS.max_memory_gb)
+  runner = Runner(methods, FLAGS.checkpoint_dir, FLAGS.inpaint_radius, FLAGS.max_memory_gb,
+                  FLAGS.verbose)
   out = FLAGS.output_dir
   try:
     os.makedirs(out, exist_ok=True)
@@ -398,10 +393,7 @@ def _main():
 
 
 def main(argv):
-  if len(argv) > 1:
-    _fail(f"unexpected arguments: {' '.join(argv[1:])}")
-    return 1
-  return cli.guarded(_main)
+  return cli.guarded(_main, argv=argv)
 
 if __name__ == "__main__":
   app.run(main, flags_parser=cli.one_line_flag_parser(FLAGS))

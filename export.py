@@ -11,16 +11,13 @@ is never half-written. Every failure prints one line ``error: ...`` and exits wi
 import math
 import os
 import shutil
-import sys
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app
+from absl import flags
+from absl import logging
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
-
-import cli  # noqa: E402
+import cli
 
 FLAGS = flags.FLAGS
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "demo")
@@ -29,9 +26,11 @@ flags.DEFINE_string("checkpoint_dir", DEFAULT_CHECKPOINT,
                     "Our checkpoint directory (model.json + weights) or an official TF1 "
                     "DeepFill v1 checkpoint directory.")
 flags.DEFINE_string("export_dir", None, "Directory to write the SavedModel to.")
+flags.mark_flag_as_required("export_dir")
 cli.define_max_memory_gb("Working-memory bound of contextual attention per image (GB); the "
                          "attention tile is chosen from it and the image size at serving time.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty SavedModel directory.")
+cli.define_verbose()
 
 
 class _ExportError(Exception):
@@ -91,7 +90,7 @@ def _write_atomically(out, overwrite, write):
     _remove(old)
 
 
-def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False):
+def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False, verbose=False):
   """Loads the generator from ``checkpoint_dir`` and writes the SavedModel to ``export_dir``."""
   if not export_dir:
     raise _ExportError("--export_dir is required")
@@ -102,6 +101,7 @@ def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False):
   if not os.path.exists(checkpoint_dir) and not os.path.exists(checkpoint_dir + ".index"):
     raise _ExportError(f"checkpoint directory not found: {checkpoint_dir}")
 
+  cli.import_tensorflow(verbose)
   from model import weights as checkpoints  # heavy imports (TensorFlow) only when needed
   from model.inference import serving
   generator, model_config = checkpoints.load_generator(checkpoint_dir)
@@ -111,17 +111,16 @@ def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False):
 
 
 def main(argv):
-  if len(argv) > 1:
-    _fail(f"unexpected arguments: {' '.join(argv[1:])}")
-    return 1
-  logging.set_verbosity(logging.WARNING)  # TF's SavedModel writer logs at INFO
+  if not FLAGS.verbose:
+    logging.set_verbosity(logging.WARNING)  # TF's SavedModel writer logs at INFO
 
   def run():
-    out = export(FLAGS.checkpoint_dir, FLAGS.export_dir, FLAGS.max_memory_gb, FLAGS.overwrite)
+    out = export(FLAGS.checkpoint_dir, FLAGS.export_dir, FLAGS.max_memory_gb, FLAGS.overwrite,
+                 FLAGS.verbose)
     print(f"wrote SavedModel to {out} (signatures: serving_default, inpaint_bytes)")
     return 0
 
-  return cli.guarded(run, expected=(_ExportError,))
+  return cli.guarded(run, expected=(_ExportError,), argv=argv)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,11 @@ Masks: white (>127) = hole. Folder mode pairs images and masks by file stem (or
 line ``error: ...`` on stderr and exits with status 1; outputs are written atomically.
 """
 import os
-import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app
+from absl import flags
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-
-import cli  # noqa: E402
+import cli
 
 FLAGS = flags.FLAGS
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "demo")
@@ -23,6 +20,7 @@ DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c
 flags.DEFINE_string("image", None, "Input image file, or a folder of images.")
 flags.DEFINE_string("mask", None, "Mask file (white = hole), or a folder of masks paired by stem.")
 flags.DEFINE_string("output", None, "Output file (format from its extension), or a folder.")
+flags.mark_flags_as_required(["image", "mask", "output"])
 flags.DEFINE_string("flow", None, "Optional file for the attention-flow picture (single image).")
 flags.DEFINE_string("checkpoint_dir", DEFAULT_CHECKPOINT,
                     "Our checkpoint directory (model.json + weights) or an official TF1 "
@@ -31,7 +29,8 @@ cli.define_max_memory_gb()
 flags.DEFINE_bool("official_compat", False,
                   "Reproduce the official test.py output exactly: crop to a multiple of 8 and "
                   "pass known pixels through the float round trip (output may be smaller).")
-flags.DEFINE_integer("max_megapixels", 100, "Reject images larger than this.")
+flags.DEFINE_integer("max_megapixels", 100, "Reject images larger than this.", lower_bound=1)
+cli.define_verbose()
 
 
 _fail = cli.CONSOLE.fail
@@ -41,14 +40,16 @@ _warn = cli.CONSOLE.warn
 class _Runner:
   """Loads the model lazily and inpaints one (image, mask) pair at a time."""
 
-  def __init__(self, checkpoint_dir, max_memory_gb, official):
+  def __init__(self, checkpoint_dir, max_memory_gb, official, verbose=False):
     self.checkpoint_dir = checkpoint_dir
     self.max_memory_gb = max_memory_gb
     self.official = official
+    self.verbose = verbose
     self._inpainter = None
 
   def inpainter(self):
     if self._inpainter is None:
+      cli.import_tensorflow(self.verbose)
       from model.inference import inpainter as inpaint  # heavy import (TensorFlow) only when needed
       self._inpainter = inpaint.Inpainter.from_checkpoint(
           self.checkpoint_dir, max_memory_gb=self.max_memory_gb)
@@ -108,10 +109,8 @@ def _run_folder(runner, image_dir, mask_arg, output_dir, max_pixels):
 
 def _main():
   from model.errors import UserError
-  for name in ("image", "mask", "output"):
-    if not getattr(FLAGS, name):
-      raise UserError(f"--{name} is required")
-  runner = _Runner(FLAGS.checkpoint_dir, FLAGS.max_memory_gb, FLAGS.official_compat)
+  runner = _Runner(FLAGS.checkpoint_dir, FLAGS.max_memory_gb, FLAGS.official_compat,
+                   FLAGS.verbose)
   max_pixels = int(FLAGS.max_megapixels * 1e6)
   if os.path.isdir(FLAGS.image):
     if FLAGS.flow:
@@ -130,10 +129,7 @@ def _main():
 
 
 def main(argv):
-  if len(argv) > 1:
-    _fail(f"unexpected arguments: {' '.join(argv[1:])}")
-    return 2
-  return cli.guarded(_main)
+  return cli.guarded(_main, argv=argv)
 
 
 if __name__ == "__main__":

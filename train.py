@@ -13,16 +13,16 @@ import signal
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app
+from absl import flags as absl_flags
 
-from absl import app  # noqa: E402
-from absl import flags as absl_flags  # noqa: E402
-
-import cli  # noqa: E402
-import flags as flags_lib  # noqa: E402
+import cli
+import flags as flags_lib
 
 FLAGS = absl_flags.FLAGS
 flags_lib.define_flags(FLAGS)
+absl_flags.mark_flag_as_required("train_flist")
+cli.define_verbose()
 
 
 def _log(message):
@@ -329,19 +329,13 @@ def train(cfg):
 
 
 def main(argv):
-  if len(argv) > 1:
-    cli.CONSOLE.fail(f"unexpected arguments: {' '.join(argv[1:])}")
-    return 2
-
   def run():
-    from model.errors import UserError
     cfg = flags_lib.build_config(FLAGS)
-    if not cfg.data.train_flist:
-      raise UserError("--train_flist is required (a file list or a folder of images)")
+    cli.import_tensorflow(FLAGS.verbose)
     return train(cfg)
 
   # ValueError: invalid flag values from build_config (the message names the flag).
-  return cli.guarded(run, expected=(ValueError,))
+  return cli.guarded(run, expected=(ValueError,), argv=argv)
 
 
 if __name__ == "__main__":

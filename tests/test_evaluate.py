@@ -123,9 +123,10 @@ def assert_ok(proc):
   return lines
 
 
-def assert_error(proc, match, out_dir=None):
+def assert_error(proc, match, out_dir=None, status=1):
+  """One error line and exit ``status`` (2 for command-line mistakes, 1 otherwise)."""
   report = f"rc={proc.returncode}\nstdout={proc.stdout}\nstderr={proc.stderr!r}"
-  assert proc.returncode == 1, report
+  assert proc.returncode == status, report
   assert "Traceback" not in proc.stderr, report
   lines = stderr_lines(proc)
   assert lines and lines[-1].startswith("error: ") and re.search(match, lines[-1]), report
@@ -296,26 +297,30 @@ def test_model_with_baselines_end_to_end(photos, tiny_checkpoint, tmp_path):
 # CLI errors
 
 
-@pytest.mark.parametrize("args, match", [
-    (["--data_dir", "{tmp}/missing"], "no such directory"),
-    (["--data_dir", "{tmp}"], "no images in"),
+@pytest.mark.parametrize("args, match, status", [
+    (["--data_dir", "{tmp}/missing"], "no such directory", 1),
+    (["--data_dir", "{tmp}"], "no images in", 1),
     (["--data_dir", "{photos}", "--method", "telea", "--compare", "telea,bogus"],
-     "unknown method 'bogus'"),
-    (["--data_dir", "{photos}", "--checkpoint_dir", "{tmp}/nope"], "checkpoint directory not found"),
-    (["--data_dir", "{photos}", "--method", "ns", "--max_side", "8"], "--max_side"),
-    (["--data_dir", "{photos}", "--mask_dir", "{photos}", "--mask_mode", "box"], "--mask_mode"),
-    (["--data_dir", "{photos}", "--mask_dir", "{tmp}/nope"], "--mask_dir"),
-    (["--data_dir", "{photos}", "--method", "paint"], "--method"),
-    (["--data_dir", "{photos}", "--max_images", "0", "--method", "ns"], "--max_images"),
+     "unknown method 'bogus'", 1),
+    (["--data_dir", "{photos}", "--checkpoint_dir", "{tmp}/nope"], "checkpoint directory not found",
+     1),
+    (["--data_dir", "{photos}", "--method", "ns", "--max_side", "8"], "--max_side", 1),
+    (["--data_dir", "{photos}", "--mask_dir", "{photos}", "--mask_mode", "box"], "--mask_mode", 1),
+    (["--data_dir", "{photos}", "--mask_dir", "{tmp}/nope"], "--mask_dir", 1),
+    (["--data_dir", "{photos}", "--method", "paint"], "--method", 2),
+    (["--data_dir", "{photos}", "--max_images", "0", "--method", "ns"], "--max_images", 2),
+    (["--data_dir", "{photos}", "--seed", "-1", "--method", "ns"], "--seed", 2),
+    (["--data_dir", "{photos}", "--method", "ns", "stray"], "unexpected arguments: stray", 2),
 ])
-def test_bad_arguments_give_one_error_line(args, match, photos, tmp_path):
+def test_bad_arguments_give_one_error_line(args, match, status, photos, tmp_path):
   out = tmp_path / "out"
   args = [a.format(tmp=tmp_path, photos=photos) for a in args]
-  assert_error(run_eval(*args, "--output_dir", out), match, out)
+  assert_error(run_eval(*args, "--output_dir", out), match, out, status=status)
 
 
 def test_missing_output_dir_flag(photos):
-  assert_error(run_eval("--data_dir", photos, "--method", "ns"), "--output_dir is required")
+  assert_error(run_eval("--data_dir", photos, "--method", "ns"), "--output_dir is required",
+               status=2)
 
 
 def test_unreadable_checkpoint(photos, tmp_path):

@@ -237,8 +237,8 @@ def test_saved_model_cli_lists_signatures(tiny_export):
     assert name in by_bytes, name
 
 
-def _assert_one_line_error(proc, *fragments):
-  assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+def _assert_one_line_error(proc, *fragments, status=1):
+  assert proc.returncode == status, (proc.returncode, proc.stdout, proc.stderr)
   lines = [line for line in proc.stderr.splitlines() if line.strip()]
   assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
   for fragment in fragments:
@@ -267,9 +267,11 @@ def test_export_errors_are_one_line(tmp_path):
   assert sorted(os.listdir(out)) == ["keep.txt"]
 
   proc = _run_export("--export_dir", tmp_path / "x", "--max_memory_gb", "abc", cwd=tmp_path)
-  _assert_one_line_error(proc, "max_memory_gb")
+  _assert_one_line_error(proc, "max_memory_gb", status=2)
   proc = _run_export("--checkpoint_dir", tmp_path, cwd=tmp_path)
-  _assert_one_line_error(proc, "--export_dir is required")
+  _assert_one_line_error(proc, "--export_dir is required", status=2)
+  proc = _run_export("--export_dir", tmp_path / "x", "stray", cwd=tmp_path)
+  _assert_one_line_error(proc, "unexpected arguments: stray", status=2)
   assert sorted(os.listdir(tmp_path)) == ["out"]  # nothing else was created
 
 

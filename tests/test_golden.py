@@ -1,5 +1,6 @@
 """Parity with the official v1 release on the golden fixtures (tolerances of their README)."""
 import os
+import re
 import subprocess
 import sys
 
@@ -77,14 +78,21 @@ def test_inpainter_matches_official_output(inpainter, name):
 
 
 def test_cli_reproduces_official_png(tmp_path):
+  """Also the quiet-output contract: the progress line and ``wrote ...``, nothing else
+  (tests/test_clis.py runs this file with oneDNN forced on and off)."""
   case = require_shared(os.path.join(GOLDEN, "cases", _cases()[0]))
   out = tmp_path / "out.png"
+  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
   proc = subprocess.run(
       [sys.executable, os.path.join(REPO, "test.py"), "--image", os.path.join(case, "input.png"),
        "--mask", os.path.join(case, "mask.png"), "--output", str(out), "--official_compat",
        "--checkpoint_dir", os.path.join(GOLDEN, "checkpoint")],
-      capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr
+      capture_output=True, timeout=600, env=env)
+  stdout, stderr = proc.stdout.decode(), proc.stderr.decode()
+  assert proc.returncode == 0, stderr
+  assert stdout == f"wrote {out}\n", stdout
+  assert re.fullmatch(r"\r\[1/1\] input\.png: \d+x\d+, hole [\d.]+ % of the image\x1b\[K\n",
+                      stderr), stderr
   got = cv2.imread(str(out), cv2.IMREAD_COLOR).astype(int)
   ref = cv2.imread(os.path.join(case, "output.png"), cv2.IMREAD_COLOR).astype(int)
   ref = ref[:got.shape[0], :got.shape[1]]
