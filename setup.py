@@ -1,23 +1,28 @@
-"""Install: pip install -e ".[cpu,test]" (CPU) or ".[gpu,test]" (CUDA); add "beam" for batch_inpaint.py."""
+"""Install the dependencies: pip install -e ".[cpu,test]" (CPU) or ".[gpu,test]" (CUDA);
+add "beam" for batch_inpaint.py.
+
+No module is installed: the code runs from the checkout (python test.py, train.py, ...,
+from the repository root), like the official DeepFill release. See DEVELOPERS.md, "Install".
+"""
 from setuptools import setup
 
 setup(
     name="deepfill-tf2",
     version="0.1.0",
     description="DeepFill v1 (Generative Image Inpainting with Contextual Attention) in TensorFlow 2 / Keras 3",
-    packages=["model", "model.training", "model.inference", "model.evaluation", "model.fileio",
-              "model.batch", "layers"],
-    py_modules=["cli", "flags", "train", "test", "export", "evaluate", "batch_inpaint"],
+    packages=[],
+    py_modules=[],
     python_requires=">=3.10",
     install_requires=[
         "numpy>=1.26,<2.5",
         "opencv-python-headless>=4.8",
         "absl-py>=2.0",
+        "pillow>=10",
     ],
     extras_require={
         "cpu": ["tensorflow-cpu==2.21.0"],
         "gpu": ["tensorflow[and-cuda]==2.21.0"],
-        "test": ["pytest>=8", "pillow>=10"],
+        "test": ["pytest>=8"],
         # Apache Beam for batch_inpaint.py; 2.77.0 installs beside tensorflow-cpu 2.21 without
         # moving it (protobuf goes to 6.33.x, inside TensorFlow's range).
         "beam": ["apache-beam==2.77.0"],
