@@ -133,12 +133,33 @@ def _unpremultiply(rgba):
   return np.dstack([np.minimum(colour, 255).astype(np.uint8), rgba[:, :, 3]])
 
 
+class ImageTooLarge(UserError):
+  """The image has more pixels than the caller's limit (found before decoding when possible)."""
+
+
+def check_header(data, name, max_pixels=DEFAULT_MAX_PIXELS):
+  """Checks an encoded image from its header alone, before anything is decoded.
+
+  For servers: only formats whose size is in the header pass (PNG, JPEG, BMP, WebP, GIF,
+  TIFF), so the pixel limit always holds before decoding. Raises `UserError` (empty data,
+  another format) or `ImageTooLarge`. Returns (format, (width, height)) as stored.
+  """
+  if not data:
+    raise UserError(f"{name}: the file is empty (0 bytes)")
+  fmt, size, _ = image_headers.probe(data)
+  if size is None:
+    raise UserError(f"{name}: unsupported file (its size cannot be read from its header); "
+                    "send PNG, JPEG, BMP, WebP, GIF or TIFF")
+  _check_size(name, size[0], size[1], int(max_pixels))
+  return fmt, size
+
+
 def _check_size(path, width, height, max_pixels):
   if width == 0 or height == 0:
     raise UserError(f"{path}: the image header says {width}x{height} pixels (an empty image)")
   if width * height > max_pixels:
-    raise UserError(f"{path}: image is {width}x{height} ({width * height / 1e6:.1f} megapixels), "
-                    f"above the limit of {max_pixels / 1e6:g} megapixels (--max_megapixels)")
+    raise ImageTooLarge(f"{path}: image is {width}x{height} ({width * height / 1e6:.1f} "
+                        f"megapixels), above the limit of {max_pixels / 1e6:g} megapixels (--max_megapixels)")
 
 
 def _read_bytes(path, what):
