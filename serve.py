@@ -10,6 +10,7 @@ accepts connections from this machine. Bad flags or a bad checkpoint print one l
 """
 import ipaddress
 import os
+import signal
 import socket
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -79,13 +80,14 @@ def _url(sock):
 
 
 def _main():
+  if not _is_loopback(FLAGS.host):
+    _warn(f"--host {FLAGS.host}: the app has no authentication; anyone who can reach this "
+          "address can use it")
+  sock = _bind(FLAGS.host, FLAGS.port)  # a busy port fails before the slow imports and loading
   import uvicorn
 
   from model.inference import inpainter as inpainter_lib
   from model.web import app as web_app
-  if not _is_loopback(FLAGS.host):
-    _warn(f"--host {FLAGS.host}: the app has no authentication; anyone who can reach this "
-          "address can use it")
   checkpoint = os.path.abspath(FLAGS.checkpoint_dir)
   cli.CONSOLE.progress(f"loading {checkpoint}")
   inpainter = inpainter_lib.Inpainter.from_checkpoint(checkpoint,
@@ -99,13 +101,23 @@ def _main():
   cfg = inpainter.config
   info = web_app.ModelInfo(name=os.path.basename(checkpoint.rstrip(os.sep)), preset=cfg.arch,
                            cnum=cfg.cnum, checkpoint=checkpoint)
-  sock = _bind(FLAGS.host, FLAGS.port)
   server = uvicorn.Server(uvicorn.Config(
       web_app.create_app(inpainter, info, limits), log_level="warning", access_log=False,
       server_header=False, timeout_graceful_shutdown=5))
   print(f"DeepFill web app: {_url(sock)}  (Ctrl+C to stop)", flush=True)
-  server.run(sockets=[sock])
+  # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again: both end here.
+  signal.signal(signal.SIGTERM, _interrupt)
+  try:
+    server.run(sockets=[sock])
+  except KeyboardInterrupt:
+    pass
+  cli.CONSOLE.end_progress()
+  print("stopped", flush=True)
   return 0
+
+
+def _interrupt(signum, frame):
+  raise KeyboardInterrupt
 
 
 def main(argv):
