@@ -1,5 +1,5 @@
 """Install the dependencies: pip install -e ".[cpu,test]" (CPU) or ".[gpu,test]" (CUDA);
-add "beam" for batch_inpaint.py.
+add "serve" for the web app (serve.py) and "beam" for batch_inpaint.py.
 
 No module is installed: the code runs from the checkout (python test.py, train.py, ...,
 from the repository root), like the official DeepFill release. See DEVELOPERS.md, "Install".
@@ -22,7 +22,11 @@ setup(
     extras_require={
         "cpu": ["tensorflow-cpu==2.21.0"],
         "gpu": ["tensorflow[and-cuda]==2.21.0"],
-        "test": ["pytest>=8"],
+        # The web app (serve.py): an ASGI app served by uvicorn; multipart uploads.
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"],
+        # httpx drives the API tests; playwright drives the system's Chromium (the browser
+        # itself comes from apt: tests/install_browser.sh, run by the README's test command).
+        "test": ["pytest>=8", "httpx>=0.27", "playwright>=1.40"],
         # Apache Beam for batch_inpaint.py; 2.77.0 installs beside tensorflow-cpu 2.21 without
         # moving it (protobuf goes to 6.33.x, inside TensorFlow's range).
         "beam": ["apache-beam==2.77.0"],

@@ -22,12 +22,12 @@ def write_tiny_checkpoint(directory, seed=3):
   """A random-weight v1 generator with cnum 4 saved as our checkpoint format."""
   import keras
 
-  from model import checkpoints
   from model import config as config_lib
   from model import generator as generator_lib
+  from model import weights
   cfg = config_lib.preset("v1", cnum=4)
   keras.utils.set_random_seed(seed)
-  checkpoints.save_generator(generator_lib.build_generator(cfg), cfg, str(directory))
+  weights.save_generator(generator_lib.build_generator(cfg), cfg, str(directory))
   return str(directory)
 
 

@@ -19,6 +19,7 @@ RULES = {
     "model.fileio": ("model.training", "model.inference"),
     "model.evaluation": ("model.training", "model.inference"),
     "model.batch": ("model.training", "model.inference"),  # it runs the exported SavedModel
+    "model.web": ("model.training",),  # serve.py hands it a loaded Inpainter
 }
 
 

@@ -30,7 +30,7 @@ import serve_helpers as helpers
 QUEUE = 2
 MAX_UPLOAD_MB = 1
 MAX_MEGAPIXELS = 1.1
-BIG = 1024  # BIG x BIG fits the pixel limit and takes a while with its large hole
+BIG = 640  # BIG x BIG fits the pixel limit and takes a while with its large hole
 
 
 def _smooth(h, w):
