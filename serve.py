@@ -5,20 +5,19 @@ r"""Web app: paint a hole on a photo in the browser and inpaint it (HTTP API + p
 
 Loads the model once, warms it up, then prints the URL to open. The API and its errors are
 described in README.md ("Web app"). There is no authentication: the default host only
-accepts connections from this machine. Bad flags or a bad checkpoint print one line
-``error: ...`` and exit with status 1; Ctrl+C stops the server.
+accepts connections from this machine. A command-line mistake prints one line ``error: ...``
+and exits with status 2, a bad checkpoint or a busy port with status 1; Ctrl+C (or SIGTERM)
+stops the server with status 0.
 """
 import ipaddress
 import os
 import signal
 import socket
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app
+from absl import flags
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-
-import cli  # noqa: E402
+import cli
 
 FLAGS = flags.FLAGS
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "demo")
@@ -38,6 +37,7 @@ flags.DEFINE_float("max_megapixels", 40, "Refuse images with more pixels than th
 cli.define_max_memory_gb()
 flags.DEFINE_integer("queue", 8, "Requests that may wait while one is inpainted; more get 503 "
                      "with Retry-After.", lower_bound=0)
+cli.define_verbose()
 
 _fail = cli.CONSOLE.fail
 _warn = cli.CONSOLE.warn
@@ -84,6 +84,7 @@ def _main():
     _warn(f"--host {FLAGS.host}: the app has no authentication; anyone who can reach this "
           "address can use it")
   sock = _bind(FLAGS.host, FLAGS.port)  # a busy port fails before the slow imports and loading
+  cli.import_tensorflow(FLAGS.verbose)
   import uvicorn
 
   from model.inference import inpainter as inpainter_lib
@@ -121,10 +122,7 @@ def _interrupt(signum, frame):
 
 
 def main(argv):
-  if len(argv) > 1:
-    _fail(f"unexpected arguments: {' '.join(argv[1:])}")
-    return 2
-  return cli.guarded(_main)
+  return cli.guarded(_main, argv=argv)
 
 
 if __name__ == "__main__":
