@@ -13,6 +13,7 @@ import ipaddress
 import os
 import signal
 import socket
+import sys
 
 from absl import app
 from absl import flags
@@ -102,9 +103,16 @@ def _main():
   cfg = inpainter.config
   info = web_app.ModelInfo(name=os.path.basename(checkpoint.rstrip(os.sep)), preset=cfg.arch,
                            cnum=cfg.cnum, checkpoint=checkpoint)
-  server = uvicorn.Server(uvicorn.Config(
-      web_app.create_app(inpainter, info, limits), log_level="warning", access_log=False,
-      server_header=False, timeout_graceful_shutdown=5))
+  web = web_app.create_app(inpainter, info, limits)
+  worker = web.state.worker
+
+  class Server(uvicorn.Server):
+    def handle_exit(self, sig, frame):
+      worker.shut_down()  # requests waiting for the model get their 503 now, not after minutes
+      super().handle_exit(sig, frame)
+
+  server = Server(uvicorn.Config(web, log_level="warning", access_log=False,
+                                 server_header=False, timeout_graceful_shutdown=5))
   print(f"DeepFill web app: {_url(sock)}  (Ctrl+C to stop)", flush=True)
   # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again: both end here.
   signal.signal(signal.SIGTERM, _interrupt)
@@ -114,6 +122,10 @@ def _main():
     pass
   cli.CONSOLE.end_progress()
   print("stopped", flush=True)
+  if worker.computing:
+    # The model thread is inside TensorFlow: leave without tearing the interpreter down under it.
+    sys.stderr.flush()
+    os._exit(0)
   return 0
 
 

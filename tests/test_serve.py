@@ -456,8 +456,22 @@ def test_other_host_warns_there_is_no_auth(tmp_path):
   assert proc.returncode == 1  # (then the missing checkpoint stops it)
 
 
-def test_ctrl_c_stops_the_server_cleanly(setup):
-  # Last test of the module: stop the shared server as a user would.
+def test_ctrl_c_while_inpainting_answers_and_stops_cleanly(setup):
+  # Last test of the module: stop the shared server as a user would, while it works.
   server = setup["server"]
+  image = helpers.png_bytes(_smooth(1024, 1024))  # a few seconds with the tiny model
+  files = _files(image, helpers.mask_png(helpers.centre_hole(1024, 1024, 0.3)))
+  result = {}
+  worker = threading.Thread(target=lambda: result.setdefault(
+      "response", httpx.post(server.url + "api/inpaint", files=files, timeout=600)))
+  worker.start()
+  with httpx.Client(base_url=server.url, timeout=60) as c:
+    while not c.get("/api/health").json()["queue"]["running"]:
+      assert worker.is_alive()
+      time.sleep(0.01)
   assert server.stop() == 0
+  worker.join()
+  # The request in the model was answered at once rather than after the inpainting.
+  _assert_error(result["response"], 503, "shutting down")
+  assert "stopped" in "".join(server.stdout_lines)
   assert "Traceback" not in server.stderr, server.stderr

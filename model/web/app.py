@@ -131,6 +131,10 @@ def warm_up(inpainter, size=64):
   return time.monotonic() - start
 
 
+class ShuttingDown(Exception):
+  """The server is stopping: the request will not be inpainted."""
+
+
 class ModelWorker:
   """One daemon thread that runs jobs in arrival order, and the request slots in front of it.
 
@@ -138,18 +142,27 @@ class ModelWorker:
   back with ``call_soon_threadsafe``. A slot taken by `admit` is given back by `release`
   if the request ends before `run`, otherwise when its job has finished, even if the
   request was abandoned meanwhile, so the slots always bound the work in the queue.
+  `shut_down` (safe from a signal handler) answers every waiting request at once.
   """
 
   def __init__(self, slots):
     self.slots = slots
     self.admitted = 0
-    self.running = False
+    self.running = False        # as seen on the event loop (for health)
+    self.computing = False      # as seen by the worker thread
+    self._closing = threading.Event()
+    self._loop = None
+    self._pending = set()
     self._jobs = queue_lib.SimpleQueue()
     self._durations = collections.deque(maxlen=16)
-    threading.Thread(target=self._loop, name="model-worker", daemon=True).start()
+    threading.Thread(target=self._work, name="model-worker", daemon=True).start()
+
+  @property
+  def closing(self):
+    return self._closing.is_set()
 
   def admit(self):
-    if self.admitted >= self.slots:
+    if self.closing or self.admitted >= self.slots:
       return False
     self.admitted += 1
     return True
@@ -169,20 +182,39 @@ class ModelWorker:
 
   async def run(self, fn, *args):
     """Runs ``fn(*args)`` on the worker thread (the caller holds a slot, released here)."""
-    loop = asyncio.get_running_loop()
-    future = loop.create_future()
-    self._jobs.put((fn, args, loop, future))
+    self._loop = asyncio.get_running_loop()
+    future = self._loop.create_future()
+    self._pending.add(future)
+    future.add_done_callback(self._pending.discard)
+    self._jobs.put((fn, args, self._loop, future))
     return await future
 
-  def _loop(self):
+  def shut_down(self):
+    """New requests are refused and waiting ones fail with `ShuttingDown`; the job in the
+    model is abandoned (its thread is a daemon). Safe to call from a signal handler."""
+    self._closing.set()
+    if self._loop is not None:
+      self._loop.call_soon_threadsafe(self._fail_pending)
+
+  def _fail_pending(self):
+    for future in list(self._pending):
+      if not future.done():
+        future.set_exception(ShuttingDown())
+
+  def _work(self):
     while True:
       fn, args, loop, future = self._jobs.get()
+      if self.closing:
+        loop.call_soon_threadsafe(self._finish, future, (False, ShuttingDown()))
+        continue
       loop.call_soon_threadsafe(self._set_running, True)
+      self.computing = True
       start = time.monotonic()
       try:
         outcome = (True, fn(*args))
       except BaseException as e:  # noqa: BLE001 - handed to the request, never lost
         outcome = (False, e)
+      self.computing = False
       self._durations.append(time.monotonic() - start)
       loop.call_soon_threadsafe(self._finish, future, outcome)
 
@@ -283,6 +315,8 @@ def create_app(inpainter, model_info, limits):
       if int(length) > limits.max_upload_bytes:
         return error_response(413, _upload_limit_message(limits))
     if not worker.admit():
+      if worker.closing:
+        return error_response(503, "the server is shutting down")
       return error_response(503, f"busy: {worker.waiting} requests are already waiting; "
                             "try again shortly", {"Retry-After": str(worker.retry_after())})
     submitted = False
@@ -306,6 +340,8 @@ def create_app(inpainter, model_info, limits):
       return Response(png, media_type="image/png")
     except ApiError as e:
       return error_response(e.status, e.message, e.headers)
+    except ShuttingDown:
+      return error_response(503, "the server is shutting down; the photo was not inpainted")
     except images.ImageTooLarge as e:
       return error_response(413, e)
     except UserError as e:
