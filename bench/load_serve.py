@@ -212,6 +212,10 @@ def _level(server, clients, requests, body, content_type, reference):
   }
 
 
+def _ms(value):
+  return "–" if np.isnan(value) else f"{value:.0f} ms"
+
+
 def _table(rows):
   lines = ["| clients × requests | 200 | 503 | lost | latency p50 | latency p95 | throughput "
            "| 503 answered in (p50) | health p95 / max | server peak RSS |",
@@ -220,7 +224,7 @@ def _table(rows):
     lines.append(
         f"| {r['clients']} × {r['requests']} | {r['ok']} | {r['busy']} | {r['lost']} "
         f"| {r['p50']:.2f} s | {r['p95']:.2f} s | {r['throughput']:.2f} req/s "
-        f"| {r['busy_p50_ms']:.0f} ms | {r['health_p95_ms']:.0f} / {r['health_max_ms']:.0f} ms "
+        f"| {_ms(r['busy_p50_ms'])} | {r['health_p95_ms']:.0f} / {r['health_max_ms']:.0f} ms "
         f"| {r['peak_rss_gb']:.2f} GB |")
   return "\n".join(lines)
 

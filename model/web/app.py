@@ -295,7 +295,7 @@ def create_app(inpainter, model_info, limits):
   @app.get("/api/health")
   async def health():
     return {
-        "ready": True,
+        "ready": not worker.closing,
         "model": model_info.name,
         "preset": model_info.preset,
         "cnum": model_info.cnum,
