@@ -347,6 +347,27 @@ def test_max_pixels_limit(tmp_path):
   assert image_io.read_image(path, max_pixels=None)[0].shape == (48, 80, 3)
 
 
+def test_check_header_decides_from_the_header_alone():
+  """Servers check uploads with `check_header` before decoding: size limit, format, empties."""
+  png = _encode(_photo(), "PNG")
+  assert image_io.check_header(png, "image", max_pixels=48 * 80) == ("png", (80, 48))
+  assert image_io.check_header(_encode(_photo(), "JPEG"), "image")[1] == (80, 48)
+  with pytest.raises(image_io.ImageTooLarge, match=r"^image: image is 80x48 .* 0.001 megapixels"):
+    image_io.check_header(png, "image", max_pixels=1000)
+  bomb = _png_with_header(100000, 100000)  # a few bytes that declare 10 gigapixels
+  with pytest.raises(image_io.ImageTooLarge, match="100000x100000"):
+    image_io.check_header(bomb, "mask")
+  ppm = b"P6\n2 2\n255\n" + bytes(12)  # decodable, but its size is not checked before decoding
+  assert cv2.imdecode(np.frombuffer(ppm, np.uint8), cv2.IMREAD_UNCHANGED) is not None
+  for data, match in ((ppm, "unsupported file"), (b"", "empty"), (b"text" * 10, "unsupported")):
+    with pytest.raises(UserError, match=match) as raised:
+      image_io.check_header(data, "image")
+    assert not isinstance(raised.value, image_io.ImageTooLarge)
+  # read_image's own limit is the same error type, so callers can tell "too large" apart.
+  with pytest.raises(image_io.ImageTooLarge):
+    image_io.read_image("upload", max_pixels=1000, data=png)
+
+
 def test_unreadable_file(tmp_path, monkeypatch):
   path = _write(tmp_path / "secret.png", _encode(_photo(), "PNG"))
   if os.geteuid() != 0:  # root reads anything, so simulate below as well
