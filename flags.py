@@ -1,4 +1,4 @@
-"""Training flags and ``build_config(flag_values) -> Config`` (frozen dataclasses, no TF).
+"""Training flags and ``build_config(flag_values) -> Config`` (``model/training/config.py``).
 
 Usage in a CLI (flags are defined explicitly, not at import)::
 
@@ -13,202 +13,26 @@ the official values except where a help string says otherwise. ``Config.to_json(
 saved beside checkpoints and ``Config.from_json()`` rebuilds (and re-validates) it.
 """
 import dataclasses
-import json
 
 from absl import flags as absl_flags
 
 from model import config as config_lib
 
-GANS = ("wgan_gp", "sn_patch", "none")
-L1_REGIONS = ("auto", "box", "hole")
-MASK_MODES = ("box", "free_form", "both", "mixed")
+from model.training.config import (  # noqa: F401 - the config classes, re-exported
+    DEFAULT_CRITIC_STEPS, GANS, L1_REGIONS, MASK_MODES, PRESETS, STRATEGIES, Config, DataConfig,
+    LossConfig, TrainConfig)
+
+L1_REGION_CHOICES = ("auto",) + L1_REGIONS  # auto: box for box masks, else hole
 PADDINGS = ("zero", "reflect", "symmetric")
-STRATEGIES = ("default", "mirrored", "multi_worker")
-PRESETS = ("none", "tiny")
 ALIASES = {"train_spe": "checkpoint_every"}  # official name -> ours
-DEFAULT_CRITIC_STEPS = {"wgan_gp": 5, "sn_patch": 1, "none": 0}  # v1: 5 per G step; v2: 1
 
 # ``--preset tiny``: a seconds-long smoke run. Flags given explicitly still win.
 TINY_PRESET = {
     "img_size": 64, "cnum": 8, "batch_size": 2, "max_iters": 2, "max_delta_height": 8,
-    "max_delta_width": 8, "steps_per_loop": 1, "log_every": 1, "val_every": 2,
+    "max_delta_width": 8, "log_every": 1, "val_every": 2,
     "val_psteps": 2, "checkpoint_every": 2, "val_count": 2, "static_view_size": 2,
     "viz_max_out": 2,
 }
-
-
-def _check(ok, message):
-  if not ok:
-    raise ValueError(message)
-
-
-def _check_keys(cls, values, section):
-  _check(isinstance(values, dict), f"{section} config must be a JSON object")
-  unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-  _check(not unknown, f"unknown {section} config keys: {sorted(unknown)}")
-  return values
-
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-  """Input images and training-mask geometry (ARCHITECTURE.md §6.1–6.2). ``batch_size`` is global."""
-  train_flist: str | None = None
-  val_flist: str | None = None
-  img_size: int = 256
-  batch_size: int = 16
-  random_crop: bool = True
-  random_flip: bool = False
-  random_scale_min: float = 0.0   # 0 = crops at the photo's own scale
-  random_scale_max: float = 0.0
-  val_count: int = 100
-  static_view_size: int = 30
-  mask_mode: str = "box"
-  box_height: int = 128
-  box_width: int = 128
-  max_delta_height: int = 32
-  max_delta_width: int = 32
-  vertical_margin: int = 0
-  horizontal_margin: int = 0
-
-  def __post_init__(self):
-    s = self.img_size
-    _check(s >= 32 and s % 16 == 0, f"--img_size must be a multiple of 16 and >= 32, got {s}")
-    _check(self.batch_size >= 1, f"--batch_size must be >= 1, got {self.batch_size}")
-    lo, hi = self.random_scale_min, self.random_scale_max
-    _check((lo, hi) == (0, 0) or 0 < lo <= hi,
-           f"--random_scale must be MIN,MAX with 0 < MIN <= MAX, got {lo},{hi}")
-    _check((lo, hi) == (0, 0) or self.random_crop, "--random_scale needs --random_crop")
-    _check(self.val_count >= 1, f"--val_count must be >= 1, got {self.val_count}")
-    _check(self.static_view_size >= 0,
-           f"--static_view_size must be >= 0, got {self.static_view_size}")
-    _check(self.mask_mode in MASK_MODES,
-           f"--mask_mode must be one of {MASK_MODES}, got {self.mask_mode!r}")
-    for axis, box, delta, margin in (
-        ("height", self.box_height, self.max_delta_height, self.vertical_margin),
-        ("width", self.box_width, self.max_delta_width, self.horizontal_margin)):
-      margin_flag = "vertical_margin" if axis == "height" else "horizontal_margin"
-      _check(box >= 1, f"--box_{axis} must be >= 1 (0 = img_size // 2), got {box}")
-      _check(margin >= 0, f"--{margin_flag} must be >= 0, got {margin}")
-      _check(box + 2 * margin <= s,
-             f"--box_{axis} ({box}) + 2 * --{margin_flag} ({margin}) exceeds --img_size ({s})")
-      _check(delta >= 0, f"--max_delta_{axis} must be >= 0, got {delta}")
-      _check(box - 2 * (delta // 2) >= 1,
-             f"--max_delta_{axis} ({delta}) can shrink the {box}-px box to an empty hole; "
-             f"use a value below {box}")
-
-  def per_replica_batch_size(self, num_replicas):
-    """Global batch / replicas; ValueError when it does not divide evenly."""
-    _check(num_replicas >= 1 and self.batch_size % num_replicas == 0,
-           f"--batch_size ({self.batch_size}) must be divisible by the number of replicas "
-           f"({num_replicas})")
-    return self.batch_size // num_replicas
-
-
-@dataclasses.dataclass(frozen=True)
-class LossConfig:
-  """Loss weights (ARCHITECTURE.md §5). Defaults are the official v1 values."""
-  gan: str = "wgan_gp"
-  gan_loss_alpha: float = 0.001
-  wgan_gp_lambda: float = 10.0
-  coarse_l1_alpha: float = 1.2
-  l1_loss_alpha: float = 1.2
-  ae_loss_alpha: float = 1.2
-  global_wgan_loss_alpha: float = 1.0
-  gan_with_mask: bool = False
-  discounted_mask: bool = True
-  spatial_discounting_gamma: float = 0.9
-  pretrain_coarse_network: bool = False
-  critic_cnum: int = 64
-  l1_loss_region: str = "box"
-
-  def __post_init__(self):
-    _check(self.gan in GANS, f"--gan must be one of {GANS}, got {self.gan!r}")
-    for name in ("gan_loss_alpha", "wgan_gp_lambda", "coarse_l1_alpha", "l1_loss_alpha",
-                 "ae_loss_alpha", "global_wgan_loss_alpha"):
-      value = getattr(self, name)
-      _check(value >= 0, f"--{name} must be >= 0, got {value}")
-    gamma = self.spatial_discounting_gamma
-    _check(0 < gamma <= 1, f"--spatial_discounting_gamma must be in (0, 1], got {gamma}")
-    _check(self.critic_cnum >= 1, f"--critic_cnum must be >= 1, got {self.critic_cnum}")
-    _check(self.l1_loss_region in L1_REGIONS[1:],
-           f"--l1_loss_region must be one of {L1_REGIONS}, got {self.l1_loss_region!r}")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-  """Optimisation, schedule, logging and devices (ARCHITECTURE.md §6.3). Periods count generator steps."""
-  checkpoint_dir: str = "checkpoints/run"
-  max_iters: int = 1_000_000
-  lr: float = 1e-4
-  beta1: float = 0.5
-  beta2: float = 0.9
-  critic_steps: int = 5
-  gradient_clip: bool = False
-  gradient_clip_value: float = 0.1
-  checkpoint_every: int = 10_000
-  val_psteps: int = 1000
-  log_every: int = 100
-  val_every: int = 5000
-  steps_per_loop: int = 10
-  viz_max_out: int = 10
-  strategy: str = "default"
-  virtual_cpu_devices: int = 0
-  seed: int = 2018
-  preset: str = "none"
-  init_checkpoint: str | None = None
-
-  def __post_init__(self):
-    _check(self.max_iters >= 1, f"--max_iters must be >= 1, got {self.max_iters}")
-    _check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
-    for name in ("beta1", "beta2"):
-      value = getattr(self, name)
-      _check(0 <= value < 1, f"--{name} must be in [0, 1), got {value}")
-    _check(self.critic_steps >= 0,
-           f"--critic_steps must be >= 1 (or -1 for the --gan default), got {self.critic_steps}")
-    _check(self.gradient_clip_value > 0,
-           f"--gradient_clip_value must be > 0, got {self.gradient_clip_value}")
-    _check(self.steps_per_loop >= 1, f"--steps_per_loop must be >= 1, got {self.steps_per_loop}")
-    for name, minimum in (("checkpoint_every", 1), ("log_every", 1), ("val_every", 0),
-                          ("val_psteps", 0)):
-      value = getattr(self, name)
-      _check(value >= minimum, f"--{name} must be >= {minimum}, got {value}")
-      _check(value % self.steps_per_loop == 0,
-             f"--{name} ({value}) must be a multiple of --steps_per_loop ({self.steps_per_loop})")
-    _check(self.viz_max_out >= 1, f"--viz_max_out must be >= 1, got {self.viz_max_out}")
-    _check(self.strategy in STRATEGIES,
-           f"--strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-    _check(self.virtual_cpu_devices >= 0,
-           f"--virtual_cpu_devices must be >= 0, got {self.virtual_cpu_devices}")
-    _check(self.preset in PRESETS, f"--preset must be one of {PRESETS}, got {self.preset!r}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-  """Everything a training run needs; saved as JSON beside its checkpoints."""
-  model: config_lib.ModelConfig = dataclasses.field(default_factory=config_lib.ModelConfig)
-  data: DataConfig = dataclasses.field(default_factory=DataConfig)
-  loss: LossConfig = dataclasses.field(default_factory=LossConfig)
-  train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-
-  def __post_init__(self):
-    data, train = self.data, self.train
-    critics = self.loss.gan != "none" and not self.loss.pretrain_coarse_network
-    _check(train.critic_steps >= 1 or not critics,
-           f"--critic_steps must be >= 1 (or -1 for the --gan default), got {train.critic_steps}")
-    if train.strategy == "mirrored" and train.virtual_cpu_devices > 0:
-      data.per_replica_batch_size(train.virtual_cpu_devices)
-
-  def to_json(self):
-    return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
-
-  @classmethod
-  def from_json(cls, text):
-    """Inverse of ``to_json``; unknown keys raise ValueError, missing ones take defaults."""
-    values = _check_keys(cls, json.loads(text), "top-level")
-    return cls(model=config_lib.ModelConfig.from_dict(values.get("model", {})),
-               data=DataConfig(**_check_keys(DataConfig, values.get("data", {}), "data")),
-               loss=LossConfig(**_check_keys(LossConfig, values.get("loss", {}), "loss")),
-               train=TrainConfig(**_check_keys(TrainConfig, values.get("train", {}), "train")))
 
 
 def define_flags(flag_values=absl_flags.FLAGS):
@@ -270,7 +94,7 @@ def define_flags(flag_values=absl_flags.FLAGS):
                          "wgan_gp: v1 global+local WGAN-GP critics; sn_patch: v2 SN-PatchGAN "
                          "(hinge loss); none: reconstruction only (both stages, L1 + AE "
                          "losses, no critics).", **fv)
-  absl_flags.DEFINE_enum("l1_loss_region", "auto", L1_REGIONS,
+  absl_flags.DEFINE_enum("l1_loss_region", "auto", L1_REGION_CHOICES,
                          "Where the hole L1 loss is taken. box: the v1 discounted L1 inside the "
                          "local box (the release); hole: every hole pixel, normalised per sample "
                          "(any mask shape); auto: box for --mask_mode box, else hole.", **fv)
@@ -348,8 +172,9 @@ def define_flags(flag_values=absl_flags.FLAGS):
   absl_flags.DEFINE_integer("static_view_size", d.static_view_size,
                             "Fixed validation images shown in summaries (0 = none).", **fv)
   absl_flags.DEFINE_integer("steps_per_loop", t.steps_per_loop,
-                            "Generator steps per tf.function call; the periods above must be "
-                            "multiples of it.", **fv)
+                            "Ignored (accepted so that older commands still run): steps now run "
+                            "one per call, so that a signal stops training between two steps.",
+                            **fv)
 
   # Devices.
   absl_flags.DEFINE_enum("strategy", t.strategy, STRATEGIES,
@@ -364,23 +189,25 @@ def _parse_scale(text):
   """``"MIN,MAX"`` -> (min, max) floats; None or empty -> (0, 0) (no rescaling)."""
   if not text:
     return 0.0, 0.0
-  parts = text.split(",")
   try:
-    values = tuple(float(p) for p in parts)
+    values = tuple(float(p) for p in text.split(","))
   except ValueError:
     values = ()
-  _check(len(values) == 2, f"--random_scale must be MIN,MAX (two numbers), got {text!r}")
+  if len(values) != 2:
+    raise ValueError(f"--random_scale must be MIN,MAX (two numbers), got {text!r}")
   return values
 
 
 def build_config(flag_values=absl_flags.FLAGS):
   """Returns the validated frozen ``Config`` for parsed ``flag_values``.
 
+  Every section is built from its dataclass fields: a field takes the flag of the
+  same name unless it is derived below (sentinel defaults, the ``MIN,MAX`` pair).
+
   Raises:
     ValueError: an invalid flag value or combination (message names the flag).
   """
-  preset = flag_values.preset
-  overrides = TINY_PRESET if preset == "tiny" else {}
+  overrides = TINY_PRESET if flag_values.preset == "tiny" else {}
 
   def user_set(name):
     names = (name,) + tuple(a for a, original in ALIASES.items() if original == name)
@@ -391,35 +218,29 @@ def build_config(flag_values=absl_flags.FLAGS):
       return overrides[name]
     return getattr(flag_values, name)
 
-  img_size = get("img_size")
-  scale = _parse_scale(get("random_scale"))
-  model_overrides = {}
-  if get("padding") is not None:
-    model_overrides["padding"] = get("padding")
-  attention_tile = get("attention_tile")
-  _check(attention_tile >= 0, f"--attention_tile must be >= 0, got {attention_tile}")
-  if attention_tile:
-    model_overrides["attention_tile"] = attention_tile
-  model = config_lib.preset(get("arch"), cnum=get("cnum"), **model_overrides)
+  def section(cls, derived):
+    return cls(**{f.name: derived[f.name] if f.name in derived else get(f.name)
+                  for f in dataclasses.fields(cls)})
 
-  data = DataConfig(
-      train_flist=get("train_flist"), val_flist=get("val_flist"), img_size=img_size,
-      batch_size=get("batch_size"), random_crop=get("random_crop"),
-      random_flip=get("random_flip"), val_count=get("val_count"),
-      static_view_size=get("static_view_size"), mask_mode=get("mask_mode"),
-      box_height=get("box_height") or img_size // 2, box_width=get("box_width") or img_size // 2,
-      max_delta_height=get("max_delta_height") or img_size // 8,
-      max_delta_width=get("max_delta_width") or img_size // 8,
-      random_scale_min=scale[0], random_scale_max=scale[1],
-      vertical_margin=get("vertical_margin"), horizontal_margin=get("horizontal_margin"))
-  loss_values = {f.name: get(f.name) for f in dataclasses.fields(LossConfig)}
-  if loss_values["l1_loss_region"] == "auto":
-    loss_values["l1_loss_region"] = "box" if data.mask_mode == "box" else "hole"
-  loss = LossConfig(**loss_values)
+  attention_tile = get("attention_tile")
+  if attention_tile < 0:
+    raise ValueError(f"--attention_tile must be >= 0, got {attention_tile}")
+  model_overrides = {"padding": get("padding"), "attention_tile": attention_tile or None}
+  model = config_lib.preset(get("arch"), cnum=get("cnum"),
+                            **{k: v for k, v in model_overrides.items() if v is not None})
+
+  s = get("img_size")
+  scale = _parse_scale(get("random_scale"))
+  data = section(DataConfig, {
+      "box_height": get("box_height") or s // 2, "box_width": get("box_width") or s // 2,
+      "max_delta_height": get("max_delta_height") or s // 8,
+      "max_delta_width": get("max_delta_width") or s // 8,
+      "random_scale_min": scale[0], "random_scale_max": scale[1]})
+  region = get("l1_loss_region")
+  if region == "auto":
+    region = "box" if data.mask_mode == "box" else "hole"
+  loss = section(LossConfig, {"l1_loss_region": region})
   critic_steps = get("critic_steps")
-  if critic_steps == -1:
-    critic_steps = DEFAULT_CRITIC_STEPS[loss.gan]
-  train_values = {f.name: get(f.name) for f in dataclasses.fields(TrainConfig)
-                  if f.name != "critic_steps"}
-  train = TrainConfig(critic_steps=critic_steps, **train_values)
+  train = section(TrainConfig, {
+      "critic_steps": DEFAULT_CRITIC_STEPS[loss.gan] if critic_steps == -1 else critic_steps})
   return Config(model=model, data=data, loss=loss, train=train)

@@ -32,21 +32,22 @@ def main():
   import keras
   import tensorflow as tf
   from model import config as config_lib
-  from model import critics as critics_lib
-  from model import generator as generator_lib
-  from model.training import step as train_step
+  from model.training import config as train_config
   from model.training import inputs as training_inputs
+  from model.training import nets as nets_lib
 
   keras.utils.set_random_seed(0)
   s, box = args.img_size, args.img_size // 2
-  gen = generator_lib.build_generator(config_lib.preset(args.arch, cnum=args.cnum))
-  critics = {"global": critics_lib.GlobalCritic(cnum=args.critic_cnum, input_size=s),
-             "local": critics_lib.LocalCritic(cnum=args.critic_cnum, input_size=box)}
-  g_opt = keras.optimizers.Adam(1e-4, beta_1=0.5, beta_2=0.9)
-  d_opt = keras.optimizers.Adam(1e-4, beta_1=0.5, beta_2=0.9)
-  steps = train_step.StepFunctions(gen, critics, g_opt, d_opt, train_step.LossSettings(),
-                                   (box, box))
-  d_step, g_step = tf.function(steps.d_step), tf.function(steps.g_step)
+  cfg = train_config.Config(
+      model=config_lib.preset(args.arch, cnum=args.cnum),
+      data=train_config.DataConfig(img_size=s, batch_size=args.batch_size, box_height=box,
+                                   box_width=box, max_delta_height=box // 4,
+                                   max_delta_width=box // 4),
+      loss=train_config.LossConfig(critic_cnum=args.critic_cnum),
+      train=train_config.TrainConfig(critic_steps=args.critic_steps))
+  nets = nets_lib.build(cfg)
+  step = tf.Variable(0, dtype=tf.int64)
+  d_step, g_step = nets_lib.distributed_steps(tf.distribute.get_strategy(), nets, step)
 
   def batch(i):
     images = tf.random.stateless_uniform([args.batch_size, s, s, 3], [0, i], -1.0, 1.0)

@@ -43,12 +43,13 @@ TEST_PY = os.path.join(REPO, "test.py")
 PHOTOS = os.path.join(SHARED, "data", "train", "photos")
 EXAMPLE = os.path.join(REPO, "examples", "sklearn_china.png")
 EXAMPLE_MASK = os.path.join(REPO, "examples", "sklearn_china_mask.png")
+DEMO = os.path.join(REPO, "checkpoints", "demo")
 
 MAX_RUNNING = int(os.environ.get("DEEPFILL_TRAIN_TEST_PROCS", "4"))  # concurrent subprocesses
 JOB_TIMEOUT = 420  # seconds from a job's start; a hung job is killed and its test fails
 
 # Shared by every run: 32x32 crops (16x16 local box), tiny nets, one critic step per G step.
-# The tiny preset already sets batch 2, --steps_per_loop 1 and --log_every 1.
+# The tiny preset already sets batch 2 and --log_every 1.
 BASE = ["--preset", "tiny", "--img_size", "32", "--cnum", "4", "--critic_cnum", "4",
         "--critic_steps", "1", "--seed", "7"]
 RESUME_K = 3  # `first` stops here; `resumed` and `ref` reach 2 * RESUME_K
@@ -66,13 +67,18 @@ class Job:
     commands: called at start (after ``prepare``): list of ``(argv, extra_env)``.
     after: jobs that must have finished first.
     prepare: optional callable run just before the start (copies, port choice, ...).
-    signal_on: optional ``(regex, signal)``: sent once to the first process when its
-      output matches.
+    signal_on: optional ``(regex, signal)`` or ``(regex, signal, delay_s)``: sent once to
+      the first process ``delay_s`` (default 0) seconds after its output matches.
+    timeout: seconds from the start after which the job is killed (and its test fails).
+    split_stderr: stderr goes to its own log (``errors(i)``) instead of joining stdout.
   """
 
-  def __init__(self, name, commands, after=(), prepare=None, signal_on=None, processes=1):
+  def __init__(self, name, commands, after=(), prepare=None, signal_on=None, processes=1,
+               timeout=JOB_TIMEOUT, split_stderr=False):
     self.name, self.commands, self.after = name, commands, tuple(after)
     self.prepare, self.signal_on, self.processes = prepare, signal_on, processes
+    self.timeout, self.split_stderr = timeout, split_stderr
+    self.matched_at = None
     self.procs, self.logs, self.meta = [], [], {}
     self.start_time = self.end_time = None
     self.finished = threading.Event()
@@ -87,13 +93,18 @@ class Job:
       env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
       env.update(extra_env)
       log = os.path.join(log_dir, f"{self.name}.{i}.log")
-      with open(log, "wb") as f:
-        self.procs.append(subprocess.Popen([sys.executable, *argv], cwd=REPO, env=env,
-                                           stdout=f, stderr=subprocess.STDOUT))
+      with open(log, "wb") as f, open(log[:-len(".log")] + ".err", "wb") as err:
+        self.procs.append(subprocess.Popen([sys.executable, *argv], cwd=REPO, env=env, stdout=f,
+                                           stderr=err if self.split_stderr else subprocess.STDOUT))
       self.logs.append(log)
 
   def output(self, i=0):
     with open(self.logs[i], encoding="utf-8", errors="replace") as f:
+      return f.read()
+
+  def errors(self, i=0):
+    """stderr of process ``i`` (empty unless ``split_stderr``)."""
+    with open(self.logs[i][:-len(".log")] + ".err", encoding="utf-8", errors="replace") as f:
       return f.read()
 
   @property
@@ -103,8 +114,10 @@ class Job:
   def poll(self):
     """Fires the signal trigger; returns True once every process has exited."""
     if self.signal_on and not self.signalled and self.procs[0].poll() is None:
-      pattern, sig = self.signal_on
-      if re.search(pattern, self.output(0), re.M):
+      pattern, sig, delay = (*self.signal_on, 0)[:3]
+      if self.matched_at is None and re.search(pattern, self.output(0), re.M):
+        self.matched_at = time.monotonic()
+      if self.matched_at is not None and time.monotonic() >= self.matched_at + delay:
         self.procs[0].send_signal(sig)
         self.signalled = True
     return all(p.poll() is not None for p in self.procs)
@@ -120,6 +133,8 @@ class Job:
     text = f"job {self.name}: exit {self.returncodes} after {took:.0f} s"
     for i in range(len(self.logs)):
       text += f"\n--- {self.logs[i]} (last 3000 chars) ---\n{self.output(i)[-3000:]}"
+      if self.split_stderr:
+        text += f"\n--- its stderr (last 3000 chars) ---\n{self.errors(i)[-3000:]}"
     return text if self.error is None else f"{text}\nerror: {self.error}"
 
 
@@ -151,9 +166,9 @@ class Scheduler:
     for job in list(self.running):
       if job.poll():
         self._finish(job)
-      elif time.monotonic() - job.start_time > JOB_TIMEOUT:
+      elif time.monotonic() - job.start_time > job.timeout:
         job.kill()
-        self._finish(job, f"killed after {JOB_TIMEOUT} s")
+        self._finish(job, f"killed after {job.timeout} s")
     for job in list(self.pending):
       if not all(dep.finished.is_set() for dep in job.after):
         continue
@@ -275,11 +290,10 @@ sys.path.insert(0, sys.argv[1])
 import keras
 import numpy as np
 import flags as flags_lib
-import train
 from model import config as config_lib
 from model.training import data as data_lib
-from model.training import step as train_step
 from model.training import inputs as training_inputs
+from model.training import nets as nets_lib
 
 cfg = flags_lib.Config(
     model=config_lib.preset("v1", cnum=4),
@@ -293,23 +307,23 @@ initial = []
 def one_d_and_one_g_step(strategy):
   with strategy.scope():
     keras.utils.set_random_seed(0)
-    gen, critics, _, _ = train.build_nets(cfg)
     # SGD, not Adam: Adam's first update is about lr * sign(gradient), blind to the gradient's
     # scale and amplifying rounding noise in near-zero gradients up to lr.
-    g_opt, d_opt = keras.optimizers.SGD(0.05), keras.optimizers.SGD(0.05)
-    train._initialize(cfg, gen, critics, g_opt, d_opt)
-  variables = gen.weights + [w for c in critics.values() for w in c.weights]
+    nets = nets_lib.build(cfg, num_replicas=strategy.num_replicas_in_sync,
+                          make_optimizer=lambda: keras.optimizers.SGD(0.05))
+    step = tf.Variable(0, dtype=tf.int64)
+  variables = nets.generator.weights + [w for c in nets.critics.values() for w in c.weights]
   if not initial:
     initial.extend(v.numpy() for v in variables)
   for v, value in zip(variables, initial):  # identical starting weights, whatever the RNG did
     v.assign(value)
-  steps = train_step.StepFunctions(gen, critics, g_opt, d_opt, train._loss_settings(cfg),
-                                   (16, 16), num_replicas=strategy.num_replicas_in_sync)
+  critic_step, generator_step = nets_lib.distributed_steps(strategy, nets, step)
   it = iter(strategy.experimental_distribute_dataset(
       tf.data.Dataset.from_tensors(batch).repeat(2)))
-  d = strategy.run(steps.d_step, args=(next(it),))
-  g = strategy.run(steps.g_step, args=(next(it),))
-  losses = {k: float(strategy.reduce("SUM", v, axis=None)) for k, v in {**d, **g}.items()}
+  d = critic_step(next(it))
+  g = generator_step(next(it))
+  assert int(step.numpy()) == 1
+  losses = {k: float(v) for k, v in {**d, **g}.items()}
   return losses, [(v.path, v.numpy()) for v in variables]
 
 single, single_w = one_d_and_one_g_step(tf.distribute.OneDeviceStrategy("/cpu:0"))
@@ -357,16 +371,37 @@ def runs(tmp_path_factory):
   assert cv2.imwrite(str(bad / "one_pixel.png"), np.zeros((1, 1, 3), np.uint8))
   logs = root / "logs"
   logs.mkdir()
+  unreadable, blocked = root / "unreadable", root / "blocked"
+  unreadable.mkdir()
+  blocked.mkdir()
+  noise = np.random.RandomState(1)
+  for i in range(3):  # random bytes and empty files, all named .png
+    (unreadable / f"noise{i}.png").write_bytes(noise.bytes(500))
+  for i in range(2):
+    (unreadable / f"empty{i}.png").write_bytes(b"")
+  os.mkfifo(blocked / "waiting.png")  # reading it blocks until a writer opens it: never
   d = {name: root / name for name in ("ref", "first", "resumed", "nonfinite", "workers",
-                                      "killed", "corrupt", "recon", "warm", "warm_bad")}
+                                      "killed", "corrupt", "recon", "warm", "warm_bad",
+                                      "nonfinite_fresh", "unreadable_run", "blocked_run",
+                                      "foreign")}
   k = RESUME_K
   resume_flags = ("--val_every", k, "--checkpoint_every", k)
 
-  def copy_first_to(target):
+  def copy_first_to(target, leftover=None):
     def prepare(job):
       shutil.copytree(d["first"], target)
       job.meta["before"] = _checkpoint_files(target)
+      if leftover:  # what a SIGKILL during a save leaves behind
+        os.makedirs(target / leftover)
+        (target / leftover / "part-00000-of-00001.index").write_bytes(b"partial")
     return prepare
+
+  def copy_demo_model(job):
+    os.makedirs(d["foreign"])
+    for name in os.listdir(DEMO):
+      if name == "model.json" or name.startswith("generator."):
+        shutil.copy(os.path.join(DEMO, name), d["foreign"])
+    job.meta["before"] = {n: (d["foreign"] / n).read_bytes() for n in os.listdir(d["foreign"])}
 
   def multi_worker_commands():
     ports = [_free_port(), _free_port()]
@@ -389,11 +424,23 @@ def runs(tmp_path_factory):
                 prepare=copy_first_to(d["workers"]))
   resumed = Job("resumed", lambda: [(_train(d["resumed"], photos, *resume_flags,
                                             "--max_iters", 2 * k), {})],
-                after=[first], prepare=copy_first_to(d["resumed"]))
+                after=[first], prepare=copy_first_to(d["resumed"], leftover=f"ckpt-{k + 1}_temp"))
   nonfinite = Job("nonfinite", lambda: [(_train(d["nonfinite"], photos, "--lr", "1e6",
                                                 "--max_iters", k + 30, "--val_every", 0,
                                                 "--checkpoint_every", 1000), {})],
-                  after=[first], prepare=copy_first_to(d["nonfinite"]))
+                  after=[first], prepare=copy_first_to(d["nonfinite"]), split_stderr=True)
+  nonfinite_fresh = Job("nonfinite_fresh", lambda: [(_train(
+      d["nonfinite_fresh"], photos, "--lr", "1e6", "--max_iters", 30, "--val_every", 0,
+      "--checkpoint_every", 1000), {})], split_stderr=True)
+  unreadable_run = Job("unreadable_run", lambda: [(_train(
+      d["unreadable_run"], unreadable, "--val_flist", photos, "--max_iters", 1000), {})],
+      split_stderr=True, timeout=180)
+  blocked_run = Job("blocked_run", lambda: [(_train(
+      d["blocked_run"], blocked, "--val_flist", photos, "--max_iters", 1000,
+      "--checkpoint_every", 1000, "--val_every", 0), {})],
+      signal_on=(r"^1 training images", signal.SIGTERM, 5), timeout=180)
+  foreign = Job("foreign", lambda: [(_train(d["foreign"], photos, "--max_iters", 1), {})],
+                prepare=copy_demo_model, split_stderr=True)
   revived = Job("revived", lambda: [(_train(d["killed"], photos, "--max_iters", 1000,
                                             "--checkpoint_every", 1000, "--val_every", 0), {})],
                 after=[killed], prepare=note_killed_step,
@@ -416,7 +463,7 @@ def runs(tmp_path_factory):
                                               "--init_checkpoint", d["ref"], "--max_iters", 1),
                                        {})], after=[ref])
   order = [first, killed, ref, workers, resumed, nonfinite, revived, corrupt, mirrored, inpaint,
-           recon, warm, warm_bad]
+           recon, warm, warm_bad, unreadable_run, blocked_run, foreign, nonfinite_fresh]
   jobs = {j.name: j for j in order}
   scheduler = Scheduler(str(logs), MAX_RUNNING)
   scheduler.submit(*order)
@@ -432,11 +479,10 @@ def test_l1_loss_decreases_on_a_fixed_batch(runs):
   import keras
   import tensorflow as tf
   import flags as flags_lib
-  import train
   from model import config as config_lib
   from model.training import data as data_lib
-  from model.training import step as train_step
   from model.training import inputs as training_inputs
+  from model.training import nets as nets_lib
 
   cfg = flags_lib.Config(
       model=config_lib.preset("v1", cnum=4),
@@ -445,14 +491,12 @@ def test_l1_loss_decreases_on_a_fixed_batch(runs):
       loss=flags_lib.LossConfig(critic_cnum=4),
       train=flags_lib.TrainConfig(lr=1e-3, critic_steps=1))
   keras.utils.set_random_seed(0)
-  gen, critics, g_opt, d_opt = train.build_nets(cfg)
-  train._initialize(cfg, gen, critics, g_opt, d_opt)
+  nets = nets_lib.build(cfg)
   files = data_lib.list_files(str(runs.photos))
   images = next(iter(data_lib.make_dataset(files, 32, 2, seed=0)))
   batch = training_inputs.add_training_inputs(images, 0, 0, "box", (16, 16), (8, 8))
   assert 0 < float(tf.reduce_mean(batch["mask"])) < 0.25
-  steps = train_step.StepFunctions(gen, critics, g_opt, d_opt, train._loss_settings(cfg),
-                                   (16, 16))
+  steps, g_opt, d_opt = nets.steps, nets.g_opt, nets.d_opt
   losses = tf.function(lambda b: steps.generator_losses(b)[0])
   d_step, g_step = tf.function(steps.d_step), tf.function(steps.g_step)
   before = {k: float(v) for k, v in losses(batch).items()}
@@ -545,18 +589,76 @@ def test_resume_matches_uninterrupted_run(runs):
              if v.dtype == np.float32) > 1e-5
 
 
+def _error_line(job):
+  """The one ``error:`` line of a ``split_stderr`` job: last on stderr, none on stdout."""
+  out, err = job.output(), job.errors()
+  lines = [line for line in err.splitlines() if line.startswith("error:")]
+  assert len(lines) == 1 and err.rstrip().endswith(lines[0]), job.describe()
+  assert "error:" not in out and "Traceback" not in out + err, job.describe()
+  return lines[0]
+
+
 def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(runs):
-  """Resuming with --lr 1e6 blows up: a clear error, exit 1, the checkpoint files unchanged."""
+  """Resuming with --lr 1e6 blows up: one error line on stderr, exit 1, checkpoints unchanged."""
   job = runs.wait("nonfinite")
-  out = job.output()
   run_dir = runs.dirs["nonfinite"]
   assert job.returncodes == [1], job.describe()
-  m = re.search(r"^error: non-finite loss \(([\w, ]+)\) at step (\d+); stopping\. The last good "
-                r"checkpoint \((\S+)\) is untouched\.$", out, re.M)
+  m = re.fullmatch(r"error: non-finite loss \(([\w, ]+)\) at step (\d+); stopping\. The last good "
+                   r"checkpoint \((\S+)\) is untouched; rerun with a lower --lr to resume from "
+                   r"it\.", _error_line(job))
   assert m, job.describe()
   assert int(m.group(2)) > RESUME_K and m.group(3) == f"{run_dir}/ckpt-{RESUME_K}"
   assert _checkpoint_files(run_dir) == job.meta["before"]
-  assert "Traceback" not in out
+
+
+def test_nonfinite_loss_before_any_checkpoint_says_so(runs):
+  """A fresh run that blows up before its first save names no checkpoint (was: "(None)")."""
+  job = runs.wait("nonfinite_fresh")
+  assert job.returncodes == [1], job.describe()
+  assert re.fullmatch(r"error: non-finite loss \([\w, ]+\) at step \d+; stopping\. No checkpoint "
+                      r"was written yet; try a lower --lr\.", _error_line(job)), job.describe()
+  assert _latest_step(runs.dirs["nonfinite_fresh"]) is None
+
+
+def test_no_readable_training_image_fails_at_once(runs):
+  """Five random-byte or empty .png files (readable --val_flist): one error line, exit 1.
+
+  Before, the skipped files were filtered out of an endless stream: the run spun forever.
+  """
+  job = runs.wait("unreadable_run")
+  assert job.returncodes == [1], job.describe()
+  assert _error_line(job) == ("error: none of the 5 training images could be read (each was "
+                              "skipped, see the lines above)")
+  assert _latest_step(runs.dirs["unreadable_run"]) is None
+
+
+def test_sigterm_stops_and_saves_while_the_input_pipeline_waits(runs):
+  """The only training file is a FIFO nobody writes: SIGTERM still saves and exits 0."""
+  job = runs.wait("blocked_run")
+  run_dir = runs.dirs["blocked_run"]
+  out = job.output()
+  assert job.signalled and job.returncodes == [0], job.describe()
+  assert f"saved {run_dir}/ckpt-0 (signal 15)" in out, job.describe()
+  assert "stopped by signal 15 at step 0; rerun to resume" in out
+  assert _latest_step(run_dir) == 0
+
+
+def test_refuses_a_model_folder_it_did_not_write(runs):
+  """--checkpoint_dir holding a copy of checkpoints/demo (no config.json): refused, untouched."""
+  job = runs.wait("foreign")
+  assert job.returncodes == [1], job.describe()
+  assert "holds a model or checkpoint that train.py did not write" in _error_line(job)
+  folder = runs.dirs["foreign"]
+  assert {n: (folder / n).read_bytes() for n in os.listdir(folder)} == job.meta["before"]
+
+
+def test_leftover_of_a_killed_save_is_removed_on_start(runs):
+  """A ``ckpt-N_temp/`` folder (SIGKILL during a save) is deleted when the run restarts."""
+  job = runs.wait("resumed")
+  run_dir = runs.dirs["resumed"]
+  leftover = run_dir / f"ckpt-{RESUME_K + 1}_temp"
+  assert f"removed {leftover} (left by an interrupted save)" in job.output(), job.describe()
+  assert not leftover.exists()
 
 
 def test_sigkill_then_rerun_resumes_and_sigterm_saves(runs):

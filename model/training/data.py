@@ -15,9 +15,11 @@ exactly where it stopped from nothing but the number of consumed batches:
 Unreadable files (missing, corrupt or truncated data, non-images) and degenerate
 images whose shorter side is below ``MIN_SIDE`` pixels are **skipped**: they are
 dropped from the stream, and counted in ``skip_counter`` (an int64 ``tf.Variable``)
-and printed to stderr once each: during the first epoch this dataset iterates. A skipped file shifts the batch boundaries after
-it, so if ``k`` skipped files lie before a resume point the resumed stream is
-``k`` elements off the uninterrupted one (still deterministic, nothing crashes).
+and printed to stderr once each during the first epoch this dataset iterates. A
+skipped file shifts the batch boundaries after it, so if ``k`` skipped files lie
+before a resume point the resumed stream is ``k`` elements off the uninterrupted
+one (still deterministic, nothing crashes). When a whole pass over the files finds
+no readable one, an unsharded stream ends (even with ``repeat``) instead of waiting forever.
 
 Decoding uses ``tf.io.decode_image``: JPEG, PNG (8/16 bit), BMP, GIF (first frame)
 and WebP; grey becomes 3 channels and alpha is dropped. EXIF orientation is not applied.
@@ -256,9 +258,26 @@ def make_dataset(files, img_size, batch_size, seed, shuffle=True, random_crop=Tr
     tf.cond(ok, lambda: tf.constant(True), lambda: report(path, epoch))
     return image, ok
 
+  # After ``full_pass`` elements every file has been tried at least once (the stream
+  # may start mid-epoch); if none of them was readable, none ever will be: the stream
+  # ends there instead of filtering bad files forever. (A shard of several sees a
+  # different subset of the files in every epoch, so it cannot conclude this.)
+  full_pass = per_epoch if offset == 0 else 2 * per_epoch - offset
+  if num_shards > 1:
+    full_pass = np.iinfo(np.int64).max
+
+  def count(state, element):
+    seen, good = state
+    image, ok = element
+    seen, good = seen + 1, good + tf.cast(ok, tf.int64)
+    return (seen, good), (image, ok, tf.logical_or(good > 0, seen < full_pass))
+
+  zero = tf.constant(0, tf.int64)
   ds = stream.interleave(load_or_flag, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  ds = ds.map(account).filter(lambda image, ok: ok)
-  ds = ds.map(lambda image, ok: _to_model_range(image, channel_order),
+  ds = ds.map(account).scan((zero, zero), count)
+  ds = ds.take_while(lambda image, ok, readable: readable)
+  ds = ds.filter(lambda image, ok, readable: ok)
+  ds = ds.map(lambda image, ok, readable: _to_model_range(image, channel_order),
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.batch(batch_size, drop_remainder=drop_remainder)
   return ds.prefetch(tf.data.AUTOTUNE)

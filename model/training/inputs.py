@@ -6,6 +6,7 @@ and the split of a global batch over replicas does not change any sample.
 """
 import tensorflow as tf
 
+from model.training import data as data_lib
 from model.training import masks as masks_lib
 
 
@@ -17,7 +18,7 @@ def add_training_inputs(images, batch_index, seed, mask_mode, box_size, max_delt
     images: float32 ``[B, S, S, 3]`` in [-1, 1].
     batch_index: int64 scalar, position of this batch in the run's stream.
     seed: int, the run seed.
-    mask_mode: ``box`` | ``free_form`` | ``both`` (ARCHITECTURE.md §6.1).
+    mask_mode: one of ``model.training.config.MASK_MODES`` (ARCHITECTURE.md §6.1).
     box_size: (h, w) of the bbox / local crop (128×128 at 256 in the release).
     max_delta: (dh, dw) maximum total shrink of the box hole (32, 32).
     margins: (vertical, horizontal) bbox margins.
@@ -40,3 +41,32 @@ def add_training_inputs(images, batch_index, seed, mask_mode, box_size, max_delt
       "alpha_global": tf.random.stateless_uniform(alpha_shape, seeds[1]),
       "alpha_local": tf.random.stateless_uniform(alpha_shape, seeds[2]),
   }
+
+
+def training_batches(files, data_cfg, seed, channel_order, start_batch=0, skip_counter=None):
+  """The run's stream of training batch dicts (images of ``files`` plus their masks).
+
+  Args:
+    files: image paths (``data.list_files``).
+    data_cfg: ``model.training.config.DataConfig`` (its batch size, crops and masks).
+    seed: the run seed (data order, crops and masks are functions of it).
+    channel_order: the generator's ``"bgr"`` or ``"rgb"``.
+    start_batch: index of the first batch (a resumed run skips what it consumed).
+    skip_counter: optional int64 variable counting unreadable files.
+  Returns:
+    ``tf.data.Dataset`` of :func:`add_training_inputs` dicts; it ends when no file of
+    a whole pass is readable (``data.make_dataset``).
+  """
+  d = data_cfg
+  scale = None
+  if (d.random_scale_min, d.random_scale_max) != (0, 0):
+    scale = (d.random_scale_min, d.random_scale_max)
+  images = data_lib.make_dataset(files, d.img_size, d.batch_size, seed, random_crop=d.random_crop,
+                                 random_flip=d.random_flip, channel_order=channel_order,
+                                 skip_counter=skip_counter, start_batch=start_batch,
+                                 random_scale=scale)
+  box, delta = (d.box_height, d.box_width), (d.max_delta_height, d.max_delta_width)
+  margins = (d.vertical_margin, d.horizontal_margin)
+  return images.enumerate(start=start_batch).map(
+      lambda i, batch: add_training_inputs(batch, i, seed, d.mask_mode, box, delta, margins),
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(1)

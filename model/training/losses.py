@@ -9,8 +9,9 @@ argument.
 import numpy as np
 import tensorflow as tf
 
+from model.training.config import L1_REGIONS
+
 GP_EPSILON = 1e-8
-L1_REGIONS = ("box", "hole")
 
 
 def spatial_discount_weights(height, width, gamma=0.9):

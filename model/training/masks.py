@@ -25,8 +25,7 @@ import tensorflow as tf
 
 from model.brush import (ANGLE_RANGE, MAX_NUM_STROKES, MAX_NUM_VERTEX, MAX_WIDTH,  # noqa: F401
                                 MEAN_ANGLE, MIN_NUM_VERTEX, MIN_WIDTH, REFERENCE_DIAGONAL)
-
-MASK_MODES = ("box", "free_form", "both", "mixed")
+from model.training.config import MASK_MODES
 
 
 

@@ -1,7 +1,7 @@
-"""One critic step and one generator step of DeepFill training (ARCHITECTURE.md §5, §6.3), per replica.
+"""One critic step and one generator step of DeepFill training (ARCHITECTURE.md §5, §6.3).
 
-``train.py`` wires these into ``strategy.run`` inside a ``tf.function``. Batches
-are dicts built by :func:`model.training_inputs.add_training_inputs`:
+Per replica: ``model.training.nets.distributed_steps`` runs them under a strategy. Batches
+are dicts built by :func:`model.training.inputs.add_training_inputs`:
 ``image`` [b, S, S, 3] in [-1, 1], ``mask`` [b, S, S, 1] (1 = hole), ``bbox``
 [b, 4] int32 (top, left, h, w) of the local-critic crop, and the per-sample
 gradient-penalty mixing coefficients ``alpha_global`` / ``alpha_local`` [b, 1, 1, 1].
@@ -11,32 +11,10 @@ batch and the weights: single-device and multi-replica runs agree.
 Losses are per-replica means divided by ``num_replicas`` (the optimizers sum
 gradients over replicas, so the update equals the global-batch mean).
 """
-import dataclasses
-
 import tensorflow as tf
 
 from model.training import losses as losses_lib
 from model.training import masks as masks_lib
-
-
-@dataclasses.dataclass(frozen=True)
-class LossSettings:
-  """Loss weights of ``inpaint.yml`` (ARCHITECTURE.md §6.4) and the GAN flavour."""
-  gan: str = "wgan_gp"            # "wgan_gp" (v1), "sn_patch" (v2 hinge) or "none" (L1 only)
-  gan_loss_alpha: float = 0.001
-  wgan_gp_lambda: float = 10.0
-  coarse_l1_alpha: float = 1.2
-  l1_loss_alpha: float = 1.2
-  ae_loss_alpha: float = 1.2
-  global_wgan_loss_alpha: float = 1.0
-  gamma: float = 0.9              # spatial discount; 1.0 disables it
-  gan_with_mask: bool = False
-  pretrain_coarse: bool = False
-  l1_region: str = "box"          # "box" (v1 discounted L1 in the local box) or "hole"
-
-  @property
-  def adversarial(self):
-    return self.gan != "none" and not self.pretrain_coarse
 
 
 class StepFunctions:
@@ -47,7 +25,7 @@ class StepFunctions:
     critics: dict with ``global`` and ``local`` (WGAN-GP) or ``patch`` (SN-PatchGAN);
       empty for reconstruction-only training (``gan="none"``).
     g_opt, d_opt: Keras optimizers (created under the strategy scope).
-    settings: :class:`LossSettings`.
+    settings: :class:`model.training.config.LossConfig`.
     box_size: (h, w) of the local crop.
     num_replicas: replicas in sync (loss scaling).
     gradient_clip: None or a max global norm per step.
@@ -63,7 +41,8 @@ class StepFunctions:
     self.box_size = tuple(box_size)
     self.num_replicas = num_replicas
     self.gradient_clip = gradient_clip
-    self.sd_weights = losses_lib.spatial_discount_weights(*self.box_size, gamma=settings.gamma)
+    self.sd_weights = losses_lib.spatial_discount_weights(*self.box_size,
+                                                          gamma=settings.discount_gamma)
 
   def loss_names(self):
     """Keys of the dicts returned by ``d_step`` and ``g_step``."""
@@ -142,8 +121,8 @@ class StepFunctions:
         x, x1, x2, mask, local_x, local_x1, local_x2, self.sd_weights, **critic_outputs,
         coarse_l1_alpha=s.coarse_l1_alpha, l1_loss_alpha=s.l1_loss_alpha,
         ae_loss_alpha=s.ae_loss_alpha, gan_loss_alpha=s.gan_loss_alpha,
-        global_wgan_loss_alpha=s.global_wgan_loss_alpha, pretrain_coarse=s.pretrain_coarse,
-        per_sample_known=True, l1_region=s.l1_region, adversarial=s.adversarial)
+        global_wgan_loss_alpha=s.global_wgan_loss_alpha, pretrain_coarse=s.pretrain_coarse_network,
+        per_sample_known=True, l1_region=s.l1_loss_region, adversarial=s.adversarial)
     return terms, (x, mask, x1, x2, complete, offsets)
 
   def _apply(self, opt, scaled_loss, variables, tape):

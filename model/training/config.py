@@ -1,0 +1,220 @@
+"""Training configuration: one frozen, validated dataclass per concept, saved as JSON.
+
+``DataConfig`` (images and masks), ``LossConfig`` (loss weights and critics, read by
+``model.training.step`` as is), ``TrainConfig`` (optimisation, schedule, devices) and
+``Config`` (the three plus the generator's ``ModelConfig``). No TensorFlow, no flags:
+``flags.py`` builds a ``Config`` from the command line, ``train.py`` saves it as
+``config.json`` beside the checkpoints and ``Config.from_json`` rebuilds it. Defaults
+are the values of the official v1 release's ``inpaint.yml`` (ARCHITECTURE.md §6.4) except
+where a comment says otherwise.
+"""
+import dataclasses
+import json
+
+from model import config as config_lib
+
+GANS = ("wgan_gp", "sn_patch", "none")
+L1_REGIONS = ("box", "hole")
+MASK_MODES = ("box", "free_form", "both", "mixed")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+PRESETS = ("none", "tiny")
+DEFAULT_CRITIC_STEPS = {"wgan_gp": 5, "sn_patch": 1, "none": 0}  # v1: 5 per G step; v2: 1
+
+
+def _check(ok, message):
+  if not ok:
+    raise ValueError(message)
+
+
+def _check_keys(cls, values, section):
+  _check(isinstance(values, dict), f"{section} config must be a JSON object")
+  unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+  _check(not unknown, f"unknown {section} config keys: {sorted(unknown)}")
+  return values
+
+
+class _Section:
+  """``from_dict`` for a config dataclass: unknown keys raise, missing ones take defaults."""
+  SECTION = ""
+
+  @classmethod
+  def from_dict(cls, values):
+    return cls(**_check_keys(cls, values, cls.SECTION))
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig(_Section):
+  """Input images and training masks (ARCHITECTURE.md §6.1–6.2). ``batch_size`` is global."""
+  SECTION = "data"
+  train_flist: str | None = None
+  val_flist: str | None = None
+  img_size: int = 256
+  batch_size: int = 16
+  random_crop: bool = True
+  random_flip: bool = False
+  random_scale_min: float = 0.0   # 0 = crops at the photo's own scale
+  random_scale_max: float = 0.0
+  val_count: int = 100
+  static_view_size: int = 30
+  mask_mode: str = "box"
+  box_height: int = 128
+  box_width: int = 128
+  max_delta_height: int = 32
+  max_delta_width: int = 32
+  vertical_margin: int = 0
+  horizontal_margin: int = 0
+
+  def __post_init__(self):
+    s = self.img_size
+    _check(s >= 32 and s % 16 == 0, f"--img_size must be a multiple of 16 and >= 32, got {s}")
+    _check(self.batch_size >= 1, f"--batch_size must be >= 1, got {self.batch_size}")
+    lo, hi = self.random_scale_min, self.random_scale_max
+    _check((lo, hi) == (0, 0) or 0 < lo <= hi,
+           f"--random_scale must be MIN,MAX with 0 < MIN <= MAX, got {lo},{hi}")
+    _check((lo, hi) == (0, 0) or self.random_crop, "--random_scale needs --random_crop")
+    _check(self.val_count >= 1, f"--val_count must be >= 1, got {self.val_count}")
+    _check(self.static_view_size >= 0,
+           f"--static_view_size must be >= 0, got {self.static_view_size}")
+    _check(self.mask_mode in MASK_MODES,
+           f"--mask_mode must be one of {MASK_MODES}, got {self.mask_mode!r}")
+    for axis, box, delta, margin in (
+        ("height", self.box_height, self.max_delta_height, self.vertical_margin),
+        ("width", self.box_width, self.max_delta_width, self.horizontal_margin)):
+      margin_flag = "vertical_margin" if axis == "height" else "horizontal_margin"
+      _check(box >= 1, f"--box_{axis} must be >= 1 (0 = img_size // 2), got {box}")
+      _check(margin >= 0, f"--{margin_flag} must be >= 0, got {margin}")
+      _check(box + 2 * margin <= s,
+             f"--box_{axis} ({box}) + 2 * --{margin_flag} ({margin}) exceeds --img_size ({s})")
+      _check(delta >= 0, f"--max_delta_{axis} must be >= 0, got {delta}")
+      _check(box - 2 * (delta // 2) >= 1,
+             f"--max_delta_{axis} ({delta}) can shrink the {box}-px box to an empty hole; "
+             f"use a value below {box}")
+
+  def per_replica_batch_size(self, num_replicas):
+    """Global batch / replicas; ValueError when it does not divide evenly."""
+    _check(num_replicas >= 1 and self.batch_size % num_replicas == 0,
+           f"--batch_size ({self.batch_size}) must be divisible by the number of replicas "
+           f"({num_replicas})")
+    return self.batch_size // num_replicas
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig(_Section):
+  """Loss weights, GAN flavour and critic width (ARCHITECTURE.md §4–5)."""
+  SECTION = "loss"
+  gan: str = "wgan_gp"
+  gan_loss_alpha: float = 0.001
+  wgan_gp_lambda: float = 10.0
+  coarse_l1_alpha: float = 1.2
+  l1_loss_alpha: float = 1.2
+  ae_loss_alpha: float = 1.2
+  global_wgan_loss_alpha: float = 1.0
+  gan_with_mask: bool = False
+  discounted_mask: bool = True
+  spatial_discounting_gamma: float = 0.9
+  pretrain_coarse_network: bool = False
+  critic_cnum: int = 64
+  l1_loss_region: str = "box"
+
+  def __post_init__(self):
+    _check(self.gan in GANS, f"--gan must be one of {GANS}, got {self.gan!r}")
+    for name in ("gan_loss_alpha", "wgan_gp_lambda", "coarse_l1_alpha", "l1_loss_alpha",
+                 "ae_loss_alpha", "global_wgan_loss_alpha"):
+      value = getattr(self, name)
+      _check(value >= 0, f"--{name} must be >= 0, got {value}")
+    gamma = self.spatial_discounting_gamma
+    _check(0 < gamma <= 1, f"--spatial_discounting_gamma must be in (0, 1], got {gamma}")
+    _check(self.critic_cnum >= 1, f"--critic_cnum must be >= 1, got {self.critic_cnum}")
+    _check(self.l1_loss_region in L1_REGIONS,
+           f"--l1_loss_region must be one of {L1_REGIONS}, got {self.l1_loss_region!r}")
+
+  @property
+  def adversarial(self):
+    """True when critics are built and trained (not ``--gan none``, not stage-1 pretraining)."""
+    return self.gan != "none" and not self.pretrain_coarse_network
+
+  @property
+  def discount_gamma(self):
+    """Base of the spatial discount of the hole L1 (1.0 = no discount)."""
+    return self.spatial_discounting_gamma if self.discounted_mask else 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(_Section):
+  """Optimisation, schedule, logging and devices (ARCHITECTURE.md §6.3). Periods count G steps."""
+  SECTION = "train"
+  checkpoint_dir: str = "checkpoints/run"
+  max_iters: int = 1_000_000
+  lr: float = 1e-4
+  beta1: float = 0.5
+  beta2: float = 0.9
+  critic_steps: int = 5
+  gradient_clip: bool = False
+  gradient_clip_value: float = 0.1
+  checkpoint_every: int = 10_000
+  val_psteps: int = 1000
+  log_every: int = 100
+  val_every: int = 5000
+  steps_per_loop: int = 10  # unused; kept so that older config.json files load
+  viz_max_out: int = 10
+  strategy: str = "default"
+  virtual_cpu_devices: int = 0
+  seed: int = 2018
+  preset: str = "none"
+  init_checkpoint: str | None = None
+
+  def __post_init__(self):
+    _check(self.max_iters >= 1, f"--max_iters must be >= 1, got {self.max_iters}")
+    _check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
+    for name in ("beta1", "beta2"):
+      value = getattr(self, name)
+      _check(0 <= value < 1, f"--{name} must be in [0, 1), got {value}")
+    _check(self.critic_steps >= 0,
+           f"--critic_steps must be >= 1 (or -1 for the --gan default), got {self.critic_steps}")
+    _check(self.gradient_clip_value > 0,
+           f"--gradient_clip_value must be > 0, got {self.gradient_clip_value}")
+    _check(self.steps_per_loop >= 1, f"--steps_per_loop must be >= 1, got {self.steps_per_loop}")
+    for name, minimum in (("checkpoint_every", 1), ("log_every", 1), ("val_every", 0),
+                          ("val_psteps", 0)):
+      value = getattr(self, name)
+      _check(value >= minimum, f"--{name} must be >= {minimum}, got {value}")
+    _check(self.viz_max_out >= 1, f"--viz_max_out must be >= 1, got {self.viz_max_out}")
+    _check(self.strategy in STRATEGIES,
+           f"--strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+    _check(self.virtual_cpu_devices >= 0,
+           f"--virtual_cpu_devices must be >= 0, got {self.virtual_cpu_devices}")
+    _check(self.preset in PRESETS, f"--preset must be one of {PRESETS}, got {self.preset!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything a training run needs; saved as JSON beside its checkpoints."""
+  model: config_lib.ModelConfig = dataclasses.field(default_factory=config_lib.ModelConfig)
+  data: DataConfig = dataclasses.field(default_factory=DataConfig)
+  loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+  train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+  def __post_init__(self):
+    data, train = self.data, self.train
+    _check(train.critic_steps >= 1 or not self.loss.adversarial,
+           f"--critic_steps must be >= 1 (or -1 for the --gan default), got {train.critic_steps}")
+    if train.strategy == "mirrored" and train.virtual_cpu_devices > 0:
+      data.per_replica_batch_size(train.virtual_cpu_devices)
+
+  def to_json(self):
+    return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+  @property
+  def critic_steps(self):
+    """Critic updates per generator update in this run (0 without critics)."""
+    return self.train.critic_steps if self.loss.adversarial else 0
+
+  @classmethod
+  def from_json(cls, text):
+    """Inverse of ``to_json``; unknown keys raise ValueError, missing ones take defaults."""
+    values = _check_keys(cls, json.loads(text), "top-level")
+    # Each field's default factory is its section's class.
+    return cls(**{f.name: f.default_factory.from_dict(values.get(f.name, {}))
+                  for f in dataclasses.fields(cls)})
+
+
