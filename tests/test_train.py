@@ -447,7 +447,9 @@ def runs(tmp_path_factory):
                 signal_on=(r"^step \d+/1000 ", signal.SIGTERM))
   corrupt = Job("corrupt", lambda: [(_train(d["corrupt"], bad, "--max_iters", 4,
                                             "--checkpoint_every", 2, "--val_every", 0), {})])
-  mirrored = Job("mirrored", lambda: [(["-c", _MIRRORED_SCRIPT, REPO, str(photos)], {})])
+  # Traces four distributed step functions: minutes on a loaded 2-core machine.
+  mirrored = Job("mirrored", lambda: [(["-c", _MIRRORED_SCRIPT, REPO, str(photos)], {})],
+                 timeout=2 * JOB_TIMEOUT)
   inpaint = Job("inpaint", lambda: [([TEST_PY, "--checkpoint_dir", str(d["ref"]),
                                       "--image", EXAMPLE, "--mask", EXAMPLE_MASK,
                                       "--output", str(root / "inpainted.png")], {})],
@@ -462,7 +464,7 @@ def runs(tmp_path_factory):
   warm_bad = Job("warm_bad", lambda: [(_train(d["warm_bad"], photos, "--cnum", "8",
                                               "--init_checkpoint", d["ref"], "--max_iters", 1),
                                        {})], after=[ref])
-  order = [first, killed, ref, workers, resumed, nonfinite, revived, corrupt, mirrored, inpaint,
+  order = [mirrored, first, killed, ref, workers, resumed, nonfinite, revived, corrupt, inpaint,
            recon, warm, warm_bad, unreadable_run, blocked_run, foreign, nonfinite_fresh]
   jobs = {j.name: j for j in order}
   scheduler = Scheduler(str(logs), MAX_RUNNING)
