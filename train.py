@@ -148,7 +148,9 @@ def _restore(cfg, strategy, run_dir, ckpt_dir):
   manager = tf.train.CheckpointManager(ckpt, ckpt_dir, max_to_keep=3)
   latest = tf.train.latest_checkpoint(run_dir)
   if latest:
-    ckpt.restore(latest).assert_existing_objects_matched()
+    # Every object of this run must be restored; a value of an object the run no longer
+    # builds (the critic optimizer of an older reconstruction-only run) is ignored.
+    ckpt.restore(latest).assert_existing_objects_matched().expect_partial()
     # The optimizers' learning rate is checkpointed too; --lr of this run wins.
     for opt in (nets.g_opt, nets.d_opt):
       opt.learning_rate = tc.lr

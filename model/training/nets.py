@@ -26,9 +26,14 @@ class Nets:
   steps: step_lib.StepFunctions
 
   def checkpoint_objects(self):
-    """Keyword arguments of the run's ``tf.train.Checkpoint`` (names fixed: old runs resume)."""
-    return {"generator": self.generator, "g_opt": self.g_opt, "d_opt": self.d_opt,
-            **{f"critic_{name}": critic for name, critic in self.critics.items()}}
+    """Keyword arguments of the run's ``tf.train.Checkpoint`` (names fixed: old runs resume).
+
+    Without critics the critic optimizer is left out (it never steps).
+    """
+    objects = {"generator": self.generator, "g_opt": self.g_opt}
+    if self.critics:
+      objects["d_opt"] = self.d_opt
+    return {**objects, **{f"critic_{name}": c for name, c in self.critics.items()}}
 
 
 def build_critics(cfg):
