@@ -241,6 +241,9 @@ def build_config(flag_values=absl_flags.FLAGS):
     region = "box" if data.mask_mode == "box" else "hole"
   loss = section(LossConfig, {"l1_loss_region": region})
   critic_steps = get("critic_steps")
-  train = section(TrainConfig, {
-      "critic_steps": DEFAULT_CRITIC_STEPS[loss.gan] if critic_steps == -1 else critic_steps})
+  if not loss.adversarial:
+    critic_steps = 0  # no critic is built, whatever --critic_steps says
+  elif critic_steps == -1:
+    critic_steps = DEFAULT_CRITIC_STEPS[loss.gan]
+  train = section(TrainConfig, {"critic_steps": critic_steps})
   return Config(model=model, data=data, loss=loss, train=train)

@@ -164,42 +164,43 @@ def _restore(cfg, strategy, run_dir, ckpt_dir):
 # ----------------------------------------------------------------------------- input
 
 class _Feeder:
-  """Reads each step's batches on a daemon thread, one step ahead of training.
+  """Reads each step's batches on a daemon thread when the main thread asks for them.
 
-  Waiting for images happens there, so the main thread keeps handling signals
-  even when the input pipeline blocks; ``get`` returns None once a stop is
-  requested. A step's batches are complete before it starts, so no update ever
-  waits for input and a stop never leaves a step half done.
+  Waiting for images happens there, so the main thread keeps handling signals even
+  when the input pipeline blocks; ``get`` returns None once a stop is requested. A
+  step's batches are complete before it starts, so a stop never leaves a step half
+  done. Reading only on request keeps the order of collective ops (multi-worker
+  input and steps) the same on every worker; the pipeline prefetches meanwhile.
   """
 
   def __init__(self, iterator, batches_per_step, num_files):
     self._iterator, self._per_step, self._num_files = iterator, batches_per_step, num_files
-    self._queue = queue.Queue(maxsize=1)
+    self._requested = threading.Event()
+    self._queue = queue.Queue()
     self._closed = threading.Event()
     self.thread = threading.Thread(target=self._run, name="train-input", daemon=True)
     self.thread.start()
 
-  def _put(self, item):
-    while not self._closed.is_set():
-      try:
-        self._queue.put(item, timeout=WAIT_SECONDS)
-        return
-      except queue.Full:
-        pass
-
   def _run(self):
     import tensorflow as tf
-    try:
-      while not self._closed.is_set():
-        self._put(tuple([next(self._iterator) for _ in range(self._per_step)]))
-    except (StopIteration, tf.errors.OutOfRangeError):
-      self._put(StopIteration())
-    except BaseException as e:  # noqa: BLE001 - handed to the main thread
-      self._put(e)
+    while not self._closed.is_set():
+      if not self._requested.wait(WAIT_SECONDS):
+        continue
+      self._requested.clear()
+      try:
+        self._queue.put(tuple([next(self._iterator) for _ in range(self._per_step)]))
+      except (StopIteration, tf.errors.OutOfRangeError):
+        self._queue.put(StopIteration())
+        return
+      except BaseException as e:  # noqa: BLE001 - handed to the main thread
+        self._queue.put(e)
+        return
 
   def get(self, stopper):
     """The next step's batches, or None when ``stopper`` asks to stop first."""
     from model.errors import UserError
+    if self._queue.empty():
+      self._requested.set()
     while not stopper.requested():
       try:
         item = self._queue.get(timeout=WAIT_SECONDS)

@@ -144,6 +144,9 @@ def test_reconstruction_only_scale_region_and_warm_start_flags():
   recon = _config("--gan=none", "--mask_mode=both", "--random_scale=1,3",
                   "--init_checkpoint=/x/run")
   assert recon.train.critic_steps == 0
+  # No critic is built without adversarial loss: config.json says 0 whatever the flag.
+  assert _config("--gan=none", "--critic_steps=3").train.critic_steps == 0
+  assert _config("--pretrain_coarse_network", "--critic_steps=3").train.critic_steps == 0
   assert recon.loss.l1_loss_region == "hole"
   assert (recon.data.random_scale_min, recon.data.random_scale_max) == (1.0, 3.0)
   assert recon.train.init_checkpoint == "/x/run"
