@@ -261,6 +261,31 @@ def test_query_mask_skips_tiles_without_needed_queries():
   np.testing.assert_array_equal(y_all.numpy(), y_none.numpy())
 
 
+@pytest.mark.parametrize("fuse_k", [3, 1])
+def test_tile_module_equals_dense_path_directly(fuse_k):
+  """layers.attention_tiles on one whole-map tile, and on a box of uneven tiles, against
+  contextual_attention.dense_attention on the same prepared inputs (the layer's
+  dispatch takes the dense path for a whole-map tile, so it is called directly here)."""
+  from layers import attention_tiles
+  from layers import contextual_attention as ca
+  rng = np.random.default_rng(24 + fuse_k)
+  b = tf.constant(_features(rng, 2, 12, 16, 3))
+  f = tf.constant(_features(rng, 2, 12, 16, 3))
+  fd, bd = (tf.constant(v.numpy()[:, ::2, ::2]) for v in (f, b))  # ÷2 align_corners of an even map
+  valid = ca.valid_keys(tf.constant(_masks(2, 12, 16)), 2, 6, 8)
+  settings = dict(ksize=3, rate=2, fuse_k=fuse_k, softmax_scale=10.0)
+  y, best = ca.dense_attention(fd, bd, b, valid, **settings)
+  for tile, box in ((8, [0, 6, 0, 8]), (3, [0, 6, 0, 8]), (2, [1, 5, 2, 7])):
+    yt, bt = attention_tiles.tiled_attention(fd, bd, b, valid, tile, box, **settings)
+    y0, y1, x0, x1 = box
+    np.testing.assert_array_equal(bt.numpy()[:, y0:y1, x0:x1], best.numpy()[:, y0:y1, x0:x1])
+    # Output pixels covered only by the box's queries' patches equal the dense ones.
+    rows, cols = slice(2 * y0 + 1, 2 * y1 - 1), slice(2 * x0 + 1, 2 * x1 - 1)
+    if box == [0, 6, 0, 8]:
+      rows, cols = slice(None), slice(None)
+    np.testing.assert_allclose(yt.numpy()[:, rows, cols], y.numpy()[:, rows, cols], rtol=0, atol=Y_TOL)
+
+
 def test_tiles_under_tf_function():
   layer = ContextualAttention(tile_size=2)
   spec = tf.TensorSpec([None, None, None, 4], tf.float32)
