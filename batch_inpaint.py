@@ -41,7 +41,8 @@ flags.DEFINE_bool("skip_existing", False, "Photos whose output PNG exists are no
 flags.DEFINE_float("max_megapixels", 100, "Photos larger than this become 'failed' records "
                    "(checked from the file header, before decoding).")
 flags.DEFINE_integer("intra_op_threads", 0, "TensorFlow threads per worker process for one "
-                     "photo (0 = TensorFlow's default, all cores).")
+                     "photo (0 = all cores; on the DirectRunner with several worker processes, "
+                     "the cores divided by --direct_num_workers).")
 
 
 class _LaunchError(Exception):
@@ -142,6 +143,25 @@ def check_arguments(images, masks, output_dir, saved_model, max_megapixels):
                          "choose another folder (a later run would read the outputs as inputs)")
 
 
+def _direct_runner_defaults(options, beam_args, intra_op_threads):
+  """On the DirectRunner: worker logs at WARNING unless asked otherwise, and with several
+  worker processes (``multi_processing``) the cores are split between them unless
+  ``intra_op_threads`` is given (each would otherwise use every core for its photo)."""
+  from apache_beam.options.pipeline_options import DirectOptions
+  from apache_beam.options.pipeline_options import PipelineOptions
+  from apache_beam.options.pipeline_options import StandardOptions
+  runner = options.view_as(StandardOptions).runner
+  if runner not in (None, "DirectRunner", "direct", "BundleBasedDirectRunner"):
+    return intra_op_threads, options
+  direct = options.view_as(DirectOptions)
+  if (intra_op_threads == 0 and direct.direct_running_mode == "multi_processing"
+      and direct.direct_num_workers > 1):
+    intra_op_threads = max(1, (os.cpu_count() or 1) // direct.direct_num_workers)
+  if not any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
+    options = PipelineOptions(beam_args + ["--default_sdk_harness_log_level=WARNING"])
+  return intra_op_threads, options
+
+
 def run(images, masks, output_dir, saved_model, beam_args=(), skip_existing=False,
         max_megapixels=100.0, intra_op_threads=0, model_handler=None, run_id=None):
   """Builds and runs the pipeline; returns (counts by status, records glob, peak RSS MB or None)."""
@@ -151,8 +171,10 @@ def run(images, masks, output_dir, saved_model, beam_args=(), skip_existing=Fals
   from model.batch import handler as handler_lib
   from model.batch import transforms
 
-  options = pipeline_options(list(beam_args))
+  beam_args = list(beam_args)
+  options = pipeline_options(beam_args)
   check_arguments(images, masks, output_dir, saved_model, max_megapixels)
+  intra_op_threads, options = _direct_runner_defaults(options, beam_args, intra_op_threads)
   # Worker processes (e.g. --direct_running_mode multi_processing) import this checkout.
   path = os.environ.get("PYTHONPATH", "")
   if REPO not in path.split(os.pathsep):
@@ -184,15 +206,18 @@ def run(images, masks, output_dir, saved_model, beam_args=(), skip_existing=Fals
 
 def main(argv):
   logging.getLogger().setLevel(logging.WARNING)
+  # The DirectRunner's job service repeats its worker processes' start-up warnings.
+  logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
 
   def body():
-    counts, records, _ = run(FLAGS.images, FLAGS.masks, FLAGS.output_dir, FLAGS.saved_model,
-                             beam_args=argv[1:], skip_existing=FLAGS.skip_existing,
-                             max_megapixels=FLAGS.max_megapixels,
-                             intra_op_threads=FLAGS.intra_op_threads)
+    counts, records, peak = run(FLAGS.images, FLAGS.masks, FLAGS.output_dir, FLAGS.saved_model,
+                                beam_args=argv[1:], skip_existing=FLAGS.skip_existing,
+                                max_megapixels=FLAGS.max_megapixels,
+                                intra_op_threads=FLAGS.intra_op_threads)
     total = sum(counts.values())
+    memory = "" if peak is None else f"; peak memory of a worker process {peak / 1024:.2f} GB"
     print(f"{counts['ok']} inpainted, {counts['skipped']} skipped, {counts['failed']} failed "
-          f"of {total} photos; records: {records}")
+          f"of {total} photos; records: {records}{memory}")
     if counts["failed"]:
       _fail(f"{counts['failed']} of {total} photos failed; their records say why ({records})")
       return 1

@@ -8,18 +8,22 @@ photo: photos differ in size, so they are never stacked into a batch (RunInferen
 to make batches of one).
 
 One model per worker process (RunInference shares it between the threads of a process)
-and one photo at a time per model (a lock), so a process holds at most one photo's working
-memory; the attention part of it is bounded by the ``--max_memory_gb`` given to
-``export.py``. TensorFlow is imported only in the workers, when the model is loaded.
+that inpaints one photo at a time (a lock), so a process needs the inference working memory
+of one photo; its attention part is bounded by the ``--max_memory_gb`` given to ``export.py``. TensorFlow is imported only in the workers, when the model is loaded.
 """
 import dataclasses
 import logging
+import os
 import resource
+import shutil
 import sys
+import tempfile
 import threading
 import time
 
 import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference import base
 
 
@@ -85,12 +89,28 @@ def peak_rss_bytes():
   return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
 
 
+def copy_tree(source, target):
+  """Copies every file below ``source`` (any Beam filesystem) into the local folder ``target``.
+
+  The handler loads such a local copy, so a SavedModel loads from wherever the Beam workers
+  can read (``gs://``, ``s3://``, ...), whatever remote paths TensorFlow itself supports.
+  """
+  root = source.rstrip("/") + "/"
+  for meta in FileSystems.match([root + "**"])[0].metadata_list:
+    rel = meta.path[len(root):]
+    dest = os.path.join(target, *rel.split("/"))
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    with FileSystems.open(meta.path, compression_type=CompressionTypes.UNCOMPRESSED) as f_in:
+      with open(dest, "wb") as f_out:
+        shutil.copyfileobj(f_in, f_out, 1 << 20)
+
+
 class SavedModelHandler(base.ModelHandler):
   """Runs ``serving_default`` of a DeepFill SavedModel on ``Photo`` elements, one by one.
 
   Args:
-    saved_model_dir: the directory ``export.py`` wrote (a local path or any path Beam's
-      filesystems and ``tf.saved_model.load`` can read, e.g. ``gs://`` on GCP workers).
+    saved_model_dir: the directory ``export.py`` wrote: a local path, or a path on another
+      Beam filesystem (copied to a local temporary folder by each worker, then loaded).
     intra_op_threads: TensorFlow's intra-op thread count in each worker process, 0 for
       TensorFlow's default (all cores). Several worker processes on one machine each
       use all cores unless this is lowered. Applied only if TensorFlow has not started
@@ -109,7 +129,11 @@ class SavedModelHandler(base.ModelHandler):
         tf.config.threading.set_intra_op_parallelism_threads(self._intra_op_threads)
       except RuntimeError:  # the runtime is already initialised in this process
         pass
-    return LoadedModel(tf.saved_model.load(self._saved_model_dir))
+    if FileSystems.get_scheme(self._saved_model_dir) is None:
+      return LoadedModel(tf.saved_model.load(self._saved_model_dir))
+    with tempfile.TemporaryDirectory(prefix="deepfill_saved_model_") as local:
+      copy_tree(self._saved_model_dir, local)
+      return LoadedModel(tf.saved_model.load(local))  # everything is read while loading
 
   def run_inference(self, batch, model, inference_args=None):
     for photo in batch:

@@ -1,0 +1,203 @@
+r"""Throughput of batch inpainting: test.py's folder mode vs the Beam pipeline on the DirectRunner.
+
+  python bench/bench_batch.py                 # 40 photos, 256-1024 px; writes bench/BATCH_RESULTS.md
+  python bench/bench_batch.py --photos 8 --output /tmp/smoke.md
+
+Makes ``--photos`` photos of mixed sizes (each side drawn from [--min_side, --max_side],
+crops of ../shared/data/dev/photos, or of the bundled examples/ without ../shared) with a
+seeded box hole each, exports ``--checkpoint_dir`` (the demo model by default) as a
+SavedModel, then runs each mode as a real command, one after another:
+
+* ``test.py``: ``python test.py --image DIR --mask DIR --output OUT`` (the checkpoint);
+* ``beam in-process``: ``python batch_inpaint.py ...`` on the DirectRunner in one process;
+* ``beam 2 processes``: the same with ``--direct_num_workers 2 --direct_running_mode
+  multi_processing`` (each process then gets cores / 2 TensorFlow threads; with
+  ``--with_all_cores_variant`` also a run where each uses all cores, ``--intra_op_threads 0``
+  being replaced by the core count).
+
+Images/s is photos / wall time of the whole command (start-up, model load and first-call
+tracing included, as a user pays them). Peak memory is the largest resident set of the
+command's processes (``wait4``) and, for the pipeline, the largest one of a worker process
+(its own report). Every pipeline output must be byte-identical to test.py's.
+"""
+import argparse
+import glob
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import cv2
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_PHOTOS = os.path.join(os.path.dirname(REPO), "shared", "data", "dev", "photos")
+EXAMPLES = os.path.join(REPO, "examples")
+
+
+def _sources():
+  paths = sorted(glob.glob(os.path.join(SHARED_PHOTOS, "*.jpg")))
+  if not paths:
+    paths = sorted(p for p in glob.glob(os.path.join(EXAMPLES, "*.png")) if "_mask" not in p)
+  photos = [cv2.imread(p, cv2.IMREAD_COLOR) for p in paths]
+  return [p for p in photos if p is not None]
+
+
+def make_photos(directory, count, min_side, max_side, seed):
+  """Writes count PNG photos + masks (``<stem>_mask.png``); returns [(w, h, hole share)]."""
+  rng = np.random.default_rng(seed)
+  sources = _sources()
+  os.makedirs(directory, exist_ok=True)
+  made = []
+  for i in range(count):
+    src = sources[i % len(sources)]
+    w, h = (int(v) for v in rng.integers(min_side, max_side + 1, size=2))
+    sh, sw = src.shape[:2]
+    scale = min(sw / w, sh / h)  # largest crop of the source with the target's aspect
+    cw, ch = int(w * scale * rng.uniform(0.6, 1.0)), int(h * scale * rng.uniform(0.6, 1.0))
+    cw, ch = max(cw, 1), max(ch, 1)
+    x0, y0 = int(rng.integers(0, sw - cw + 1)), int(rng.integers(0, sh - ch + 1))
+    crop = src[y0:y0 + ch, x0:x0 + cw]
+    interp = cv2.INTER_AREA if cw >= w else cv2.INTER_CUBIC
+    photo = cv2.resize(crop, (w, h), interpolation=interp)
+    mask = np.zeros((h, w), np.uint8)
+    bw, bh = int(w * rng.uniform(0.2, 0.4)), int(h * rng.uniform(0.2, 0.4))
+    bx, by = int(rng.integers(0, w - bw + 1)), int(rng.integers(0, h - bh + 1))
+    mask[by:by + bh, bx:bx + bw] = 255
+    cv2.imwrite(os.path.join(directory, f"p{i:02d}.png"), photo)
+    cv2.imwrite(os.path.join(directory, f"p{i:02d}_mask.png"), mask)
+    made.append((w, h, float((mask > 127).mean())))
+  return made
+
+
+def run_command(name, argv, log_path):
+  """Runs argv; returns wall seconds, peak RSS of its process tree (GB) and stdout."""
+  env = dict(os.environ, PYTHONPATH=REPO)
+  start = time.perf_counter()
+  with open(log_path, "w") as log:
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+  wall = time.perf_counter() - start
+  code = os.waitstatus_to_exitcode(status)
+  if code != 0:
+    raise SystemExit(f"{name} failed with status {code}; see {log_path}\n{out}")
+  return wall, usage.ru_maxrss / 2**20, out
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--photos", type=int, default=40)
+  parser.add_argument("--min_side", type=int, default=256)
+  parser.add_argument("--max_side", type=int, default=1024)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--checkpoint_dir", default=os.path.join(REPO, "checkpoints", "demo"))
+  parser.add_argument("--max_memory_gb", type=float, default=1.0,
+                      help="export.py --max_memory_gb (attention working memory per photo)")
+  parser.add_argument("--with_all_cores_variant", action="store_true",
+                      help="also run 2 processes with every core each (--intra_op_threads N)")
+  parser.add_argument("--work_dir", default=None, help="keep inputs/outputs here (default: temp)")
+  parser.add_argument("--output", default=os.path.join(REPO, "bench", "BATCH_RESULTS.md"))
+  args = parser.parse_args()
+
+  work = args.work_dir or tempfile.mkdtemp(prefix="bench_batch_")
+  os.makedirs(work, exist_ok=True)
+  photos = os.path.join(work, "photos")
+  shutil.rmtree(photos, ignore_errors=True)
+  sizes = make_photos(photos, args.photos, args.min_side, args.max_side, args.seed)
+  megapixels = sum(w * h for w, h, _ in sizes) / 1e6
+  export = os.path.join(work, "export")
+  py = sys.executable
+  run_command("export", [py, "export.py", "--checkpoint_dir", args.checkpoint_dir,
+                         "--export_dir", export, "--max_memory_gb", str(args.max_memory_gb),
+                         "--overwrite"], os.path.join(work, "export.log"))
+
+  def beam(out, *extra):
+    return [py, "batch_inpaint.py", "--images", photos, "--masks", photos, "--output_dir", out,
+            "--saved_model", export, *extra]
+
+  modes = [("test.py folder mode", "testpy",
+            lambda out: [py, "test.py", "--image", photos, "--mask", photos, "--output", out,
+                         "--checkpoint_dir", args.checkpoint_dir,
+                         "--max_memory_gb", str(args.max_memory_gb)]),
+           ("beam DirectRunner, in-process", "beam1", beam),
+           (f"beam DirectRunner, 2 processes, {max(1, os.cpu_count() // 2)} TF thread(s) each",
+            "beam2",
+            lambda out: beam(out, "--direct_num_workers", "2",
+                             "--direct_running_mode", "multi_processing"))]
+  if args.with_all_cores_variant:
+    modes.append((f"beam DirectRunner, 2 processes, {os.cpu_count()} TF threads each", "beam2all",
+                  lambda out: beam(out, "--direct_num_workers", "2", "--direct_running_mode",
+                                   "multi_processing", "--intra_op_threads", str(os.cpu_count()))))
+  rows = []
+  for label, key, command in modes:
+    out = os.path.join(work, "out_" + key)
+    shutil.rmtree(out, ignore_errors=True)
+    wall, peak, stdout = run_command(label, command(out), os.path.join(work, key + ".log"))
+    worker = re.search(r"peak memory of a worker process ([\d.]+) GB", stdout)
+    rows.append({"mode": label, "key": key, "wall_s": wall, "images_per_s": args.photos / wall,
+                 "peak_gb": peak, "worker_peak_gb": float(worker.group(1)) if worker else None,
+                 "out": out})
+    print(f"{label}: {wall:.1f} s, {args.photos / wall:.3f} images/s, peak {peak:.2f} GB"
+          + (f", worker peak {worker.group(1)} GB" if worker else ""), flush=True)
+
+  # Same bytes as test.py for every photo.
+  reference = rows[0]["out"]
+  for row in rows[1:]:
+    names = sorted(os.listdir(reference))
+    mismatched = [n for n in names if not os.path.exists(os.path.join(row["out"], n)) or
+                  open(os.path.join(row["out"], n), "rb").read()
+                  != open(os.path.join(reference, n), "rb").read()]
+    row["identical"] = f"{len(names) - len(mismatched)}/{len(names)}"
+    records = glob.glob(os.path.join(row["out"], "results-*.jsonl"))
+    ms = [json.loads(line)["inference_ms"] for r in records for line in open(r)]
+    row["inference_s"] = sum(v for v in ms if v) / 1000
+  rows[0]["identical"] = "reference"
+
+  base = rows[0]["images_per_s"]
+  cmd = "python bench/bench_batch.py" + "".join(
+      f" {a}" for a in sys.argv[1:])
+  lines = [
+      "# Batch inpainting benchmark: test.py folder mode vs the Beam pipeline",
+      "",
+      f"Command: `{cmd}`",
+      "",
+      f"Machine: {os.cpu_count()} CPUs, {platform.platform()}; Python {platform.python_version()}. "
+      "Shared with other jobs while measured: compare rows of one run, not runs of different days.",
+      "",
+      f"Input: {args.photos} PNG photos, sides drawn from {args.min_side}-{args.max_side} px "
+      f"({megapixels:.1f} MP in all, {min(w * h for w, h, _ in sizes) / 1e6:.2f}-"
+      f"{max(w * h for w, h, _ in sizes) / 1e6:.2f} MP each), one box hole each "
+      f"({100 * min(s for *_, s in sizes):.0f}-{100 * max(s for *_, s in sizes):.0f} % of the photo). "
+      f"Model: `{os.path.relpath(args.checkpoint_dir, REPO)}`, exported with "
+      f"`--max_memory_gb {args.max_memory_gb:g}` for the pipeline.",
+      "",
+      "Wall time is the whole command (Python and TensorFlow start-up, model load, first-call "
+      "tracing included). `inference s` = sum of the pipeline's per-photo `inference_ms`. "
+      "Peak GB: largest resident set of any process of the command; worker GB: the largest "
+      "reported by a pipeline worker process.",
+      "",
+      "| mode | wall s | images/s | × test.py | inference s | peak GB | worker GB | bytes = test.py |",
+      "|---|---|---|---|---|---|---|---|",
+  ]
+  for row in rows:
+    inference = f"{row['inference_s']:.1f}" if "inference_s" in row else ""
+    worker = f"{row['worker_peak_gb']:.2f}" if row["worker_peak_gb"] else ""
+    lines.append(f"| {row['mode']} | {row['wall_s']:.1f} | {row['images_per_s']:.3f} | "
+                 f"{row['images_per_s'] / base:.2f} | {inference} | {row['peak_gb']:.2f} | "
+                 f"{worker} | {row['identical']} |")
+  with open(args.output, "w") as f:
+    f.write("\n".join(lines) + "\n")
+  print("\n".join(lines[-len(rows) - 2:]))
+  print(f"wrote {args.output}; work files in {work}")
+  if not args.work_dir:
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+  main()
