@@ -413,3 +413,122 @@ def test_skip_existing_finishes_after_a_crash(tmp_path, tiny):
   for name in _pngs(clean):
     with open(out / name, "rb") as a, open(clean / name, "rb") as b:
       assert a.read() == b.read(), name
+
+
+# ---------------------------------------------------------------------------------------------
+# A remote filesystem: an in-memory object store (no folders; an object exists once uploaded).
+
+
+class _ObjectStore:
+  """Beam FileSystem for ``memtest://`` paths, kept in a dict (like GCS: flat names)."""
+  objects = {}
+
+
+def _memtest_filesystem():
+  from apache_beam.io.filesystem import BeamIOError, FileMetadata, FileSystem
+
+  class _Upload(io.BytesIO):
+    def __init__(self, path):
+      super().__init__()
+      self._path = path
+
+    def close(self):
+      if not self.closed:
+        _ObjectStore.objects[self._path] = self.getvalue()  # published on close only
+      super().close()
+
+  class MemTestFileSystem(FileSystem):
+    @classmethod
+    def scheme(cls):
+      return "memtest"
+
+    def join(self, basepath, *paths):
+      return "/".join([basepath.rstrip("/")] + [p.strip("/") for p in paths])
+
+    def split(self, path):
+      head, _, tail = path.rpartition("/")
+      return head, tail
+
+    def mkdirs(self, path):
+      pass
+
+    def has_dirs(self):
+      return False
+
+    def _list(self, dir_or_prefix):
+      for path, data in sorted(_ObjectStore.objects.items()):
+        if path.startswith(dir_or_prefix):
+          yield FileMetadata(path, len(data), 0.0)
+
+    def create(self, path, mime_type="application/octet-stream", compression_type=None):
+      return _Upload(path)
+
+    def open(self, path, mime_type="application/octet-stream", compression_type=None):
+      if path not in _ObjectStore.objects:
+        raise BeamIOError("not found", {path: FileNotFoundError(path)})
+      return io.BytesIO(_ObjectStore.objects[path])
+
+    def copy(self, sources, destinations):
+      for s, d in zip(sources, destinations):
+        _ObjectStore.objects[d] = _ObjectStore.objects[s]
+
+    def rename(self, sources, destinations):
+      for s, d in zip(sources, destinations):
+        _ObjectStore.objects[d] = _ObjectStore.objects.pop(s)
+
+    def exists(self, path):
+      return path in _ObjectStore.objects or any(
+          p.startswith(path.rstrip("/") + "/") for p in _ObjectStore.objects)
+
+    def size(self, path):
+      return len(_ObjectStore.objects[path])
+
+    def last_updated(self, path):
+      return 0.0
+
+    def checksum(self, path):
+      return str(len(_ObjectStore.objects[path]))
+
+    def metadata(self, path):
+      return FileMetadata(path, len(_ObjectStore.objects[path]), 0.0)
+
+    def delete(self, paths):
+      for path in paths:
+        for p in [p for p in _ObjectStore.objects if p == path or p.startswith(path + "/")]:
+          del _ObjectStore.objects[p]
+
+  return MemTestFileSystem
+
+
+def test_remote_filesystem_paths(batch_run, tiny):
+  filesystem = _memtest_filesystem()  # Beam finds the subclass (while it lives) by its scheme
+  store = _ObjectStore.objects
+  store.clear()
+  for root, _, files in os.walk(tiny["saved_model"]):
+    for name in files:
+      rel = os.path.relpath(os.path.join(root, name), tiny["saved_model"]).replace(os.sep, "/")
+      with open(os.path.join(root, name), "rb") as f:
+        store[f"memtest://bucket/model/{rel}"] = f.read()
+  images = batch_run["images"]
+  masks = os.path.join(os.path.dirname(str(images)), "masks")
+  for name, mask in (("odd.png", "odd.png"), ("grey.png", "grey_mask.png")):
+    store[f"memtest://bucket/photos/{name}"] = open(images / name, "rb").read()
+    store[f"memtest://bucket/masks/{mask}"] = open(os.path.join(masks, mask), "rb").read()
+  store["memtest://bucket/photos/corrupt.png"] = b"not a PNG"
+  store["memtest://bucket/masks/corrupt.png"] = store["memtest://bucket/masks/odd.png"]
+
+  counts, pattern, _ = batch_inpaint.run("memtest://bucket/photos/*.png", "memtest://bucket/masks",
+                                         "memtest://bucket/out", "memtest://bucket/model")
+  assert counts == {"ok": 2, "skipped": 0, "failed": 1}, counts
+  for name in ("odd.png", "grey.png"):  # the bytes of the local run, which are test.py's
+    assert store[f"memtest://bucket/out/{name}"] == open(batch_run["out"] / name, "rb").read()
+  records = [json.loads(line) for path, data in store.items()
+             if path.startswith(pattern.split("*")[0]) for line in data.decode().splitlines()]
+  failed = [r for r in records if r["status"] == "failed"]
+  assert len(records) == 3 and failed[0]["image"] == "memtest://bucket/photos/corrupt.png"
+  assert "not an image" in failed[0]["error"]
+  counts, _, _ = batch_inpaint.run("memtest://bucket/photos/*.png", "memtest://bucket/masks/",
+                                   "memtest://bucket/out", "memtest://bucket/model",
+                                   skip_existing=True)
+  assert counts == {"ok": 0, "skipped": 2, "failed": 1}, counts
+  del filesystem
