@@ -17,6 +17,7 @@ import ast
 import logging
 import math
 import os
+import re
 import secrets
 import sys
 import time
@@ -43,10 +44,12 @@ flags.DEFINE_float("max_megapixels", 100, "Photos larger than this become 'faile
 flags.DEFINE_integer("intra_op_threads", 0, "TensorFlow threads per worker process for one "
                      "photo (0 = all cores; on the DirectRunner with several worker processes, "
                      "the cores divided by --direct_num_workers).")
+flags.register_validator("intra_op_threads", lambda v: v is not None and v >= 0,
+                         message="--intra_op_threads must be 0 or more")
 
 
 class _LaunchError(Exception):
-  """A problem found before the pipeline starts (message is one line)."""
+  """A problem found before the pipeline starts, or one that stopped it (one-line message)."""
 
 
 _fail = cli.CONSOLE.fail
@@ -119,15 +122,22 @@ def check_arguments(images, masks, output_dir, saved_model, max_megapixels):
       if transforms.has_glob(arg):
         if not FileSystems.match([arg], limits=[1])[0].metadata_list:
           raise _LaunchError(f"--{flag} {arg} matches no file")
-        bases.append(transforms.glob_base(arg))
+        bases.append((flag, arg, transforms.glob_base(arg)))
       elif not FileSystems.exists(arg):
         raise _LaunchError(f"--{flag} {arg}: no such file or folder")
       else:
-        bases.append(arg if transforms._is_folder(arg) else os.path.dirname(arg) or ".")
+        if transforms.is_folder(arg):
+          bases.append((flag, arg, arg))
     except _LaunchError:
       raise
     except Exception as e:  # noqa: BLE001 - e.g. a gs:// path without the gcp extra
       raise _LaunchError(f"--{flag} {arg}: {transforms.one_line(type(e), e)}") from None
+  out = transforms.identity(output_dir.rstrip("/") or "/")
+  for flag, arg, base in bases:  # a single mask file is read, never searched
+    if (transforms.identity(base.rstrip("/") or "/") == out
+        or transforms.pattern_reaches(arg, base, output_dir)):
+      raise _LaunchError(f"--output_dir {output_dir} is where the {flag} are read from; choose "
+                         "another folder (a later run would read the outputs as inputs)")
   if transforms.is_local(output_dir):
     try:
       os.makedirs(output_dir, exist_ok=True)
@@ -136,11 +146,6 @@ def check_arguments(images, masks, output_dir, saved_model, max_megapixels):
                          f"({e.strerror or e})") from None
     if not os.access(output_dir, os.W_OK | os.X_OK):
       raise _LaunchError(f"{output_dir}: the output folder is not writable")
-  out = transforms.identity(output_dir.rstrip("/") or "/")
-  for flag, base in zip(("images", "masks"), bases):
-    if transforms.identity(base.rstrip("/") or "/") == out:
-      raise _LaunchError(f"--output_dir {output_dir} is the folder the {flag} are read from; "
-                         "choose another folder (a later run would read the outputs as inputs)")
 
 
 def _direct_runner_defaults(options, beam_args, intra_op_threads):
@@ -189,8 +194,15 @@ def run(images, masks, output_dir, saved_model, beam_args=(), skip_existing=Fals
            images, masks, output_dir, model_handler, max_pixels=int(max_megapixels * 1e6),
            skip_existing=skip_existing)
        | "WriteRecords" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl"))
-  result = pipeline.run()
-  result.wait_until_finish()
+  try:
+    result = pipeline.run()
+    result.wait_until_finish()
+  except KeyboardInterrupt:
+    raise
+  except Exception as e:  # noqa: BLE001 - e.g. an unreadable SavedModel, a lost worker
+    text = re.sub(r"\s*\[while running [^\]]*\]", "", str(e)).strip()
+    first = text.splitlines()[0] if text else type(e).__name__
+    raise _LaunchError(f"the pipeline failed: {first}") from None
   metrics = result.metrics().query(MetricsFilter().with_namespace(transforms.NAMESPACE))
   counts = {status: 0 for status in transforms.STATUSES}
   peak = None
@@ -208,6 +220,9 @@ def main(argv):
   logging.getLogger().setLevel(logging.WARNING)
   # The DirectRunner's job service repeats its worker processes' start-up warnings.
   logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
+  # An error that stops the pipeline is reported once, in one line, not as a logged traceback.
+  for name in ("apache_beam.runners.common", "apache_beam.runners.worker"):
+    logging.getLogger(name).setLevel(logging.CRITICAL)
 
   def body():
     counts, records, peak = run(FLAGS.images, FLAGS.masks, FLAGS.output_dir, FLAGS.saved_model,

@@ -349,7 +349,9 @@ def test_launch_errors(tmp_path, tiny):
       (dict(saved_model=str(tmp_path)), "not a SavedModel directory"),
       (dict(images=str(tmp_path / "in" / "*.jpg")), "matches no file"),
       (dict(masks=str(tmp_path / "nope")), "no such file or folder"),
-      (dict(output_dir=str(tmp_path / "in")), "the folder the images are read from"),
+      (dict(output_dir=str(tmp_path / "in")), "where the images are read from"),
+      (dict(images=str(tmp_path / "**"), output_dir=str(tmp_path / "in" / "filled")),
+       "where the images are read from"),  # a later run's '**' would find the outputs
       (dict(beam_args=["--runnner", "DirectRunner"]), "unknown arguments: --runnner"),
   ]
   for change, text in cases:

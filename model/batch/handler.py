@@ -129,11 +129,16 @@ class SavedModelHandler(base.ModelHandler):
         tf.config.threading.set_intra_op_parallelism_threads(self._intra_op_threads)
       except RuntimeError:  # the runtime is already initialised in this process
         pass
-    if FileSystems.get_scheme(self._saved_model_dir) is None:
-      return LoadedModel(tf.saved_model.load(self._saved_model_dir))
-    with tempfile.TemporaryDirectory(prefix="deepfill_saved_model_") as local:
-      copy_tree(self._saved_model_dir, local)
-      return LoadedModel(tf.saved_model.load(local))  # everything is read while loading
+    try:
+      if FileSystems.get_scheme(self._saved_model_dir) is None:
+        return LoadedModel(tf.saved_model.load(self._saved_model_dir))
+      with tempfile.TemporaryDirectory(prefix="deepfill_saved_model_") as local:
+        copy_tree(self._saved_model_dir, local)
+        return LoadedModel(tf.saved_model.load(local))  # everything is read while loading
+    except (OSError, ValueError, KeyError, tf.errors.OpError) as e:
+      lines = str(e).strip().splitlines()
+      raise RuntimeError(f"{self._saved_model_dir}: cannot load the SavedModel "
+                         f"({lines[0] if lines else type(e).__name__})") from e
 
   def run_inference(self, batch, model, inference_args=None):
     for photo in batch:

@@ -16,6 +16,7 @@ redoes nothing that was finished and finds no half-written file.
 import collections
 import json
 import os
+import re
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -64,7 +65,8 @@ def _match(pattern):
     raise UserError(f"{pattern}: cannot list the files ({text})") from None
 
 
-def _is_folder(path):
+def is_folder(path):
+  """Local: a directory. Elsewhere: a path ending in '/' or that is no object itself."""
   if is_local(path):
     return os.path.isdir(path)
   return path.endswith("/") or path not in _match(path)
@@ -82,6 +84,16 @@ def glob_base(pattern):
   return head or "."
 
 
+def pattern_reaches(arg, base, output_dir):
+  """Whether ``arg`` (glob, folder or file) would match files written into ``output_dir``."""
+  from apache_beam.io.filesystem import FileSystem
+  pattern = arg if has_glob(arg) else _join(base, "*")
+  if is_local(pattern):
+    pattern, output_dir = os.path.abspath(pattern), os.path.abspath(output_dir)
+  probe = _join(output_dir, "x" + OUTPUT_EXTENSION)
+  return re.match(FileSystem.translate_pattern(pattern), probe) is not None
+
+
 def expand(arg, what):
   """Resolves a glob, a folder or one file to (paths, base folder, is_one_file).
 
@@ -91,7 +103,7 @@ def expand(arg, what):
   if has_glob(arg):
     paths = _match(arg)
     base = glob_base(arg)
-  elif _is_folder(arg):
+  elif is_folder(arg):
     paths = _match(_join(arg, "*"))
     base = arg
   else:
