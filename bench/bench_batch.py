@@ -107,19 +107,30 @@ def main():
                       help="runs of every mode, interleaved; the table shows the fastest")
   parser.add_argument("--work_dir", default=None, help="keep inputs/outputs here (default: temp)")
   parser.add_argument("--output", default=os.path.join(REPO, "bench", "BATCH_RESULTS.md"))
+  parser.add_argument("--render_only", action="store_true",
+                      help="write the table again from --work_dir's runs.json (no new runs)")
   args = parser.parse_args()
 
+  if args.render_only and not args.work_dir:
+    parser.error("--render_only needs the --work_dir of a finished run")
   work = args.work_dir or tempfile.mkdtemp(prefix="bench_batch_")
   os.makedirs(work, exist_ok=True)
   photos = os.path.join(work, "photos")
-  shutil.rmtree(photos, ignore_errors=True)
-  sizes = make_photos(photos, args.photos, args.min_side, args.max_side, args.seed)
-  megapixels = sum(w * h for w, h, _ in sizes) / 1e6
   export = os.path.join(work, "export")
+  state_path = os.path.join(work, "runs.json")
   py = sys.executable
-  run_command("export", [py, "export.py", "--checkpoint_dir", args.checkpoint_dir,
-                         "--export_dir", export, "--max_memory_gb", str(args.max_memory_gb),
-                         "--overwrite"], os.path.join(work, "export.log"))
+  if args.render_only:
+    with open(state_path) as f:
+      state = json.load(f)
+  else:
+    shutil.rmtree(photos, ignore_errors=True)
+    state = {"sizes": make_photos(photos, args.photos, args.min_side, args.max_side, args.seed),
+             "runs": {}}
+    run_command("export", [py, "export.py", "--checkpoint_dir", args.checkpoint_dir,
+                           "--export_dir", export, "--max_memory_gb", str(args.max_memory_gb),
+                           "--overwrite"], os.path.join(work, "export.log"))
+  sizes = state["sizes"]
+  megapixels = sum(w * h for w, h, _ in sizes) / 1e6
 
   def beam(out, *extra):
     return [py, "batch_inpaint.py", "--images", photos, "--masks", photos, "--output_dir", out,
@@ -138,26 +149,30 @@ def main():
     modes.append((f"beam DirectRunner, 2 processes, {os.cpu_count()} TF threads each", "beam2all",
                   lambda out: beam(out, "--direct_num_workers", "2", "--direct_running_mode",
                                    "multi_processing", "--intra_op_threads", str(os.cpu_count()))))
-  runs = {key: [] for _, key, _ in modes}
-  for repeat in range(args.repeats):  # interleaved, so that every mode sees similar load
+  runs = state["runs"]
+  for repeat in range(0 if args.render_only else args.repeats):  # interleaved: similar load
     for label, key, command in modes:
       out = os.path.join(work, "out_" + key)
       shutil.rmtree(out, ignore_errors=True)
       wall, cpu, peak, stdout = run_command(label, command(out),
                                             os.path.join(work, f"{key}_{repeat}.log"))
       worker = re.search(r"peak memory of a worker process ([\d.]+) GB", stdout)
-      runs[key].append({"wall": wall, "cpu": cpu, "peak": peak,
-                        "worker": float(worker.group(1)) if worker else None})
+      runs.setdefault(key, []).append({"wall": wall, "cpu": cpu, "peak": peak,
+                                       "worker": float(worker.group(1)) if worker else None})
+      with open(state_path, "w") as f:
+        json.dump(state, f)
       print(f"[{repeat + 1}/{args.repeats}] {label}: {wall:.1f} s wall, {cpu:.1f} s CPU, "
             f"{args.photos / wall:.3f} images/s, peak {peak:.2f} GB"
             + (f", worker peak {worker.group(1)} GB" if worker else ""), flush=True)
   rows = []
   for label, key, _ in modes:
+    if key not in runs:
+      continue
     best = min(runs[key], key=lambda r: r["wall"])
     rows.append({"mode": label, "key": key, "wall_s": best["wall"],
                  "walls": [r["wall"] for r in runs[key]],
                  "cpu_s": min(r["cpu"] for r in runs[key]),
-                 "images_per_s": args.photos / best["wall"],
+                 "images_per_s": len(sizes) / best["wall"],
                  "peak_gb": max(r["peak"] for r in runs[key]),
                  "worker_peak_gb": max((r["worker"] for r in runs[key] if r["worker"]),
                                        default=None),
@@ -177,8 +192,15 @@ def main():
   rows[0]["identical"] = "reference"
 
   base = rows[0]["images_per_s"]
-  cmd = "python bench/bench_batch.py" + "".join(
-      f" {a}" for a in sys.argv[1:])
+  shown, skip = [], False  # the measuring flags only (not where files went)
+  for a in sys.argv[1:]:
+    if skip:
+      skip = False
+    elif a in ("--work_dir", "--output"):
+      skip = True
+    elif a != "--render_only" and not a.startswith(("--work_dir=", "--output=")):
+      shown.append(a)
+  cmd = " ".join(["python bench/bench_batch.py"] + shown)
   lines = [
       "# Batch inpainting benchmark: test.py folder mode vs the Beam pipeline",
       "",
@@ -187,7 +209,7 @@ def main():
       f"Machine: {os.cpu_count()} CPUs, {platform.platform()}; Python {platform.python_version()}. "
       "Shared with other jobs while measured: compare rows of one run, not runs of different days.",
       "",
-      f"Input: {args.photos} PNG photos, sides drawn from {args.min_side}-{args.max_side} px "
+      f"Input: {len(sizes)} PNG photos, sides drawn from {args.min_side}-{args.max_side} px "
       f"({megapixels:.1f} MP in all, {min(w * h for w, h, _ in sizes) / 1e6:.2f}-"
       f"{max(w * h for w, h, _ in sizes) / 1e6:.2f} MP each), one box hole each "
       f"({100 * min(s for *_, s in sizes):.0f}-{100 * max(s for *_, s in sizes):.0f} % of the photo). "
@@ -198,19 +220,21 @@ def main():
       "the fastest run (all wall times in the last column). Wall time is the whole command "
       "(Python and TensorFlow start-up, model load, first-call tracing included); images/s = "
       "photos / wall time. CPU s: user + system time of the command's processes (less "
-      "sensitive to other jobs than wall time). `inference s` = sum of the pipeline's "
+      "sensitive to other jobs than wall time); × test.py (CPU) = test.py's CPU s / the "
+      "mode's. `inference s` = sum of the pipeline's "
       "per-photo `inference_ms` (last run). Peak GB: largest resident set of any process "
       "of the command; worker GB: the largest reported by a pipeline worker process.",
       "",
-      "| mode | wall s | images/s | × test.py | CPU s | inference s | peak GB | worker GB "
-      "| bytes = test.py | all wall s |",
-      "|---|---|---|---|---|---|---|---|---|---|",
+      "| mode | wall s | images/s | × test.py | CPU s | × test.py (CPU) | inference s | peak GB "
+      "| worker GB | bytes = test.py | all wall s |",
+      "|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for row in rows:
     inference = f"{row['inference_s']:.1f}" if "inference_s" in row else ""
     worker = f"{row['worker_peak_gb']:.2f}" if row["worker_peak_gb"] else ""
     lines.append(f"| {row['mode']} | {row['wall_s']:.1f} | {row['images_per_s']:.3f} | "
-                 f"{row['images_per_s'] / base:.2f} | {row['cpu_s']:.0f} | {inference} | "
+                 f"{row['images_per_s'] / base:.2f} | {row['cpu_s']:.0f} | "
+                 f"{rows[0]['cpu_s'] / row['cpu_s']:.2f} | {inference} | "
                  f"{row['peak_gb']:.2f} | {worker} | {row['identical']} | "
                  f"{', '.join(f'{w:.0f}' for w in row['walls'])} |")
   with open(args.output, "w") as f:

@@ -20,13 +20,14 @@ import re
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystem import FileSystem
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference import base
 
-from model.fileio import images as image_io
 from model.batch import handler as handler_lib
 from model.errors import UserError
+from model.fileio import images as image_io
 
 GLOB_CHARS = "*?["
 OUTPUT_EXTENSION = ".png"
@@ -85,8 +86,7 @@ def glob_base(pattern):
 
 
 def pattern_reaches(arg, base, output_dir):
-  """Whether ``arg`` (glob, folder or file) would match files written into ``output_dir``."""
-  from apache_beam.io.filesystem import FileSystem
+  """Whether ``arg`` (a glob, or the folder ``base``) would match files written into ``output_dir``."""
   pattern = arg if has_glob(arg) else _join(base, "*")
   if is_local(pattern):
     pattern, output_dir = os.path.abspath(pattern), os.path.abspath(output_dir)
