@@ -123,7 +123,9 @@ def check_arguments(images, masks, output_dir, saved_model, max_megapixels):
         if not FileSystems.match([arg], limits=[1])[0].metadata_list:
           raise _LaunchError(f"--{flag} {arg} matches no file")
         bases.append((flag, arg, transforms.glob_base(arg)))
-      elif not FileSystems.exists(arg):
+      elif not (os.path.exists(arg) if transforms.is_local(arg) else (
+          FileSystems.exists(arg)  # an object; else a "folder" (a name prefix) with objects
+          or FileSystems.match([arg.rstrip("/") + "/**"], limits=[1])[0].metadata_list)):
         raise _LaunchError(f"--{flag} {arg}: no such file or folder")
       else:
         if transforms.is_folder(arg):

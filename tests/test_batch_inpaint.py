@@ -478,9 +478,8 @@ def _memtest_filesystem():
       for s, d in zip(sources, destinations):
         _ObjectStore.objects[d] = _ObjectStore.objects.pop(s)
 
-    def exists(self, path):
-      return path in _ObjectStore.objects or any(
-          p.startswith(path.rstrip("/") + "/") for p in _ObjectStore.objects)
+    def exists(self, path):  # objects only: a "folder" is a name prefix, as on GCS
+      return path in _ObjectStore.objects
 
     def size(self, path):
       return len(_ObjectStore.objects[path])
