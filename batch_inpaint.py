@@ -9,17 +9,20 @@ them). Images and masks are paired by file stem as ``test.py`` pairs folders. Ev
 gives one PNG in ``--output_dir`` (``test.py``'s pixels) and one record in
 ``--output_dir/results-<run>-*.jsonl``; a bad photo is a ``failed`` record, never a failed
 pipeline. Flags this script does not define are Beam pipeline options (``--runner``,
-``--direct_num_workers``, ``--project``, ...). Problems found before the pipeline starts
-print one line ``error: ...`` and exit with status 1; so does a run with failed records,
-after writing everything else. See README "Batch inpainting with Apache Beam".
+``--direct_num_workers``, ``--project``, ...). A command-line mistake (a flag neither this
+script nor Beam knows, a missing flag) prints one line ``error: ...`` and exits with status 2;
+a problem found before the start (no SavedModel, nothing to read), a pipeline that fails as a
+whole, or a run with ``failed`` records (after writing everything else) exits with status 1.
+TensorFlow's own start-up lines are hidden unless ``--verbose``. See README "Batch inpainting
+with Apache Beam".
 """
 import ast
+import functools
 import logging
 import math
 import os
 import re
 import secrets
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -46,6 +49,10 @@ flags.DEFINE_integer("intra_op_threads", 0, "TensorFlow threads per worker proce
                      "the cores divided by --direct_num_workers).")
 flags.register_validator("intra_op_threads", lambda v: v is not None and v >= 0,
                          message="--intra_op_threads must be 0 or more")
+flags.register_validator("max_megapixels", lambda v: v is not None and 0 < v < float("inf"),
+                         message="--max_megapixels must be a positive number")
+flags.mark_flags_as_required(["images", "masks", "output_dir", "saved_model"])
+cli.define_verbose()
 
 
 class _LaunchError(Exception):
@@ -95,11 +102,13 @@ def pipeline_options(beam_args):
   for message in captured.messages:
     if message.startswith(prefix):
       try:
-        dropped = ast.literal_eval(message[len(prefix):])
+        dropped = [str(a) for a in ast.literal_eval(message[len(prefix):])]
       except (ValueError, SyntaxError):
         dropped = [message[len(prefix):]]
-      raise _LaunchError(f"unknown arguments: {' '.join(map(str, dropped))} (neither this "
-                         "script's flags nor Beam pipeline options; see --helpshort)")
+      if any(a.startswith("-") for a in dropped):
+        raise app.UsageError(f"unknown flags: {' '.join(dropped)} (neither this script's flags "
+                             "nor Beam pipeline options)", cli.USAGE_STATUS)
+      raise app.UsageError(f"unexpected arguments: {' '.join(dropped)}", cli.USAGE_STATUS)
   return options
 
 
@@ -170,8 +179,12 @@ def _direct_runner_defaults(options, beam_args, intra_op_threads):
 
 
 def run(images, masks, output_dir, saved_model, beam_args=(), skip_existing=False,
-        max_megapixels=100.0, intra_op_threads=0, model_handler=None, run_id=None):
-  """Builds and runs the pipeline; returns (counts by status, records glob, peak RSS MB or None)."""
+        max_megapixels=100.0, intra_op_threads=0, model_handler=None, run_id=None,
+        verbose=False):
+  """Builds and runs the pipeline; returns (counts by status, records glob, peak RSS MB or None).
+
+  Raises ``app.UsageError`` for arguments neither this script nor Beam knows, ``_LaunchError``
+  for problems found before the start or a pipeline that failed as a whole."""
   _import_beam()
   import apache_beam as beam
   from apache_beam.metrics.metric import MetricsFilter
@@ -187,7 +200,9 @@ def run(images, masks, output_dir, saved_model, beam_args=(), skip_existing=Fals
   if REPO not in path.split(os.pathsep):
     os.environ["PYTHONPATH"] = REPO + (os.pathsep + path if path else "")
   if model_handler is None:
-    model_handler = handler_lib.SavedModelHandler(saved_model, intra_op_threads)
+    model_handler = handler_lib.SavedModelHandler(
+        saved_model, intra_op_threads,
+        import_tensorflow=functools.partial(cli.import_tensorflow, verbose))
   run_id = run_id or time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
   prefix = transforms.results_prefix(output_dir, run_id)
   pipeline = beam.Pipeline(options=options)
@@ -230,7 +245,7 @@ def main(argv):
     counts, records, peak = run(FLAGS.images, FLAGS.masks, FLAGS.output_dir, FLAGS.saved_model,
                                 beam_args=argv[1:], skip_existing=FLAGS.skip_existing,
                                 max_megapixels=FLAGS.max_megapixels,
-                                intra_op_threads=FLAGS.intra_op_threads)
+                                intra_op_threads=FLAGS.intra_op_threads, verbose=FLAGS.verbose)
     total = sum(counts.values())
     memory = "" if peak is None else f"; peak memory of a worker process {peak / 1024:.2f} GB"
     print(f"{counts['ok']} inpainted, {counts['skipped']} skipped, {counts['failed']} failed "
@@ -243,14 +258,6 @@ def main(argv):
   return cli.guarded(body, expected=(_LaunchError,))
 
 
-def _parse(argv):
-  """absl parses its flags; the rest is left for Beam's PipelineOptions."""
-  try:
-    return FLAGS(argv, known_only=True)
-  except flags.Error as e:
-    _fail(" ".join(str(e).split()) + " (see --helpshort)")
-    sys.exit(1)
-
-
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse)
+  # Flags absl does not know are left for Beam's PipelineOptions (checked in run()).
+  app.run(main, flags_parser=cli.one_line_flag_parser(FLAGS, known_only=True))

@@ -1,4 +1,4 @@
-"""Command-line plumbing shared by test.py, evaluate.py, export.py and train.py.
+"""Command-line plumbing shared by the CLIs (test.py, evaluate.py, export.py, train.py, ...).
 
 Every failure a user can cause ends as one ``error: ...`` line on stderr and a
 non-zero exit status, never a traceback: 2 for a command-line mistake (unknown flag,
@@ -110,13 +110,14 @@ def import_tensorflow(verbose=False):
 _REQUIRED = re.compile(r"flag --(\w+)=None: Flag --\1 must have a value other than None\.")
 
 
-def one_line_flag_parser(flag_values):
+def one_line_flag_parser(flag_values, known_only=False):
   """An ``app.run(flags_parser=...)``: a bad flag prints one ``error:`` line (absl prints two)
-  and exits with ``USAGE_STATUS``."""
+  and exits with ``USAGE_STATUS``. ``known_only``: flags absl does not know are left in the
+  returned argv (batch_inpaint.py hands them to Beam, which checks them)."""
 
   def parse(argv):
     try:
-      return flag_values(argv)
+      return flag_values(argv, known_only=known_only)
     except absl_flags.Error as e:
       message = _REQUIRED.sub(r"--\1 is required", " ".join(str(e).split()))
       CONSOLE.fail(message + " (see --helpshort)")

@@ -177,6 +177,9 @@ def batch_run(tmp_path_factory, tiny):
   _write(images / "nomask.png", small)
   (images / "bomb.png").write_bytes(_png_with_header(20000, 20000))
   _write(masks / "bomb.png", small_mask)
+  # A format whose size is not in a header we read (OpenCV would decode it): refused unread.
+  (images / "ppmbomb.png").write_bytes(b"P6\n20000 20000\n255\n" + b"\0" * 64)
+  _write(masks / "ppmbomb.png", small_mask)
   _write(images / "twomasks.png", small)
   _write(masks / "twomasks.png", small_mask)
   _write(masks / "twomasks_mask.png", small_mask)
@@ -230,10 +233,11 @@ def test_outputs_are_byte_identical_to_test_py(batch_run):
 def test_every_input_has_one_record(batch_run):
   recs = batch_run["records"]
   ok = {"odd.png", "grey.png", "rgba.png", "nested.png", "rotated.jpg", "clash.bmp"}
-  failed = {"corrupt.png": "not an image OpenCV can read",
+  failed = {"corrupt.png": "not a PNG, JPEG, BMP, WebP, GIF or TIFF file",
             "wrongsize.png": "mask is 88x64 but image is 96x64",
             "nomask.png": "no mask matches it",
             "bomb.png": "20000x20000 (400.0 megapixels), above the limit of 100 megapixels",
+            "ppmbomb.png": "not a PNG, JPEG, BMP, WebP, GIF or TIFF file",
             "twomasks.png": "several masks match",
             "boom.png": "inference failed: RuntimeError: simulated inference failure",
             "clash.png": "also the output of",
@@ -352,11 +356,13 @@ def test_launch_errors(tmp_path, tiny):
       (dict(output_dir=str(tmp_path / "in")), "where the images are read from"),
       (dict(images=str(tmp_path / "**"), output_dir=str(tmp_path / "in" / "filled")),
        "where the images are read from"),  # a later run's '**' would find the outputs
-      (dict(beam_args=["--runnner", "DirectRunner"]), "unknown arguments: --runnner"),
   ]
   for change, text in cases:
     with pytest.raises(batch_inpaint._LaunchError, match=text):
       batch_inpaint.run(**{**good, **change})
+  # A typo in a Beam option is a command-line mistake, not an option Beam drops silently.
+  with pytest.raises(batch_inpaint.app.UsageError, match="unknown flags: --runnner"):
+    batch_inpaint.run(**good, beam_args=["--runnner", "DirectRunner"])
   assert not os.path.exists(tmp_path / "out") or not os.listdir(tmp_path / "out")
 
 
@@ -366,8 +372,8 @@ def test_cli_error_is_one_line(tmp_path, tiny):
                          "--saved_model", tiny["saved_model"], "--bogus_option", "3"],
                         cwd=str(tmp_path), env=_env(), capture_output=True, text=True, timeout=300)
   lines = [line for line in proc.stderr.splitlines() if line.strip()]
-  assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-  assert "--bogus_option" in lines[0]
+  assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+  assert "unknown flags: --bogus_option 3" in lines[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -527,7 +533,7 @@ def test_remote_filesystem_paths(batch_run, tiny):
              if path.startswith(pattern.split("*")[0]) for line in data.decode().splitlines()]
   failed = [r for r in records if r["status"] == "failed"]
   assert len(records) == 3 and failed[0]["image"] == "memtest://bucket/photos/corrupt.png"
-  assert "not an image" in failed[0]["error"]
+  assert "not a PNG, JPEG" in failed[0]["error"]
   counts, _, _ = batch_inpaint.run("memtest://bucket/photos/*.png", "memtest://bucket/masks/",
                                    "memtest://bucket/out", "memtest://bucket/model",
                                    skip_existing=True)

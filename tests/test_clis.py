@@ -1,4 +1,4 @@
-"""Conventions shared by the four CLIs (train.py, test.py, export.py, evaluate.py).
+"""Conventions shared by the CLIs (train.py, test.py, export.py, evaluate.py, batch_inpaint.py).
 
 * A command-line mistake (stray argument, missing required flag) is one ``error:`` line and
   the same exit status (2) everywhere; it is found before TensorFlow is imported.
@@ -43,6 +43,8 @@ def _assert_usage_error(proc, fragment):
     ("export.py", ["--export_dir", "out"]),
     ("evaluate.py", ["--data_dir", "photos", "--output_dir", "out"]),
     ("train.py", ["--train_flist", "photos", "--checkpoint_dir", "run"]),
+    ("batch_inpaint.py", ["--images", "photos", "--masks", "masks", "--output_dir", "out",
+                          "--saved_model", "export"]),
 ])
 def test_stray_argument_and_missing_flag_exit_with_the_same_status(script, args, tmp_path):
   _assert_usage_error(_run(script, *args, "stray", cwd=tmp_path),

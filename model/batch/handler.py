@@ -115,15 +115,22 @@ class SavedModelHandler(base.ModelHandler):
       TensorFlow's default (all cores). Several worker processes on one machine each
       use all cores unless this is lowered. Applied only if TensorFlow has not started
       its runtime in the process yet.
+    import_tensorflow: a picklable function returning the ``tensorflow`` module, for a
+      worker to import it its own way (the CLI's hides TensorFlow's start-up lines);
+      None: a plain import.
   """
 
-  def __init__(self, saved_model_dir, intra_op_threads=0):
+  def __init__(self, saved_model_dir, intra_op_threads=0, import_tensorflow=None):
     super().__init__(min_batch_size=1, max_batch_size=1)
     self._saved_model_dir = saved_model_dir
     self._intra_op_threads = int(intra_op_threads)
+    self._import_tensorflow = import_tensorflow
 
   def load_model(self):
-    import tensorflow as tf
+    if self._import_tensorflow is not None:
+      tf = self._import_tensorflow()
+    else:
+      import tensorflow as tf
     if self._intra_op_threads > 0:
       try:
         tf.config.threading.set_intra_op_parallelism_threads(self._intra_op_threads)

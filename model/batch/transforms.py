@@ -27,6 +27,7 @@ from apache_beam.ml.inference import base
 
 from model.batch import handler as handler_lib
 from model.errors import UserError
+from model.fileio import headers as image_headers
 from model.fileio import images as image_io
 
 GLOB_CHARS = "*?["
@@ -193,13 +194,28 @@ def one_line(exc_type, text):
   return f"{name}: {lines[0]}" if lines else name
 
 
-def _read_bytes(path, what):
-  """The bytes of a file on a non-local filesystem (local files are read by ``image_io``)."""
-  try:
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-      return f.read()
-  except Exception as e:  # noqa: BLE001 - filesystem clients raise many types
-    raise UserError(f"{path}: cannot read the {what} file ({one_line(type(e), e)})") from None
+def read_checked(path, what, max_pixels):
+  """The bytes of an image or mask file, once its header says it is within ``max_pixels``.
+
+  Only formats that state their size in the header (PNG, JPEG, BMP, WebP, GIF, TIFF) pass,
+  so no decompression bomb is ever decoded (``check_header``, as the web app does).
+  """
+  if is_local(path):
+    data = image_io.read_bytes(path, what)  # test.py's messages for missing/unreadable files
+  else:
+    try:
+      with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        data = f.read()
+    except Exception as e:  # noqa: BLE001 - filesystem clients raise many types
+      raise UserError(f"{path}: cannot read the {what} file ({one_line(type(e), e)})") from None
+  fmt, size, _ = image_headers.probe(data) if data else ("other", (0, 0), 1)
+  if size is None and fmt == "other":
+    raise UserError(f"{path}: not a PNG, JPEG, BMP, WebP, GIF or TIFF file (only formats whose "
+                    "header gives the size are read, so that no image is decoded unchecked)")
+  if size is None:
+    raise UserError(f"{path}: truncated or corrupt {fmt.upper()} header (no image size in it)")
+  image_io.check_header(data, path, max_pixels)
+  return data
 
 
 def write_output(path, payload):
@@ -251,13 +267,12 @@ class ReadPhotos(beam.DoFn):
       yield beam.pvalue.TaggedOutput(self.RECORDS, record(task, "skipped"))
       return
     try:
-      local = is_local(task.image) and is_local(task.mask)
       rgb, info = image_io.read_image(
           task.image, max_pixels=self._max_pixels,
-          data=None if local else _read_bytes(task.image, "image"))
+          data=read_checked(task.image, "image", self._max_pixels))
       hole = image_io.read_mask(
           task.mask, expected_hw=rgb.shape[:2], max_pixels=self._max_pixels,
-          data=None if local else _read_bytes(task.mask, "mask"))
+          data=read_checked(task.mask, "mask", self._max_pixels))
     except UserError as e:
       yield beam.pvalue.TaggedOutput(self.RECORDS, record(task, "failed", str(e)))
       return

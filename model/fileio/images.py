@@ -162,6 +162,12 @@ def _check_size(path, width, height, max_pixels):
                         f"megapixels), above the limit of {max_pixels / 1e6:g} megapixels (--max_megapixels)")
 
 
+def read_bytes(path, what="image"):
+  """The bytes of a local file, with `read_image`'s one-line errors (missing, a directory,
+  unreadable, empty)."""
+  return _read_bytes(os.fspath(path), what)
+
+
 def _read_bytes(path, what):
   try:
     st = os.stat(path)
