@@ -67,6 +67,9 @@ def main(argv):
     parent = os.path.dirname(out)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".average-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the model folder is not
     try:
       weights.save_generator(gen, cfg, tmp)
       old = None
