@@ -106,7 +106,10 @@ class StepFunctions:
     """Generator loss terms (ARCHITECTURE.md §5.4) and the forward results."""
     x, mask, x1, x2, complete, offsets = self.forward(batch, training)
     s = self.s
-    local_x, local_x1, local_x2 = self._local(batch, x, x1, x2)
+    # The box crops feed only the v1 box L1 (the WGAN local critic crops its own input).
+    local_x = local_x1 = local_x2 = None
+    if s.l1_loss_region == "box":
+      local_x, local_x1, local_x2 = self._local(batch, x, x1, x2)
     critic_outputs = {}
     if s.adversarial:
       if s.gan == "sn_patch":
