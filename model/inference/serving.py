@@ -109,9 +109,10 @@ def checked(data, max_pixels, what):
   size = header_size(data)
   pixels = size[0] * size[1]
   ok = tf.logical_and(pixels > 0, pixels <= max_pixels)
-  check = tf.debugging.Assert(ok, [
-      f"{what} is too large or empty: width, height =", size[0], size[1],
-      f"; the limit set at export is {max_pixels / 1e6:g} megapixels"], summarize=2)
+  message = tf.strings.format(
+      what + " is {}x{} pixels: empty, or above the limit of "
+      f"{max_pixels / 1e6:g} megapixels set at export", (size[0], size[1]))
+  check = tf.debugging.Assert(ok, [message])
   with tf.control_dependencies([check]):
     return tf.identity(data)
 
