@@ -59,6 +59,15 @@ def define_max_memory_gb(help_text="Working-memory bound of contextual attention
       message="--max_memory_gb must be a positive number")
 
 
+def define_max_megapixels(help_text="Reject images larger than this (megapixels, width x "
+                          "height), checked from the file header before decoding."):
+  """Defines ``--max_megapixels`` (default 100) with its check: a finite number above 0."""
+  absl_flags.DEFINE_float("max_megapixels", 100.0, help_text)
+  absl_flags.register_validator(
+      "max_megapixels", lambda v: v is not None and v > 0 and v != float("inf"),
+      message="--max_megapixels must be a positive number")
+
+
 def define_verbose():
   """Defines ``--verbose``: show TensorFlow's own start-up and C++ log lines."""
   absl_flags.DEFINE_bool("verbose", False, "Also show TensorFlow's own start-up and log lines "

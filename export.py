@@ -1,6 +1,7 @@
 r"""Export a DeepFill checkpoint (ours or an official TF1 v1 one) as a SavedModel for serving.
 
-  python export.py --checkpoint_dir DIR --export_dir OUT [--max_memory_gb 1] [--overwrite]
+  python export.py --checkpoint_dir DIR --export_dir OUT [--max_memory_gb 1] [--max_megapixels 100]
+                   [--overwrite]
 
 Signatures (see ``model/inference/serving.py`` and README "Serving"):
   serving_default: image uint8 [B,H,W,3] RGB, mask uint8 [B,H,W,1] (>127 = hole) -> inpainted
@@ -29,6 +30,8 @@ flags.DEFINE_string("export_dir", None, "Directory to write the SavedModel to.")
 flags.mark_flag_as_required("export_dir")
 cli.define_max_memory_gb("Working-memory bound of contextual attention per image (GB); the "
                          "attention tile is chosen from it and the image size at serving time.")
+cli.define_max_megapixels("inpaint_bytes refuses an image or mask whose file header declares "
+                          "more megapixels (width x height) than this, before decoding it.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty SavedModel directory.")
 cli.define_verbose()
 
@@ -90,12 +93,15 @@ def _write_atomically(out, overwrite, write):
     _remove(old)
 
 
-def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False, verbose=False):
+def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False, verbose=False,
+           max_megapixels=100.0):
   """Loads the generator from ``checkpoint_dir`` and writes the SavedModel to ``export_dir``."""
   if not export_dir:
     raise _ExportError("--export_dir is required")
   if not (math.isfinite(max_memory_gb) and max_memory_gb > 0):
     raise _ExportError(f"--max_memory_gb must be a positive number, got {max_memory_gb}")
+  if not (math.isfinite(max_megapixels) and max_megapixels > 0):
+    raise _ExportError(f"--max_megapixels must be a positive number, got {max_megapixels}")
   out = os.path.abspath(export_dir)
   _check_target(out, overwrite)
   if not os.path.exists(checkpoint_dir) and not os.path.exists(checkpoint_dir + ".index"):
@@ -105,7 +111,8 @@ def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False, verbo
   from model import weights as checkpoints  # heavy imports (TensorFlow) only when needed
   from model.inference import serving
   generator, model_config = checkpoints.load_generator(checkpoint_dir)
-  archive = serving.ServingModel(generator, model_config, max_memory_gb).archive()
+  archive = serving.ServingModel(generator, model_config, max_memory_gb,
+                                 max_pixels=max(1, int(max_megapixels * 1e6))).archive()
   _write_atomically(out, overwrite, lambda tmp: archive.write_out(tmp, verbose=False))
   return out
 
@@ -116,7 +123,7 @@ def main(argv):
 
   def run():
     out = export(FLAGS.checkpoint_dir, FLAGS.export_dir, FLAGS.max_memory_gb, FLAGS.overwrite,
-                 FLAGS.verbose)
+                 FLAGS.verbose, FLAGS.max_megapixels)
     print(f"wrote SavedModel to {out} (signatures: serving_default, inpaint_bytes)")
     return 0
 

@@ -29,7 +29,7 @@ cli.define_max_memory_gb()
 flags.DEFINE_bool("official_compat", False,
                   "Reproduce the official test.py output exactly: crop to a multiple of 8 and "
                   "pass known pixels through the float round trip (output may be smaller).")
-flags.DEFINE_integer("max_megapixels", 100, "Reject images larger than this.", lower_bound=1)
+cli.define_max_megapixels()
 cli.define_verbose()
 
 

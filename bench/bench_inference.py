@@ -67,12 +67,11 @@ def run_case(args):
   hole[y0:y0 + side_h, x0:x0 + side_w] = True
   pixels = np.random.default_rng(0).integers(0, 256, [h, w, 3]).astype(np.uint8)
   local = args.path == "local"
-  tile = inpaint.attention_tile_for_budget(h, w, inp.budget_bytes) if local else None
+  tile = int(local_inference.attention_tile(h, w, inp.budget_bytes)) if local else None
   x = tf.zeros([1, h, w, 3])
   m = tf.constant(hole[None, :, :, None], tf.float32)
   dense = tf.function(lambda a, b: gen((a, b))[1])
-  run = (lambda: inp.forward(pixels, hole, local=True)) if local else (
-      lambda: dense(x, m).numpy())
+  run = (lambda: inp.inpaint(pixels, hole)) if local else (lambda: dense(x, m).numpy())
   t = time.perf_counter()
   run()
   warmup = time.perf_counter() - t

@@ -13,25 +13,20 @@ def mirror_pad(x, pad, mode):
   """Pads H and W of ``x`` [B, H, W, C] by ``pad`` on each side, REFLECT or SYMMETRIC.
 
   ``tf.pad`` limits a mirror pad to the axis size (minus one for REFLECT). Larger
-  pads, which dilated convs need on small inputs, are applied in rounds, each
-  mirroring the already padded tensor by at most that limit (per axis).
+  pads, which dilated convs need on small inputs, continue the mirroring
+  periodically, as repeated ``np.pad`` rounds do. Static sizes use ``tf.pad`` in
+  rounds; unknown sizes one index gather per axis (no loop in the graph, so a
+  dynamic-shape trace stays small).
   """
   mode = mode.upper()
   slack = 1 if mode == "REFLECT" else 0
+  shape = None
   for axis in (1, 2):
-    x = _mirror_pad_axis(x, pad, axis, mode, slack)
-  return x
-
-
-def _axis_paddings(axis, amount):
-  zero = tf.zeros([2], tf.int32)
-  amounts = tf.stack([amount, amount])
-  return tf.stack([zero, amounts if axis == 1 else zero, amounts if axis == 2 else zero, zero])
-
-
-def _mirror_pad_axis(x, pad, axis, mode, slack):
-  size = x.shape[axis]
-  if size is not None:
+    size = x.shape[axis]
+    if size is None:
+      shape = tf.shape(x) if shape is None else shape
+      x = tf.gather(x, mirror_indices(shape[axis], pad, slack), axis=axis)
+      continue
     left = pad
     while left > 0:
       amount = min(left, max(size - slack, 1))
@@ -39,16 +34,21 @@ def _mirror_pad_axis(x, pad, axis, mode, slack):
       paddings[axis] = [amount, amount]
       x = tf.pad(x, paddings, mode=mode)
       size, left = size + 2 * amount, left - amount
-    return x
-
-  def body(x, left):
-    amount = tf.minimum(left, tf.maximum(tf.shape(x)[axis] - slack, 1))
-    return tf.pad(x, _axis_paddings(axis, amount), mode=mode), left - amount
-
-  invariant = tf.TensorShape([x.shape[0], None, None, x.shape[3]])
-  x, _ = tf.while_loop(lambda x, left: left > 0, body, [x, tf.constant(pad)],
-                       shape_invariants=[invariant, tf.TensorShape([])])
   return x
+
+
+def mirror_indices(size, pad, slack):
+  """Source indices (int32 ``[size + 2 pad]``) of an axis of ``size`` mirrored by ``pad``.
+
+  ``slack`` 0 = SYMMETRIC (edge repeated, period ``2 size``), 1 = REFLECT (edge not
+  repeated, period ``2 (size - 1)``; a 1-pixel axis repeats its pixel). Within a
+  period ``p`` position ``j`` reads ``min(j, p - 1 + slack - j)``.
+  """
+  period = 2 * (size - slack)
+  if slack:
+    period = tf.maximum(period, 1)
+  j = tf.math.floormod(tf.range(-pad, size + pad), period)
+  return tf.minimum(j, period - (1 - slack) - j)
 
 
 @keras.saving.register_keras_serializable(package="deepfill")

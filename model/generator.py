@@ -71,8 +71,21 @@ class InpaintGenerator(keras.Model):
     self.built = True
 
   def initialize(self):
-    """Creates all weights by running a tiny dummy input (needed before restoring)."""
-    self((tf.zeros([1, 32, 32, 3]), tf.zeros([1, 32, 32, 1])))
+    """Creates all weights from the layer table, without a forward pass (needed before
+    restoring). Same variables, paths and initial values as building on a first call."""
+
+    def chain(layers, channels):
+      for layer in layers:
+        layer.build((None, None, None, channels))
+        channels = layer.filters
+      return channels
+
+    with keras.name_scope(self.name):  # in call order, so seeded initial values match
+      chain(self.coarse_layers, 5)
+      hallu = chain(self.hallu_layers, 5)
+      chain(self.pm_decoder, chain(self.pm_encoder, 5))
+      chain(self.merge_layers, hallu + self.pm_decoder[-1].filters)
+    self.built = True
     return self
 
   def conv_layers(self):

@@ -10,8 +10,10 @@ wall time. The golden official TF1 checkpoint is exported and compared on its ex
 import json
 import math
 import os
+import struct
 import subprocess
 import sys
+import zlib
 
 import cv2
 import keras
@@ -34,6 +36,7 @@ SIZES = [(40, 56), (37, 61)]  # (H, W); neither is a multiple of 8
 # A budget of ~4 KB makes contextual attention run in 2x2 query tiles at 40x56 and 1x1 tiles
 # at 37x61 (padded to 40x64), so the tile computed in the graph must match test.py's.
 TINY_BUDGET_GB = "4e-6"
+MAX_MEGAPIXELS = "0.01"  # inpaint_bytes refuses files declaring more than 10,000 pixels
 
 # Runs in a fresh interpreter with a clean PYTHONPATH and cwd=tmp: only TensorFlow + NumPy.
 # argv: export_dir, job.json, result.npz. job: {"batches": {key: npz path},
@@ -66,6 +69,18 @@ except tf.errors.InvalidArgumentError:
   results["mismatch_refused"] = np.array(True)
 empty = default(image=tf.zeros([0, 16, 16, 3], tf.uint8), mask=tf.zeros([0, 16, 16, 1], tf.uint8))
 results["empty_shape"] = np.array(empty["inpainted"].shape)
+refusals = {"rgb_mask": lambda: default(image=tf.zeros([1, 16, 16, 3], tf.uint8),
+                                        mask=tf.fill([1, 16, 16, 3], tf.constant(255, tf.uint8)))}
+for name, (image_path, mask_path) in job.get("refusals", {}).items():
+  refusals[name] = lambda i=image_path, m=mask_path: loaded.signatures["inpaint_bytes"](
+      image_bytes=tf.constant([open(i, "rb").read()]),
+      mask_bytes=tf.constant([open(m, "rb").read()]))
+for name, call in refusals.items():
+  try:
+    call()
+    results["refused_" + name] = np.array("")
+  except tf.errors.InvalidArgumentError as e:
+    results["refused_" + name] = np.array(e.message)
 project = [m for m in ("model", "layers", "flags") if m in sys.modules]
 assert not project, "project modules were imported: %s" % project
 np.savez(result_path, **results)
@@ -95,12 +110,12 @@ def _run_export(*args, cwd):
                         capture_output=True, text=True, timeout=1200)
 
 
-def _load_and_call(export_dir, tmp, batches, pairs):
+def _load_and_call(export_dir, tmp, batches, pairs, refusals=None):
   """Runs LOADER in a separate process; returns its outputs (dict of arrays)."""
   job = os.path.join(tmp, "job.json")
   result = os.path.join(tmp, "result.npz")
   with open(job, "w") as f:
-    json.dump({"batches": batches, "bytes": pairs}, f)
+    json.dump({"batches": batches, "bytes": pairs, "refusals": refusals or {}}, f)
   proc = subprocess.run([sys.executable, "-c", LOADER, str(export_dir), job, result],
                         cwd=str(tmp), env=_env(), capture_output=True, text=True, timeout=1200)
   assert proc.returncode == 0, f"loading the SavedModel failed:\n{proc.stdout}\n{proc.stderr}"
@@ -146,7 +161,7 @@ def tiny_export(tmp_path_factory):
   (out / "saved_model.pb").write_bytes(b"old")
   (out / "stale.txt").write_text("old export")
   export = _start(EXPORT_PY, "--checkpoint_dir", ckpt, "--export_dir", out, "--overwrite",
-                  "--max_memory_gb", TINY_BUDGET_GB, cwd=tmp)
+                  "--max_memory_gb", TINY_BUDGET_GB, "--max_megapixels", MAX_MEGAPIXELS, cwd=tmp)
 
   photo = _rgb(os.path.join(REPO, "examples", "sklearn_china.png"))
   (tmp / "images").mkdir()
@@ -177,10 +192,34 @@ def tiny_export(tmp_path_factory):
               stdout=stdout, stderr=stderr)
 
 
+def _png_with_header(width, height):
+  """A PNG whose IHDR declares width x height; its pixel data is a few bytes (a 'bomb')."""
+  def chunk(kind, body):
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+  ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+  return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+          + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+
+
+def _refusal_files(tmp, good_image, good_mask):
+  """name -> (image file, mask file) that inpaint_bytes must refuse with a clear message."""
+  from PIL import Image
+  frames = [Image.fromarray(np.full((16, 24, 3), v, np.uint8)) for v in (0, 128, 255)]
+  frames[0].save(tmp / "anim.webp", save_all=True, append_images=frames[1:], duration=100,
+                 lossless=True)
+  (tmp / "bomb.png").write_bytes(_png_with_header(101, 100))   # 10,100 pixels > cap
+  (tmp / "text.png").write_bytes(b"not an image at all")
+  return {"image_above_cap": (str(tmp / "bomb.png"), good_mask),
+          "mask_above_cap": (good_image, str(tmp / "bomb.png")),
+          "animated_webp": (str(tmp / "anim.webp"), good_mask),
+          "not_an_image": (str(tmp / "text.png"), good_mask)}
+
+
 @pytest.fixture(scope="module")
 def tiny_results(tiny_export):
   e = tiny_export
-  return _load_and_call(e["out"], e["tmp"], e["batches"], e["pairs"])
+  refusals = _refusal_files(e["tmp"], *e["pairs"][0])
+  return _load_and_call(e["out"], e["tmp"], e["batches"], e["pairs"], refusals)
 
 
 def test_export_writes_saved_model_atomically(tiny_export):
@@ -220,6 +259,22 @@ def test_inpaint_bytes_equals_test_py(tiny_export, tiny_results):
 def test_wrong_mask_size_refused_and_empty_batch(tiny_results):
   assert tiny_results["mismatch_refused"]
   assert list(tiny_results["empty_shape"]) == [0, 16, 16, 3]
+
+
+@pytest.mark.parametrize("name,fragment", [
+    ("rgb_mask", "mask must be uint8 [B, H, W, 1]"),
+    ("image_above_cap", "image is 101x100 pixels: empty, or above the limit"),
+    ("mask_above_cap", "mask is 101x100 pixels"),
+    ("animated_webp", "animated WebP is not supported"),
+    ("not_an_image", "unsupported image data")])
+def test_serving_refuses_bad_input_clearly(tiny_results, name, fragment):
+  """serving_default enforces [B,H,W,1] masks; inpaint_bytes checks the header (pixel cap set
+  at export, before decoding: the 'bomb' has no valid pixel data) and refuses animations."""
+  message = str(tiny_results["refused_" + name])
+  assert message, f"{name} was accepted"
+  assert fragment in message, message
+  if "cap" in name:
+    assert "0.01 megapixels set at export" in message
 
 
 def test_saved_model_cli_lists_signatures(tiny_export):
@@ -278,7 +333,7 @@ def test_export_errors_are_one_line(tmp_path):
 # In-process checks of the graph pieces against the NumPy inference path.
 
 def test_pad_to_grid_matches_numpy():
-  fn = tf.function(serving.pad_to_grid, input_signature=[
+  fn = tf.function(inpaint.pad_to_grid, input_signature=[
       tf.TensorSpec([None, None, 3], tf.uint8), tf.TensorSpec([None, None], tf.bool)])
   rng = np.random.default_rng(0)
   for h in range(1, 11):
@@ -286,8 +341,11 @@ def test_pad_to_grid_matches_numpy():
       image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
       hole = rng.random((h, w)) < 0.5
       padded, hole_p = fn(image, hole)
-      np.testing.assert_array_equal(padded.numpy(), inpaint.pad_to_grid(image), f"{h}x{w}")
-      np.testing.assert_array_equal(hole_p.numpy(), inpaint.pad_to_grid(hole), f"{h}x{w}")
+      mode = "reflect" if min(h, w) > 1 else "edge"
+      pads = [(0, -h % 8), (0, -w % 8)]
+      np.testing.assert_array_equal(padded.numpy(), np.pad(image, pads + [(0, 0)], mode=mode),
+                                    f"{h}x{w}")
+      np.testing.assert_array_equal(hole_p.numpy(), np.pad(hole, pads, mode=mode), f"{h}x{w}")
 
 
 def test_attention_tile_in_graph_matches_the_memory_model():
@@ -300,7 +358,7 @@ def test_attention_tile_in_graph_matches_the_memory_model():
       t = int(math.sqrt(max(budget / (4.0 * (h2 * w2 + 1) * 12), 1.0)))
       expected = max(1, min(t, max(h2, w2)))
       assert int(fn(tf.constant(h), tf.constant(w))) == expected, (budget, h, w)
-      assert inpaint.attention_tile_for_budget(h, w, budget) == expected
+      assert int(local_inference.attention_tile(h, w, budget)) == expected  # eager
   # A batch of 4 shares the budget: each sample gets a quarter.
   for h, w in ((256, 256), (1024, 768), (4000, 6000)):
     one = int(local_inference.attention_tile(h, w, 2**30 / 4))
@@ -311,7 +369,7 @@ def test_attention_tile_in_graph_matches_the_memory_model():
 
 def test_network_input_is_not_rewritten_by_grappler():
   # Inside a graph, `x / 127.5` becomes `x * (1/127.5)`: 111 of the 256 values would differ.
-  model = serving.ServingModel(None, config_lib.preset("v1", cnum=4))
+  model = inpaint.Inpainter(None, config_lib.preset("v1", cnum=4))
   fn = tf.function(model.network_input, input_signature=[tf.TensorSpec([None], tf.uint8)])
   values = np.arange(256, dtype=np.uint8)
   expected = values.astype(np.float32) / np.float32(127.5) - np.float32(1.0)

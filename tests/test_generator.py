@@ -173,3 +173,19 @@ def _write_tf1(values, directory):
     with tf.compat.v1.Session() as sess:
       sess.run(tf.compat.v1.global_variables_initializer())
       saver.save(sess, os.path.join(str(directory), "snap"), global_step=0)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "symmetric"])
+def test_mirror_pad_dynamic_shape_has_no_loop_and_matches_rounds(mode):
+  """Unknown sizes: one gather per axis (no while loop to trace), same pixels as the rounds."""
+  fn = tf.function(lambda t: mirror_pad(t, 7, mode),
+                   input_signature=[tf.TensorSpec([None, None, None, 1])])
+  graph = fn.get_concrete_function().graph.as_graph_def()
+  assert not [n.op for n in graph.node if n.op in ("While", "StatelessWhile")]
+  assert not graph.library.function  # no loop or branch bodies
+  for h, w in ((2, 2), (3, 5), (8, 1), (16, 9)):
+    if mode == "reflect" and min(h, w) < 2:
+      continue
+    x = _rand([1, h, w, 1])
+    static = mirror_pad(tf.constant(x), 7, mode).numpy()  # tf.pad in rounds
+    np.testing.assert_array_equal(fn(x), static, err_msg=f"{h}x{w}")

@@ -347,6 +347,16 @@ def test_max_pixels_limit(tmp_path):
   assert image_io.read_image(path, max_pixels=None)[0].shape == (48, 80, 3)
 
 
+def _animated_webp(frames=3, height=16, width=24):
+  rng = np.random.default_rng(7)
+  images = [Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+            for _ in range(frames)]
+  buf = io.BytesIO()
+  images[0].save(buf, "WEBP", save_all=True, append_images=images[1:], duration=100,
+                 lossless=True)
+  return buf.getvalue()
+
+
 def test_check_header_decides_from_the_header_alone():
   """Servers check uploads with `check_header` before decoding: size limit, format, empties."""
   png = _encode(_photo(), "PNG")
@@ -359,13 +369,24 @@ def test_check_header_decides_from_the_header_alone():
     image_io.check_header(bomb, "mask")
   ppm = b"P6\n2 2\n255\n" + bytes(12)  # decodable, but its size is not checked before decoding
   assert cv2.imdecode(np.frombuffer(ppm, np.uint8), cv2.IMREAD_UNCHANGED) is not None
-  for data, match in ((ppm, "unsupported file"), (b"", "empty"), (b"text" * 10, "unsupported")):
+  for data, match in ((ppm, "unsupported file"), (b"", "empty"), (b"text" * 10, "unsupported"),
+                      (_animated_webp(), "animated WebP")):
     with pytest.raises(UserError, match=match) as raised:
       image_io.check_header(data, "image")
     assert not isinstance(raised.value, image_io.ImageTooLarge)
   # read_image's own limit is the same error type, so callers can tell "too large" apart.
   with pytest.raises(image_io.ImageTooLarge):
     image_io.read_image("upload", max_pixels=1000, data=png)
+
+
+@pytest.mark.parametrize("reader", ["read_image", "read_mask"])
+def test_animated_webp_is_refused_clearly(tmp_path, reader):
+  """One behaviour with the SavedModel, whose TensorFlow decoder cannot read animations."""
+  path = _write(tmp_path / "anim.webp", _animated_webp())
+  message = _assert_user_error(getattr(image_io, reader), path, match="animated WebP")
+  assert message.startswith(path) and "PNG" in message
+  still = _write(tmp_path / "still.webp", _encode(_photo(), "WEBP", lossless=True))
+  assert image_io.read_image(still)[0].shape == (48, 80, 3)
 
 
 def test_unreadable_file(tmp_path, monkeypatch):

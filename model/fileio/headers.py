@@ -129,6 +129,12 @@ def probe(data):
   return fmt, size, orientation if orientation in ORIENTATIONS else 1
 
 
+def is_animated_webp(data):
+  """True for a WebP whose VP8X header sets the animation flag (several frames)."""
+  return (data[:4] == b"RIFF" and data[8:16] == b"WEBPVP8X" and len(data) > 20
+          and bool(data[20] & 0x02))
+
+
 def orient(array, orientation):
   """Turns stored rows/columns into display orientation (as `ImageOps.exif_transpose`)."""
   transpose, flip_rows, flip_cols = ORIENTATIONS[orientation]

@@ -137,21 +137,8 @@ class ImageTooLarge(UserError):
   """The image has more pixels than the caller's limit (found before decoding when possible)."""
 
 
-def check_header(data, name, max_pixels=DEFAULT_MAX_PIXELS):
-  """Checks an encoded image from its header alone, before anything is decoded.
-
-  For servers: only formats whose size is in the header pass (PNG, JPEG, BMP, WebP, GIF,
-  TIFF), so the pixel limit always holds before decoding. Raises `UserError` (empty data,
-  another format) or `ImageTooLarge`. Returns (format, (width, height)) as stored.
-  """
-  if not data:
-    raise UserError(f"{name}: the file is empty (0 bytes)")
-  fmt, size, _ = image_headers.probe(data)
-  if size is None:
-    raise UserError(f"{name}: unsupported file (its size cannot be read from its header); "
-                    "send PNG, JPEG, BMP, WebP, GIF or TIFF")
-  _check_size(name, size[0], size[1], int(max_pixels))
-  return fmt, size
+ANIMATED_WEBP = ("animated WebP is not supported (nor by the SavedModel, whose decoder cannot "
+                 "read animations safely); save the frame you want as PNG")
 
 
 def _check_size(path, width, height, max_pixels):
@@ -159,7 +146,29 @@ def _check_size(path, width, height, max_pixels):
     raise UserError(f"{path}: the image header says {width}x{height} pixels (an empty image)")
   if width * height > max_pixels:
     raise ImageTooLarge(f"{path}: image is {width}x{height} ({width * height / 1e6:.1f} "
-                        f"megapixels), above the limit of {max_pixels / 1e6:g} megapixels (--max_megapixels)")
+                        f"megapixels), above the limit of {max_pixels / 1e6:g} megapixels "
+                        "(--max_megapixels)")
+
+
+def check_header(data, name, max_pixels=DEFAULT_MAX_PIXELS):
+  """Checks encoded image bytes from their header alone, before anything is decoded.
+
+  For servers and pipelines that receive files as bytes. Raises `UserError` (message
+  starting with ``name``) for empty data, a format whose size is not in its header (only
+  PNG, JPEG, BMP, WebP, GIF and TIFF pass) or an animated WebP, and `ImageTooLarge` when
+  width × height exceeds ``max_pixels``. Returns ``(format, (width, height))`` as stored
+  (before EXIF orientation).
+  """
+  if not data:
+    raise UserError(f"{name}: the file is empty (0 bytes)")
+  fmt, size, _ = image_headers.probe(data)
+  if size is None:
+    raise UserError(f"{name}: unsupported file (its size cannot be read from its header); "
+                    "send PNG, JPEG, BMP, WebP, GIF or TIFF")
+  if image_headers.is_animated_webp(data):
+    raise UserError(f"{name}: {ANIMATED_WEBP}")
+  _check_size(name, size[0], size[1], int(max_pixels))
+  return fmt, size
 
 
 def read_bytes(path, what="image"):
@@ -205,6 +214,8 @@ def _load(path, what, max_pixels, data=None):
   fmt, size, orientation = image_headers.probe(data)
   if size is not None:
     _check_size(path, size[0], size[1], max_pixels)
+  if image_headers.is_animated_webp(data):
+    raise UserError(f"{path}: {ANIMATED_WEBP}")
   with _native_stderr() as lines:
     try:
       pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)

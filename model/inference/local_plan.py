@@ -324,30 +324,50 @@ def strip_rows(width, channels, budget_bytes, batch=1):
   return tf.clip_by_value(rows, 32, 1024)
 
 
-def refine(generator, x_in, mask, budget_bytes):
+PATHS = ("auto", "local", "full")
+
+
+def use_local(generator, mask, hole=None, needed=None):
+  """bool scalar: ``mask`` [B, H, W, 1] has a hole and the hole-local FLOP plan is below
+  ``LOCAL_THRESHOLD`` (95 %) of the full network's. ``hole``, ``needed``: as in
+  :func:`refine_locally`."""
+  shape = tf.shape(mask)
+
+  def cheaper():
+    box = _hole_box(mask) if hole is None else hole
+    need = needed_queries(generator, mask) if needed is None else needed
+    cost = plan(generator, box, shape[1], shape[2], need)
+    return cost["local"] < LOCAL_THRESHOLD * cost["full"]
+
+  return tf.cond(tf.reduce_any(mask > 0.5), cheaper, lambda: tf.constant(False))
+
+
+def refine(generator, x_in, mask, budget_bytes, path="auto"):
   """Stage-2 output for inference, exact on hole pixels (what test.py and serving run).
 
-  Takes the hole-local path when its FLOP plan is below ``LOCAL_THRESHOLD`` (95 %) of the
-  full network's (it usually is), else the full network; attention is tiled to fit
+  ``path``: ``local`` computes only what reaches hole pixels (``mask`` must have one),
+  ``full`` runs the whole generator, ``auto`` picks local in the graph when
+  :func:`use_local` says so (each path is traced once). Attention is tiled to fit
   ``budget_bytes`` either way. ``x_in``/``mask``: ``[B, H, W, *]``, H, W multiples of 8.
   """
   shape = tf.shape(x_in)
   height, width = shape[1], shape[2]
   tile = attention_tile(height, width, budget_bytes, shape[0])
-  has_hole = tf.reduce_any(mask > 0.5)
 
   def full():
     return generator((x_in, mask), attention_tile=tile)[1]
 
-  def choose():
-    hole = _hole_box(mask)
-    needed = needed_queries(generator, mask)
-    cost = plan(generator, hole, height, width, needed)
+  if path not in PATHS:
+    raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+  if path == "full":
+    return full()
+  # Computed once for the plan and the local path (meaningless, and unused, without a hole).
+  hole, needed = _hole_box(mask), needed_queries(generator, mask)
 
-    def local():
-      rows = strip_rows(width, generator.cnum, budget_bytes, shape[0])
-      return refine_locally(generator, x_in, mask, tile, rows, hole, needed)
+  def local():
+    rows = strip_rows(width, generator.cnum, budget_bytes, shape[0])
+    return refine_locally(generator, x_in, mask, tile, rows, hole, needed)
 
-    return tf.cond(cost["local"] < LOCAL_THRESHOLD * cost["full"], local, full)
-
-  return tf.cond(has_hole, choose, full)
+  if path == "local":
+    return local()
+  return tf.cond(use_local(generator, mask, hole, needed), local, full)
