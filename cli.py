@@ -98,10 +98,11 @@ def import_tensorflow(verbose=False):
   Those lines (absl's "All log messages before absl::InitializeLog()..." warning, the
   "oneDNN custom operations are on" notice, CPU-feature notes, some ``E0000`` lines) are
   written by C++ code straight to file descriptor 2 while TensorFlow loads, before
-  ``TF_CPP_MIN_LOG_LEVEL`` (set here to 2 unless the environment sets it) applies; so
+  ``TF_CPP_MIN_LOG_LEVEL`` (set here to 3 unless the environment sets it: oneDNN also logs
+  ``E0000`` notes while ops run) applies; so
   the descriptor is pointed elsewhere for the import. If the import fails they are shown.
   """
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
   if verbose or "tensorflow" in sys.modules:
     import tensorflow
     return tensorflow
