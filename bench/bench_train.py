@@ -101,9 +101,22 @@ def graph_flops(concrete_function):
   Nested functions (loops, conditionals) are not followed; the training steps have none
   (``uncounted`` also counts them, so a change would show).
   """
+  graph = concrete_function.graph
+  # Only ops the outputs and side effects (variable updates) depend on: the gradient code
+  # also builds results nobody uses (the gradient of a constant input, say), which
+  # TensorFlow prunes before running.
+  live, todo = set(), [t.op for t in graph.outputs] + list(graph.control_outputs)
+  while todo:
+    op = todo.pop()
+    if op not in live:
+      live.add(op)
+      todo.extend(t.op for t in op.inputs)
+      todo.extend(op.control_inputs)
   total = collections.Counter()
-  for op in concrete_function.graph.get_operations():
-    if op.type in CONV_OPS:
+  for op in graph.get_operations():
+    if op not in live:
+      continue
+    elif op.type in CONV_OPS:
       flops, kind = _conv_flops(op), "conv"
     elif op.type in MATMUL_OPS:
       flops, kind = _matmul_flops(op), "matmul"
