@@ -55,12 +55,24 @@ class _Runner:
           self.checkpoint_dir, max_memory_gb=self.max_memory_gb)
     return self._inpainter
 
+  def checkpoint_files(self):
+    """The files of the checkpoint (a directory, or a prefix of ``.index``/``.data`` files)."""
+    path = self.checkpoint_dir
+    if os.path.isdir(path):
+      names = [os.path.join(path, n) for n in os.listdir(path)]
+    else:
+      folder = os.path.dirname(path) or "."
+      names = [os.path.join(folder, n) for n in os.listdir(folder)
+               if n.startswith(os.path.basename(path) + ".")] if os.path.isdir(folder) else []
+    return [n for n in names if os.path.isfile(n)]
+
   def run(self, image_path, mask_path, output_path, flow_path=None, max_pixels=None, label=None):
     from model.fileio import images as image_io
     image_io.check_output_path(output_path)
     if flow_path:
       image_io.check_output_path(flow_path)
     rgb, info = image_io.read_image(image_path, max_pixels=max_pixels)
+    image_io.check_output_path(output_path, info)  # e.g. transparency into a JPEG: before the work
     hole = image_io.read_mask(mask_path, expected_hw=rgb.shape[:2])
     if label:  # big photos take minutes on a CPU: say what is being worked on
       h, w = hole.shape
@@ -86,18 +98,20 @@ def _run_folder(runner, image_dir, mask_arg, output_dir, max_pixels):
     _warn(f"no mask for {path}; skipped")
   if not pairs:
     raise UserError(f"no image in {image_dir} has a matching mask in {mask_arg}")
+  outputs = [os.path.join(output_dir, os.path.basename(image)) for image, _ in pairs]
+  image_io.check_spares_inputs(
+      outputs, image_io.list_images(image_dir) + [mask for _, mask in pairs]
+      + runner.checkpoint_files(), "write to another --output folder")
   try:
     os.makedirs(output_dir, exist_ok=True)
   except OSError as e:
     raise UserError(f"{output_dir}: cannot create the output folder ({e.strerror or e})") from None
   failures = 0
-  for i, (image_path, mask_path) in enumerate(pairs, 1):
-    name = os.path.basename(image_path)
-    label = f"[{i}/{len(pairs)}] {name}"
+  for i, ((image_path, mask_path), output) in enumerate(zip(pairs, outputs), 1):
+    label = f"[{i}/{len(pairs)}] {os.path.basename(image_path)}"
     cli.CONSOLE.progress(label)
     try:
-      runner.run(image_path, mask_path, os.path.join(output_dir, name), max_pixels=max_pixels,
-                 label=label)
+      runner.run(image_path, mask_path, output, max_pixels=max_pixels, label=label)
     except UserError as e:
       failures += 1
       _fail(str(e))
@@ -121,6 +135,12 @@ def _main():
   else:
     if os.path.isdir(FLAGS.mask):
       raise UserError(f"--image is a file, so --mask must be a file: {FLAGS.mask}")
+    from model.fileio import images as image_io
+    outputs = [FLAGS.output] + ([FLAGS.flow] if FLAGS.flow else [])
+    image_io.check_spares_inputs(outputs, [FLAGS.image, FLAGS.mask] + runner.checkpoint_files(),
+                                 "choose another --output or --flow")
+    if FLAGS.flow and image_io.same_file(FLAGS.flow, FLAGS.output):
+      raise UserError(f"--flow and --output name the same file: {FLAGS.flow}")
     runner.run(FLAGS.image, FLAGS.mask, FLAGS.output, FLAGS.flow, max_pixels,
                label=f"[1/1] {os.path.basename(FLAGS.image)}")
     cli.CONSOLE.end_progress()

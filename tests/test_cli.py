@@ -520,6 +520,119 @@ def test_bad_input_fails_with_one_error_line(case, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# An output never replaces an input of the same run (image, mask, checkpoint), however spelled.
+
+
+def _inputs_copy(tmp):
+  """photo.png + mask.png in tmp/in, a checkpoint folder tmp/ckpt with a picture in it."""
+  folder = tmp / "in"
+  folder.mkdir()
+  shutil.copy(_example("sklearn_flower.png"), folder / "photo.png")
+  shutil.copy(_example("sklearn_flower_mask.png"), folder / "mask.png")
+  (tmp / "ckpt").mkdir()
+  shutil.copy(_example("sklearn_flower.png"), tmp / "ckpt" / "curve.png")
+  (tmp / "ckpt" / "model.json").write_text("{}")
+  return folder
+
+
+def _protect_same_spelling(tmp, folder):
+  return ["--image", folder / "photo.png", "--mask", folder / "mask.png",
+          "--output", folder / "photo.png"]
+
+
+def _protect_relative_spelling(tmp, folder):  # run from tmp: in/../in/photo.png
+  return ["--image", folder / "photo.png", "--mask", folder / "mask.png",
+          "--output", os.path.join("in", "..", "in", "photo.png")]
+
+
+def _protect_symlink(tmp, folder):
+  os.symlink(folder / "photo.png", tmp / "link.png")
+  return ["--image", folder / "photo.png", "--mask", folder / "mask.png",
+          "--output", tmp / "link.png"]
+
+
+def _protect_symlinked_folder(tmp, folder):
+  os.symlink(folder, tmp / "alias")
+  return ["--image", folder / "photo.png", "--mask", folder / "mask.png",
+          "--output", tmp / "alias" / "photo.png"]
+
+
+def _protect_hard_link(tmp, folder):
+  os.link(folder / "photo.png", tmp / "hard.png")
+  return ["--image", tmp / "hard.png", "--mask", folder / "mask.png",
+          "--output", folder / "photo.png"]
+
+
+def _protect_mask(tmp, folder):
+  return ["--image", folder / "photo.png", "--mask", folder / "mask.png",
+          "--output", folder / "mask.png"]
+
+
+def _protect_image_from_flow(tmp, folder):
+  return ["--image", folder / "photo.png", "--mask", folder / "mask.png",
+          "--output", tmp / "out.png", "--flow", folder / "photo.png"]
+
+
+def _protect_checkpoint(tmp, folder):
+  return ["--image", folder / "photo.png", "--mask", folder / "mask.png",
+          "--output", tmp / "ckpt" / "curve.png", "--checkpoint_dir", tmp / "ckpt"]
+
+
+def _protect_folder_is_image_folder(tmp, folder):
+  (folder / "mask.png").rename(folder / "photo_mask.png")
+  return ["--image", folder, "--mask", folder, "--output", folder]
+
+
+def _protect_folder_through_symlink(tmp, folder):
+  os.symlink(folder, tmp / "alias")
+  return ["--image", folder, "--mask", folder / "mask.png", "--output", tmp / "alias"]
+
+
+def _protect_folder_replaces_a_mask(tmp, folder):
+  masks = tmp / "masks"
+  masks.mkdir()
+  (folder / "mask.png").rename(masks / "photo.png")  # the mask of photo.png, by stem
+  return ["--image", folder, "--mask", masks, "--output", masks]
+
+
+_PROTECT = {name[len("_protect_"):]: func for name, func in sorted(globals().items())
+            if name.startswith("_protect_")}
+
+
+@pytest.mark.parametrize("case", sorted(_PROTECT))
+def test_output_never_replaces_an_input(case, tmp_path):
+  folder = _inputs_copy(tmp_path)
+  args = _PROTECT[case](tmp_path, folder)
+  before = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+  if "--checkpoint_dir" not in args:
+    args += ["--checkpoint_dir", tmp_path / "no_checkpoint"]
+  proc = run_cli(*args, cwd=tmp_path)
+  assert_failed(proc, match=r"would replace .*, an input of this run", warnings=0)
+  after = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+  assert after == before  # nothing written, nothing replaced
+
+
+def test_flow_and_output_must_differ(tmp_path):
+  folder = _inputs_copy(tmp_path)
+  proc = run_cli("--image", folder / "photo.png", "--mask", folder / "mask.png",
+                 "--output", tmp_path / "out.png", "--flow", tmp_path / "." / "out.png",
+                 "--checkpoint_dir", tmp_path / "no_checkpoint", cwd=tmp_path)
+  assert_failed(proc, tmp_path / "out.png", match=r"--flow and --output name the same file")
+
+
+def test_transparency_into_jpeg_is_refused_before_the_model_runs(tmp_path):
+  rgba = np.dstack([_read(_example("sklearn_flower.png"))[:64, :96],
+                   np.full((64, 96), 255, np.uint8)])
+  rgba[:8, :8, 3] = 0
+  image = _write(tmp_path / "rgba.png", rgba)
+  mask = _write(tmp_path / "mask.png", np.full((64, 96), 255, np.uint8))
+  # With a missing checkpoint, the model would fail to load: the JPEG check must come first.
+  proc = run_cli("--image", image, "--mask", mask, "--output", tmp_path / "out.jpg",
+                 "--checkpoint_dir", tmp_path / "no_checkpoint", cwd=tmp_path)
+  assert_failed(proc, tmp_path / "out.jpg", match=r"JPEG cannot keep the transparency")
+
+
+# ---------------------------------------------------------------------------------------------
 # Bad checkpoints (the model is loaded after the inputs were read, so these import TensorFlow).
 
 

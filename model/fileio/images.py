@@ -342,6 +342,37 @@ def check_output_path(path, info=None):
   return ext
 
 
+def _file_keys(path):
+  """Keys shared by every spelling of one file: its resolved path and, if it exists, its inode."""
+  keys = {os.path.realpath(path)}
+  with contextlib.suppress(OSError, ValueError):
+    st = os.stat(path)
+    keys.add((st.st_dev, st.st_ino))
+  return keys
+
+
+def same_file(a, b):
+  """True when two paths name the same file (see `check_spares_inputs`)."""
+  return bool(_file_keys(os.fspath(a)) & _file_keys(os.fspath(b)))
+
+
+def check_spares_inputs(outputs, inputs, hint):
+  """Rejects an output path that names an input file of the same run (UserError).
+
+  Any spelling counts: relative or absolute, through symbolic links (also of a parent
+  folder), or a hard link of the input. `hint` ends the message (what to do instead).
+  """
+  owner = {}
+  for path in inputs:
+    for key in _file_keys(os.fspath(path)):
+      owner.setdefault(key, os.fspath(path))
+  for out in outputs:
+    for key in _file_keys(os.fspath(out)):
+      if key in owner:
+        raise UserError(f"{os.fspath(out)}: would replace {owner[key]}, an input of this run; "
+                        f"{hint}")
+
+
 def write_image(path, rgb, info=None):
   """Writes uint8 RGB `[H, W, 3]` atomically, in the mode of the source described by `info`.
 
