@@ -6,6 +6,7 @@ training checkpoints of ``train.py`` have the same layout, so they load too).
 Official checkpoints are read by name (ARCHITECTURE.md §7.3): ``inpaint_net/<layer>/kernel``
 and ``.../bias``, with ``<layer>/<layer>_conv`` for the upsampling layers.
 """
+import glob
 import json
 import os
 
@@ -48,11 +49,35 @@ def _checkpoint_prefix(path):
   return None
 
 
+# What reading a cut-short or overwritten checkpoint file raises: a short read of the data
+# file (IndexError "Read less bytes than requested"), a checksum mismatch or a bad table
+# (DataLossError, or a plain OpError from the checkpoint reader with one of these messages).
+_DAMAGE_TEXT = ("Read less bytes", "Checksum does not match", "not an sstable", "corrupt",
+                "truncated")
+
+
+def _is_damage(error):
+  return isinstance(error, (IndexError, tf.errors.DataLossError)) or (
+      isinstance(error, tf.errors.OpError) and any(t in str(error) for t in _DAMAGE_TEXT))
+
+
+def _damaged(prefix, error, part="data"):
+  """The UserError for a checkpoint file that is truncated or corrupt, naming the file."""
+  files = [prefix + ".index"] if part == "index" else (
+      sorted(glob.glob(glob.escape(prefix) + ".data-*")) or [prefix + ".data-*"])
+  detail = " ".join(str(error).split())
+  detail = detail.split("}} ", 1)[-1][:200]  # drop TensorFlow's {{function_node ...}} prefix
+  return UserError(f"{', '.join(files)}: checkpoint file is truncated or corrupt ({detail}); "
+                   "copy or download it again")
+
+
 def _read_variables(prefix):
   try:
     reader = tf.train.load_checkpoint(prefix)
     return reader, reader.get_variable_to_shape_map()
   except (tf.errors.OpError, ValueError) as e:
+    if _is_damage(e):
+      raise _damaged(prefix, e, "index") from None
     raise UserError(f"cannot read checkpoint {prefix}: {str(e).splitlines()[0]}") from None
 
 
@@ -89,8 +114,13 @@ def load_official(path):
     if list(shapes[name]) != list(var.shape):
       raise UserError(f"checkpoint variable {name} has shape {shapes[name]}, "
                       f"the v1 generator needs {list(var.shape)}")
-  for name, var in names.items():
-    var.assign(reader.get_tensor(name))
+  try:
+    for name, var in names.items():
+      var.assign(reader.get_tensor(name))
+  except (IndexError, tf.errors.OpError) as e:
+    if _is_damage(e):
+      raise _damaged(prefix, e) from None
+    raise
   return gen, cfg
 
 
@@ -134,7 +164,9 @@ def load_ours(directory):
     status = tf.train.Checkpoint(**{GENERATOR_KEY: gen}).read(prefix)
     status.expect_partial()
     status.assert_existing_objects_matched()
-  except (AssertionError, tf.errors.OpError, ValueError) as e:
+  except (AssertionError, IndexError, tf.errors.OpError, ValueError) as e:
+    if _is_damage(e):
+      raise _damaged(prefix, e) from None
     message = " ".join(str(e).split())[:300]
     raise UserError(f"checkpoint {prefix} does not match {MODEL_JSON} "
                     f"(or holds no generator): {message}") from None

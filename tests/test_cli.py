@@ -655,7 +655,7 @@ def _model_json_only(directory):
 
 @pytest.mark.parametrize("kind, match", [
     ("missing", r"checkpoint directory not found"),
-    ("garbage", r"cannot read checkpoint"),
+    ("garbage", r"snap-0\.index: checkpoint file is truncated or corrupt"),
     ("model_json_only", r"has model\.json but no checkpoint files"),
 ])
 def test_bad_checkpoint_fails_with_one_error_line(kind, match, tmp_path):

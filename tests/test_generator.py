@@ -189,3 +189,31 @@ def test_mirror_pad_dynamic_shape_has_no_loop_and_matches_rounds(mode):
     x = _rand([1, h, w, 1])
     static = mirror_pad(tf.constant(x), 7, mode).numpy()  # tf.pad in rounds
     np.testing.assert_array_equal(fn(x), static, err_msg=f"{h}x{w}")
+
+
+def _damage(path, how):
+  data = bytearray(path.read_bytes())
+  if how == "cut":
+    path.write_bytes(bytes(data[:len(data) // 2]))
+  else:  # bytes overwritten in the middle: the stored checksum no longer matches
+    data[len(data) // 2:len(data) // 2 + 64] = b"\x55" * 64
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("kind", ["ours", "official"])
+@pytest.mark.parametrize("part, how", [("data", "cut"), ("data", "overwritten"), ("index", "cut")])
+def test_truncated_or_corrupt_checkpoint_names_the_file(kind, part, how, tmp_path):
+  gen = generator_lib.build_generator(config_lib.preset("v1", cnum=4))
+  if kind == "ours":
+    checkpoints.save_generator(gen, config_lib.preset("v1", cnum=4), str(tmp_path / "ckpt"))
+  else:
+    _write_tf1({n: tf.Variable(v.numpy()) for n, v in
+                checkpoints.official_variable_names(gen).items()}, tmp_path / "ckpt")
+  (damaged,) = [p for p in (tmp_path / "ckpt").iterdir()
+                if (".data-" in p.name if part == "data" else p.name.endswith(".index"))]
+  _damage(damaged, how)
+  with pytest.raises(UserError) as info:
+    checkpoints.load_generator(str(tmp_path / "ckpt"))
+  message = str(info.value)
+  assert message.startswith(f"{damaged}: checkpoint file is truncated or corrupt"), message
+  assert "\n" not in message and "{{" not in message
