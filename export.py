@@ -11,6 +11,7 @@ is never half-written. Every failure prints one line ``error: ...`` and exits wi
 """
 import math
 import os
+import re
 import shutil
 import tempfile
 
@@ -64,6 +65,17 @@ def _remove(path):
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _write_failure(out, error):
+  """One line for an error raised while writing ``out`` (an OSError or a TensorFlow OpError,
+  whose text starts with ``{{function_node ...}}`` and ends with ``[Op:...]``)."""
+  text = getattr(error, "strerror", None) or " ".join(str(error).split())
+  text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+  text = re.sub(r"\s*\[Op:\w+\]$", "", text).rsplit("; ", 1)[-1]  # "<temp file>; <reason>"
+  advice = ("free some space or choose another --export_dir" if "No space left" in text
+            else "check the folder and its permissions")
+  return _ExportError(f"cannot write {out}: {text}; nothing was written ({advice})")
+
+
 def _write_atomically(out, overwrite, write):
   """Calls ``write(tmp)`` on a fresh directory beside ``out``, then renames it to ``out``."""
   parent = os.path.dirname(out)
@@ -77,7 +89,12 @@ def _write_atomically(out, overwrite, write):
     raise _ExportError(f"{parent}: cannot create a directory there ({e.strerror or e})") from None
   old = None
   try:
-    write(tmp)
+    try:
+      write(tmp)
+    except Exception as e:  # noqa: BLE001 - TensorFlow reports a full disk as an OpError
+      if isinstance(e, OSError) or type(e).__module__.startswith("tensorflow."):
+        raise _write_failure(out, e) from None
+      raise
     _check_target(out, overwrite)  # it may have appeared while we were exporting
     if os.path.isdir(out) and os.listdir(out):
       old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.old-", dir=parent)

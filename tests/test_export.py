@@ -330,6 +330,37 @@ def test_export_errors_are_one_line(tmp_path):
   assert sorted(os.listdir(tmp_path)) == ["out"]  # nothing else was created
 
 
+_FULL_DISK = r"""
+import os, sys
+import tensorflow as tf
+import export
+out = sys.argv[1]
+def write(tmp):  # what SaveV2 raises when the disk fills up while the variables are written
+  with open(os.path.join(tmp, "saved_model.pb"), "wb") as f:
+    f.write(b"partial")
+  raise tf.errors.ResourceExhaustedError(None, None, (
+      "{{function_node __wrapped__SaveV2_dtypes_170_device_/job:localhost/replica:0/task:0/"
+      "device:CPU:0}} " + tmp + "/variables/variables_temp/part-00000-of-00001.data-00000-of-"
+      "00001.tempstate2353073883585354485; No space left on device [Op:SaveV2]"))
+try:
+  export._write_atomically(out, False, write)
+except export._ExportError as e:
+  print(e)
+"""
+
+
+def test_full_disk_is_one_user_facing_line(tmp_path):
+  """A disk that fills up during the export: one line that says so, and nothing left behind.
+  (Also checked by hand on a 2 MB tmpfs: the same message.)"""
+  out = tmp_path / "export"
+  proc = subprocess.run([sys.executable, "-c", _FULL_DISK, str(out)], cwd=REPO, env=_env(),
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout == (f"cannot write {out}: No space left on device; nothing was written "
+                         "(free some space or choose another --export_dir)\n"), proc.stdout
+  assert os.listdir(tmp_path) == []
+
+
 # In-process checks of the graph pieces against the NumPy inference path.
 
 def test_pad_to_grid_matches_numpy():
