@@ -29,7 +29,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 import time
 
 import cv2
@@ -42,6 +41,7 @@ import cli
 # These are NumPy/OpenCV only; TensorFlow is imported lazily, for --method model.
 from model.evaluation import masks as eval_masks
 from model.fileio import images as image_io
+from model.fileio.atomic import atomic_write
 from model.evaluation import metrics
 from model.errors import UserError
 
@@ -230,25 +230,6 @@ def _unique_stems(paths):
   return stems
 
 
-def _write_text(path, text):
-  """Writes ``text`` atomically (temporary file in the same folder, then rename)."""
-  directory, name = os.path.split(os.path.abspath(path))
-  try:
-    fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-    try:
-      with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-      os.replace(temp, path)
-    except BaseException:
-      if os.path.exists(temp):
-        os.unlink(temp)
-      raise
-  except OSError as e:
-    raise UserError(f"{path}: cannot write ({e.strerror or e})") from None
-
-
 def summarize(rows, modes, methods):
   """One mean row per (mask mode, method) present in ``rows``, in that order."""
   means = []
@@ -383,8 +364,8 @@ def _main():
             "counts": {"images": len(jobs) + len(unpaired),
                        "evaluated": len({r["image"] for r in rows}), "skipped": len(skipped)},
             "summary": means, "images": rows, "skipped": skipped}
-  _write_text(os.path.join(out, "results.csv"), _csv_text(rows + means))
-  _write_text(os.path.join(out, "results.json"), json.dumps(report, indent=1) + "\n")
+  atomic_write(os.path.join(out, "results.csv"), _csv_text(rows + means))
+  atomic_write(os.path.join(out, "results.json"), json.dumps(report, indent=1) + "\n")
   print(format_table(means))
   if skipped:
     _warn(f"{len(skipped)} of {len(jobs) + len(unpaired)} images skipped (see results.json)")

@@ -99,17 +99,14 @@ def _check_run_dir(cfg, run_dir):
 def _prepare_run_dir(cfg, run_dir):
   """Writes config.json/model.json and removes the leftovers of a killed save."""
   from model import weights
+  from model.fileio.atomic import atomic_write
   _check_run_dir(cfg, run_dir)
   os.makedirs(run_dir, exist_ok=True)
   for name in sorted(os.listdir(run_dir)):
     if TEMP_CHECKPOINT.match(name) and os.path.isdir(os.path.join(run_dir, name)):
       shutil.rmtree(os.path.join(run_dir, name))
       _log(f"removed {os.path.join(run_dir, name)} (left by an interrupted save)")
-  path = os.path.join(run_dir, "config.json")
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(cfg.to_json())
-  os.replace(tmp, path)
+  atomic_write(os.path.join(run_dir, "config.json"), cfg.to_json())
   weights.write_model_json(cfg.model, run_dir)
 
 

@@ -181,10 +181,8 @@ def main():
       "the ceiling; `dense GFLOP` is what the dense path would need. "
       "Analysis: bench/README.md.", "",
       header, "|" + "---|" * 12, *rows, ""])
-  tmp = args.output + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, args.output)
+  from model.fileio.atomic import atomic_write
+  atomic_write(args.output, text)
   print(f"wrote {args.output}")
   return 0
 

@@ -12,6 +12,7 @@ read back from ``<out>.csv``, so the script can be rerun as training goes on. Wr
 steps, one panel per size, Telea and Navier–Stokes as horizontal lines.
 """
 import csv
+import io
 import json
 import os
 import re
@@ -25,6 +26,9 @@ import cv2
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from model.fileio.atomic import atomic_write  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("snapshots", None, "Folder of step_N checkpoint folders.")
 flags.DEFINE_string("data_dir", None, "Held-out photos (evaluate.py --data_dir).")
@@ -62,12 +66,11 @@ def _read_rows(path):
 
 
 def _write_rows(path, rows):
-  tmp = path + ".tmp"
-  with open(tmp, "w", newline="") as f:
-    writer = csv.DictWriter(f, FIELDS)
-    writer.writeheader()
-    writer.writerows(rows)
-  os.replace(tmp, path)
+  text = io.StringIO(newline="")
+  writer = csv.DictWriter(text, FIELDS)
+  writer.writeheader()
+  writer.writerows(rows)
+  atomic_write(path, text.getvalue())
 
 
 def _snapshots():
@@ -160,9 +163,7 @@ def main(argv):
   picture = np.concatenate(panels, axis=0)
   ok, data = cv2.imencode(".png", picture)
   assert ok
-  with open(png_path + ".tmp", "wb") as f:
-    f.write(data.tobytes())
-  os.replace(png_path + ".tmp", png_path)
+  atomic_write(png_path, data.tobytes())
   print(f"wrote {csv_path} and {png_path}")
 
 

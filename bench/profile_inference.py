@@ -107,10 +107,8 @@ def main():
   text = "\n".join(lines) + "\n"
   print(text)
   if args.output:
-    tmp = args.output + ".tmp"
-    with open(tmp, "w") as f:
-      f.write(text)
-    os.replace(tmp, args.output)
+    from model.fileio.atomic import atomic_write
+    atomic_write(args.output, text)
   return 0
 
 

@@ -16,6 +16,7 @@ from layers.gen_conv import GenDeconv
 from model import config as config_lib
 from model import generator as generator_lib
 from model.errors import UserError
+from model.fileio.atomic import atomic_write
 
 MODEL_JSON = "model.json"
 GENERATOR_KEY = "generator"
@@ -124,21 +125,9 @@ def load_official(path):
   return gen, cfg
 
 
-def save_generator(gen, cfg, directory):
-  """Writes ``model.json`` and the generator weights into ``directory``."""
-  os.makedirs(directory, exist_ok=True)
-  write_model_json(cfg, directory)
-  ckpt = tf.train.Checkpoint(**{GENERATOR_KEY: gen})
-  return ckpt.write(os.path.join(directory, "generator"))
-
-
 def write_model_json(cfg, directory):
   """Atomically writes ``model.json`` for ``cfg`` into ``directory``."""
-  path = os.path.join(directory, MODEL_JSON)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(cfg.to_json())
-  os.replace(tmp, path)
+  atomic_write(os.path.join(directory, MODEL_JSON), cfg.to_json())
 
 
 def read_model_json(directory):

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, GOLDEN, REPO, require_shared
+from conftest import EXAMPLES, GOLDEN, REPO, require_shared, save_generator
 
 TEST_PY = os.path.join(REPO, "test.py")
 # Folder-mode progress: "\r[i/n] name\x1b[K"; a complete one is followed by \r, \n or the end.
@@ -133,10 +133,9 @@ def _assert_inpainted(out, src, hole):
 def tiny_checkpoint(tmp_path_factory):
   """One of our checkpoints with a tiny random generator (cnum=4): fast to load and run."""
   from model import config, generator
-  from model import weights as checkpoints
   directory = tmp_path_factory.mktemp("tiny_ckpt")
   cfg = config.preset("v1", cnum=4)
-  checkpoints.save_generator(generator.build_generator(cfg), cfg, str(directory))
+  save_generator(generator.build_generator(cfg), cfg, str(directory))
   return str(directory)
 
 
@@ -377,12 +376,12 @@ def _case_empty_file(tmp):
 
 def _case_zero_size_header(tmp):
   (tmp / "zero.png").write_bytes(_png_with_header(0, 0))
-  return _single(tmp, image=tmp / "zero.png"), r"zero\.png: .*0x0"
+  return _single(tmp, image=tmp / "zero.png"), r"zero\.png: not an image file .*damaged header"
 
 
 def _case_absurd_header(tmp):
   (tmp / "huge.png").write_bytes(_png_with_header(100000, 100000))
-  return _single(tmp, image=tmp / "huge.png"), r"huge\.png: image is 100000x100000.*megapixels"
+  return _single(tmp, image=tmp / "huge.png"), r"huge\.png: image is far above the limit"
 
 
 def _case_fifo(tmp):

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO, SHARED, require_shared
+from conftest import REPO, SHARED, require_shared, save_generator
 from model.evaluation import masks as eval_masks
 
 EVALUATE = os.path.join(REPO, "evaluate.py")
@@ -164,10 +164,9 @@ def opencv_run(photos, tmp_path_factory):
 def tiny_checkpoint(tmp_path_factory):
   """One of our checkpoints with a tiny random generator (cnum=4)."""
   from model import config, generator
-  from model import weights as checkpoints
   directory = tmp_path_factory.mktemp("tiny_ckpt")
   cfg = config.preset("v1", cnum=4)
-  checkpoints.save_generator(generator.build_generator(cfg), cfg, str(directory))
+  save_generator(generator.build_generator(cfg), cfg, str(directory))
   return str(directory)
 
 

@@ -25,10 +25,10 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference import base
 
+from model.fileio import images as image_io
+from model.fileio.atomic import atomic_write
 from model.batch import handler as handler_lib
 from model.errors import UserError
-from model.fileio import headers as image_headers
-from model.fileio import images as image_io
 
 GLOB_CHARS = "*?["
 OUTPUT_EXTENSION = ".png"
@@ -208,12 +208,6 @@ def read_checked(path, what, max_pixels):
         data = f.read()
     except Exception as e:  # noqa: BLE001 - filesystem clients raise many types
       raise UserError(f"{path}: cannot read the {what} file ({one_line(type(e), e)})") from None
-  fmt, size, _ = image_headers.probe(data) if data else ("other", (0, 0), 1)
-  if size is None and fmt == "other":
-    raise UserError(f"{path}: not a PNG, JPEG, BMP, WebP, GIF or TIFF file (only formats whose "
-                    "header gives the size are read, so that no image is decoded unchecked)")
-  if size is None:
-    raise UserError(f"{path}: truncated or corrupt {fmt.upper()} header (no image size in it)")
   image_io.check_header(data, path, max_pixels)
   return data
 
@@ -226,7 +220,7 @@ def write_output(path, payload):
       os.makedirs(parent, exist_ok=True)
     except OSError as e:
       raise UserError(f"{parent}: cannot create the output folder ({e.strerror or e})") from None
-    image_io.atomic_write(path, payload)
+    atomic_write(path, payload)
     return
   try:
     with FileSystems.create(path, mime_type="image/png",

@@ -1,5 +1,9 @@
 """Inpainting quality metrics (pure NumPy): hole L1/L2, PSNR, total variation, SSIM.
 
+NumPy, not ``tf.image.ssim``: ``evaluate.py`` scores OpenCV's Telea / Navier-Stokes without
+importing TensorFlow (seconds of start-up and gigabytes it does not need); the SSIM below
+equals ``tf.image.ssim`` to 1e-4 (tests/test_metrics.py).
+
 The DeepFill v1 paper (Table 1; ARCHITECTURE.md §8) reports mean l1 error, mean l2 error,
 PSNR and "TV loss" on Places2 "for reference only". The table has not been
 checked against the paper PDF and the paper does not define its TV loss or the

@@ -1,43 +1,41 @@
 """Image and mask files: careful reading (EXIF orientation, grey/RGBA, 16-bit) and atomic writing.
 
-Pure NumPy + OpenCV (no TensorFlow), so CLIs can check their inputs before loading a model.
-Every problem a user can cause raises `UserError` with a one-line message that starts with
-the file path: a missing, unreadable, empty, non-image, truncated, corrupt or oversized
-file, a mask of the wrong size, or a bad output path.
+NumPy, Pillow and OpenCV (no TensorFlow), so CLIs can check their inputs before loading a
+model. Every problem a user can cause raises `UserError` with a one-line message that starts
+with the file path: a missing, unreadable, empty, non-image, truncated or oversized file, a
+mask of the wrong size, or a bad output path.
 
 Conventions:
-* Pixels are uint8 RGB `[H, W, 3]` in display orientation. The EXIF Orientation tag in a
-  JPEG APP1 segment, a PNG eXIf chunk or a WebP EXIF chunk is applied here, the same way
-  `PIL.ImageOps.exif_transpose` applies it (OpenCV's TIFF decoder applies the tag of a
-  TIFF itself). Orientation stored only in XMP is ignored. Files we write have no tag.
-* 16-bit sources are scaled to 8 bits as round(v / 257). Outputs are always 8-bit. Other
-  sample types (float, 32-bit) are rejected.
+* Files are read as bytes and opened with Pillow: the header (format, size, EXIF) is read
+  lazily, so the pixel limit is checked before anything is decoded, and Pillow's decoders
+  report truncated or broken data as exceptions. JPEG data that is damaged but complete
+  decodes the way viewers show it.
+* Pixels are uint8 RGB `[H, W, 3]` in display orientation: the EXIF Orientation tag (JPEG,
+  PNG, WebP, TIFF; XMP when there is no EXIF tag) is applied as `PIL.ImageOps.exif_transpose`
+  applies it. Files we write have no tag.
+* 16-bit sources are scaled to 8 bits as round(v / 257) (16-bit colour is decoded with
+  OpenCV, which keeps all 16 bits; Pillow keeps only the high byte). Outputs are always
+  8-bit. Other sample types (float, 32-bit) are rejected.
 * Masks are bool `[H, W]`, True = hole: a pixel is a hole when its brightest colour
   channel is > 127 (white = hole). See `read_mask` for alpha channels.
-* Files are read as bytes and decoded from memory, so non-ASCII paths work. libpng and
-  libjpeg print their complaints straight to stderr. While a codec runs, file descriptor 2
-  is redirected (under a lock) and what was printed goes into the error message instead.
-  Anything another thread prints to stderr during that short time is lost.
 """
 import contextlib
 import dataclasses
+import io
 import os
-import re
-import secrets
 import stat
-import sys
-import tempfile
-import threading
+import warnings
 
 import cv2
 import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from model.fileio import headers as image_headers
 from model.errors import UserError
+from model.fileio.atomic import atomic_write
 
 DEFAULT_MAX_PIXELS = 100_000_000
 MODES = ("grey", "rgb", "rgba")
-# Extensions that `list_images` picks up; each one can also be written.
+# Extensions that `list_images` (and training) pick up; each one can also be written.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 _JPEG_PARAMS = [cv2.IMWRITE_JPEG_QUALITY, 95,  # no chroma subsampling: keeps colour detail
                 cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
@@ -51,9 +49,12 @@ _ENCODE_PARAMS = {
     ".tiff": [],
 }
 _NO_ALPHA = (".jpg", ".jpeg")
-_FORMAT_NAMES = {"png": "PNG", "jpeg": "JPEG", "bmp": "BMP", "webp": "WebP", "gif": "GIF",
-                 "tiff": "TIFF"}
-_STDERR_LOCK = threading.Lock()
+SERVED_FORMATS = ("png", "jpeg", "bmp", "webp", "gif", "tiff")  # what check_header lets through
+_ORIENTATION = 0x0112
+# Pillow mode -> the mode it is converted to (None: keep; missing: not supported).
+_CONVERT = {"1": "L", "L": None, "P": "RGB", "PA": "RGBA", "LA": "RGBA", "La": "RGBA",
+            "RGB": None, "RGBA": None, "RGBa": "RGBA", "RGBX": "RGB", "CMYK": "RGB",
+            "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB"}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -63,11 +64,12 @@ class ImageInfo:
   Attributes:
     path: the file that was read.
     mode: 'grey' (one channel), 'rgb', or 'rgba' (the colour is returned, the alpha is kept
-      here). Grey + alpha sources are 'rgba' (OpenCV expands them).
+      here). Grey + alpha and palette sources with transparency are 'rgba'.
     alpha: uint8 `[H, W]` in display orientation for 'rgba', else None.
     orientation: EXIF orientation 1..8 found in the file (1 = none), already applied.
     bit_depth: 8, or 16 for sources that were scaled down to 8 bits.
-    format: 'png', 'jpeg', 'bmp', 'webp', 'gif' or 'tiff' from the magic bytes, else 'other'.
+    format: Pillow's format name in lower case ('png', 'jpeg', 'bmp', 'webp', 'gif',
+      'tiff', ...).
   """
   path: str
   mode: str = "rgb"
@@ -81,94 +83,25 @@ class ImageInfo:
       raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
 
 
-@contextlib.contextmanager
-def _native_stderr():
-  """Collects the lines native code prints to stderr (fd 2) instead of showing them."""
-  lines = []
-  with _STDERR_LOCK:
-    with contextlib.suppress(AttributeError, ValueError, OSError):
-      sys.stderr.flush()
-    try:
-      saved = os.dup(2)
-    except OSError:  # no stderr at all: nothing to protect
-      yield lines
-      return
-    with tempfile.TemporaryFile() as sink:
-      os.dup2(sink.fileno(), 2)
-      try:
-        yield lines
-      finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        sink.seek(0)
-        lines.extend(sink.read(1 << 16).decode("utf-8", "replace").splitlines())
-
-
-def _codec_complaint(lines, failed):
-  """The first message that says the data is bad; OpenCV warnings only count if decoding failed."""
-  for line in lines:
-    text = line.strip()
-    if text.startswith("libpng error:") or text.startswith("Premature end of JPEG file"):
-      return text
-    extraneous = re.match(r"Corrupt JPEG data: (\d+) extraneous bytes before marker", text)
-    if extraneous and int(extraneous.group(1)) <= 8:
-      continue  # a few padding bytes before a marker are common in camera files and harmless
-    if text.startswith("Corrupt JPEG data"):
-      return text
-  if failed:
-    for line in lines:
-      match = re.match(r"\[\s*WARN:[^\]]*\]\s+\S+\s+\S+\s+\S+\s+(.+)", line.strip())
-      if match:
-        return match.group(1)
-  return None
-
-
-def _unpremultiply(rgba):
-  """Undoes the premultiplication OpenCV (libtiff's RGBA reader) applies to unassociated alpha.
-
-  Colour under low alpha comes back with an error of up to about 255 / alpha levels.
-  """
-  alpha = rgba[:, :, 3:].astype(np.uint32)
-  colour = (rgba[:, :, :3].astype(np.uint32) * 255 + alpha // 2) // np.maximum(alpha, 1)
-  return np.dstack([np.minimum(colour, 255).astype(np.uint8), rgba[:, :, 3]])
-
-
 class ImageTooLarge(UserError):
-  """The image has more pixels than the caller's limit (found before decoding when possible)."""
-
-
-ANIMATED_WEBP = ("animated WebP is not supported (nor by the SavedModel, whose decoder cannot "
-                 "read animations safely); save the frame you want as PNG")
+  """The image has more pixels than the caller's limit (found from the header, before decoding)."""
 
 
 def _check_size(path, width, height, max_pixels):
-  if width == 0 or height == 0:
-    raise UserError(f"{path}: the image header says {width}x{height} pixels (an empty image)")
   if width * height > max_pixels:
     raise ImageTooLarge(f"{path}: image is {width}x{height} ({width * height / 1e6:.1f} "
                         f"megapixels), above the limit of {max_pixels / 1e6:g} megapixels "
                         "(--max_megapixels)")
 
 
-def check_header(data, name, max_pixels=DEFAULT_MAX_PIXELS):
-  """Checks encoded image bytes from their header alone, before anything is decoded.
+ANIMATED_WEBP = ("animated WebP is not supported (nor by the SavedModel, whose decoder cannot "
+                 "read animations safely); save the frame you want as PNG")
 
-  For servers and pipelines that receive files as bytes. Raises `UserError` (message
-  starting with ``name``) for empty data, a format whose size is not in its header (only
-  PNG, JPEG, BMP, WebP, GIF and TIFF pass) or an animated WebP, and `ImageTooLarge` when
-  width × height exceeds ``max_pixels``. Returns ``(format, (width, height))`` as stored
-  (before EXIF orientation).
-  """
-  if not data:
-    raise UserError(f"{name}: the file is empty (0 bytes)")
-  fmt, size, _ = image_headers.probe(data)
-  if size is None:
-    raise UserError(f"{name}: unsupported file (its size cannot be read from its header); "
-                    "send PNG, JPEG, BMP, WebP, GIF or TIFF")
-  if image_headers.is_animated_webp(data):
-    raise UserError(f"{name}: {ANIMATED_WEBP}")
-  _check_size(name, size[0], size[1], int(max_pixels))
-  return fmt, size
+
+def _is_animated_webp(data):
+  """True for a WebP whose VP8X header sets the animation flag (as the SavedModel checks it)."""
+  return (data[:4] == b"RIFF" and data[8:16] == b"WEBPVP8X" and len(data) > 20
+          and bool(data[20] & 0x02))
 
 
 def read_bytes(path, what="image"):
@@ -200,6 +133,106 @@ def _read_bytes(path, what):
   return data
 
 
+class _Unidentified(UserError):
+  """No Pillow plugin recognises the data."""
+
+
+def _open(path, data, max_pixels):
+  """Pillow's lazy view of the file: format, size and EXIF are known, no pixel is decoded.
+
+  The limit that counts is `max_pixels` (checked by the caller from the header). Pillow's
+  process-wide `Image.MAX_IMAGE_PIXELS` warns above its value (not shown) and fails above
+  twice it; it is raised to `max_pixels` when that is higher.
+  """
+  if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
+    Image.MAX_IMAGE_PIXELS = max_pixels
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+      return Image.open(io.BytesIO(data))
+  except Image.DecompressionBombError:  # above twice Pillow's limit: no size to show
+    raise ImageTooLarge(f"{path}: image is far above the limit of {max_pixels / 1e6:g} "
+                        "megapixels (--max_megapixels)") from None
+  except UnidentifiedImageError:
+    raise _Unidentified(f"{path}: not an image file Pillow can read (an unknown format, or a "
+                        "damaged header)") from None
+  except (OSError, SyntaxError, ValueError, EOFError) as e:
+    raise UserError(f"{path}: truncated or corrupt image header ({e})") from None
+
+
+def _format(image):
+  return (image.format or "other").lower().replace("mpo", "jpeg")  # MPO: a camera JPEG
+
+
+def check_header(data, name, max_pixels=DEFAULT_MAX_PIXELS):
+  """Checks an encoded image from its header alone, before anything is decoded.
+
+  For servers and pipelines that receive files as bytes. Raises `UserError` (message
+  starting with `name`) for empty data, a damaged header, a format not in `SERVED_FORMATS`
+  or an animated WebP, and `ImageTooLarge` when width x height exceeds `max_pixels`.
+  Returns (format, (width, height)) as stored (before EXIF orientation).
+  """
+  if not data:
+    raise UserError(f"{name}: the file is empty (0 bytes)")
+  max_pixels = int(max_pixels)
+  unsupported = UserError(f"{name}: unsupported file (not a PNG, JPEG, BMP, WebP, GIF or TIFF "
+                          "file)")
+  try:
+    image = _open(name, data)
+  except _Unidentified:
+    raise unsupported from None
+  with image:
+    if _format(image) not in SERVED_FORMATS:
+      raise unsupported
+    if _is_animated_webp(data):
+      raise UserError(f"{name}: {ANIMATED_WEBP}")
+    _check_size(name, *image.size, max_pixels)
+    return _format(image), image.size
+
+
+def _is_deep_colour(image):
+  """16-bit colour (PNG/TIFF): Pillow would keep only the high byte of each sample."""
+  for tile in image.tile:
+    rawmode = tile.args if isinstance(tile.args, str) else (tile.args or ("",))[0]
+    if isinstance(rawmode, str) and ";16" in rawmode and not image.mode.startswith("I;16"):
+      return True
+  return False
+
+
+def _decode(path, image, data, orientation):
+  """(pixels, turned): uint8 or uint16 ``[H, W]`` or ``[H, W, 3|4]`` RGB[A], and whether
+  they are already in display orientation."""
+  name = image.format or "image"
+  try:
+    image.load()  # decodes; truncated or broken data raises here
+  except (OSError, SyntaxError, ValueError, EOFError) as e:
+    raise UserError(f"{path}: truncated or corrupt {name} data ({e})") from None
+  if _is_deep_colour(image):  # all 16 bits, from OpenCV (the data is known to be sound)
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None or pixels.ndim != 3:
+      raise UserError(f"{path}: OpenCV cannot decode this 16-bit {name} file")
+    pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB if pixels.shape[2] == 3
+                          else cv2.COLOR_BGRA2RGBA)
+    return pixels, name == "TIFF"  # OpenCV's TIFF reader turns TIFFs itself
+  if orientation != 1:
+    image = ImageOps.exif_transpose(image)  # knows when the decoder turned the pixels already
+  if image.mode.startswith("I;16"):
+    return np.asarray(image), True
+  if image.mode not in _CONVERT:
+    raise UserError(f"{path}: {image.mode} samples are not supported (8- or 16-bit images only)")
+  target = _CONVERT[image.mode]
+  if image.mode == "P" and "transparency" in image.info:
+    target = "RGBA"
+  return np.asarray(image.convert(target) if target else image), True
+
+
+def _turn(pixels, orientation):
+  """uint8 pixels in display orientation, turned as `ImageOps.exif_transpose` turns them."""
+  view = Image.fromarray(pixels)
+  view.getexif()[_ORIENTATION] = orientation
+  return np.asarray(ImageOps.exif_transpose(view))
+
+
 def _load(path, what, max_pixels, data=None):
   """Decoded uint8 pixels in display orientation ([H, W] grey, or RGB / RGBA last axis) + info.
 
@@ -211,47 +244,27 @@ def _load(path, what, max_pixels, data=None):
     data = _read_bytes(path, what)
   elif not data:
     raise UserError(f"{path}: the {what} file is empty (0 bytes)")
-  fmt, size, orientation = image_headers.probe(data)
-  if size is not None:
-    _check_size(path, size[0], size[1], max_pixels)
-  if image_headers.is_animated_webp(data):
-    raise UserError(f"{path}: {ANIMATED_WEBP}")
-  with _native_stderr() as lines:
-    try:
-      pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error as e:
-      pixels = None
-      lines.append(str(e).strip().splitlines()[-1])
-  complaint = _codec_complaint(lines, failed=pixels is None)
-  if pixels is None or complaint:
-    if fmt == "other" and pixels is None:
-      raise UserError(f"{path}: not an image OpenCV can read (the contents are not PNG, JPEG, "
-                      "BMP, WebP, TIFF or another supported format)")
-    name = _FORMAT_NAMES.get(fmt, "image")
-    raise UserError(f"{path}: truncated or corrupt {name} data"
-                    + (f" ({complaint})" if complaint else ""))
-  if size is None:
-    _check_size(path, pixels.shape[1], pixels.shape[0], max_pixels)
-  bit_depth = 8
-  if pixels.dtype == np.uint16:
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # Pillow warns about odd EXIF blocks on stderr
+    with _open(path, data, max_pixels) as image:
+      _check_size(path, *image.size, max_pixels)
+      if _is_animated_webp(data):
+        raise UserError(f"{path}: {ANIMATED_WEBP}")
+      try:
+        orientation = int(image.getexif().get(_ORIENTATION, 1))
+      except (OSError, SyntaxError, ValueError, TypeError, KeyError):  # unreadable EXIF
+        orientation = 1
+      orientation = orientation if 1 <= orientation <= 8 else 1
+      fmt = _format(image)
+      pixels, turned = _decode(path, image, data, orientation)
+  bit_depth = 16 if pixels.dtype == np.uint16 else 8
+  if bit_depth == 16:
     pixels = ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    bit_depth = 16
-  elif pixels.dtype != np.uint8:
-    raise UserError(f"{path}: {pixels.dtype} samples are not supported (8- or 16-bit images only)")
-  if pixels.ndim == 3 and pixels.shape[2] == 1:
-    pixels = pixels[:, :, 0]
-  if pixels.ndim == 3:
-    if pixels.shape[2] not in (3, 4):
-      raise UserError(f"{path}: {pixels.shape[2]}-channel images are not supported")
-    to_rgb = cv2.COLOR_BGR2RGB if pixels.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
-    pixels = cv2.cvtColor(pixels, to_rgb)
-  if fmt != "tiff":  # OpenCV's TIFF decoder applies the orientation tag itself
-    pixels = image_headers.orient(pixels, orientation)
-  elif pixels.ndim == 3 and pixels.shape[2] == 4 and image_headers.tiff_tags(data).get(338) == 2:
-    pixels = _unpremultiply(pixels)
+  if not turned and orientation != 1:
+    pixels = _turn(pixels, orientation)
   mode = "grey" if pixels.ndim == 2 else ("rgb" if pixels.shape[2] == 3 else "rgba")
   info = ImageInfo(path=path, mode=mode, orientation=orientation, bit_depth=bit_depth, format=fmt)
-  return pixels, info
+  return np.ascontiguousarray(pixels), info
 
 
 def read_image(path, max_pixels=DEFAULT_MAX_PIXELS, data=None):
@@ -412,42 +425,14 @@ def encode_image(path, rgb, info=None, check_path=True):
     pixels = cv2.cvtColor(np.dstack([rgb, info.alpha[:h, :w]]), cv2.COLOR_RGBA2BGRA)
   else:
     pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-  with _native_stderr() as lines:
-    try:
-      ok, encoded = cv2.imencode(ext, pixels, _ENCODE_PARAMS[ext])
-    except cv2.error as e:
-      ok = False
-      lines.append(str(e).strip().splitlines()[-1])
+  try:
+    ok, encoded = cv2.imencode(ext, pixels, _ENCODE_PARAMS[ext])
+    detail = ""
+  except cv2.error as e:  # e.g. larger than the format allows
+    ok, detail = False, f" ({str(e).strip().splitlines()[-1]})"
   if not ok:
-    detail = f" ({lines[-1].strip()})" if lines else ""
     raise UserError(f"{path}: OpenCV could not encode {ext} data{detail}")
   return encoded.tobytes()
-
-
-def atomic_write(path, payload):
-  """Writes bytes to a local `path` through a temporary file renamed into place (UserError on failure)."""
-  directory, name = os.path.split(os.path.abspath(path))
-  while True:
-    temp = os.path.join(directory, f".{name[:200]}.{secrets.token_hex(4)}.tmp")
-    try:
-      fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-      break
-    except FileExistsError:
-      continue
-    except OSError as e:
-      raise UserError(f"{path}: cannot write the output file ({e.strerror or e})") from None
-  try:
-    with open(fd, "wb") as f:
-      f.write(payload)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(temp, path)
-  except BaseException as e:
-    with contextlib.suppress(OSError):
-      os.unlink(temp)
-    if isinstance(e, OSError):
-      raise UserError(f"{path}: cannot write the output file ({e.strerror or e})") from None
-    raise
 
 
 def is_image_name(name):

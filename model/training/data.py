@@ -21,8 +21,9 @@ before a resume point the resumed stream is ``k`` elements off the uninterrupted
 one (still deterministic, nothing crashes). When a whole pass over the files finds
 no readable one, an unsharded stream ends (even with ``repeat``) instead of waiting forever.
 
-Decoding uses ``tf.io.decode_image``: JPEG, PNG (8/16 bit), BMP, GIF (first frame)
-and WebP; grey becomes 3 channels and alpha is dropped. EXIF orientation is not applied.
+Files are read exactly as ``test.py`` reads them (``model/fileio/images.py``, called through
+``tf.numpy_function``): PNG, JPEG, BMP, WebP, TIFF, GIF (first frame), 16-bit sources rounded
+to 8 bits, EXIF orientation applied; grey becomes 3 channels and alpha is dropped.
 """
 import os
 import sys
@@ -32,8 +33,8 @@ import numpy as np
 import tensorflow as tf
 
 from model.errors import UserError
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+from model.fileio import images as image_io
+from model.fileio.images import IMAGE_EXTENSIONS
 MIN_SIDE = 8  # images with a shorter side (pixels) are skipped as degenerate
 CHANNEL_ORDERS = ("bgr", "rgb")
 
@@ -136,9 +137,16 @@ def _to_model_range(image, channel_order):
   return tf.clip_by_value(image / 127.5 - 1.0, -1.0, 1.0)
 
 
+def _read_rgb(path):
+  return image_io.read_image(os.fsdecode(np.asarray(path).item()))[0]
+
+
 def _decode(path):
-  """Reads and decodes one image as uint8 ``[H, W, 3]``; raises on unreadable data."""
-  return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+  """Reads one image as uint8 ``[H, W, 3]`` RGB (``image_io.read_image``); raises on
+  unreadable data (``UserError`` eagerly, an ``OpError`` inside a graph)."""
+  image = tf.numpy_function(_read_rgb, [path], tf.uint8, stateful=False)
+  image.set_shape([None, None, 3])
+  return image
 
 
 def _train_view(image, element_id, img_size, seed, random_crop, random_flip, random_scale=None):
@@ -352,9 +360,8 @@ def load_validation_images(files, img_size, count, channel_order="bgr"):
       break
     try:
       image = _decode(files[i])
-    except tf.errors.OpError as e:
-      logging.warning("skipping unreadable validation image %s: %s", files[i],
-                      e.message.splitlines()[0] if e.message else type(e).__name__)
+    except UserError as e:
+      logging.warning("skipping unreadable validation image: %s", e)
       continue
     if min(image.shape[0], image.shape[1]) < MIN_SIDE:
       logging.warning("skipping tiny validation image %s (%dx%d)", files[i], image.shape[1],
