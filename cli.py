@@ -96,11 +96,13 @@ def import_tensorflow(verbose=False):
   """Imports and returns TensorFlow, hiding its native start-up lines unless ``verbose``.
 
   Those lines (absl's "All log messages before absl::InitializeLog()..." warning, the
-  "oneDNN custom operations are on" notice, CPU-feature notes, some ``E0000`` lines) are
-  written by C++ code straight to file descriptor 2 while TensorFlow loads, before
-  ``TF_CPP_MIN_LOG_LEVEL`` (set here to 3 unless the environment sets it: oneDNN also logs
-  ``E0000`` notes while ops run) applies; so
-  the descriptor is pointed elsewhere for the import. If the import fails they are shown.
+  "oneDNN custom operations are on" notice, CPU-feature notes) are written by C++ code
+  straight to file descriptor 2 while TensorFlow loads, before ``TF_CPP_MIN_LOG_LEVEL``
+  applies; so the descriptor is pointed elsewhere for the import (if the import fails they
+  are shown). Later C++ log lines are filtered by ``TF_CPP_MIN_LOG_LEVEL``, set here to 3
+  unless the environment sets it: ``E0000`` lines such as "oneDNN supports DT_UINT8 only on
+  platforms with AVX-512" read like errors but are not; real failures reach Python as
+  exceptions, which the CLIs report in one line.
   """
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
   if verbose or "tensorflow" in sys.modules:
