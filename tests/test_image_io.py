@@ -143,6 +143,28 @@ def test_16_bit_png_is_scaled_to_8_bit(tmp_path):
   np.testing.assert_array_equal(rgb[:, :, 0], values // 257)
 
 
+@pytest.mark.parametrize("channels", [3, 4])
+def test_16_bit_colour_is_rounded_not_truncated(tmp_path, channels):
+  values = np.random.default_rng(0).integers(0, 65536, (5, 7, channels), dtype=np.uint16)
+  path = tmp_path / "deep.png"
+  assert cv2.imwrite(str(path), values)  # BGR[A]
+  rgb, info = image_io.read_image(path)
+  rounded = ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+  rounded = cv2.cvtColor(rounded, cv2.COLOR_BGR2RGB if channels == 3 else cv2.COLOR_BGRA2RGBA)
+  assert info.bit_depth == 16 and info.mode == ("rgb" if channels == 3 else "rgba")
+  np.testing.assert_array_equal(rgb, rounded[..., :3])
+  if channels == 4:
+    np.testing.assert_array_equal(info.alpha, rounded[..., 3])
+
+
+def test_png_with_damaged_compressed_data_is_refused(tmp_path, capfd):
+  data = bytearray(_encode(_photo(), "PNG"))
+  start = data.find(b"IDAT") + 200
+  data[start:start + 50] = bytes(b ^ 0x55 for b in data[start:start + 50])
+  _assert_user_error(image_io.read_image, _write(tmp_path / "bad.png", bytes(data)),
+                     match="truncated or corrupt PNG data", capfd=capfd)
+
+
 def test_non_ascii_path(tmp_path):
   rgb = _photo()
   folder = tmp_path / "фото ü"

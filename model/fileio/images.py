@@ -199,15 +199,18 @@ def _is_deep_colour(image):
   return False
 
 
-def _decode(path, image, data, orientation):
+def _decode(path, image, data, orientation, deep):
   """(pixels, turned): uint8 or uint16 ``[H, W]`` or ``[H, W, 3|4]`` RGB[A], and whether
   they are already in display orientation."""
   name = image.format or "image"
   try:
+    if name == "PNG":  # chunk checksums, which Pillow's decoder does not look at
+      with Image.open(io.BytesIO(data)) as check:
+        check.verify()
     image.load()  # decodes; truncated or broken data raises here
   except (OSError, SyntaxError, ValueError, EOFError) as e:
     raise UserError(f"{path}: truncated or corrupt {name} data ({e})") from None
-  if _is_deep_colour(image):  # all 16 bits, from OpenCV (the data is known to be sound)
+  if deep:  # all 16 bits, from OpenCV (the data is known to be sound)
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if pixels is None or pixels.ndim != 3:
       raise UserError(f"{path}: OpenCV cannot decode this 16-bit {name} file")
@@ -250,13 +253,14 @@ def _load(path, what, max_pixels, data=None):
       _check_size(path, *image.size, max_pixels)
       if _is_animated_webp(data):
         raise UserError(f"{path}: {ANIMATED_WEBP}")
+      deep = _is_deep_colour(image)  # before anything loads the image (getexif may)
       try:
         orientation = int(image.getexif().get(_ORIENTATION, 1))
       except (OSError, SyntaxError, ValueError, TypeError, KeyError):  # unreadable EXIF
         orientation = 1
       orientation = orientation if 1 <= orientation <= 8 else 1
       fmt = _format(image)
-      pixels, turned = _decode(path, image, data, orientation)
+      pixels, turned = _decode(path, image, data, orientation, deep)
   bit_depth = 16 if pixels.dtype == np.uint16 else 8
   if bit_depth == 16:
     pixels = ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
