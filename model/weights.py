@@ -130,6 +130,15 @@ def write_model_json(cfg, directory):
   atomic_write(os.path.join(directory, MODEL_JSON), cfg.to_json())
 
 
+def save_generator(gen, cfg, directory):
+  """Writes a model folder: ``model.json`` and the generator weights (no critics or optimizer),
+  e.g. to ship a generator taken from a training run (how ``checkpoints/demo`` was made)."""
+  os.makedirs(directory, exist_ok=True)
+  write_model_json(cfg, directory)
+  ckpt = tf.train.Checkpoint(**{GENERATOR_KEY: gen})
+  return ckpt.write(os.path.join(directory, "generator"))
+
+
 def read_model_json(directory):
   path = os.path.join(directory, MODEL_JSON)
   try:

@@ -20,13 +20,3 @@ def require_shared(path):
   if os.environ.get("DEEPFILL_REQUIRE_SHARED") == "1":
     pytest.fail(f"required fixture missing: {path}")
   pytest.skip(f"fixture not available: {path}")
-
-
-def save_generator(gen, cfg, directory):
-  """Writes a model folder ``load_generator`` reads: ``model.json`` + the generator weights
-  under the checkpoint key ``generator`` (the layout of train.py's run folders)."""
-  import tensorflow as tf
-  from model import weights
-  os.makedirs(directory, exist_ok=True)
-  weights.write_model_json(cfg, directory)
-  tf.train.Checkpoint(**{weights.GENERATOR_KEY: gen}).write(os.path.join(directory, "generator"))

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, GOLDEN, REPO, require_shared, save_generator
+from conftest import EXAMPLES, GOLDEN, REPO, require_shared
 
 TEST_PY = os.path.join(REPO, "test.py")
 # Folder-mode progress: "\r[i/n] name\x1b[K"; a complete one is followed by \r, \n or the end.
@@ -135,7 +135,8 @@ def tiny_checkpoint(tmp_path_factory):
   from model import config, generator
   directory = tmp_path_factory.mktemp("tiny_ckpt")
   cfg = config.preset("v1", cnum=4)
-  save_generator(generator.build_generator(cfg), cfg, str(directory))
+  from model import weights as checkpoints
+  checkpoints.save_generator(generator.build_generator(cfg), cfg, str(directory))
   return str(directory)
 
 

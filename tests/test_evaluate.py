@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO, SHARED, require_shared, save_generator
+from conftest import REPO, SHARED, require_shared
 from model.evaluation import masks as eval_masks
 
 EVALUATE = os.path.join(REPO, "evaluate.py")
@@ -166,7 +166,8 @@ def tiny_checkpoint(tmp_path_factory):
   from model import config, generator
   directory = tmp_path_factory.mktemp("tiny_ckpt")
   cfg = config.preset("v1", cnum=4)
-  save_generator(generator.build_generator(cfg), cfg, str(directory))
+  from model import weights as checkpoints
+  checkpoints.save_generator(generator.build_generator(cfg), cfg, str(directory))
   return str(directory)
 
 

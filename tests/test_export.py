@@ -1,6 +1,6 @@
 """SavedModel export (`python export.py`) and the in-graph serving functions (model/inference/serving.py).
 
-End to end: a tiny generator (cnum 4) is saved with `conftest.save_generator`, exported by
+End to end: a tiny generator (cnum 4) is saved with `checkpoints.save_generator`, exported by
 a real `python export.py` run, and loaded in a separate Python process with
 `tf.saved_model.load` and no project code on the path. Both signatures must give exactly the
 bytes `python test.py` writes for the same inputs, on sizes that are not multiples of 8, with
@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import GOLDEN, REPO, require_shared, save_generator
+from conftest import GOLDEN, REPO, require_shared
+from model import weights as checkpoints
 from model import config as config_lib
 from model import generator as generator_lib
 from model.fileio import images as image_io
@@ -152,7 +153,7 @@ def tiny_export(tmp_path_factory):
   ckpt = tmp / "ckpt"
   cfg = config_lib.preset("v1", cnum=4)
   keras.utils.set_random_seed(3)
-  save_generator(generator_lib.build_generator(cfg), cfg, str(ckpt))
+  checkpoints.save_generator(generator_lib.build_generator(cfg), cfg, str(ckpt))
 
   # An earlier export in OUT: replaced thanks to --overwrite.
   out = tmp / "models" / "deepfill"

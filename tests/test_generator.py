@@ -8,7 +8,6 @@ import pytest
 import tensorflow as tf
 
 from layers.gen_conv import GenConv, GenDeconv, mirror_pad
-from conftest import save_generator
 from model import config as config_lib, generator as generator_lib
 from model import weights as checkpoints
 from model.errors import UserError
@@ -106,7 +105,7 @@ def test_generator_dynamic_shapes_and_round_trip(arch, tmp_path):
   clone.set_weights(gen.get_weights())
   np.testing.assert_allclose(clone((x_in, m))[1], x2, atol=1e-6)
   # Our checkpoint format round trip.
-  save_generator(gen, cfg, str(tmp_path))
+  checkpoints.save_generator(gen, cfg, str(tmp_path))
   assert json.loads((tmp_path / "model.json").read_text())["arch"] == arch
   loaded, loaded_cfg = checkpoints.load_generator(str(tmp_path))
   assert loaded_cfg == cfg
@@ -206,7 +205,7 @@ def _damage(path, how):
 def test_truncated_or_corrupt_checkpoint_names_the_file(kind, part, how, tmp_path):
   gen = generator_lib.build_generator(config_lib.preset("v1", cnum=4))
   if kind == "ours":
-    save_generator(gen, config_lib.preset("v1", cnum=4), str(tmp_path / "ckpt"))
+    checkpoints.save_generator(gen, config_lib.preset("v1", cnum=4), str(tmp_path / "ckpt"))
   else:
     _write_tf1({n: tf.Variable(v.numpy()) for n, v in
                 checkpoints.official_variable_names(gen).items()}, tmp_path / "ckpt")
