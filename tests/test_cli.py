@@ -382,7 +382,7 @@ def _case_zero_size_header(tmp):
 
 def _case_absurd_header(tmp):
   (tmp / "huge.png").write_bytes(_png_with_header(100000, 100000))
-  return _single(tmp, image=tmp / "huge.png"), r"huge\.png: image is far above the limit"
+  return _single(tmp, image=tmp / "huge.png"), r"huge\.png: image is 100000x100000.*megapixels"
 
 
 def _case_fifo(tmp):

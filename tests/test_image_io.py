@@ -338,9 +338,7 @@ def _bad_inputs(tmp_path):
       "jpeg_no_end": (_write(tmp_path / "noend.jpg", jpeg[:-2]), "truncated or corrupt JPEG"),
       "zero_size": (_write(tmp_path / "zero.png", _png_with_header(0, 5)), "damaged header"),
       "huge_png": (_write(tmp_path / "huge.png", _png_with_header(100000, 100000)),
-                   r"far above the limit of 100 megapixels"),
-      "big_png": (_write(tmp_path / "big.png", _png_with_header(20000, 6000)),
-                  r"20000x6000 \(120.0 megapixels\), above the limit of 100 megapixels"),
+                   r"100000x100000 \(10000.0 megapixels\), above the limit of 100 megapixels"),
   }
 
 
@@ -367,10 +365,8 @@ def test_huge_jpeg_header_rejected_before_decoding(tmp_path, capfd):
   sof = data.index(b"\xff\xc0")
   data[sof + 5:sof + 9] = struct.pack(">HH", 60000, 60000)  # height, width
   _assert_user_error(image_io.read_image, _write(tmp_path / "huge.jpg", bytes(data)),
-                     match="far above the limit of 100 megapixels", capfd=capfd)
-  data[sof + 5:sof + 9] = struct.pack(">HH", 6000, 20000)
-  _assert_user_error(image_io.read_image, _write(tmp_path / "big.jpg", bytes(data)),
-                     match="20000x6000", capfd=capfd)
+                     match="60000x60000", capfd=capfd)
+  assert Image.MAX_IMAGE_PIXELS == image_io.Image.MAX_IMAGE_PIXELS > 0  # Pillow's own is back
 
 
 def test_max_pixels_limit(tmp_path):
@@ -398,10 +394,8 @@ def test_check_header_decides_from_the_header_alone():
   with pytest.raises(image_io.ImageTooLarge, match=r"^image: image is 80x48 .* 0.001 megapixels"):
     image_io.check_header(png, "image", max_pixels=1000)
   bomb = _png_with_header(100000, 100000)  # a few bytes that declare 10 gigapixels
-  with pytest.raises(image_io.ImageTooLarge, match="^mask: image is far above the limit"):
+  with pytest.raises(image_io.ImageTooLarge, match="100000x100000"):
     image_io.check_header(bomb, "mask")
-  with pytest.raises(image_io.ImageTooLarge, match="^mask: image is 20000x6000"):
-    image_io.check_header(_png_with_header(20000, 6000), "mask")
   ppm = b"P6\n2 2\n255\n" + bytes(12)  # decodable, but its size is not checked before decoding
   assert cv2.imdecode(np.frombuffer(ppm, np.uint8), cv2.IMREAD_UNCHANGED) is not None
   for data, match in ((ppm, "unsupported file"), (b"", "empty"), (b"text" * 10, "unsupported"),

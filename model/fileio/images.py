@@ -24,6 +24,7 @@ import dataclasses
 import io
 import os
 import stat
+import threading
 import warnings
 
 import cv2
@@ -50,6 +51,7 @@ _ENCODE_PARAMS = {
 }
 _NO_ALPHA = (".jpg", ".jpeg")
 SERVED_FORMATS = ("png", "jpeg", "bmp", "webp", "gif", "tiff")  # what check_header lets through
+_PILLOW_LIMIT = threading.Lock()
 _ORIENTATION = 0x0112
 # Pillow mode -> the mode it is converted to (None: keep; missing: not supported).
 _CONVERT = {"1": "L", "L": None, "P": "RGB", "PA": "RGBA", "LA": "RGBA", "La": "RGBA",
@@ -137,22 +139,20 @@ class _Unidentified(UserError):
   """No Pillow plugin recognises the data."""
 
 
-def _open(path, data, max_pixels):
+def _open(path, data):
   """Pillow's lazy view of the file: format, size and EXIF are known, no pixel is decoded.
 
-  The limit that counts is `max_pixels` (checked by the caller from the header). Pillow's
-  process-wide `Image.MAX_IMAGE_PIXELS` warns above its value (not shown) and fails above
-  twice it; it is raised to `max_pixels` when that is higher.
+  The pixel limit that counts is the caller's (`max_pixels`, checked from this header), so
+  Pillow's own process-wide one (`Image.MAX_IMAGE_PIXELS`: a warning above it, an error
+  without the image size above twice it) is lifted while the header is read, under a lock.
   """
-  if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
-    Image.MAX_IMAGE_PIXELS = max_pixels
   try:
-    with warnings.catch_warnings():
-      warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-      return Image.open(io.BytesIO(data))
-  except Image.DecompressionBombError:  # above twice Pillow's limit: no size to show
-    raise ImageTooLarge(f"{path}: image is far above the limit of {max_pixels / 1e6:g} "
-                        "megapixels (--max_megapixels)") from None
+    with _PILLOW_LIMIT:
+      limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+      try:
+        return Image.open(io.BytesIO(data))
+      finally:
+        Image.MAX_IMAGE_PIXELS = limit
   except UnidentifiedImageError:
     raise _Unidentified(f"{path}: not an image file Pillow can read (an unknown format, or a "
                         "damaged header)") from None
@@ -249,7 +249,7 @@ def _load(path, what, max_pixels, data=None):
     raise UserError(f"{path}: the {what} file is empty (0 bytes)")
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Pillow warns about odd EXIF blocks on stderr
-    with _open(path, data, max_pixels) as image:
+    with _open(path, data) as image:
       _check_size(path, *image.size, max_pixels)
       if _is_animated_webp(data):
         raise UserError(f"{path}: {ANIMATED_WEBP}")
