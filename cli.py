@@ -6,11 +6,9 @@ bad or missing flag value, stray argument), 1 for everything else. Warnings neve
 share a line with a ``\\r`` progress line (which would erase them on a terminal).
 TensorFlow's native start-up lines are hidden unless ``--verbose`` is given.
 """
-import contextlib
 import os
 import re
 import sys
-import tempfile
 
 from absl import app
 from absl import flags as absl_flags
@@ -74,24 +72,6 @@ def define_verbose():
                          "(hidden by default).")
 
 
-@contextlib.contextmanager
-def _native_stderr_hidden():
-  """Points file descriptor 2 at a temporary file; yields a function returning what it got.
-
-  Python's ``sys.stderr`` writes to the same descriptor, so nothing else may print meanwhile.
-  """
-  with contextlib.suppress(AttributeError, ValueError, OSError):
-    sys.stderr.flush()
-  saved = os.dup(2)
-  with tempfile.TemporaryFile() as sink:
-    os.dup2(sink.fileno(), 2)
-    try:
-      yield lambda: (sink.seek(0), sink.read().decode("utf-8", "replace"))[1]
-    finally:
-      os.dup2(saved, 2)
-      os.close(saved)
-
-
 def import_tensorflow(verbose=False):
   """Imports and returns TensorFlow, hiding its native start-up lines unless ``verbose``.
 
@@ -108,7 +88,8 @@ def import_tensorflow(verbose=False):
   if verbose or "tensorflow" in sys.modules:
     import tensorflow
     return tensorflow
-  with _native_stderr_hidden() as captured:
+  from model.fileio.images import hidden_native_stderr
+  with hidden_native_stderr() as captured:
     try:
       import tensorflow
       return tensorflow

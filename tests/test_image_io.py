@@ -157,6 +157,21 @@ def test_16_bit_colour_is_rounded_not_truncated(tmp_path, channels):
     np.testing.assert_array_equal(info.alpha, rounded[..., 3])
 
 
+def test_16_bit_colour_png_with_exif_orientation_quietly(tmp_path, capfd):
+  values = np.random.default_rng(1).integers(0, 65536, (5, 7, 3), dtype=np.uint16)
+  png = cv2.imencode(".png", values)[1].tobytes()
+  exif = Image.Exif()
+  exif[0x0112] = 6
+  body = exif.tobytes()  # with its "Exif\0\0" prefix, which libpng warns about (on stderr)
+  chunk = struct.pack(">I", len(body)) + b"eXIf" + body + struct.pack(">I", zlib.crc32(b"eXIf" + body))
+  at = png.index(b"IDAT") - 4
+  rgb, info = image_io.read_image(_write(tmp_path / "deep.png", png[:at] + chunk + png[at:]))
+  rounded = ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)[..., ::-1]
+  assert info.orientation == 6 and info.bit_depth == 16
+  np.testing.assert_array_equal(rgb, np.rot90(rounded, -1))  # 6: turned clockwise
+  assert capfd.readouterr().err == ""
+
+
 def test_png_with_damaged_compressed_data_is_refused(tmp_path, capfd):
   data = bytearray(_encode(_photo(), "PNG"))
   start = data.find(b"IDAT") + 200

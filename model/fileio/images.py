@@ -24,6 +24,8 @@ import dataclasses
 import io
 import os
 import stat
+import sys
+import tempfile
 import threading
 import warnings
 
@@ -52,6 +54,7 @@ _ENCODE_PARAMS = {
 _NO_ALPHA = (".jpg", ".jpeg")
 SERVED_FORMATS = ("png", "jpeg", "bmp", "webp", "gif", "tiff")  # what check_header lets through
 _PILLOW_LIMIT = threading.Lock()
+_FD2 = threading.Lock()
 _ORIENTATION = 0x0112
 # Pillow mode -> the mode it is converted to (None: keep; missing: not supported).
 _CONVERT = {"1": "L", "L": None, "P": "RGB", "PA": "RGBA", "LA": "RGBA", "La": "RGBA",
@@ -87,6 +90,27 @@ class ImageInfo:
 
 class ImageTooLarge(UserError):
   """The image has more pixels than the caller's limit (found from the header, before decoding)."""
+
+
+@contextlib.contextmanager
+def hidden_native_stderr():
+  """Points file descriptor 2 at a temporary file; yields a function returning what it got.
+
+  For native code that prints to stderr on its own (libpng warnings from OpenCV, TensorFlow's
+  start-up lines). Python's `sys.stderr` writes to the same descriptor, so whatever another
+  thread prints meanwhile lands in the file too.
+  """
+  with _FD2:
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+      sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+      os.dup2(sink.fileno(), 2)
+      try:
+        yield lambda: (sink.seek(0), sink.read().decode("utf-8", "replace"))[1]
+      finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _check_size(path, width, height, max_pixels):
@@ -210,8 +234,9 @@ def _decode(path, image, data, orientation, deep):
     image.load()  # decodes; truncated or broken data raises here
   except (OSError, SyntaxError, ValueError, EOFError) as e:
     raise UserError(f"{path}: truncated or corrupt {name} data ({e})") from None
-  if deep:  # all 16 bits, from OpenCV (the data is known to be sound)
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+  if deep:  # all 16 bits, from OpenCV (the data is known to be sound; libpng may still warn)
+    with hidden_native_stderr():
+      pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if pixels is None or pixels.ndim != 3:
       raise UserError(f"{path}: OpenCV cannot decode this 16-bit {name} file")
     pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB if pixels.shape[2] == 3
@@ -275,9 +300,9 @@ def read_image(path, max_pixels=DEFAULT_MAX_PIXELS, data=None):
   """Reads an image file for inpainting.
 
   Args:
-    path: any file OpenCV decodes (PNG, JPEG, BMP, WebP, TIFF, ...), 8- or 16-bit.
-    max_pixels: width * height limit, checked from the header before decoding when the
-      format is known (PNG, JPEG, BMP, WebP, GIF, TIFF), else after decoding. None = default.
+    path: an image file Pillow opens (PNG, JPEG, BMP, WebP, TIFF, GIF, ...), 8- or 16-bit.
+    max_pixels: width * height limit, checked from the header before decoding (`ImageTooLarge`).
+      None = default.
     data: the file's bytes, if already read (e.g. from a remote filesystem); `path` then
       only names the file in messages.
 
