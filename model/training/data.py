@@ -138,7 +138,13 @@ def _to_model_range(image, channel_order):
 
 
 def _read_rgb(path):
-  return image_io.read_image(os.fsdecode(np.asarray(path).item()))[0]
+  path = os.fsdecode(np.asarray(path).item())
+  try:  # a plain read, like tf.io.read_file: it waits for slow (or FIFO) sources
+    with open(path, "rb") as f:
+      data = f.read()
+  except OSError as e:
+    raise UserError(f"{path}: cannot read the image file ({e.strerror or e})") from None
+  return image_io.read_image(path, data=data)[0]
 
 
 def _decode(path):
