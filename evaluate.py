@@ -55,7 +55,7 @@ flags.DEFINE_string("data_dir", None, "Folder of photos (ground truth); not recu
 flags.DEFINE_string("mask_dir", None, "Folder of fixed masks paired by stem (a.png or a_mask.png "
                     "for a.jpg; or one mask file for every photo), white = hole, at the photo's "
                     "size or its --max_side size. Default: masks generated from --seed.")
-flags.DEFINE_enum("mask_mode", "box", ["box", "free_form", "both"],
+flags.DEFINE_enum("mask_mode", "box", [*eval_masks.EVAL_MASK_MODES, "both"],
                   "Generated masks: v1 box, v2 free-form strokes, or both as two result groups.")
 flags.DEFINE_integer("seed", 0, "Seed of the generated masks (same seed, same masks).",
                      lower_bound=0)
@@ -332,7 +332,7 @@ def _main():
     modes = ["fixed"]
   else:
     pairs, unpaired = [(p, None) for p in image_io.list_images(FLAGS.data_dir)], []
-    modes = ["box", "free_form"] if FLAGS.mask_mode == "both" else [FLAGS.mask_mode]
+    modes = list(eval_masks.EVAL_MASK_MODES) if FLAGS.mask_mode == "both" else [FLAGS.mask_mode]
   jobs = [(i, image, mask) for i, (image, mask) in enumerate(pairs)][:FLAGS.max_images]
   if not jobs:
     where = f" with a mask in {FLAGS.mask_dir}" if FLAGS.mask_dir else ""

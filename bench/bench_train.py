@@ -342,10 +342,9 @@ def main():
       "pipeline (`input wait` = the time spent waiting for them); `conv floor s` = conv "
       "GFLOP / the mean of the two ceilings; `× floor` = s / update over that floor. Analysis: bench/README.md.",
       "", header, "|" + "---|" * 14, *rows, "", *details, ""])
-  tmp = args.output + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, args.output)
+  sys.path.insert(0, REPO)
+  from model.fileio.atomic import atomic_write
+  atomic_write(args.output, text)
   print(f"wrote {args.output}")
   return 0
 

@@ -32,6 +32,9 @@ import cv2
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from model.fileio.atomic import atomic_write  # noqa: E402
+
 URL_LINE = re.compile(r"DeepFill web app: http://([^:/]+):(\d+)/")
 
 
@@ -282,9 +285,7 @@ Latency is per answered request as a client sees it (upload, queueing, inference
 request per single-request time whatever the number of clients; more clients than `1 + --queue`
 slots get quick 503s instead of piling up memory, and health keeps answering throughout.
 """
-  with open(args.output + ".tmp", "w") as f:
-    f.write(text)
-  os.replace(args.output + ".tmp", args.output)
+  atomic_write(args.output, text)
   print(table)
   print(f"server peak RSS {peak_overall:.2f} GB; wrote {args.output}")
   return 1 if lost else 0

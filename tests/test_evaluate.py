@@ -33,7 +33,7 @@ _PROGRESS = re.compile(r"\r\[\d+/\d+\] [^\r\n\x1b]*\x1b\[K")
 
 
 def test_masks_are_deterministic_for_a_seed_and_index():
-  for mode in eval_masks.MASK_MODES:
+  for mode in eval_masks.EVAL_MASK_MODES:
     a = eval_masks.eval_mask(mode, 120, 160, seed=7, index=3)
     b = eval_masks.eval_mask(mode, 120, 160, seed=7, index=3)
     assert a.dtype == bool and a.shape == (120, 160)
@@ -41,7 +41,7 @@ def test_masks_are_deterministic_for_a_seed_and_index():
 
 
 def test_masks_differ_across_images_seeds_and_modes():
-  for mode in eval_masks.MASK_MODES:
+  for mode in eval_masks.EVAL_MASK_MODES:
     masks = [eval_masks.eval_mask(mode, 128, 128, 0, i).tobytes() for i in range(20)]
     assert len(set(masks)) == 20
     assert not np.array_equal(eval_masks.eval_mask(mode, 128, 128, 0, 0),

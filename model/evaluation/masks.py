@@ -35,7 +35,7 @@ import numpy as np
 from model.brush import (ANGLE_RANGE, MAX_NUM_STROKES, MAX_NUM_VERTEX, MAX_WIDTH,  # noqa: F401
                                 MEAN_ANGLE, MIN_NUM_VERTEX, MIN_WIDTH, REFERENCE_DIAGONAL)
 
-MASK_MODES = ("box", "free_form")
+EVAL_MASK_MODES = ("box", "free_form")  # the two kinds evaluate.py scores
 _MODE_KEYS = {"box": 1, "free_form": 2}
 
 
@@ -43,7 +43,7 @@ _MODE_KEYS = {"box": 1, "free_form": 2}
 def mask_rng(seed, index, mode):
   """The random generator of one mask: a function of (seed, image index, mode) only."""
   if mode not in _MODE_KEYS:
-    raise ValueError(f"mask mode must be one of {MASK_MODES}, got {mode!r}")
+    raise ValueError(f"mask mode must be one of {EVAL_MASK_MODES}, got {mode!r}")
   if int(seed) < 0 or int(index) < 0:
     raise ValueError(f"seed and index must be non-negative, got {seed}, {index}")
   return np.random.Generator(np.random.PCG64(
