@@ -181,7 +181,9 @@ def _direct_runner_defaults(options, beam_args, intra_op_threads):
 def run(images, masks, output_dir, saved_model, beam_args=(), skip_existing=False,
         max_megapixels=100.0, intra_op_threads=0, model_handler=None, run_id=None,
         verbose=False):
-  """Builds and runs the pipeline; returns (counts by status, records glob, peak RSS MB or None).
+  """Builds and runs the pipeline; returns (counts by status, records glob, peak RSS MB or
+  None, baseline RSS MB or None): the largest peak resident memory of a worker process, and
+  the largest one a worker had before its first photo (model loaded and warmed up).
 
   Raises ``app.UsageError`` for arguments neither this script nor Beam knows, ``_LaunchError``
   for problems found before the start or a pipeline that failed as a whole."""
@@ -222,15 +224,19 @@ def run(images, masks, output_dir, saved_model, beam_args=(), skip_existing=Fals
     raise _LaunchError(f"the pipeline failed: {first}") from None
   metrics = result.metrics().query(MetricsFilter().with_namespace(transforms.NAMESPACE))
   counts = {status: 0 for status in transforms.STATUSES}
-  peak = None
+  peak = baseline = None
   for counter in metrics["counters"]:
     if counter.key.metric.name in counts:
       counts[counter.key.metric.name] += counter.committed or counter.attempted or 0
   for dist in metrics["distributions"]:
     value = dist.committed or dist.attempted
-    if dist.key.metric.name == "peak_rss_mb" and value is not None and value.count:
+    if value is None or not value.count:
+      continue
+    if dist.key.metric.name == "peak_rss_mb":
       peak = max(peak or 0, value.max)
-  return counts, prefix + "-*.jsonl", peak
+    elif dist.key.metric.name == "baseline_rss_mb":
+      baseline = max(baseline or 0, value.max)
+  return counts, prefix + "-*.jsonl", peak, baseline
 
 
 def main(argv):
@@ -242,12 +248,14 @@ def main(argv):
     logging.getLogger(name).setLevel(logging.CRITICAL)
 
   def body():
-    counts, records, peak = run(FLAGS.images, FLAGS.masks, FLAGS.output_dir, FLAGS.saved_model,
+    counts, records, peak, baseline = run(FLAGS.images, FLAGS.masks, FLAGS.output_dir, FLAGS.saved_model,
                                 beam_args=argv[1:], skip_existing=FLAGS.skip_existing,
                                 max_megapixels=FLAGS.max_megapixels,
                                 intra_op_threads=FLAGS.intra_op_threads, verbose=FLAGS.verbose)
     total = sum(counts.values())
     memory = "" if peak is None else f"; peak memory of a worker process {peak / 1024:.2f} GB"
+    if peak is not None and baseline is not None:
+      memory += f" (before its first photo {baseline / 1024:.2f} GB)"
     print(f"{counts['ok']} inpainted, {counts['skipped']} skipped, {counts['failed']} failed "
           f"of {total} photos; records: {records}{memory}")
     if counts["failed"]:

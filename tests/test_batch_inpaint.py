@@ -200,13 +200,14 @@ def batch_run(tmp_path_factory, tiny):
                   "--output", ref / "rotated.png", "--checkpoint_dir", tiny["checkpoint"],
                   cwd=root)
   try:
-    counts, pattern, peak = batch_inpaint.run(
+    counts, pattern, peak, baseline = batch_inpaint.run(
         str(images / "**"), str(masks), str(out), tiny["saved_model"],
         model_handler=_FailOnBoom(tiny["saved_model"]))
   finally:
     _finish(folder, "test.py folder mode")
     _finish(single, "test.py single image")
-  return {"counts": counts, "pattern": pattern, "peak": peak, "out": out, "ref": ref,
+  return {"counts": counts, "pattern": pattern, "peak": peak, "baseline": baseline,
+          "out": out, "ref": ref,
           "images": images, "records": _records(out), "upright_mask": upright_mask}
 
 
@@ -260,6 +261,8 @@ def test_every_input_has_one_record(batch_run):
   counts = batch_run["counts"]
   assert counts == {"ok": len(ok), "skipped": 0, "failed": len(failed)}, counts
   assert batch_run["peak"] and batch_run["peak"] > 100  # MB, measured in the worker (here)
+  # Measured after the model's load and warm-up call, before the first photo.
+  assert batch_run["baseline"] and 100 < batch_run["baseline"] <= batch_run["peak"]
 
 
 def test_no_partial_files_left(batch_run):
@@ -405,7 +408,7 @@ def test_skip_existing_finishes_after_a_crash(tmp_path, tiny):
   assert not glob.glob(os.path.join(str(out), "results-*.jsonl"))  # records come at the end
   before = {name: os.stat(out / name) for name in done}
 
-  counts, _, _ = batch_inpaint.run(str(images), mask_path, str(out), tiny["saved_model"],
+  counts, _, _, _ = batch_inpaint.run(str(images), mask_path, str(out), tiny["saved_model"],
                                    skip_existing=True)
   assert counts == {"ok": 40 - len(done), "skipped": len(done), "failed": 0}, counts
   for name, st in before.items():  # finished files were not rewritten
@@ -415,7 +418,7 @@ def test_skip_existing_finishes_after_a_crash(tmp_path, tiny):
   assert statuses == {f"p{i:02d}.png": "skipped" if f"p{i:02d}.png" in done else "ok"
                       for i in range(40)}
   # The result is that of an uninterrupted run, byte for byte.
-  counts, _, _ = batch_inpaint.run(str(images), mask_path, str(clean), tiny["saved_model"])
+  counts, _, _, _ = batch_inpaint.run(str(images), mask_path, str(clean), tiny["saved_model"])
   assert counts["ok"] == 40
   assert _pngs(out) == _pngs(clean)
   for name in _pngs(clean):
@@ -524,8 +527,9 @@ def test_remote_filesystem_paths(batch_run, tiny):
   store["memtest://bucket/photos/corrupt.png"] = b"not a PNG"
   store["memtest://bucket/masks/corrupt.png"] = store["memtest://bucket/masks/odd.png"]
 
-  counts, pattern, _ = batch_inpaint.run("memtest://bucket/photos/*.png", "memtest://bucket/masks",
-                                         "memtest://bucket/out", "memtest://bucket/model")
+  counts, pattern, _, _ = batch_inpaint.run("memtest://bucket/photos/*.png",
+                                            "memtest://bucket/masks", "memtest://bucket/out",
+                                            "memtest://bucket/model")
   assert counts == {"ok": 2, "skipped": 0, "failed": 1}, counts
   for name in ("odd.png", "grey.png"):  # the bytes of the local run, which are test.py's
     assert store[f"memtest://bucket/out/{name}"] == open(batch_run["out"] / name, "rb").read()
@@ -534,8 +538,95 @@ def test_remote_filesystem_paths(batch_run, tiny):
   failed = [r for r in records if r["status"] == "failed"]
   assert len(records) == 3 and failed[0]["image"] == "memtest://bucket/photos/corrupt.png"
   assert "not a PNG, JPEG" in failed[0]["error"]
-  counts, _, _ = batch_inpaint.run("memtest://bucket/photos/*.png", "memtest://bucket/masks/",
-                                   "memtest://bucket/out", "memtest://bucket/model",
-                                   skip_existing=True)
+  counts, _, _, _ = batch_inpaint.run("memtest://bucket/photos/*.png", "memtest://bucket/masks/",
+                                      "memtest://bucket/out", "memtest://bucket/model",
+                                      skip_existing=True)
   assert counts == {"ok": 0, "skipped": 2, "failed": 1}, counts
   del filesystem
+
+
+# ---------------------------------------------------------------------------------------------
+# Only serving_default is loaded; the photos are dealt out to the workers largest first.
+
+
+def test_handler_loads_only_serving_default(tiny):
+  import tensorflow as tf
+  from tensorflow.core.protobuf import saved_model_pb2
+  with open(os.path.join(tiny["saved_model"], "saved_model.pb"), "rb") as f:
+    full = f.read()
+  reduced = saved_model_pb2.SavedModel.FromString(handler_lib.keep_only_signature(full))
+  original = saved_model_pb2.SavedModel.FromString(full)
+  meta, meta0 = reduced.meta_graphs[0], original.meta_graphs[0]
+  names = {f.signature.name for f in meta.graph_def.library.function}
+  assert len(names) < len({f.signature.name for f in meta0.graph_def.library.function})
+  assert not [n for n in names if "serve_bytes" in n], names
+  assert any("serve" in n for n in names), names
+  assert set(meta.signature_def) <= {"serving_default", "__saved_model_init_op"}
+  for node in meta.graph_def.node:  # the graph-mode view calls no removed function
+    assert all(f in names for f in handler_lib._called_functions([node], {n: 0 for n in names})
+               ), node.name
+    assert not (node.op.startswith("__inference") and node.op not in names), node.name
+  with pytest.raises(ValueError, match="no signature 'inpaint_bytes_x'"):
+    handler_lib.keep_only_signature(full, "inpaint_bytes_x")
+
+  model = handler_lib.SavedModelHandler(tiny["saved_model"]).load_model()
+  assert set(model._loaded.signatures) == {"serving_default"}
+  assert model.baseline_rss_mb > 100
+  rng = np.random.default_rng(5)
+  rgb = rng.integers(0, 256, (45, 70, 3), dtype=np.uint8)
+  hole = np.zeros((45, 70), bool)
+  hole[10:30, 20:50] = True
+  got = model(rgb, hole)
+  serve = tf.saved_model.load(tiny["saved_model"]).signatures["serving_default"]
+  want = serve(image=tf.constant(rgb[None]),
+               mask=tf.constant(np.where(hole, 255, 0).astype(np.uint8)[None, :, :, None]))
+  assert np.array_equal(got.pixels, want["inpainted"][0].numpy())
+  assert not np.array_equal(got.pixels[hole], rgb[hole])
+  assert got.baseline_rss_mb == model.baseline_rss_mb
+
+
+_DEALT = []  # (thread, image) in the order the fake handler saw them
+
+
+class _RecordingHandler(handler_lib.SavedModelHandler):
+  """No model: returns the input and notes which thread got which photo."""
+
+  def load_model(self):
+    return None
+
+  def run_inference(self, batch, model, inference_args=None):
+    import threading
+    for photo in batch:
+      _DEALT.append((threading.get_ident(), photo.task.image))
+      yield handler_lib.base.PredictionResult(
+          photo, handler_lib.Inpainted(pixels=photo.rgb, inference_ms=1.0))
+
+
+def test_photos_are_dealt_out_largest_first(tmp_path):
+  """Two DirectRunner workers get the photos in turn, largest file first: equal shares."""
+  import apache_beam as beam
+  from apache_beam.options.pipeline_options import PipelineOptions
+  rng = np.random.default_rng(3)
+  images, out = tmp_path / "in", tmp_path / "out"
+  for i in range(12):
+    side = int(rng.integers(16, 120))
+    _write(images / f"p{i:02d}.png", rng.integers(0, 256, (side, side, 3), dtype=np.uint8))
+    mask = np.zeros((side, side), np.uint8)
+    mask[: side // 2] = 255
+    _write(images / f"p{i:02d}_mask.png", mask)
+  sizes = {str(p): os.path.getsize(p) for p in images.glob("p??.png")}
+  _DEALT.clear()
+  options = PipelineOptions(["--direct_num_workers", "2", "--direct_running_mode",
+                             "multi_threading"])
+  with beam.Pipeline(options=options) as pipeline:
+    _ = pipeline | transforms.InpaintFiles(str(images), str(images), str(out),
+                                           _RecordingHandler(str(tmp_path)), max_pixels=10**6)
+  assert sorted(image for _, image in _DEALT) == sorted(sizes)
+  threads = sorted({thread for thread, _ in _DEALT})
+  assert len(threads) == 2, threads
+  ranked = sorted(sizes, key=lambda p: (-sizes[p], p))
+  for k, thread in enumerate(threads):
+    seen = [image for t, image in _DEALT if t == thread]
+    assert seen in (ranked[0::2], ranked[1::2]), (k, seen)
+  shares = [sum(sizes[image] for t, image in _DEALT if t == thread) for thread in threads]
+  assert abs(shares[0] - shares[1]) <= max(sizes.values())
