@@ -200,13 +200,13 @@ def batch_run(tmp_path_factory, tiny):
                   "--output", ref / "rotated.png", "--checkpoint_dir", tiny["checkpoint"],
                   cwd=root)
   try:
-    counts, pattern, peak, baseline = batch_inpaint.run(
+    counts, pattern, worker = batch_inpaint.run(
         str(images / "**"), str(masks), str(out), tiny["saved_model"],
         model_handler=_FailOnBoom(tiny["saved_model"]))
   finally:
     _finish(folder, "test.py folder mode")
     _finish(single, "test.py single image")
-  return {"counts": counts, "pattern": pattern, "peak": peak, "baseline": baseline,
+  return {"counts": counts, "pattern": pattern, "worker": worker,
           "out": out, "ref": ref,
           "images": images, "records": _records(out), "upright_mask": upright_mask}
 
@@ -260,9 +260,11 @@ def test_every_input_has_one_record(batch_run):
   assert recs["boom.png"]["width"] == 96 and recs["boom.png"]["inference_ms"] is None
   counts = batch_run["counts"]
   assert counts == {"ok": len(ok), "skipped": 0, "failed": len(failed)}, counts
-  assert batch_run["peak"] and batch_run["peak"] > 100  # MB, measured in the worker (here)
+  worker = batch_run["worker"]  # measured in the worker (here: this process)
+  assert worker["peak_rss_mb"] and worker["peak_rss_mb"] > 100, worker
   # Measured after the model's load and warm-up call, before the first photo.
-  assert batch_run["baseline"] and 100 < batch_run["baseline"] <= batch_run["peak"]
+  assert worker["baseline_rss_mb"] and 100 < worker["baseline_rss_mb"] <= worker["peak_rss_mb"]
+  assert worker["setup_cpu_s"] and worker["setup_cpu_s"] > 0.5, worker
 
 
 def test_no_partial_files_left(batch_run):
@@ -408,7 +410,7 @@ def test_skip_existing_finishes_after_a_crash(tmp_path, tiny):
   assert not glob.glob(os.path.join(str(out), "results-*.jsonl"))  # records come at the end
   before = {name: os.stat(out / name) for name in done}
 
-  counts, _, _, _ = batch_inpaint.run(str(images), mask_path, str(out), tiny["saved_model"],
+  counts, _, _ = batch_inpaint.run(str(images), mask_path, str(out), tiny["saved_model"],
                                    skip_existing=True)
   assert counts == {"ok": 40 - len(done), "skipped": len(done), "failed": 0}, counts
   for name, st in before.items():  # finished files were not rewritten
@@ -418,7 +420,7 @@ def test_skip_existing_finishes_after_a_crash(tmp_path, tiny):
   assert statuses == {f"p{i:02d}.png": "skipped" if f"p{i:02d}.png" in done else "ok"
                       for i in range(40)}
   # The result is that of an uninterrupted run, byte for byte.
-  counts, _, _, _ = batch_inpaint.run(str(images), mask_path, str(clean), tiny["saved_model"])
+  counts, _, _ = batch_inpaint.run(str(images), mask_path, str(clean), tiny["saved_model"])
   assert counts["ok"] == 40
   assert _pngs(out) == _pngs(clean)
   for name in _pngs(clean):
@@ -527,9 +529,8 @@ def test_remote_filesystem_paths(batch_run, tiny):
   store["memtest://bucket/photos/corrupt.png"] = b"not a PNG"
   store["memtest://bucket/masks/corrupt.png"] = store["memtest://bucket/masks/odd.png"]
 
-  counts, pattern, _, _ = batch_inpaint.run("memtest://bucket/photos/*.png",
-                                            "memtest://bucket/masks", "memtest://bucket/out",
-                                            "memtest://bucket/model")
+  counts, pattern, _ = batch_inpaint.run("memtest://bucket/photos/*.png", "memtest://bucket/masks",
+                                         "memtest://bucket/out", "memtest://bucket/model")
   assert counts == {"ok": 2, "skipped": 0, "failed": 1}, counts
   for name in ("odd.png", "grey.png"):  # the bytes of the local run, which are test.py's
     assert store[f"memtest://bucket/out/{name}"] == open(batch_run["out"] / name, "rb").read()
@@ -538,9 +539,9 @@ def test_remote_filesystem_paths(batch_run, tiny):
   failed = [r for r in records if r["status"] == "failed"]
   assert len(records) == 3 and failed[0]["image"] == "memtest://bucket/photos/corrupt.png"
   assert "not a PNG, JPEG" in failed[0]["error"]
-  counts, _, _, _ = batch_inpaint.run("memtest://bucket/photos/*.png", "memtest://bucket/masks/",
-                                      "memtest://bucket/out", "memtest://bucket/model",
-                                      skip_existing=True)
+  counts, _, _ = batch_inpaint.run("memtest://bucket/photos/*.png", "memtest://bucket/masks/",
+                                   "memtest://bucket/out", "memtest://bucket/model",
+                                   skip_existing=True)
   assert counts == {"ok": 0, "skipped": 2, "failed": 1}, counts
   del filesystem
 
@@ -582,7 +583,7 @@ def test_handler_loads_only_serving_default(tiny):
                mask=tf.constant(np.where(hole, 255, 0).astype(np.uint8)[None, :, :, None]))
   assert np.array_equal(got.pixels, want["inpainted"][0].numpy())
   assert not np.array_equal(got.pixels[hole], rgb[hole])
-  assert got.baseline_rss_mb == model.baseline_rss_mb
+  assert got.baseline_rss_mb == model.baseline_rss_mb and got.setup_cpu_s == model.setup_cpu_s
 
 
 _DEALT = []  # (thread, image) in the order the fake handler saw them

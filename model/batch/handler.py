@@ -63,11 +63,12 @@ class Photo:
 
 @dataclasses.dataclass(eq=False)
 class Inpainted:
-  """What the handler returns for one photo: uint8 ``[H, W, 3]`` pixels, the call time and
-  the worker's baseline (its peak resident memory before its first photo, MB)."""
+  """What the handler returns for one photo: uint8 ``[H, W, 3]`` pixels, the call time, and
+  the worker's peak resident memory (MB) and CPU time (s) before its first photo."""
   pixels: np.ndarray
   inference_ms: float
   baseline_rss_mb: float = None
+  setup_cpu_s: float = None
 
 
 SIGNATURE = "serving_default"
@@ -179,7 +180,8 @@ class LoadedModel:
 
   The constructor makes one call on a small photo, so graph optimisation and kernel set-up
   happen at load time; ``baseline_rss_mb`` is then the process's peak resident memory: what
-  it holds before its first photo (Python, TensorFlow, Beam, the model, its optimised graph).
+  it holds before its first photo (Python, TensorFlow, Beam, the model, its optimised graph),
+  and ``setup_cpu_s`` the CPU time the process has used so far (all its threads).
   """
 
   def __init__(self, loaded, folder=None):
@@ -192,6 +194,7 @@ class LoadedModel:
     hole[side // 2 - 8:side // 2 + 8, side // 2 - 8:side // 2 + 8] = True
     self(np.zeros((side, side, 3), np.uint8), hole)
     self.baseline_rss_mb = peak_rss_bytes() / 2**20
+    self.setup_cpu_s = time.process_time()
 
   def __call__(self, rgb, hole):
     """uint8 ``rgb`` [H, W, 3] and bool ``hole`` [H, W] -> ``Inpainted``."""
@@ -203,7 +206,8 @@ class LoadedModel:
       pixels = out[0].numpy()
       elapsed = time.perf_counter() - start
     return Inpainted(pixels=pixels, inference_ms=1000.0 * elapsed,
-                     baseline_rss_mb=getattr(self, "baseline_rss_mb", None))
+                     baseline_rss_mb=getattr(self, "baseline_rss_mb", None),
+                     setup_cpu_s=getattr(self, "setup_cpu_s", None))
 
 
 def peak_rss_bytes():

@@ -303,6 +303,7 @@ class WriteOutputs(beam.DoFn):
   def __init__(self):
     self._peak_rss = Metrics.distribution(NAMESPACE, "peak_rss_mb")
     self._baseline_rss = Metrics.distribution(NAMESPACE, "baseline_rss_mb")
+    self._setup_cpu = Metrics.distribution(NAMESPACE, "setup_cpu_ms")
 
   def process(self, result):
     photo, inpainted = result.example, result.inference
@@ -323,6 +324,8 @@ class WriteOutputs(beam.DoFn):
       self._peak_rss.update(int(handler_lib.peak_rss_bytes() / 2**20))
       if getattr(inpainted, "baseline_rss_mb", None) is not None:
         self._baseline_rss.update(int(inpainted.baseline_rss_mb))
+      if getattr(inpainted, "setup_cpu_s", None) is not None:
+        self._setup_cpu.update(int(1000 * inpainted.setup_cpu_s))
     yield record(task, "ok", None, inpainted.inference_ms, **size)
 
 
