@@ -13,7 +13,8 @@ before ``tf.saved_model.load``, which builds every function of the file whether 
 or not (0.13 GB less per worker for the demo model). One model per worker process
 (RunInference shares it between the threads of a process) that inpaints one photo at a time
 (a lock), so a process needs the inference working memory of one photo; its attention part
-is bounded by the ``--max_memory_gb`` given to ``export.py``. TensorFlow is imported only in the workers, when the model is loaded.
+is bounded by the ``--max_memory_gb`` given to ``export.py``. TensorFlow is imported only in
+the workers, when the model is loaded.
 """
 import dataclasses
 import logging
