@@ -314,11 +314,14 @@ def main():
   with open(args.output, "w") as f:
     f.write("\n".join(lines) + "\n")
   print("\n".join(lines[-2 * len(rows) - 10:]))
-  if any(row["bound_margin"] is not None and row["bound_margin"] > 0 for row in rows):
-    print("WARNING: a worker went above the memory bound (table above)")
+
   print(f"wrote {args.output}; work files in {work}")
   if not args.work_dir:
     shutil.rmtree(work, ignore_errors=True)
+  over = [row["mode"] for row in rows
+          if row["bound_margin"] is not None and row["bound_margin"] > 0]
+  if over:
+    raise SystemExit(f"a worker went above its memory bound: {', '.join(over)} (table above)")
 
 
 if __name__ == "__main__":
