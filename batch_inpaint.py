@@ -249,10 +249,11 @@ def main(argv):
     logging.getLogger(name).setLevel(logging.CRITICAL)
 
   def body():
-    counts, records, worker = run(FLAGS.images, FLAGS.masks, FLAGS.output_dir, FLAGS.saved_model,
-                                beam_args=argv[1:], skip_existing=FLAGS.skip_existing,
-                                max_megapixels=FLAGS.max_megapixels,
-                                intra_op_threads=FLAGS.intra_op_threads, verbose=FLAGS.verbose)
+    counts, records, worker = run(FLAGS.images, FLAGS.masks, FLAGS.output_dir,
+                                  FLAGS.saved_model, beam_args=argv[1:],
+                                  skip_existing=FLAGS.skip_existing,
+                                  max_megapixels=FLAGS.max_megapixels,
+                                  intra_op_threads=FLAGS.intra_op_threads, verbose=FLAGS.verbose)
     total = sum(counts.values())
     memory = ""
     if worker["peak_rss_mb"] is not None:

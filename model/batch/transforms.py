@@ -5,9 +5,9 @@ by one worker, as Beam's own ``MatchFiles`` does); it orders the photos largest 
 and keys each by its rank, and a ``GroupByKey`` on those keys breaks fusion so the list is
 spread over all workers before the expensive steps (the DirectRunner deals the keys out in
 that order, round robin, so its worker processes get equal shares of the work and finish on
-small photos). Images and masks are paired
-by ``fileio.images.pair_paths``, the rule of ``test.py``'s folder mode, and read and written
-with ``image_io`` as ``test.py`` does, so each output PNG has ``test.py``'s bytes.
+small photos). Images and masks are paired by ``fileio.images.pair_paths``, the rule of
+``test.py``'s folder mode, and read and written with ``image_io`` as ``test.py`` does, so
+each output PNG has ``test.py``'s bytes.
 
 Every input ends as one record (``results-*.jsonl``): ``ok``, ``skipped`` (output exists
 and ``skip_existing``) or ``failed``. A bad file, a missing or ambiguous mask, an oversized
