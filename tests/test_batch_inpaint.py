@@ -631,3 +631,30 @@ def test_photos_are_dealt_out_largest_first(tmp_path):
     assert seen in (ranked[0::2], ranked[1::2]), (k, seen)
   shares = [sum(sizes[image] for t, image in _DEALT if t == thread) for thread in threads]
   assert abs(shares[0] - shares[1]) <= max(sizes.values())
+
+
+def test_saved_model_without_object_graph_signatures_loads_whole(tmp_path):
+  """A TF1-style SavedModel (no signature map to reduce to) is loaded as it is."""
+  import tensorflow as tf
+  export = str(tmp_path / "tf1")
+  graph = tf.Graph()
+  with graph.as_default():
+    image = tf.compat.v1.placeholder(tf.uint8, [None, None, None, 3], name="image")
+    mask = tf.compat.v1.placeholder(tf.uint8, [None, None, None, 1], name="mask")
+    out = tf.where(tf.broadcast_to(mask > 127, tf.shape(image)), tf.zeros_like(image), image)
+    with tf.compat.v1.Session(graph=graph) as session:
+      builder = tf.compat.v1.saved_model.Builder(export)
+      builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={
+          "serving_default": tf.compat.v1.saved_model.predict_signature_def(
+              {"image": image, "mask": mask}, {"inpainted": out})})
+      builder.save()
+  with open(os.path.join(export, "saved_model.pb"), "rb") as f:
+    with pytest.raises(ValueError, match="no signature"):
+      handler_lib.keep_only_signature(f.read())
+  model = handler_lib.SavedModelHandler(export).load_model()
+  rgb = np.full((5, 6, 3), 7, np.uint8)
+  hole = np.zeros((5, 6), bool)
+  hole[1:3, 2:4] = True
+  got = model(rgb, hole).pixels
+  assert np.array_equal(got[hole], np.zeros((4, 3), np.uint8))
+  assert np.array_equal(got[~hole], rgb[~hole])

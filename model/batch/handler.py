@@ -108,8 +108,8 @@ def keep_only_signature(saved_model_pb, name=SIGNATURE):
     raise ValueError(f"expected one MetaGraph, found {len(model.meta_graphs)}")
   meta = model.meta_graphs[0]
   graph = meta.object_graph_def
-  signatures = [graph.nodes[c.node_id] for c in graph.nodes[0].children
-                if c.local_name == "signatures"]
+  root = graph.nodes[0].children if graph.nodes else []  # TF1 SavedModels have no object graph
+  signatures = [graph.nodes[c.node_id] for c in root if c.local_name == "signatures"]
   wanted = [c.node_id for s in signatures for c in s.children if c.local_name == name]
   if not wanted or graph.nodes[wanted[0]].WhichOneof("kind") != "bare_concrete_function":
     raise ValueError(f"no signature {name!r}")
@@ -280,8 +280,12 @@ class SavedModelHandler(base.ModelHandler):
           os.remove(os.path.join(local, FINGERPRINT))
         with open(os.path.join(local, "saved_model.pb"), "rb") as f:
           full = f.read()
+      try:
+        reduced = keep_only_signature(full)
+      except ValueError:  # not export.py's layout (e.g. a TF1 SavedModel): loaded whole
+        reduced = full
       with open(os.path.join(local, "saved_model.pb"), "wb") as f:
-        f.write(keep_only_signature(full))
+        f.write(reduced)
       return LoadedModel(tf.saved_model.load(local), folder)
     except BaseException as e:
       folder.cleanup()
