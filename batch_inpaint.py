@@ -181,7 +181,11 @@ def _direct_runner_defaults(options, beam_args, intra_op_threads):
 def run(images, masks, output_dir, saved_model, beam_args=(), skip_existing=False,
         max_megapixels=100.0, intra_op_threads=0, model_handler=None, run_id=None,
         verbose=False):
-  """Builds and runs the pipeline; returns (counts by status, records glob, peak RSS MB or None).
+  """Builds and runs the pipeline; returns (counts by status, records glob, worker report):
+  the report has ``peak_rss_mb`` (the largest peak resident memory of a worker process),
+  ``baseline_rss_mb`` (the largest a worker had before its first photo, model loaded and
+  warmed up) and ``setup_cpu_s`` (the largest CPU time a worker used before its first
+  photo); each is None when no photo reached a worker.
 
   Raises ``app.UsageError`` for arguments neither this script nor Beam knows, ``_LaunchError``
   for problems found before the start or a pipeline that failed as a whole."""
@@ -222,15 +226,18 @@ def run(images, masks, output_dir, saved_model, beam_args=(), skip_existing=Fals
     raise _LaunchError(f"the pipeline failed: {first}") from None
   metrics = result.metrics().query(MetricsFilter().with_namespace(transforms.NAMESPACE))
   counts = {status: 0 for status in transforms.STATUSES}
-  peak = None
+  worker = {"peak_rss_mb": None, "baseline_rss_mb": None, "setup_cpu_ms": None}
   for counter in metrics["counters"]:
     if counter.key.metric.name in counts:
       counts[counter.key.metric.name] += counter.committed or counter.attempted or 0
   for dist in metrics["distributions"]:
     value = dist.committed or dist.attempted
-    if dist.key.metric.name == "peak_rss_mb" and value is not None and value.count:
-      peak = max(peak or 0, value.max)
-  return counts, prefix + "-*.jsonl", peak
+    name = dist.key.metric.name
+    if name in worker and value is not None and value.count:
+      worker[name] = max(worker[name] or 0, value.max)
+  cpu_ms = worker.pop("setup_cpu_ms")
+  worker["setup_cpu_s"] = None if cpu_ms is None else cpu_ms / 1000
+  return counts, prefix + "-*.jsonl", worker
 
 
 def main(argv):
@@ -242,12 +249,18 @@ def main(argv):
     logging.getLogger(name).setLevel(logging.CRITICAL)
 
   def body():
-    counts, records, peak = run(FLAGS.images, FLAGS.masks, FLAGS.output_dir, FLAGS.saved_model,
-                                beam_args=argv[1:], skip_existing=FLAGS.skip_existing,
-                                max_megapixels=FLAGS.max_megapixels,
-                                intra_op_threads=FLAGS.intra_op_threads, verbose=FLAGS.verbose)
+    counts, records, worker = run(FLAGS.images, FLAGS.masks, FLAGS.output_dir,
+                                  FLAGS.saved_model, beam_args=argv[1:],
+                                  skip_existing=FLAGS.skip_existing,
+                                  max_megapixels=FLAGS.max_megapixels,
+                                  intra_op_threads=FLAGS.intra_op_threads, verbose=FLAGS.verbose)
     total = sum(counts.values())
-    memory = "" if peak is None else f"; peak memory of a worker process {peak / 1024:.2f} GB"
+    memory = ""
+    if worker["peak_rss_mb"] is not None:
+      memory = f"; peak memory of a worker process {worker['peak_rss_mb'] / 1024:.2f} GB"
+    if worker["baseline_rss_mb"] is not None:
+      memory += (f" ({worker['baseline_rss_mb'] / 1024:.2f} GB and "
+                 f"{worker['setup_cpu_s']:.1f} s CPU before its first photo)")
     print(f"{counts['ok']} inpainted, {counts['skipped']} skipped, {counts['failed']} failed "
           f"of {total} photos; records: {records}{memory}")
     if counts["failed"]:

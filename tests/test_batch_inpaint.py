@@ -200,13 +200,14 @@ def batch_run(tmp_path_factory, tiny):
                   "--output", ref / "rotated.png", "--checkpoint_dir", tiny["checkpoint"],
                   cwd=root)
   try:
-    counts, pattern, peak = batch_inpaint.run(
+    counts, pattern, worker = batch_inpaint.run(
         str(images / "**"), str(masks), str(out), tiny["saved_model"],
         model_handler=_FailOnBoom(tiny["saved_model"]))
   finally:
     _finish(folder, "test.py folder mode")
     _finish(single, "test.py single image")
-  return {"counts": counts, "pattern": pattern, "peak": peak, "out": out, "ref": ref,
+  return {"counts": counts, "pattern": pattern, "worker": worker,
+          "out": out, "ref": ref,
           "images": images, "records": _records(out), "upright_mask": upright_mask}
 
 
@@ -259,7 +260,11 @@ def test_every_input_has_one_record(batch_run):
   assert recs["boom.png"]["width"] == 96 and recs["boom.png"]["inference_ms"] is None
   counts = batch_run["counts"]
   assert counts == {"ok": len(ok), "skipped": 0, "failed": len(failed)}, counts
-  assert batch_run["peak"] and batch_run["peak"] > 100  # MB, measured in the worker (here)
+  worker = batch_run["worker"]  # measured in the worker (here: this process)
+  assert worker["peak_rss_mb"] and worker["peak_rss_mb"] > 100, worker
+  # Measured after the model's load and warm-up call, before the first photo.
+  assert worker["baseline_rss_mb"] and 100 < worker["baseline_rss_mb"] <= worker["peak_rss_mb"]
+  assert worker["setup_cpu_s"] and worker["setup_cpu_s"] > 0.5, worker
 
 
 def test_no_partial_files_left(batch_run):
@@ -539,3 +544,117 @@ def test_remote_filesystem_paths(batch_run, tiny):
                                    skip_existing=True)
   assert counts == {"ok": 0, "skipped": 2, "failed": 1}, counts
   del filesystem
+
+
+# ---------------------------------------------------------------------------------------------
+# Only serving_default is loaded; the photos are dealt out to the workers largest first.
+
+
+def test_handler_loads_only_serving_default(tiny):
+  import tensorflow as tf
+  from tensorflow.core.protobuf import saved_model_pb2
+  with open(os.path.join(tiny["saved_model"], "saved_model.pb"), "rb") as f:
+    full = f.read()
+  reduced = saved_model_pb2.SavedModel.FromString(handler_lib.keep_only_signature(full))
+  original = saved_model_pb2.SavedModel.FromString(full)
+  meta, meta0 = reduced.meta_graphs[0], original.meta_graphs[0]
+  names = {f.signature.name for f in meta.graph_def.library.function}
+  assert len(names) < len({f.signature.name for f in meta0.graph_def.library.function})
+  assert not [n for n in names if "serve_bytes" in n], names
+  assert any("serve" in n for n in names), names
+  assert set(meta.signature_def) <= {"serving_default", "__saved_model_init_op"}
+  for node in meta.graph_def.node:  # the graph-mode view calls no removed function
+    assert all(f in names for f in handler_lib._called_functions([node], {n: 0 for n in names})
+               ), node.name
+    assert not (node.op.startswith("__inference") and node.op not in names), node.name
+  with pytest.raises(ValueError, match="no signature 'inpaint_bytes_x'"):
+    handler_lib.keep_only_signature(full, "inpaint_bytes_x")
+
+  model = handler_lib.SavedModelHandler(tiny["saved_model"]).load_model()
+  assert set(model._loaded.signatures) == {"serving_default"}
+  assert model.baseline_rss_mb > 100
+  rng = np.random.default_rng(5)
+  rgb = rng.integers(0, 256, (45, 70, 3), dtype=np.uint8)
+  hole = np.zeros((45, 70), bool)
+  hole[10:30, 20:50] = True
+  got = model(rgb, hole)
+  serve = tf.saved_model.load(tiny["saved_model"]).signatures["serving_default"]
+  want = serve(image=tf.constant(rgb[None]),
+               mask=tf.constant(np.where(hole, 255, 0).astype(np.uint8)[None, :, :, None]))
+  assert np.array_equal(got.pixels, want["inpainted"][0].numpy())
+  assert not np.array_equal(got.pixels[hole], rgb[hole])
+  assert got.baseline_rss_mb == model.baseline_rss_mb and got.setup_cpu_s == model.setup_cpu_s
+
+
+_DEALT = []  # (thread, image) in the order the fake handler saw them
+
+
+class _RecordingHandler(handler_lib.SavedModelHandler):
+  """No model: returns the input and notes which thread got which photo."""
+
+  def load_model(self):
+    return None
+
+  def run_inference(self, batch, model, inference_args=None):
+    import threading
+    for photo in batch:
+      _DEALT.append((threading.get_ident(), photo.task.image))
+      yield handler_lib.base.PredictionResult(
+          photo, handler_lib.Inpainted(pixels=photo.rgb, inference_ms=1.0))
+
+
+def test_photos_are_dealt_out_largest_first(tmp_path):
+  """Two DirectRunner workers get the photos in turn, largest file first: equal shares."""
+  import apache_beam as beam
+  from apache_beam.options.pipeline_options import PipelineOptions
+  rng = np.random.default_rng(3)
+  images, out = tmp_path / "in", tmp_path / "out"
+  for i in range(12):
+    side = int(rng.integers(16, 120))
+    _write(images / f"p{i:02d}.png", rng.integers(0, 256, (side, side, 3), dtype=np.uint8))
+    mask = np.zeros((side, side), np.uint8)
+    mask[: side // 2] = 255
+    _write(images / f"p{i:02d}_mask.png", mask)
+  sizes = {str(p): os.path.getsize(p) for p in images.glob("p??.png")}
+  _DEALT.clear()
+  options = PipelineOptions(["--direct_num_workers", "2", "--direct_running_mode",
+                             "multi_threading"])
+  with beam.Pipeline(options=options) as pipeline:
+    _ = pipeline | transforms.InpaintFiles(str(images), str(images), str(out),
+                                           _RecordingHandler(str(tmp_path)), max_pixels=10**6)
+  assert sorted(image for _, image in _DEALT) == sorted(sizes)
+  threads = sorted({thread for thread, _ in _DEALT})
+  assert len(threads) == 2, threads
+  ranked = sorted(sizes, key=lambda p: (-sizes[p], p))
+  for k, thread in enumerate(threads):
+    seen = [image for t, image in _DEALT if t == thread]
+    assert seen in (ranked[0::2], ranked[1::2]), (k, seen)
+  shares = [sum(sizes[image] for t, image in _DEALT if t == thread) for thread in threads]
+  assert abs(shares[0] - shares[1]) <= max(sizes.values())
+
+
+def test_saved_model_without_object_graph_signatures_loads_whole(tmp_path):
+  """A TF1-style SavedModel (no signature map to reduce to) is loaded as it is."""
+  import tensorflow as tf
+  export = str(tmp_path / "tf1")
+  graph = tf.Graph()
+  with graph.as_default():
+    image = tf.compat.v1.placeholder(tf.uint8, [None, None, None, 3], name="image")
+    mask = tf.compat.v1.placeholder(tf.uint8, [None, None, None, 1], name="mask")
+    out = tf.where(tf.broadcast_to(mask > 127, tf.shape(image)), tf.zeros_like(image), image)
+    with tf.compat.v1.Session(graph=graph) as session:
+      builder = tf.compat.v1.saved_model.Builder(export)
+      builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={
+          "serving_default": tf.compat.v1.saved_model.predict_signature_def(
+              {"image": image, "mask": mask}, {"inpainted": out})})
+      builder.save()
+  with open(os.path.join(export, "saved_model.pb"), "rb") as f:
+    with pytest.raises(ValueError, match="no signature"):
+      handler_lib.keep_only_signature(f.read())
+  model = handler_lib.SavedModelHandler(export).load_model()
+  rgb = np.full((5, 6, 3), 7, np.uint8)
+  hole = np.zeros((5, 6), bool)
+  hole[1:3, 2:4] = True
+  got = model(rgb, hole).pixels
+  assert np.array_equal(got[hole], np.zeros((4, 3), np.uint8))
+  assert np.array_equal(got[~hole], rgb[~hole])

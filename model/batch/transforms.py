@@ -1,10 +1,13 @@
 """The batch inpainting pipeline: list and pair the files, read, RunInference, write, report.
 
 Work is split one element per photo. The file match runs as one step (a glob is listed
-by one worker, as Beam's own ``MatchFiles`` does), then ``Reshuffle`` breaks fusion so the
-list is spread over all workers before the expensive steps. Images and masks are paired
-by ``fileio.images.pair_paths``, the rule of ``test.py``'s folder mode, and read and written
-with ``image_io`` as ``test.py`` does, so each output PNG has ``test.py``'s bytes.
+by one worker, as Beam's own ``MatchFiles`` does); it orders the photos largest file first
+and keys each by its rank, and a ``GroupByKey`` on those keys breaks fusion so the list is
+spread over all workers before the expensive steps (the DirectRunner deals the keys out in
+that order, round robin, so its worker processes get equal shares of the work and finish on
+small photos). Images and masks are paired by ``fileio.images.pair_paths``, the rule of
+``test.py``'s folder mode, and read and written with ``image_io`` as ``test.py`` does, so
+each output PNG has ``test.py``'s bytes.
 
 Every input ends as one record (``results-*.jsonl``): ``ok``, ``skipped`` (output exists
 and ``skip_existing``) or ``failed``. A bad file, a missing or ambiguous mask, an oversized
@@ -59,12 +62,16 @@ def has_glob(path):
   return any(c in path for c in GLOB_CHARS)
 
 
-def _match(pattern):
+def _match(pattern, sizes=None):
+  """Paths matching ``pattern``; their sizes in bytes go into the dict ``sizes`` if given."""
   try:
-    return [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+    found = FileSystems.match([pattern])[0].metadata_list
   except Exception as e:  # noqa: BLE001 - Beam wraps filesystem errors in its own types
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise UserError(f"{pattern}: cannot list the files ({text})") from None
+  if sizes is not None:
+    sizes.update((m.path, m.size_in_bytes) for m in found)
+  return [m.path for m in found]
 
 
 def is_folder(path):
@@ -95,17 +102,18 @@ def pattern_reaches(arg, base, output_dir):
   return re.match(FileSystem.translate_pattern(pattern), probe) is not None
 
 
-def expand(arg, what):
+def expand(arg, what, sizes=None):
   """Resolves a glob, a folder or one file to (paths, base folder, is_one_file).
 
   Folders and globs keep only image names (``image_io.is_image_name``), sorted, as
-  ``test.py`` lists a folder. Raises ``UserError`` when ``arg`` names nothing.
+  ``test.py`` lists a folder; their file sizes go into the dict ``sizes`` if given.
+  Raises ``UserError`` when ``arg`` names nothing.
   """
   if has_glob(arg):
-    paths = _match(arg)
+    paths = _match(arg, sizes)
     base = glob_base(arg)
   elif is_folder(arg):
-    paths = _match(_join(arg, "*"))
+    paths = _match(_join(arg, "*"), sizes)
     base = arg
   else:
     if not (os.path.isfile(arg) if is_local(arg) else FileSystems.exists(arg)):
@@ -131,15 +139,16 @@ def output_path(image, image_base, output_dir):
   return FileSystems.join(output_dir, *parts)
 
 
-def list_tasks(images_arg, masks_arg, output_dir):
+def list_tasks(images_arg, masks_arg, output_dir, sizes=None):
   """Every input photo as a ``Task``, paired as ``test.py`` pairs folders.
 
   Images without a mask, with several masks, whose output would replace an input file or
   another photo's output get a ``Task`` with an ``error`` (they become ``failed`` records).
-  Problems with the arguments themselves become one such ``Task``.
+  Problems with the arguments themselves become one such ``Task``. The image files' sizes
+  (bytes, from the listing) go into the dict ``sizes`` if given.
   """
   try:
-    images, image_base, _ = expand(images_arg, "image")
+    images, image_base, _ = expand(images_arg, "image", sizes)
     if not images:
       raise UserError(f"--images {images_arg} matches no image file")
     masks, _, one_mask = expand(masks_arg, "mask")
@@ -234,14 +243,25 @@ def write_output(path, payload):
 # DoFns
 
 
+def largest_first(tasks, sizes):
+  """``tasks`` ordered by image file size, largest first (ties by path)."""
+  return sorted(tasks, key=lambda t: (-sizes.get(t.image, 0), t.image))
+
+
+def _values(keyed_group):
+  return keyed_group[1]
+
+
 class ListTasks(beam.DoFn):
-  """Lists and pairs the input files (one step, ahead of the fusion break)."""
+  """Lists and pairs the input files (one step, ahead of the fusion break): (rank, Task)
+  pairs, rank 0 for the largest image file."""
 
   def __init__(self, images, masks, output_dir):
     self._args = (images, masks, output_dir)
 
   def process(self, unused_element):
-    yield from list_tasks(*self._args)
+    sizes = {}
+    yield from enumerate(largest_first(list_tasks(*self._args, sizes=sizes), sizes))
 
 
 class ReadPhotos(beam.DoFn):
@@ -282,6 +302,8 @@ class WriteOutputs(beam.DoFn):
 
   def __init__(self):
     self._peak_rss = Metrics.distribution(NAMESPACE, "peak_rss_mb")
+    self._baseline_rss = Metrics.distribution(NAMESPACE, "baseline_rss_mb")
+    self._setup_cpu = Metrics.distribution(NAMESPACE, "setup_cpu_ms")
 
   def process(self, result):
     photo, inpainted = result.example, result.inference
@@ -300,6 +322,10 @@ class WriteOutputs(beam.DoFn):
       return
     finally:
       self._peak_rss.update(int(handler_lib.peak_rss_bytes() / 2**20))
+      if getattr(inpainted, "baseline_rss_mb", None) is not None:
+        self._baseline_rss.update(int(inpainted.baseline_rss_mb))
+      if getattr(inpainted, "setup_cpu_s", None) is not None:
+        self._setup_cpu.update(int(1000 * inpainted.setup_cpu_s))
     yield record(task, "ok", None, inpainted.inference_ms, **size)
 
 
@@ -362,7 +388,8 @@ class InpaintFiles(beam.PTransform):
              | "Start" >> beam.Create([None])
              | "MatchAndPair" >> beam.ParDo(ListTasks(self._images, self._masks,
                                                       self._output_dir))
-             | "SpreadOverWorkers" >> beam.Reshuffle())
+             | "SpreadOverWorkers" >> beam.GroupByKey()
+             | "Ungroup" >> beam.FlatMap(_values))
     read = tasks | "Read" >> beam.ParDo(
         ReadPhotos(self._max_pixels, self._skip_existing)).with_outputs(
             ReadPhotos.RECORDS, main="photos")
