@@ -36,30 +36,36 @@ CASES = ("readme", "1024", "2048", "folder")
 ALL_CASES = CASES + ("12mp",)
 FOLDER_SIDES = [256, 341, 426, 512, 597, 682, 768, 853, 938, 1024]
 
-# Child: decode the inputs as test.py does, then time Inpainter.inpaint twice per pair.
+# Child: start-up (spawn to model loaded: imports, build, restore), then decode the inputs as
+# test.py does and time Inpainter.inpaint twice per pair (wall and CPU of the second call).
 MARGINAL = r"""
-import json, os, sys, time
+import json, os, resource, sys, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 repo, ckpt, flow, pairs = sys.argv[1], sys.argv[2], sys.argv[3] == "1", json.loads(sys.argv[4])
+spawned = float(sys.argv[5])
 sys.path.insert(0, repo)
 from model.fileio import images as image_io
 from model.inference import inpainter as inpaint
 model = inpaint.Inpainter.from_checkpoint(ckpt)
-times = []
+usage = resource.getrusage(resource.RUSAGE_SELF)
+startup = {"wall_s": time.time() - spawned, "cpu_s": usage.ru_utime + usage.ru_stime}
+times, cpus = [], []
 for image, mask in pairs:
   rgb, _ = image_io.read_image(image)
   hole = image_io.read_mask(mask)
   for i in range(2):
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     model.inpaint(rgb, hole, with_flow=flow)
-    elapsed = time.perf_counter() - t
+    elapsed, cpu = time.perf_counter() - t, time.process_time() - c
   times.append(elapsed)
-print(json.dumps(times))
+  cpus.append(cpu)
+print(json.dumps({"times": times, "cpus": cpus, "startup": startup}))
 """
 
 
 def _run_measured(cmd, cwd):
-  """Runs ``cmd``; returns (wall s, peak RSS GB of that process, exit status, stderr tail)."""
+  """Runs ``cmd``; returns (wall s, CPU s, peak RSS GB of that process, exit status, stderr
+  tail)."""
   start = time.perf_counter()
   proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
   stderr = proc.stderr.read()
@@ -67,12 +73,13 @@ def _run_measured(cmd, cwd):
   wall = time.perf_counter() - start
   proc.returncode = os.waitstatus_to_exitcode(status)
   tail = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] if stderr else []
-  return wall, usage.ru_maxrss / 2**20, proc.returncode, tail
+  cpu = usage.ru_utime + usage.ru_stime
+  return wall, cpu, usage.ru_maxrss / 2**20, proc.returncode, tail
 
 
 def _marginal(repo, checkpoint, pairs, flow):
   proc = subprocess.run([sys.executable, "-c", MARGINAL, repo, checkpoint, "1" if flow else "0",
-                         json.dumps(pairs)], capture_output=True, text=True)
+                         json.dumps(pairs), repr(time.time())], capture_output=True, text=True)
   if proc.returncode != 0:
     raise RuntimeError(f"marginal run failed: {proc.stderr.strip()[-500:]}")
   return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -139,10 +146,18 @@ def run_case(name, repo, checkpoint, work):
     args = ["--image", pairs[0][0], "--mask", pairs[0][1], "--output",
             os.path.join(out, name + ".png"), "--checkpoint_dir", ckpt]
     what = f"{width}×{height}, {share:.0%} hole"
-  wall, peak, status, tail = _run_measured([sys.executable, test_py, *args], cwd=work)
-  marginal = sum(_marginal(repo, ckpt, pairs, flow)) if status == 0 else float("nan")
-  return {"case": name, "what": what, "wall_s": wall, "peak_gb": peak, "status": status,
-          "marginal_s": marginal, "error": " ".join(tail) if status else ""}
+  load = _load()
+  wall, cpu, peak, status, tail = _run_measured([sys.executable, test_py, *args], cwd=work)
+  row = {"case": name, "what": what, "wall_s": wall, "cpu_s": cpu, "peak_gb": peak,
+         "status": status, "load": load, "error": " ".join(tail) if status else ""}
+  if status == 0:
+    m = _marginal(repo, ckpt, pairs, flow)
+    row.update(marginal_s=sum(m["times"]), marginal_cpu_s=sum(m["cpus"]),
+               startup_s=m["startup"]["wall_s"], startup_cpu_s=m["startup"]["cpu_s"])
+  else:
+    row.update(marginal_s=float("nan"), marginal_cpu_s=float("nan"), startup_s=float("nan"),
+               startup_cpu_s=float("nan"))
+  return row
 
 
 def _load():
@@ -153,28 +168,58 @@ def _load():
     return "?"
 
 
+def _num(row, key, fmt, unit):
+  value = row.get(key)
+  return "–" if value is None or value != value else f"{value:{fmt}} {unit}"
+
+
 def _table(rows, before=None):
+  """Markdown rows; with ``before`` (an earlier run's JSON) its wall, CPU and peak beside."""
   before = {r["case"]: r for r in (before or {}).get("rows", [])}
-  if before:
-    lines = ["| case | wall before | wall after | marginal call | overhead after | "
-             "peak RSS before | peak RSS after |", "|---|---|---|---|---|---|---|"]
-  else:
-    lines = ["| case | wall | marginal call | overhead | peak RSS |", "|---|---|---|---|---|"]
+  head = ["case", "load"]
+  head += ["wall before", "wall after", "CPU before", "CPU after"] if before else ["wall", "CPU"]
+  head += ["marginal call (CPU)", "start-up (CPU)", "overhead"]
+  head += ["peak RSS before", "peak RSS after"] if before else ["peak RSS"]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in rows:
-    overhead = r["wall_s"] - r["marginal_s"]
-    if before and r["case"] in before:
-      b = before[r["case"]]
-      lines.append(f"| {r['what']} | {b['wall_s']:.1f} s | {r['wall_s']:.1f} s | "
-                   f"{r['marginal_s']:.1f} s | {overhead:.1f} s | {b['peak_gb']:.2f} GB | "
-                   f"{r['peak_gb']:.2f} GB |")
-    elif before:
-      lines.append(f"| {r['what']} | | {r['wall_s']:.1f} s | {r['marginal_s']:.1f} s | "
-                   f"{overhead:.1f} s | | {r['peak_gb']:.2f} GB |")
-    else:
-      lines.append(f"| {r['what']} | {r['wall_s']:.1f} s | {r['marginal_s']:.1f} s | "
-                   f"{overhead:.1f} s | {r['peak_gb']:.2f} GB |")
+    b = before.get(r["case"], {})
+    cells = [r["what"], r.get("load", "?")]
+    cells += [_num(b, "wall_s", ".1f", "s"), _num(r, "wall_s", ".1f", "s"),
+              _num(b, "cpu_s", ".1f", "s"), _num(r, "cpu_s", ".1f", "s")] if before else [
+                  _num(r, "wall_s", ".1f", "s"), _num(r, "cpu_s", ".1f", "s")]
+    cells += [f"{_num(r, 'marginal_s', '.1f', 's')} ({_num(r, 'marginal_cpu_s', '.1f', 's')})",
+              f"{_num(r, 'startup_s', '.1f', 's')} ({_num(r, 'startup_cpu_s', '.1f', 's')})",
+              _num({"x": r["wall_s"] - r["marginal_s"]}, "x", ".1f", "s")]
+    cells += [_num(b, "peak_gb", ".2f", "GB"), _num(r, "peak_gb", ".2f", "GB")] if before else [
+        _num(r, "peak_gb", ".2f", "GB")]
     if r["status"]:
-      lines[-1] += f" exit {r['status']}: {r['error']}"
+      cells[-1] += f" exit {r['status']}: {r['error']}"
+    lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+  return lines
+
+
+def _targets(rows):
+  """One line per target whose case ran: measured value, limit, met or not."""
+  by_case = {r["case"]: r for r in rows if not r["status"]}
+  lines = []
+  if "readme" in by_case:
+    r = by_case["readme"]
+    lines.append(f"* README example end to end ≤ 6 s wall: {r['wall_s']:.1f} s wall, "
+                 f"{r['cpu_s']:.1f} s CPU — {'met' if r['wall_s'] <= 6 else 'not met'}")
+  if "folder" in by_case:
+    r = by_case["folder"]
+    floor = r["marginal_s"] + r["startup_s"]
+    floor_cpu = r["marginal_cpu_s"] + r["startup_cpu_s"]
+    lines.append(f"* folder total ≤ 1.5 × (Σ marginal calls + one start-up): wall "
+                 f"{r['wall_s']:.1f} s = {r['wall_s'] / floor:.2f} × {floor:.1f} s; CPU "
+                 f"{r['cpu_s']:.1f} s = {r['cpu_s'] / floor_cpu:.2f} × {floor_cpu:.1f} s — "
+                 f"{'met' if r['wall_s'] <= 1.5 * floor else 'not met'} by wall, "
+                 f"{'met' if r['cpu_s'] <= 1.5 * floor_cpu else 'not met'} by CPU")
+  for case, limit in (("2048", 2.5), ("12mp", 3.5)):
+    if case in by_case:
+      r = by_case[case]
+      lines.append(f"* {r['what']}: peak RSS ≤ {limit} GB: {r['peak_gb']:.2f} GB — "
+                   f"{'met' if r['peak_gb'] <= limit else 'not met'}")
   return lines
 
 
@@ -202,8 +247,9 @@ def main():
     for name in names:
       r = run_case(name, repo, checkpoint, work)
       rows.append(r)
-      print(f"{r['case']}: wall {r['wall_s']:.1f} s, marginal {r['marginal_s']:.1f} s, "
-            f"peak {r['peak_gb']:.2f} GB, exit {r['status']} {r['error']}", flush=True)
+      print(f"{r['case']}: wall {r['wall_s']:.1f} s (CPU {r['cpu_s']:.1f} s), marginal "
+            f"{r['marginal_s']:.1f} s, peak {r['peak_gb']:.2f} GB, load {r['load']}, "
+            f"exit {r['status']} {r['error']}", flush=True)
   result = {"repo": repo, "load_before": load_before, "load_after": _load(), "rows": rows,
             "checkpoint": args.checkpoint_dir or "random-weight v1 (cnum 32)",
             "date": time.strftime("%Y-%m-%d %H:%M"), "oneDNN": os.environ.get(
@@ -226,22 +272,22 @@ def main():
       f"{platform.python_version()}, TensorFlow {tf.__version__}; oneDNN "
       f"{result['oneDNN']}. {result['date']}, load average {load_before} at the start, "
       f"{result['load_after']} at the end. Photo cases: {result['checkpoint']}.", "",
-      "Wall = fresh `python test.py` process, spawn to exit; peak RSS of that process. "
+      "Wall = fresh `python test.py` process, spawn to exit; CPU = its user + system time; "
+      "peak RSS of that process; load = 1-minute load average when the case started. "
       "Marginal call = `Inpainter.inpaint` on the same inputs in a warm process (second call): "
-      "the computation itself. Overhead = wall − marginal (imports, model build, tracing, "
+      "the computation itself. Start-up = spawn to model loaded in that process (imports, "
+      "model build, checkpoint restore). Overhead = wall − marginal (start-up, tracing, "
       "decoding, encoding).", ""]
   if before:
     text += [f"Before: `{before['repo']}`, {before['date']}, load average "
              f"{before['load_before']}–{before['load_after']}.", ""]
-  text += _table(rows, before) + [""]
-  tmp = args.output + ".tmp"
-  with open(tmp, "w") as f:
-    f.write("\n".join(text))
-  os.replace(tmp, args.output)
-  with open(args.json + ".tmp", "w") as f:
-    json.dump(result, f, indent=1)
-  os.replace(args.json + ".tmp", args.json)
-  print("\n".join(_table(rows, before)))
+  text += _table(rows, before) + ["", "Targets of issue 10 (set for an idle machine):", ""]
+  text += _targets(rows) + [""]
+  sys.path.insert(0, REPO)
+  from model.fileio.atomic import atomic_write
+  atomic_write(args.output, "\n".join(text))
+  atomic_write(args.json, json.dumps(result, indent=1))
+  print("\n".join(_table(rows, before) + _targets(rows)))
   print(f"wrote {args.output} and {args.json}")
   return 0
 
