@@ -116,7 +116,7 @@ def _random_v1_checkpoint(directory):
   return directory
 
 
-def run_case(name, repo, checkpoint, work):
+def run_case(name, repo, checkpoint, work, marginal=True):
   """One case: returns a dict with wall, peak_gb, marginal_s, status."""
   test_py = os.path.join(repo, "test.py")
   out = os.path.join(work, "out")
@@ -150,7 +150,7 @@ def run_case(name, repo, checkpoint, work):
   wall, cpu, peak, status, tail = _run_measured([sys.executable, test_py, *args], cwd=work)
   row = {"case": name, "what": what, "wall_s": wall, "cpu_s": cpu, "peak_gb": peak,
          "status": status, "load": load, "error": " ".join(tail) if status else ""}
-  if status == 0:
+  if status == 0 and marginal:
     m = _marginal(repo, ckpt, pairs, flow)
     row.update(marginal_s=sum(m["times"]), marginal_cpu_s=sum(m["cpus"]),
                startup_s=m["startup"]["wall_s"], startup_cpu_s=m["startup"]["cpu_s"])
@@ -230,7 +230,12 @@ def main():
   parser.add_argument("--repo", default=REPO, help="checkout whose test.py and model/ are run")
   parser.add_argument("--checkpoint_dir", default=None,
                       help="model for the photo cases (default: random-weight v1, cnum 32)")
-  parser.add_argument("--compare", default=None, help="JSON of an earlier run: before/after table")
+  parser.add_argument("--compare", default=None,
+                      help="JSON of an earlier run (or several, comma-separated; later ones win "
+                      "per case): before/after table")
+  parser.add_argument("--skip_marginal", default="12mp",
+                      help="cases whose marginal call is not measured (at 12 MP it is two more "
+                      "runs of several minutes)")
   parser.add_argument("--json", default=os.path.join(REPO, "bench", "cli_results.json"))
   parser.add_argument("--output", default=os.path.join(REPO, "bench", "CLI_RESULTS.md"))
   args = parser.parse_args()
@@ -245,7 +250,8 @@ def main():
   with tempfile.TemporaryDirectory(prefix="bench_cli_") as work:
     checkpoint = args.checkpoint_dir or _random_v1_checkpoint(os.path.join(work, "v1"))
     for name in names:
-      r = run_case(name, repo, checkpoint, work)
+      r = run_case(name, repo, checkpoint, work,
+                   marginal=name not in args.skip_marginal.split(","))
       rows.append(r)
       print(f"{r['case']}: wall {r['wall_s']:.1f} s (CPU {r['cpu_s']:.1f} s), marginal "
             f"{r['marginal_s']:.1f} s, peak {r['peak_gb']:.2f} GB, load {r['load']}, "
@@ -256,8 +262,16 @@ def main():
                 "TF_ENABLE_ONEDNN_OPTS", "default")}
   before = None
   if args.compare:
-    with open(args.compare) as f:
-      before = json.load(f)
+    for path in args.compare.split(","):
+      with open(path) as f:
+        earlier = json.load(f)
+      if before is None:
+        before = earlier
+      else:
+        rows_by_case = {r["case"]: r for r in before["rows"]}
+        rows_by_case.update({r["case"]: r for r in earlier["rows"]})
+        before = dict(earlier, rows=list(rows_by_case.values()),
+                      runs=before.get("runs", [before]) + [earlier])
   cpu = "unknown"
   try:
     with open("/proc/cpuinfo") as f:
@@ -279,8 +293,10 @@ def main():
       "model build, checkpoint restore). Overhead = wall − marginal (start-up, tracing, "
       "decoding, encoding).", ""]
   if before:
-    text += [f"Before: `{before['repo']}`, {before['date']}, load average "
-             f"{before['load_before']}–{before['load_after']}.", ""]
+    for run in before.get("runs", [before]):
+      text += [f"Before: `{run['repo']}`, {run['date']}, load average {run['load_before']}–"
+               f"{run['load_after']}, cases {', '.join(r['case'] for r in run['rows'])}."]
+    text += [""]
   text += _table(rows, before) + ["", "Targets of issue 10 (set for an idle machine):", ""]
   text += _targets(rows) + [""]
   sys.path.insert(0, REPO)
