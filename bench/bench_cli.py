@@ -49,7 +49,7 @@ from model.inference import inpainter as inpaint
 model = inpaint.Inpainter.from_checkpoint(ckpt)
 usage = resource.getrusage(resource.RUSAGE_SELF)
 startup = {"wall_s": time.time() - spawned, "cpu_s": usage.ru_utime + usage.ru_stime}
-times, cpus = [], []
+times, cpus, firsts = [], [], []
 for image, mask in pairs:
   rgb, _ = image_io.read_image(image)
   hole = image_io.read_mask(mask)
@@ -57,9 +57,56 @@ for image, mask in pairs:
     t, c = time.perf_counter(), time.process_time()
     model.inpaint(rgb, hole, with_flow=flow)
     elapsed, cpu = time.perf_counter() - t, time.process_time() - c
+    if i == 0:
+      firsts.append(elapsed)
   times.append(elapsed)
   cpus.append(cpu)
-print(json.dumps({"times": times, "cpus": cpus, "startup": startup}))
+print(json.dumps({"times": times, "cpus": cpus, "firsts": firsts, "startup": startup}))
+"""
+
+# Child: test.py's steps for one photo with a wall/CPU timestamp after each (README example).
+BREAKDOWN = r"""
+import json, os, sys, time
+t0, c0 = float(sys.argv[5]), 0.0
+steps = []
+def mark(what):
+  global t0, c0
+  t, c = time.time(), time.process_time()
+  steps.append([what, t - t0, c - c0])
+  t0, c0 = t, c
+repo, ckpt, image, mask = sys.argv[1:5]
+sys.path.insert(0, repo)
+import cli
+mark("Python start-up, absl, cli")
+cli.import_tensorflow()
+mark("import TensorFlow")
+from model.fileio import images as image_io
+from model.inference import inpainter as inpaint
+from model.inference import local_plan
+from model import flow_viz
+mark("import our modules")
+model = inpaint.Inpainter.from_checkpoint(ckpt)
+mark("build model + restore checkpoint")
+rgb, info = image_io.read_image(image)
+hole = image_io.read_mask(mask, expected_hw=rgb.shape[:2])
+mark("read image + mask")
+height, width = (-(-n // 8) * 8 for n in hole.shape)
+fill = model._function(False, True, "full",
+                       local_plan.attention_tiled(height, width, model.budget_bytes))
+fill.get_concrete_function()
+mark("trace (full network, --flow)")
+result, offsets = fill(rgb, hole)
+mark("first call (graph optimisation + run)")
+picture = flow_viz.flow_to_uint8(flow_viz.flow_to_image(offsets, upsample=8)).numpy()
+mark("flow picture")
+out = os.environ["BREAKDOWN_OUT"]
+image_io.write_image(os.path.join(out, "result.png"), result.numpy(), info)
+image_io.write_image(os.path.join(out, "flow.png"), picture[0, :rgb.shape[0], :rgb.shape[1]],
+                     None)
+mark("write both PNGs")
+fill(rgb, hole)
+mark("(a second call, for comparison)")
+print(json.dumps(steps))
 """
 
 
@@ -153,11 +200,40 @@ def run_case(name, repo, checkpoint, work, marginal=True):
   if status == 0 and marginal:
     m = _marginal(repo, ckpt, pairs, flow)
     row.update(marginal_s=sum(m["times"]), marginal_cpu_s=sum(m["cpus"]),
+               first_call_s=sum(m["firsts"]),
                startup_s=m["startup"]["wall_s"], startup_cpu_s=m["startup"]["cpu_s"])
   else:
     row.update(marginal_s=float("nan"), marginal_cpu_s=float("nan"), startup_s=float("nan"),
                startup_cpu_s=float("nan"))
   return row
+
+
+def breakdown(repo, work):
+  """Where the README example's time goes: test.py's steps with timestamps, fresh process."""
+  out = os.path.join(work, "breakdown")
+  os.makedirs(out, exist_ok=True)
+  load = _load()
+  proc = subprocess.run(
+      [sys.executable, "-c", BREAKDOWN, repo, os.path.join(REPO, "checkpoints", "demo"),
+       os.path.join(REPO, "examples", "sklearn_china.png"),
+       os.path.join(REPO, "examples", "sklearn_china_mask.png"), repr(time.time())],
+      capture_output=True, text=True, env=dict(os.environ, BREAKDOWN_OUT=out))
+  if proc.returncode != 0:
+    raise RuntimeError(f"breakdown failed: {proc.stderr.strip()[-500:]}")
+  return {"load": load, "steps": json.loads(proc.stdout.strip().splitlines()[-1])}
+
+
+def _breakdown_lines(result):
+  lines = [f"Where the README example's time goes (`--breakdown`: test.py's steps in one fresh "
+           f"process, load average {result['load']} at its start):", "",
+           "| step | wall | CPU |", "|---|---|---|"]
+  total = [0.0, 0.0]
+  for what, wall, cpu in result["steps"]:
+    lines.append(f"| {what} | {wall:.2f} s | {cpu:.2f} s |")
+    if not what.startswith("("):
+      total = [total[0] + wall, total[1] + cpu]
+  lines.append(f"| **total to the written files** | **{total[0]:.2f} s** | **{total[1]:.2f} s** |")
+  return lines
 
 
 def _load():
@@ -178,7 +254,7 @@ def _table(rows, before=None):
   before = {r["case"]: r for r in (before or {}).get("rows", [])}
   head = ["case", "load"]
   head += ["wall before", "wall after", "CPU before", "CPU after"] if before else ["wall", "CPU"]
-  head += ["marginal call (CPU)", "start-up (CPU)", "overhead"]
+  head += ["marginal call (CPU)", "first call", "start-up (CPU)", "overhead"]
   head += ["peak RSS before", "peak RSS after"] if before else ["peak RSS"]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in rows:
@@ -188,6 +264,7 @@ def _table(rows, before=None):
               _num(b, "cpu_s", ".1f", "s"), _num(r, "cpu_s", ".1f", "s")] if before else [
                   _num(r, "wall_s", ".1f", "s"), _num(r, "cpu_s", ".1f", "s")]
     cells += [f"{_num(r, 'marginal_s', '.1f', 's')} ({_num(r, 'marginal_cpu_s', '.1f', 's')})",
+              _num(r, "first_call_s", ".1f", "s"),
               f"{_num(r, 'startup_s', '.1f', 's')} ({_num(r, 'startup_cpu_s', '.1f', 's')})",
               _num({"x": r["wall_s"] - r["marginal_s"]}, "x", ".1f", "s")]
     cells += [_num(b, "peak_gb", ".2f", "GB"), _num(r, "peak_gb", ".2f", "GB")] if before else [
@@ -236,6 +313,11 @@ def main():
   parser.add_argument("--skip_marginal", default="12mp",
                       help="cases whose marginal call is not measured (at 12 MP it is two more "
                       "runs of several minutes)")
+  parser.add_argument("--reuse", default=None,
+                      help="JSON of an earlier run of this checkout: its rows of cases not run "
+                      "now are kept (e.g. 12mp)")
+  parser.add_argument("--breakdown", action="store_true",
+                      help="also time test.py's steps for the README example in one process")
   parser.add_argument("--json", default=os.path.join(REPO, "bench", "cli_results.json"))
   parser.add_argument("--output", default=os.path.join(REPO, "bench", "CLI_RESULTS.md"))
   args = parser.parse_args()
@@ -256,7 +338,16 @@ def main():
       print(f"{r['case']}: wall {r['wall_s']:.1f} s (CPU {r['cpu_s']:.1f} s), marginal "
             f"{r['marginal_s']:.1f} s, peak {r['peak_gb']:.2f} GB, load {r['load']}, "
             f"exit {r['status']} {r['error']}", flush=True)
+    parts = breakdown(repo, work) if args.breakdown else None
+  reused = None
+  if args.reuse:
+    with open(args.reuse) as f:
+      reused = json.load(f)
+    ran = {r["case"] for r in rows}
+    kept = [dict(r, reused=reused["date"]) for r in reused["rows"] if r["case"] not in ran]
+    rows = sorted(rows + kept, key=lambda r: ALL_CASES.index(r["case"]))
   result = {"repo": repo, "load_before": load_before, "load_after": _load(), "rows": rows,
+            "breakdown": parts,
             "checkpoint": args.checkpoint_dir or "random-weight v1 (cnum 32)",
             "date": time.strftime("%Y-%m-%d %H:%M"), "oneDNN": os.environ.get(
                 "TF_ENABLE_ONEDNN_OPTS", "default")}
@@ -297,8 +388,14 @@ def main():
       text += [f"Before: `{run['repo']}`, {run['date']}, load average {run['load_before']}–"
                f"{run['load_after']}, cases {', '.join(r['case'] for r in run['rows'])}."]
     text += [""]
+  if reused:
+    text += [f"Rows of {', '.join(r['case'] for r in rows if r.get('reused'))} are from an "
+             f"earlier run ({reused['date']}, load average {reused['load_before']}–"
+             f"{reused['load_after']}).", ""]
   text += _table(rows, before) + ["", "Targets of issue 10 (set for an idle machine):", ""]
   text += _targets(rows) + [""]
+  if parts:
+    text += _breakdown_lines(parts) + [""]
   sys.path.insert(0, REPO)
   from model.fileio.atomic import atomic_write
   atomic_write(args.output, "\n".join(text))
