@@ -1,21 +1,25 @@
-r"""What a user waits for: wall time and peak memory of ``python test.py`` as a fresh process.
+r"""What a user waits for: wall time, CPU time and peak memory of ``python test.py`` as a fresh process.
 
-  python bench/bench_cli.py                      # README example, 1024², 2048², folder; writes
+  python bench/bench_cli.py --breakdown          # README example, 1024², 2048², folder; writes
                                                  # bench/CLI_RESULTS.md and bench/cli_results.json
   python bench/bench_cli.py --cases readme,folder --json /tmp/now.json --output /tmp/now.md
   python bench/bench_cli.py --repo /tmp/old_checkout --json /tmp/before.json --output /tmp/b.md
   python bench/bench_cli.py --compare /tmp/before.json   # adds before / after columns
+  python bench/bench_cli.py --cases 12mp --reuse bench/cli_results.json   # add a case, keep rows
 
-Each case runs ``test.py`` of ``--repo`` in a fresh process (wall time from spawn to exit; peak
-resident memory of that process from ``wait4``). Beside it, the *marginal* model call: in
-another process, ``Inpainter.inpaint`` on the same decoded inputs, timed on a second call after a
-first one (tracing, kernel set-up and warm caches excluded) — what the computation itself costs.
-The difference is the overhead a user pays on top (imports, model build, tracing, decoding,
-encoding). Cases:
+Each case runs ``test.py`` of ``--repo`` in a fresh process (wall time from spawn to exit, its
+user + system CPU time and peak resident memory from ``wait4``, the load average at its start).
+Beside it, from another process: the start-up (spawn to model loaded), the first
+``Inpainter.inpaint`` call (tracing included) and the *marginal* call, timed on a second call on
+the same decoded inputs (tracing, kernel set-up and warm caches excluded) — what the computation
+itself costs. The difference between wall and marginal is the overhead a user pays on top
+(imports, model build, tracing, decoding, encoding); ``--breakdown`` times test.py's steps for
+the README example one by one. Cases:
 
 * ``readme``: the README's first command (bundled demo model, 512×342 example, 9 % hole, ``--flow``).
 * ``1024``, ``2048``: a photo resized to 1024² / 2048², centred square hole of 25 %.
-* ``12mp``: 4000×3000, centred 5 % hole (several minutes).
+* ``12mp``: 4000×3000, centred 5 % hole (several minutes; not in the default list; its marginal
+  call is skipped unless ``--skip_marginal ""``).
 * ``folder``: one run over 10 photos of 10 sizes from 256 to 1024 px (centred 15 % holes);
   the marginal column is the sum of the 10 marginal calls.
 
