@@ -350,7 +350,9 @@ def main():
     ran = {r["case"] for r in rows}
     kept = [dict(r, reused=reused["date"]) for r in reused["rows"] if r["case"] not in ran]
     rows = sorted(rows + kept, key=lambda r: ALL_CASES.index(r["case"]))
-  result = {"repo": repo, "load_before": load_before, "load_after": _load(), "rows": rows,
+  commit = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip() or "?"
+  result = {"repo": repo, "commit": commit, "load_before": load_before, "load_after": _load(), "rows": rows,
             "breakdown": parts,
             "checkpoint": args.checkpoint_dir or "random-weight v1 (cnum 32)",
             "date": time.strftime("%Y-%m-%d %H:%M"), "oneDNN": os.environ.get(
@@ -379,7 +381,8 @@ def main():
       f"Command: `python bench/{os.path.basename(__file__)} {' '.join(sys.argv[1:])}`".rstrip(),
       "", f"Machine: {os.cpu_count()} CPUs ({cpu}), {platform.platform()}; Python "
       f"{platform.python_version()}, TensorFlow {tf.__version__}; oneDNN "
-      f"{result['oneDNN']}. {result['date']}, load average {load_before} at the start, "
+      f"{result['oneDNN']}. Code: `{repo}` at {commit}. {result['date']}, load average "
+      f"{load_before} at the start, "
       f"{result['load_after']} at the end. Photo cases: {result['checkpoint']}.", "",
       "Wall = fresh `python test.py` process, spawn to exit; CPU = its user + system time; "
       "peak RSS of that process; load = 1-minute load average when the case started. "
@@ -389,7 +392,8 @@ def main():
       "decoding, encoding).", ""]
   if before:
     for run in before.get("runs", [before]):
-      text += [f"Before: `{run['repo']}`, {run['date']}, load average {run['load_before']}–"
+      text += [f"Before: `{run['repo']}` at {run.get('commit', '?')}, {run['date']}, load "
+               f"average {run['load_before']}–"
                f"{run['load_after']}, cases {', '.join(r['case'] for r in run['rows'])}."]
     text += [""]
   if reused:
