@@ -132,7 +132,9 @@ def _encode_in_strips(layers, x, halo, block):
     y = _run(layers, x[:, lo:hi])[:, (r0 - lo) // 4:(r1 - lo) // 4]
     return i + 1, parts.write(i, _swap_batch_rows(y))   # rows first, for concat
 
-  _, parts = tf.while_loop(lambda i, _: i < count, body, [tf.constant(0), parts])
+  # One strip at a time (strips are independent; in flight together their memory adds up).
+  _, parts = tf.while_loop(lambda i, _: i < count, body, [tf.constant(0), parts],
+                           parallel_iterations=1)
   return _swap_batch_rows(parts.concat())
 
 
