@@ -250,6 +250,9 @@ def _over_tiles(attend, bsz, h2, w2, rate, channels, tile, query_box, needed=Non
     best_all = tf.tensor_scatter_nd_update(best_all, grid, tf.transpose(best))
     return k + 1, out, best_all
 
+  # One tile at a time: a tile's scores do not depend on the previous tile, so TensorFlow's
+  # default (10 iterations in flight) may hold several tiles' working memory at once.
   _, out, best_all = tf.while_loop(
-      lambda k, *_: k < tf.size(todo), body, [tf.constant(0), out, best_all])
+      lambda k, *_: k < tf.size(todo), body, [tf.constant(0), out, best_all],
+      parallel_iterations=1)
   return tf.transpose(out, [2, 0, 1, 3]), tf.transpose(best_all, [2, 0, 1])

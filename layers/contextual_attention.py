@@ -59,7 +59,8 @@ class ContextualAttention(keras.layers.Layer):
     r = self.rate
     return (tuple(fshape), (b, None if h is None else h // r, None if w is None else w // r, 2))
 
-  def call(self, inputs, tile_size=None, query_box=None, output_box=None, query_mask=None):
+  def call(self, inputs, tile_size=None, query_box=None, output_box=None, query_mask=None,
+           tiled=None):
     f, b = inputs[0], inputs[1]
     mask = inputs[2] if len(inputs) > 2 else None
     tile = self.tile_size if tile_size is None else tile_size
@@ -67,11 +68,12 @@ class ContextualAttention(keras.layers.Layer):
                                 fuse_k=self.fuse_k if self.fuse else 1,
                                 softmax_scale=self.softmax_scale, tile_size=tile,
                                 query_box=query_box, output_box=output_box,
-                                query_mask=query_mask)
+                                query_mask=query_mask, tiled=tiled)
 
 
 def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0,
-                         tile_size=None, query_box=None, output_box=None, query_mask=None):
+                         tile_size=None, query_box=None, output_box=None, query_mask=None,
+                         tiled=None):
   """Functional form of :class:`ContextualAttention` (``fuse_k=1`` = no fuse).
 
   ``query_box``: optional int32 ``[4]`` = (y0, y1, x0, x1) on the downsampled grid;
@@ -81,6 +83,8 @@ def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_sca
   only tiles holding at least one True query are computed (scattered holes).
   ``output_box``: with ``query_box``, return only this (y0, y1, x0, x1) window of ``y``
   (feature-map pixels), so no full-size output is allocated.
+  ``tiled``: with ``tile_size`` and no ``query_box``, the caller's answer (Python bool) to
+  "is the tile smaller than the map?", which the graph otherwise tests (tracing both paths).
   """
   f = tf.convert_to_tensor(f, tf.float32)
   b = tf.convert_to_tensor(b, tf.float32)
@@ -102,16 +106,21 @@ def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_sca
   def dense():
     return dense_attention(fd, bd, b, valid, **settings)
 
-  def tiled(tile, box):
+  def in_tiles(tile, box):
     return attention_tiles.tiled_attention(fd, bd, b, valid, tile, box, query_mask, output_box,
                                            **settings)
 
+  def tiled_whole(tile):
+    return in_tiles(tile, tf.stack([0, h, 0, w]))
+
   if query_box is not None:
-    y, best = tiled(tf.maximum(h, w) if tile_size is None else tile_size, query_box)
+    y, best = in_tiles(tf.maximum(h, w) if tile_size is None else tile_size, query_box)
+  elif tile_size is not None and tiled is not None:
+    y, best = tiled_whole(tile_size) if tiled else dense()
   elif tile_size is not None:
     # One tile covering every query is the dense computation (faster propagation).
     y, best = tf.cond(tf.cast(tile_size, tf.int32) >= tf.maximum(h, w), dense,
-                      lambda: tiled(tile_size, tf.stack([0, h, 0, w])))
+                      lambda: tiled_whole(tile_size))
   else:
     y, best = dense()
   if output_box is None:

@@ -92,7 +92,7 @@ class GenConv(keras.layers.Layer):
     if self.padding != "zero":
       pad = self.dilation_rate * (self.kernel_size - 1) // 2
       x = mirror_pad(x, pad, self.padding)
-    x = self.conv(x)
+    x = self.convolve(x)
     if self.activation is None:
       return x
     act = tf.nn.elu if self.activation == "elu" else tf.nn.relu
@@ -100,6 +100,30 @@ class GenConv(keras.layers.Layer):
       feat, gate = tf.split(x, 2, axis=-1)
       return act(feat) * tf.sigmoid(gate)
     return act(x)
+
+  def convolve(self, x):
+    """``self.conv(x)`` (convolution + bias) with the same TensorFlow ops, built directly.
+
+    A dilated conv is what ``tf.nn.convolution`` makes of it: ``SpaceToBatchND``, a VALID
+    conv, ``BatchToSpaceND``. Its general padding arithmetic adds about 80 ops per layer to a
+    trace with unknown sizes; the few needed here keep tracing and graph optimisation short.
+    """
+    kernel, bias = self.conv.kernel, self.conv.bias
+    same = self.padding == "zero"
+    d = self.dilation_rate
+    if d == 1:
+      x = tf.nn.conv2d(x, kernel, self.strides, "SAME" if same else "VALID")
+    else:
+      # SAME pads d(k-1), a multiple of d, split as TF does; then up to a multiple of d.
+      total = d * (self.kernel_size - 1) if same else 0
+      size = x.shape[1:3]
+      extra = tf.math.floormod(-tf.shape(x)[1:3], d) if None in size else [-n % d for n in size]
+      crops = tf.stack([tf.zeros_like(extra), extra], axis=1)
+      paddings = crops + [[total // 2, total - total // 2]] * 2
+      x = tf.space_to_batch_nd(x, [d, d], paddings)
+      x = tf.nn.conv2d(x, kernel, 1, "VALID")
+      x = tf.batch_to_space(x, [d, d], crops)
+    return tf.nn.bias_add(x, bias)
 
   def compute_output_shape(self, input_shape):
     return shapes.same_conv_output_shape(input_shape, self.strides, self.filters)

@@ -16,7 +16,8 @@ class InpaintGenerator(keras.Model):
       channel order as the checkpoint expects (BGR for official weights).
     mask: float32 ``[B, H, W, 1]``, 1 = hole, one per sample. H, W multiples of 8.
   Returns the coarse and refined images (clipped to [-1, 1], not composited) and
-  the attention offsets, int32 ``[B, H/8, W/8, 2]``.
+  the attention offsets, int32 ``[B, H/8, W/8, 2]``. ``attention_tile``, ``attention_tiled``:
+  the attention's ``tile_size`` and ``tiled`` (``layers/contextual_attention.py``).
   """
 
   def __init__(self, cnum=32, padding="zero", gated=False, attention_tile=None, **kwargs):
@@ -93,7 +94,7 @@ class InpaintGenerator(keras.Model):
     return (self.coarse_layers + self.hallu_layers + self.pm_encoder + self.pm_decoder
             + self.merge_layers)
 
-  def call(self, inputs, training=False, attention_tile=None):
+  def call(self, inputs, training=False, attention_tile=None, attention_tiled=None):
     x_in, mask = inputs
     x_in = tf.convert_to_tensor(x_in, tf.float32)
     mask = tf.cast(mask, tf.float32)
@@ -115,7 +116,8 @@ class InpaintGenerator(keras.Model):
     pm = xnow
     for layer in self.pm_encoder:
       pm = layer(pm)
-    pm, offsets = self.attention((pm, pm, mask_s), tile_size=attention_tile)
+    pm, offsets = self.attention((pm, pm, mask_s), tile_size=attention_tile,
+                                 tiled=attention_tiled)
     for layer in self.pm_decoder:
       pm = layer(pm)
     x = tf.concat([hallu, pm], axis=-1)

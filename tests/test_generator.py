@@ -217,3 +217,23 @@ def test_truncated_or_corrupt_checkpoint_names_the_file(kind, part, how, tmp_pat
   message = str(info.value)
   assert message.startswith(f"{damaged}: checkpoint file is truncated or corrupt"), message
   assert "\n" not in message and "{{" not in message
+
+
+@pytest.mark.parametrize("padding", ["zero", "reflect"])
+@pytest.mark.parametrize("k,stride,dilation", [(5, 1, 1), (3, 2, 1), (3, 1, 2), (3, 1, 16)])
+def test_gen_conv_direct_ops_equal_keras_conv(padding, k, stride, dilation):
+  """GenConv.convolve builds the ops Keras' Conv2D builds: equal bits, eager and traced with
+  unknown sizes; a dilated conv's trace stays small (tf.nn.convolution adds ~80 ops)."""
+  layer = GenConv(4, k, stride, dilation, padding=padding, name="c")
+  layer.build((None, None, None, 3))
+  layer.conv.bias.assign(np.linspace(-0.5, 0.5, 4).astype(np.float32))
+  spec = [tf.TensorSpec([None, None, None, 3])]
+  ours = tf.function(layer.convolve, input_signature=spec)
+  keras_conv = tf.function(layer.conv, input_signature=spec)
+  for h, w in ((5, 7), (13, 9), (24, 17)):
+    x = _rand([1, h, w, 3], seed=h)
+    if padding != "zero":
+      x = mirror_pad(tf.constant(x), dilation * (k - 1) // 2, padding)
+    np.testing.assert_array_equal(layer.convolve(x), layer.conv(x), err_msg=f"{h}x{w}")
+    np.testing.assert_array_equal(ours(x), keras_conv(x), err_msg=f"{h}x{w} traced")
+  assert len(ours.get_concrete_function().graph.get_operations()) < 30

@@ -117,3 +117,27 @@ def test_plan_counts_only_needed_queries_for_scattered_holes(gen):
   assert float(by_mask["queries"]) == expected.sum()
   assert float(by_box["queries"]) == 128 * 128          # the bounding box spans the image
   assert float(by_mask["local_attention"]) < 0.02 * float(by_box["local_attention"])
+
+
+@pytest.mark.parametrize("max_memory_gb", [1.0, 2e-5])
+def test_attention_tiled_decided_eagerly_equals_graph_test(max_memory_gb):
+  """test.py decides dense-or-tiled attention of the full network from the size (one branch
+  traced); same bytes as the graph's own test, for a map smaller and larger than the tile."""
+  from model.inference import inpainter as inpaint
+  tf.keras.utils.set_random_seed(3)
+  cfg = config_lib.preset("v1", cnum=4)
+  model = inpaint.Inpainter(generator_lib.build_generator(cfg), cfg, max_memory_gb=max_memory_gb)
+  rng = np.random.default_rng(0)
+  rgb = rng.integers(0, 256, [61, 75, 3], dtype=np.uint8)
+  hole = np.zeros([61, 75], bool)
+  hole[20:40, 25:50] = True
+  tiled = local_inference.attention_tiled(64, 80, model.budget_bytes)
+  assert tiled == (max_memory_gb < 1)
+  result, flow = model.inpaint(rgb, hole, with_flow=True)
+  graph_test = tf.function(lambda a, b: model.fill(a, b, with_flow=True), autograph=False)
+  expected, _ = graph_test(tf.constant(rgb), tf.constant(hole))
+  np.testing.assert_array_equal(result, expected.numpy())
+  traced = model._function(False, True, "full", tiled).get_concrete_function()
+  ops = {op.type for op in traced.graph.get_operations()}
+  assert not ops & {"If", "StatelessIf"}  # only the branch that runs is traced
+  assert flow.shape == rgb.shape

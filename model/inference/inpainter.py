@@ -90,7 +90,8 @@ class Inpainter:
     """uint8 pixels -> float32 ``pixels / 127.5 - 1`` with the release's rounding."""
     return tf.cast(pixels, tf.float32) / self.pixel_scale - 1.0
 
-  def fill(self, image, hole, official=False, with_flow=False, path="auto"):
+  def fill(self, image, hole, official=False, with_flow=False, path="auto",
+           attention_tiled=None):
     """The inference pipeline on one image, as TensorFlow ops (eager or in a graph).
 
     Args:
@@ -101,6 +102,8 @@ class Inpainter:
       with_flow: run the full network and also return its attention offsets.
       path: ``auto`` (hole-local when its FLOP plan saves work, decided in the graph),
         ``local`` or ``full`` (``local_plan.refine``); ignored with ``with_flow``.
+      attention_tiled: for the full network, whether its attention runs in tiles
+        (``local_plan.attention_tiled`` of the padded size); None tests it in the graph.
     Returns:
       uint8 ``[H, W, 3]``, or ``(that, int32 offsets [1, H/8, W/8, 2])`` with ``with_flow``.
     """
@@ -117,9 +120,11 @@ class Inpainter:
     x_in = self.network_input(self._network_order(net_image))[None] * (1.0 - mask)
     if with_flow:
       tile = local_plan.attention_tile(tf.shape(mask)[1], tf.shape(mask)[2], self.budget_bytes)
-      _, x2, offsets = self.generator((x_in, mask), attention_tile=tile)
+      _, x2, offsets = self.generator((x_in, mask), attention_tile=tile,
+                                      attention_tiled=attention_tiled)
     else:
-      x2 = local_plan.refine(self.generator, x_in, mask, self.budget_bytes, path=path)
+      x2 = local_plan.refine(self.generator, x_in, mask, self.budget_bytes, path=path,
+                             attention_tiled=attention_tiled)
     if official:  # every pixel through the float round trip, as the release
       x2 = x2 * mask + x_in * (1.0 - mask)
     # Hole pixels: x2 * 1 + x_in * 0 is x2 exactly, so ours skips the full-size composite.
@@ -129,12 +134,13 @@ class Inpainter:
       out = tf.where(hole[:, :, None], out, image)
     return (out, offsets) if with_flow else out
 
-  def _function(self, official, with_flow, path):
+  def _function(self, official, with_flow, path, attention_tiled=None):
     """``fill`` traced once per variant (dynamic sizes, so every photo size reuses it)."""
-    key = (official, with_flow, path)
+    key = (official, with_flow, path, attention_tiled)
     if key not in self._traced:
       def fn(image, hole):
-        return self.fill(image, hole, official=official, with_flow=with_flow, path=path)
+        return self.fill(image, hole, official=official, with_flow=with_flow, path=path,
+                         attention_tiled=attention_tiled)
       self._traced[key] = tf.function(fn, input_signature=[IMAGE_SPEC, HOLE_SPEC],
                                       autograph=False)
     return self._traced[key]
@@ -161,10 +167,16 @@ class Inpainter:
     rgb, hole = np.asarray(rgb), np.asarray(hole, bool)
     if not hole.any() and not (official or with_flow):
       return rgb.copy(), None
-    # The path is chosen here rather than in the graph, so only that one path is traced.
-    path = "full" if with_flow or not hole.any() else self.choose_path(
-        hole[:hole.shape[0] // GRID * GRID, :hole.shape[1] // GRID * GRID] if official else hole)
-    fill = self._function(official, with_flow, path)
+    # The path (and for the full network, dense or tiled attention) is chosen here rather than
+    # in the graph, so only what runs is traced.
+    grid_hole = hole[:hole.shape[0] // GRID * GRID, :hole.shape[1] // GRID * GRID] if official \
+        else hole
+    path = "full" if with_flow or not hole.any() else self.choose_path(grid_hole)
+    tiled = None
+    if path == "full":
+      height, width = (-(-n // GRID) * GRID for n in grid_hole.shape)
+      tiled = local_plan.attention_tiled(height, width, self.budget_bytes)
+    fill = self._function(official, with_flow, path, tiled)
     if not with_flow:
       return fill(rgb, hole).numpy(), None
     result, offsets = fill(rgb, hole)

@@ -132,7 +132,9 @@ def _encode_in_strips(layers, x, halo, block):
     y = _run(layers, x[:, lo:hi])[:, (r0 - lo) // 4:(r1 - lo) // 4]
     return i + 1, parts.write(i, _swap_batch_rows(y))   # rows first, for concat
 
-  _, parts = tf.while_loop(lambda i, _: i < count, body, [tf.constant(0), parts])
+  # One strip at a time (strips are independent; in flight together their memory adds up).
+  _, parts = tf.while_loop(lambda i, _: i < count, body, [tf.constant(0), parts],
+                           parallel_iterations=1)
   return _swap_batch_rows(parts.concat())
 
 
@@ -316,6 +318,13 @@ def attention_tile(height, width, budget_bytes, batch=1):
   return tf.maximum(1, tf.minimum(t, tf.maximum(h2, w2)))
 
 
+def attention_tiled(height, width, budget_bytes):
+  """Python bool: the full network's attention on a ``height × width`` input (multiples of 8,
+  batch 1) runs in tiles of :func:`attention_tile`, i.e. that tile is smaller than the map."""
+  tile = int(attention_tile(height, width, budget_bytes))
+  return tile < max(height // 8, width // 8)
+
+
 def strip_rows(width, channels, budget_bytes, batch=1):
   """Rows per strip of the full-image attention encoder for a memory budget (int32)."""
   per_row = 4.0 * tf.cast(width, tf.float64) * (5 + 4 * channels) * tf.cast(
@@ -342,20 +351,22 @@ def use_local(generator, mask, hole=None, needed=None):
   return tf.cond(tf.reduce_any(mask > 0.5), cheaper, lambda: tf.constant(False))
 
 
-def refine(generator, x_in, mask, budget_bytes, path="auto"):
+def refine(generator, x_in, mask, budget_bytes, path="auto", attention_tiled=None):
   """Stage-2 output for inference, exact on hole pixels (what test.py and serving run).
 
   ``path``: ``local`` computes only what reaches hole pixels (``mask`` must have one),
   ``full`` runs the whole generator, ``auto`` picks local in the graph when
   :func:`use_local` says so (each path is traced once). Attention is tiled to fit
-  ``budget_bytes`` either way. ``x_in``/``mask``: ``[B, H, W, *]``, H, W multiples of 8.
+  ``budget_bytes`` either way; ``attention_tiled`` (Python bool, or None to test it in the
+  graph): whether that tile is smaller than the full network's attention map (see
+  :func:`attention_tiled`). ``x_in``/``mask``: ``[B, H, W, *]``, H, W multiples of 8.
   """
   shape = tf.shape(x_in)
   height, width = shape[1], shape[2]
   tile = attention_tile(height, width, budget_bytes, shape[0])
 
   def full():
-    return generator((x_in, mask), attention_tile=tile)[1]
+    return generator((x_in, mask), attention_tile=tile, attention_tiled=attention_tiled)[1]
 
   if path not in PATHS:
     raise ValueError(f"path must be one of {PATHS}, got {path!r}")
