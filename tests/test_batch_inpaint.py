@@ -13,18 +13,16 @@ import io
 import json
 import os
 import signal
-import struct
 import subprocess
 import sys
 import time
-import zlib
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import EXAMPLES, REPO, require_shared
+from conftest import EXAMPLES, REPO, png_with_header, require_shared
 
 pytest.importorskip("apache_beam", reason="the beam extra is not installed")
 
@@ -56,13 +54,6 @@ def _write(path, pixels):
   return str(path)
 
 
-def _png_with_header(width, height):
-  """A small PNG whose IHDR claims width x height (a decompression bomb if it were decoded)."""
-  def chunk(kind, body):
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-  ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-  return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-          + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
 
 
 def _env():
@@ -175,7 +166,7 @@ def batch_run(tmp_path_factory, tiny):
   _write(images / "wrongsize.png", small)
   _write(masks / "wrongsize.png", small_mask[:, :-8])
   _write(images / "nomask.png", small)
-  (images / "bomb.png").write_bytes(_png_with_header(20000, 20000))
+  (images / "bomb.png").write_bytes(png_with_header(20000, 20000))
   _write(masks / "bomb.png", small_mask)
   # A format whose size is not in a header we read (OpenCV would decode it): refused unread.
   (images / "ppmbomb.png").write_bytes(b"P6\n20000 20000\n255\n" + b"\0" * 64)

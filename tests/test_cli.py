@@ -12,16 +12,14 @@ exactly one stderr line `error: ...` (never a traceback) and leaves no output fi
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
-import zlib
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, GOLDEN, REPO, require_shared
+from conftest import EXAMPLES, GOLDEN, REPO, png_with_header, require_shared
 
 TEST_PY = os.path.join(REPO, "test.py")
 # Folder-mode progress: "\r[i/n] name\x1b[K"; a complete one is followed by \r, \n or the end.
@@ -44,13 +42,6 @@ def _write(path, pixels, params=()):
   return str(path)
 
 
-def _png_with_header(width, height):
-  """A valid-looking PNG whose IHDR claims width x height (the pixel data is a few bytes)."""
-  def chunk(kind, body):
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-  ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-  return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-          + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
 
 
 def run_cli(*args, cwd):
@@ -376,12 +367,12 @@ def _case_empty_file(tmp):
 
 
 def _case_zero_size_header(tmp):
-  (tmp / "zero.png").write_bytes(_png_with_header(0, 0))
+  (tmp / "zero.png").write_bytes(png_with_header(0, 0))
   return _single(tmp, image=tmp / "zero.png"), r"zero\.png: not an image file .*damaged header"
 
 
 def _case_absurd_header(tmp):
-  (tmp / "huge.png").write_bytes(_png_with_header(100000, 100000))
+  (tmp / "huge.png").write_bytes(png_with_header(100000, 100000))
   return _single(tmp, image=tmp / "huge.png"), r"huge\.png: image is 100000x100000.*megapixels"
 
 

@@ -10,10 +10,8 @@ wall time. The golden official TF1 checkpoint is exported and compared on its ex
 import json
 import math
 import os
-import struct
 import subprocess
 import sys
-import zlib
 
 import cv2
 import keras
@@ -21,7 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import GOLDEN, REPO, require_shared
+from conftest import GOLDEN, REPO, png_with_header, require_shared
 from model import weights as checkpoints
 from model import config as config_lib
 from model import generator as generator_lib
@@ -192,13 +190,6 @@ def tiny_export(tmp_path_factory):
               stdout=stdout, stderr=stderr)
 
 
-def _png_with_header(width, height):
-  """A PNG whose IHDR declares width x height; its pixel data is a few bytes (a 'bomb')."""
-  def chunk(kind, body):
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-  ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-  return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-          + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
 
 
 def _refusal_files(tmp, good_image, good_mask):
@@ -207,7 +198,7 @@ def _refusal_files(tmp, good_image, good_mask):
   frames = [Image.fromarray(np.full((16, 24, 3), v, np.uint8)) for v in (0, 128, 255)]
   frames[0].save(tmp / "anim.webp", save_all=True, append_images=frames[1:], duration=100,
                  lossless=True)
-  (tmp / "bomb.png").write_bytes(_png_with_header(101, 100))   # 10,100 pixels > cap
+  (tmp / "bomb.png").write_bytes(png_with_header(101, 100))   # 10,100 pixels > cap
   (tmp / "text.png").write_bytes(b"not an image at all")
   return {"image_above_cap": (str(tmp / "bomb.png"), good_mask),
           "mask_above_cap": (good_image, str(tmp / "bomb.png")),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from conftest import EXAMPLES, REPO, require_shared
+from conftest import EXAMPLES, REPO, png_with_header, require_shared
 from model.fileio import images as image_io
 from model.errors import UserError
 
@@ -48,13 +48,6 @@ def _pillow_display(data):
     return np.asarray(ImageOps.exif_transpose(im))
 
 
-def _png_with_header(width, height):
-  """A PNG whose IHDR claims width x height (the pixel data is a few bytes only)."""
-  def chunk(kind, body):
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-  ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-  return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-          + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
 
 
 def _assert_user_error(func, *args, match, capfd=None, **kwargs):
@@ -351,8 +344,8 @@ def _bad_inputs(tmp_path):
       "jpeg_cut": (_write(tmp_path / "cut.jpg", jpeg[:len(jpeg) // 2]),
                    "truncated or corrupt JPEG"),
       "jpeg_no_end": (_write(tmp_path / "noend.jpg", jpeg[:-2]), "truncated or corrupt JPEG"),
-      "zero_size": (_write(tmp_path / "zero.png", _png_with_header(0, 5)), "damaged header"),
-      "huge_png": (_write(tmp_path / "huge.png", _png_with_header(100000, 100000)),
+      "zero_size": (_write(tmp_path / "zero.png", png_with_header(0, 5)), "damaged header"),
+      "huge_png": (_write(tmp_path / "huge.png", png_with_header(100000, 100000)),
                    r"100000x100000 \(10000.0 megapixels\), above the limit of 100 megapixels"),
   }
 
@@ -408,7 +401,7 @@ def test_check_header_decides_from_the_header_alone():
   assert image_io.check_header(_encode(_photo(), "JPEG"), "image")[1] == (80, 48)
   with pytest.raises(image_io.ImageTooLarge, match=r"^image: image is 80x48 .* 0.001 megapixels"):
     image_io.check_header(png, "image", max_pixels=1000)
-  bomb = _png_with_header(100000, 100000)  # a few bytes that declare 10 gigapixels
+  bomb = png_with_header(100000, 100000)  # a few bytes that declare 10 gigapixels
   with pytest.raises(image_io.ImageTooLarge, match="100000x100000"):
     image_io.check_header(bomb, "mask")
   ppm = b"P6\n2 2\n255\n" + bytes(12)  # decodable, but its size is not checked before decoding
