@@ -13,7 +13,7 @@ gradients over replicas, so the update equals the global-batch mean). With
 ``micro_batches`` > 1 a replica's batch is split the same way once more: each
 micro-batch's loss is divided by their number too and the gradients are summed
 before the optimizer runs, so the update is the same while only one micro-batch's
-activations are held for back-propagation.
+activations are held for back-propagation (ARCHITECTURE.md §6.3).
 """
 import tensorflow as tf
 
