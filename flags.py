@@ -158,8 +158,9 @@ def define_flags(flag_values=absl_flags.FLAGS):
                             "Each step runs each replica's batch in micro-batches of at most "
                             "this many samples, one after another, and sums their gradients: "
                             "the same update with less activation memory. 0 = the whole batch; "
-                            "-1 = auto: 4 at 256² cnum 32 (the official settings, 6.2 -> 2.x GB), "
-                            "scaled by 1 / (img_size² cnum); whole batch with --gan sn_patch.",
+                            "-1 = auto: 4 at 256² cnum 32 (the official settings: peak 5.9 -> "
+                            "2.7 GB), scaled by 1 / (img_size² cnum); whole batch with --gan "
+                            "sn_patch.",
                             **fv)
 
   # Logging, checkpoints, validation.
