@@ -2,6 +2,7 @@ r"""Training-step benchmark: seconds per generator update, its FLOPs, efficiency
 
   python bench/bench_train.py                              # official + recipe, bench/TRAIN_RESULTS.md
   python bench/bench_train.py --settings recipe --iterations 5 --profile
+  python bench/bench_train.py --settings official --train_flags=--micro_batch=0 --output /tmp/x.md
 
 A setting is a list of ``train.py`` flags (``SETTINGS``), turned into a ``Config`` by
 ``flags.build_config`` and built by ``model.training.nets.build`` exactly as ``train.py``
@@ -194,7 +195,8 @@ def run_case(args):
   ceiling_before = conv_ceiling()
   flag_values = absl_flags.FlagValues()
   flags_lib.define_flags(flag_values)
-  flag_values(["bench_train", *SETTINGS[args.case], f"--train_flist={args.photos}"])
+  setting_flags = SETTINGS[args.case] + args.train_flags.split()
+  flag_values(["bench_train", *setting_flags, f"--train_flist={args.photos}"])
   cfg = flags_lib.build_config(flag_values)
   load_before = os.getloadavg()[0]
   tf.keras.utils.set_random_seed(0)
@@ -239,7 +241,7 @@ def run_case(args):
       profile = _profile(update, logdir)
   ceiling_after = conv_ceiling()
   print(json.dumps({
-      "setting": args.case, "flags": SETTINGS[args.case], "s_per_update": float(np.median(totals)),
+      "setting": args.case, "flags": setting_flags, "s_per_update": float(np.median(totals)),
       "input_wait_s": float(np.median(waits)), "compute_s": float(np.median(computes)),
       "warmup_s": warmup, "iterations": args.iterations, "conv_gflop": flops["conv"] / 1e9,
       "matmul_gflop": flops["matmul"] / 1e9, "uncounted_ops": flops["uncounted"],
@@ -250,8 +252,8 @@ def run_case(args):
       "conv_ceiling": [ceiling_before["wall"], ceiling_after["wall"]],
       "conv_ceiling_cpu": [ceiling_before["cpu"], ceiling_after["cpu"]],
       "summary": (f"v{cfg.model.arch[1:]} cnum {cfg.model.cnum}, {cfg.data.img_size}², batch "
-                  f"{cfg.data.batch_size}, gan {cfg.loss.gan}, {cfg.critic_steps} critic steps, "
-                  f"masks {cfg.data.mask_mode}"),
+                  f"{cfg.data.batch_size} in {cfg.micro_batches()} micro-batch(es), gan "
+                  f"{cfg.loss.gan}, {cfg.critic_steps} critic steps, masks {cfg.data.mask_mode}"),
       "profile": profile}), flush=True)
 
 
@@ -269,6 +271,8 @@ def main():
                       help=f"comma-separated names of {sorted(SETTINGS)}")
   parser.add_argument("--iterations", type=int, default=2, help="timed updates per setting")
   parser.add_argument("--photos", default=PHOTOS, help="training photos (a folder or a list)")
+  parser.add_argument("--train_flags", default="",
+                      help="train.py flags added to every setting (e.g. --micro_batch=0)")
   parser.add_argument("--profile", action="store_true", help="per-op-type time of one update")
   parser.add_argument("--top", type=int, default=12, help="op types listed by --profile")
   parser.add_argument("--output", default=os.path.join(REPO, "bench", "TRAIN_RESULTS.md"))
@@ -288,7 +292,8 @@ def main():
   rows, details = [], []
   for name in args.settings.split(","):
     cmd = [sys.executable, os.path.abspath(__file__), "--case", name, "--iterations",
-           str(args.iterations), "--photos", args.photos] + (["--profile"] if args.profile else [])
+           str(args.iterations), "--photos", args.photos, f"--train_flags={args.train_flags}"]
+    cmd += ["--profile"] if args.profile else []
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode or not lines:

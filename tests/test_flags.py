@@ -81,6 +81,8 @@ def test_arch_gan_and_sentinels():
     (["--beta2=1"], "--beta2"),
     (["--batch_size=0"], "--batch_size must be >= 1"),
     (["--gan_loss_alpha=-1"], "--gan_loss_alpha must be >= 0"),
+    (["--micro_batch=-2"], "--micro_batch must be >= 0 (or -1 for auto)"),
+    (["--gan=sn_patch", "--micro_batch=4"], "--micro_batch must be 0 or -1 with --gan sn_patch"),
 ])
 def test_invalid_values_give_clear_errors(argv, message):
   with pytest.raises(ValueError, match=re.escape(message)):
@@ -100,11 +102,27 @@ def test_per_replica_batch_size():
     data.per_replica_batch_size(3)
 
 
+def test_micro_batches():
+  """Auto splits the official batch of 16 into 4 micro-batches of 4 (bench/README.md)."""
+  assert _config().train.micro_batch == -1 and _config().micro_batches() == 4
+  assert _config().micro_batches(num_replicas=2) == 2           # 8 per replica, micro 4
+  assert _config("--img_size=512").micro_batches() == 16        # micro 1
+  recipe = _config("--cnum=16", "--img_size=128", "--batch_size=8", "--gan=none")
+  assert recipe.micro_batches() == 1                            # auto would allow 32
+  assert _config("--micro_batch=0").micro_batches() == 1
+  assert _config("--micro_batch=3").micro_batches() == 8        # largest divisor of 16 <= 3
+  assert _config("--micro_batch=16").micro_batches() == 1
+  assert _config("--batch_size=7", "--micro_batch=4").micro_batches() == 7
+  assert _config("--gan=sn_patch").micro_batches() == 1         # power iteration per call
+  assert _config("--gan=sn_patch", "--pretrain_coarse_network").micro_batches() == 4
+
+
 def test_json_round_trip_and_validation():
   config = _config("--arch=gated", "--preset=tiny", "--train_flist=a.flist", "--seed=3")
   text = config.to_json()
   assert flags_lib.Config.from_json(text) == config
   assert flags_lib.Config.from_json("{}") == flags_lib.Config()
+  assert flags_lib.Config.from_json('{"train": {"seed": 1}}').train.micro_batch == -1  # older runs
   with pytest.raises(ValueError, match="unknown train config keys"):
     flags_lib.Config.from_json('{"train": {"speed": 1}}')
   with pytest.raises(ValueError, match="unknown top-level config keys"):

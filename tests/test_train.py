@@ -9,6 +9,7 @@ thread as soon as their inputs exist, at most ``MAX_RUNNING`` processes at a tim
 test waits for the runs it checks:
 
   ref       6 steps, uninterrupted          short-run checks, test.py inpaints with it,
+            (ref, first, resumed: --micro_batch 1)
                                             reference of the resume test
   first     the same command, 3 steps  ->   resumed   its copy rerun to 6 steps (== ref)
                                        ->   nonfinite its copy rerun with --lr 1e6
@@ -17,6 +18,7 @@ test waits for the runs it checks:
                                        ->   revived   rerun: resumes, then SIGTERM saves and exits
   corrupt   a folder with a corrupt JPEG, a text file named .png and a 1x1 PNG
   mirrored  `python -c`: one critic + one generator step on 2 virtual CPUs vs one device
+            (also with each replica's batch in 2 micro-batches)
   inpaint   `python test.py` with the `ref` run (after ref)
 
 The fixed-batch L1 test runs in this process while those run.
@@ -282,7 +284,7 @@ def _logged_scalars(run_dir):
 
 # Runs in a fresh interpreter: the virtual CPU devices must exist before TF initialises.
 _MIRRORED_SCRIPT = r"""
-import json, sys
+import dataclasses, json, sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -304,7 +306,7 @@ images = next(iter(data_lib.make_dataset(data_lib.list_files(sys.argv[2]), 32, 4
 batch = training_inputs.add_training_inputs(images, 0, 3, "box", (16, 16), (8, 8))
 initial = []
 
-def one_d_and_one_g_step(strategy):
+def one_d_and_one_g_step(strategy, cfg=cfg):
   with strategy.scope():
     keras.utils.set_random_seed(0)
     # SGD, not Adam: Adam's first update is about lr * sign(gradient), blind to the gradient's
@@ -329,10 +331,17 @@ def one_d_and_one_g_step(strategy):
 single, single_w = one_d_and_one_g_step(tf.distribute.OneDeviceStrategy("/cpu:0"))
 mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 multi, multi_w = one_d_and_one_g_step(mirrored)
+# --micro_batch 1: each replica's 2 samples in 2 micro-batches.
+micro_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, micro_batch=1))
+assert micro_cfg.micro_batches(2) == 2
+micro, micro_w = one_d_and_one_g_step(mirrored, micro_cfg)
 diffs = [(float(np.max(np.abs(a - b))), name) for (name, a), (_, b) in zip(single_w, multi_w)]
+micro_diffs = [(float(np.max(np.abs(a - b))), name)
+               for (name, a), (_, b) in zip(single_w, micro_w)]
 changes = [float(np.max(np.abs(a - b))) for (_, a), b in zip(single_w, initial)]
 print(json.dumps({"replicas": mirrored.num_replicas_in_sync, "single": single,
                   "mirrored": multi, "max_weight_diff": max(diffs),
+                  "mirrored_micro": micro, "max_weight_diff_micro": max(micro_diffs),
                   "max_weight_change": max(changes), "num_variables": len(diffs)}))
 """
 
@@ -385,7 +394,8 @@ def runs(tmp_path_factory):
                                       "nonfinite_fresh", "unreadable_run", "blocked_run",
                                       "foreign")}
   k = RESUME_K
-  resume_flags = ("--val_every", k, "--checkpoint_every", k)
+  # Each batch of 2 in 2 micro-batches: the exact-resume comparison covers --micro_batch.
+  resume_flags = ("--val_every", k, "--checkpoint_every", k, "--micro_batch", 1)
 
   def copy_first_to(target, leftover=None):
     def prepare(job):
@@ -703,7 +713,8 @@ def test_bad_files_are_skipped_and_reported(runs):
 
 
 def test_mirrored_two_virtual_cpus_match_one_device(runs):
-  """One critic and one generator step: MirroredStrategy over 2 CPUs == one device."""
+  """One critic and one generator step: MirroredStrategy over 2 CPUs (whole replica batches
+  and 2 micro-batches per replica) == one device."""
   job = runs.wait("mirrored")
   assert job.returncodes == [0], job.describe()
   result = json.loads(job.output().strip().splitlines()[-1])
@@ -712,7 +723,9 @@ def test_mirrored_two_virtual_cpus_match_one_device(runs):
                                    "l1_loss", "ae_loss", "gan_loss", "g_loss"}
   for name, value in result["single"].items():
     assert abs(result["mirrored"][name] - value) <= 1e-5, (name, result)
+    assert abs(result["mirrored_micro"][name] - value) <= 1e-5, (name, result)
   assert result["max_weight_diff"][0] <= 1e-5, result
+  assert result["max_weight_diff_micro"][0] <= 1e-5, result
   assert result["max_weight_change"] > 1e-5, result  # both steps did update the weights
 
 

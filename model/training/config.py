@@ -19,6 +19,9 @@ MASK_MODES = ("box", "free_form", "both", "mixed")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 PRESETS = ("none", "tiny")
 DEFAULT_CRITIC_STEPS = {"wgan_gp": 5, "sn_patch": 1, "none": 0}  # v1: 5 per G step; v2: 1
+# ``--micro_batch -1``: micro-batches of at most this many samples x pixels x generator
+# channels (cnum), i.e. 4 samples of the release's 256² cnum-32 setting (bench/README.md).
+AUTO_MICRO_BATCH_UNITS = 4 * 256 * 256 * 32
 
 
 def _check(ok, message):
@@ -162,6 +165,7 @@ class TrainConfig(_Section):
   seed: int = 2018
   preset: str = "none"
   init_checkpoint: str | None = None
+  micro_batch: int = -1  # samples per micro-batch: 0 = whole batch, -1 = auto (micro_batches)
 
   def __post_init__(self):
     _check(self.max_iters >= 1, f"--max_iters must be >= 1, got {self.max_iters}")
@@ -184,6 +188,8 @@ class TrainConfig(_Section):
     _check(self.virtual_cpu_devices >= 0,
            f"--virtual_cpu_devices must be >= 0, got {self.virtual_cpu_devices}")
     _check(self.preset in PRESETS, f"--preset must be one of {PRESETS}, got {self.preset!r}")
+    _check(self.micro_batch >= -1,
+           f"--micro_batch must be >= 0 (or -1 for auto), got {self.micro_batch}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,6 +206,13 @@ class Config:
            f"--critic_steps must be >= 1 (or -1 for the --gan default), got {train.critic_steps}")
     if train.strategy == "mirrored" and train.virtual_cpu_devices > 0:
       data.per_replica_batch_size(train.virtual_cpu_devices)
+    _check(train.micro_batch <= 0 or not self._spectral_norm,
+           "--micro_batch must be 0 or -1 with --gan sn_patch (its spectral norm runs one "
+           "power iteration per critic call, so split batches would change the update)")
+
+  @property
+  def _spectral_norm(self):
+    return self.loss.adversarial and self.loss.gan == "sn_patch"
 
   def to_json(self):
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -208,6 +221,24 @@ class Config:
   def critic_steps(self):
     """Critic updates per generator update in this run (0 without critics)."""
     return self.train.critic_steps if self.loss.adversarial else 0
+
+  def micro_batches(self, num_replicas=1):
+    """Micro-batches each replica's batch is split into by the steps (1 = no split).
+
+    Their gradients are summed into one update equal to the whole batch's (every loss
+    term is a mean of per-sample terms), so only activation memory changes. The
+    micro-batch is the largest divisor of the replica batch not above ``micro_batch``
+    samples; ``-1`` (auto) takes ``AUTO_MICRO_BATCH_UNITS / (img_size² · cnum)`` samples,
+    and no split with ``--gan sn_patch``.
+    """
+    batch = self.data.per_replica_batch_size(num_replicas)
+    size = self.train.micro_batch
+    if size == -1:
+      size = 0 if self._spectral_norm else max(
+          1, AUTO_MICRO_BATCH_UNITS // (self.data.img_size ** 2 * self.model.cnum))
+    if size == 0 or size >= batch:
+      return 1
+    return batch // max(d for d in range(1, size + 1) if batch % d == 0)
 
   @classmethod
   def from_json(cls, text):

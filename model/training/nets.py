@@ -75,7 +75,8 @@ def build(cfg, num_replicas=1, make_optimizer=None):
   steps = step_lib.StepFunctions(
       gen, critics, g_opt, d_opt, cfg.loss, (cfg.data.box_height, cfg.data.box_width),
       num_replicas=num_replicas,
-      gradient_clip=t.gradient_clip_value if t.gradient_clip else None)
+      gradient_clip=t.gradient_clip_value if t.gradient_clip else None,
+      micro_batches=cfg.micro_batches(num_replicas))
   return Nets(gen, critics, g_opt, d_opt, steps)
 
 

@@ -9,7 +9,11 @@ Every random draw lives in the batch, so a step is a pure function of the
 batch and the weights: single-device and multi-replica runs agree.
 
 Losses are per-replica means divided by ``num_replicas`` (the optimizers sum
-gradients over replicas, so the update equals the global-batch mean).
+gradients over replicas, so the update equals the global-batch mean). With
+``micro_batches`` > 1 a replica's batch is split the same way once more: each
+micro-batch's loss is divided by their number too and the gradients are summed
+before the optimizer runs, so the update is the same while only one micro-batch's
+activations are held for back-propagation (ARCHITECTURE.md §6.3).
 """
 import tensorflow as tf
 
@@ -28,11 +32,13 @@ class StepFunctions:
     settings: :class:`model.training.config.LossConfig`.
     box_size: (h, w) of the local crop.
     num_replicas: replicas in sync (loss scaling).
-    gradient_clip: None or a max global norm per step.
+    gradient_clip: None or a max global norm per step (of the summed gradient).
+    micro_batches: equal parts of each replica's batch run one after another
+      (``Config.micro_batches``); the batch size must be divisible by it.
   """
 
   def __init__(self, generator, critics, g_opt, d_opt, settings, box_size, num_replicas=1,
-               gradient_clip=None):
+               gradient_clip=None, micro_batches=1):
     self.generator = generator
     self.critics = critics
     self.g_opt = g_opt
@@ -41,6 +47,7 @@ class StepFunctions:
     self.box_size = tuple(box_size)
     self.num_replicas = num_replicas
     self.gradient_clip = gradient_clip
+    self.micro_batches = int(micro_batches)
     self.sd_weights = losses_lib.spatial_discount_weights(*self.box_size,
                                                           gamma=settings.discount_gamma)
 
@@ -128,28 +135,62 @@ class StepFunctions:
         per_sample_known=True, l1_region=s.l1_loss_region, adversarial=s.adversarial)
     return terms, (x, mask, x1, x2, complete, offsets)
 
-  def _apply(self, opt, scaled_loss, variables, tape):
-    grads = tape.gradient(scaled_loss, variables)
+  def _micro_batches(self, batch):
+    """``batch`` split into ``micro_batches`` equal dicts along the batch axis."""
+    n = self.micro_batches
+    if n == 1:
+      return [batch]
+    parts = {k: tf.split(v, n, axis=0) for k, v in batch.items()}
+    return [{k: parts[k][i] for k in batch} for i in range(n)]
+
+  def _gradients(self, batch, variables, loss_key, losses, prepare=None):
+    """Summed gradients of ``loss_key`` over the micro-batches, and the mean loss terms.
+
+    ``losses(part, prepared)`` returns a dict of loss terms of one micro-batch (run
+    under the tape); ``prepare(part)`` runs before, outside the tape. A micro-batch
+    starts once the previous one's gradients exist (control dependency), so that a
+    graph holds one micro-batch's activations at a time. Loss terms and gradients
+    are divided by ``micro_batches * num_replicas``.
+    """
+    scale = self.micro_batches * self.num_replicas
+    grads, terms, previous = None, None, []
+    for part in self._micro_batches(batch):
+      if previous:
+        with tf.control_dependencies(previous):
+          part = {k: tf.identity(v) for k, v in part.items()}
+      prepared = prepare(part) if prepare else None
+      with tf.GradientTape() as tape:
+        part_terms = losses(part, prepared)
+        scaled = part_terms[loss_key] / scale
+      part_grads = tape.gradient(scaled, variables)
+      if grads is None:
+        grads, terms = part_grads, part_terms
+      else:  # a variable without a gradient has none in every micro-batch
+        grads = [g if g is None else g + p for g, p in zip(grads, part_grads)]
+        terms = {k: v + part_terms[k] for k, v in terms.items()}
+      previous = [g for g in part_grads if g is not None]
+    return grads, {k: v / scale for k, v in terms.items()}
+
+  def _apply(self, opt, grads, variables):
     if self.gradient_clip:
       grads, _ = tf.clip_by_global_norm(grads, self.gradient_clip)
     opt.apply_gradients(zip(grads, variables))
 
   def d_step(self, batch):
     """One critic update on ``batch``; returns its loss terms divided by replicas."""
-    _, _, _, _, complete, _ = self.forward(batch, training=True)
-    complete = tf.stop_gradient(complete)
+    def completed(part):  # the generator's forward, outside the critics' tape
+      return tf.stop_gradient(self.forward(part, training=True)[4])
+
     variables = self.critic_variables()
-    with tf.GradientTape() as tape:
-      terms = self.critic_losses(batch, complete)
-      scaled = terms["d_loss"] / self.num_replicas
-    self._apply(self.d_opt, scaled, variables, tape)
-    return {k: v / self.num_replicas for k, v in terms.items()}
+    grads, terms = self._gradients(batch, variables, "d_loss", self.critic_losses,
+                                   prepare=completed)
+    self._apply(self.d_opt, grads, variables)
+    return terms
 
   def g_step(self, batch):
     """One generator update on ``batch``; returns its loss terms divided by replicas."""
     variables = self.generator.trainable_variables
-    with tf.GradientTape() as tape:
-      terms, _ = self.generator_losses(batch)
-      scaled = terms["g_loss"] / self.num_replicas
-    self._apply(self.g_opt, scaled, variables, tape)
-    return {k: v / self.num_replicas for k, v in terms.items()}
+    grads, terms = self._gradients(batch, variables, "g_loss",
+                                   lambda part, _: self.generator_losses(part)[0])
+    self._apply(self.g_opt, grads, variables)
+    return terms
