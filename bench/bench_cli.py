@@ -35,6 +35,8 @@ import sys
 import tempfile
 import time
 
+import machine  # bench/machine.py (this script's folder is on sys.path)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASES = ("readme", "1024", "2048", "folder")
 ALL_CASES = CASES + ("12mp",)
@@ -369,12 +371,7 @@ def main():
         rows_by_case.update({r["case"]: r for r in earlier["rows"]})
         before = dict(earlier, rows=list(rows_by_case.values()),
                       runs=before.get("runs", [before]) + [earlier])
-  cpu = "unknown"
-  try:
-    with open("/proc/cpuinfo") as f:
-      cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
+  cpu = machine.cpu_model()
   import tensorflow as tf
   text = [
       "# CLI benchmark: what a user waits for", "",

@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 
+import machine  # bench/machine.py (this script's folder is on sys.path)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SIZES = "256x256,512x512,1024x1024,2048x2048,4000x3000"
 DENSE_MAX_PIXELS = 600_000   # dense attention beyond ~0.6 MP needs many GB
@@ -159,12 +161,7 @@ def main():
                f"| {r['dense_gflop']:.0f} | {'yes' if r['used_local'] else 'no'} |")
         print(row, flush=True)
         rows.append(row)
-  cpu = "unknown"
-  try:
-    with open("/proc/cpuinfo") as f:
-      cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
+  cpu = machine.cpu_model()
   text = "\n".join([
       "# Inference benchmark", "",
       f"Command: `python bench/{os.path.basename(__file__)} {' '.join(sys.argv[1:])}`".rstrip(),

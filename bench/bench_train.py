@@ -36,6 +36,8 @@ import sys
 import tempfile
 import time
 
+import machine  # bench/machine.py (this script's folder is on sys.path)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHOTOS = os.path.join(os.path.dirname(REPO), "shared", "data", "train", "photos")
 
@@ -328,12 +330,7 @@ def main():
                 for op, s in collections.Counter(r["profile"]).most_common(args.top)]
       details.append("\n" + "\n".join(lines) + "\n")
       print("\n".join(lines))
-  cpu = "unknown"
-  try:
-    with open("/proc/cpuinfo") as f:
-      cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
+  cpu = machine.cpu_model()
   text = "\n".join([
       "# Training-step benchmark", "",
       f"Command: `python bench/{os.path.basename(__file__)} {' '.join(sys.argv[1:])}`".rstrip(),
