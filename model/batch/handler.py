@@ -190,6 +190,7 @@ class LoadedModel:
     self._folder = folder  # the reduced copy (assets are read from it)
     self._serve = loaded.signatures[SIGNATURE]
     self._lock = threading.Lock()
+    self.baseline_rss_mb = self.setup_cpu_s = None  # set once the warm-up call below is done
     side = WARM_UP_SIDE
     hole = np.zeros((side, side), bool)
     hole[side // 2 - 8:side // 2 + 8, side // 2 - 8:side // 2 + 8] = True
@@ -207,8 +208,7 @@ class LoadedModel:
       pixels = out[0].numpy()
       elapsed = time.perf_counter() - start
     return Inpainted(pixels=pixels, inference_ms=1000.0 * elapsed,
-                     baseline_rss_mb=getattr(self, "baseline_rss_mb", None),
-                     setup_cpu_s=getattr(self, "setup_cpu_s", None))
+                     baseline_rss_mb=self.baseline_rss_mb, setup_cpu_s=self.setup_cpu_s)
 
 
 def peak_rss_bytes():
@@ -272,14 +272,13 @@ class SavedModelHandler(base.ModelHandler):
         for entry in os.listdir(source):
           if entry not in ("saved_model.pb", FINGERPRINT):
             _link_or_copy(os.path.join(source, entry), os.path.join(local, entry))
-        with open(os.path.join(source, "saved_model.pb"), "rb") as f:
-          full = f.read()
       else:
         copy_tree(self._saved_model_dir, local)
         if os.path.exists(os.path.join(local, FINGERPRINT)):
           os.remove(os.path.join(local, FINGERPRINT))
-        with open(os.path.join(local, "saved_model.pb"), "rb") as f:
-          full = f.read()
+        source = local
+      with open(os.path.join(source, "saved_model.pb"), "rb") as f:
+        full = f.read()
       try:
         reduced = keep_only_signature(full)
       except ValueError:  # not export.py's layout (e.g. a TF1 SavedModel): loaded whole
