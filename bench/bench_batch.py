@@ -182,11 +182,11 @@ def main():
                f"start-up {worker.group(3)} s CPU)" if worker else "")
             + f", load {os.getloadavg()[0]:.1f}", flush=True)
   rows = []
+  largest_mp = max(w * h for w, h, _ in sizes) / 1e6
   for label, key, _ in modes:
     if key not in runs:
       continue
     best = min(runs[key], key=lambda r: r["wall"])
-    largest_mp = max(w * h for w, h, _ in sizes) / 1e6
     bounds = [r["baseline"] + args.max_memory_gb + ACTIVATION_GB_PER_MP * largest_mp
               for r in runs[key] if r.get("baseline")]
     rows.append({"mode": label, "key": key, "wall_s": best["wall"],
@@ -269,7 +269,6 @@ def main():
                  f"{row['images_per_s'] / base:.2f} | {row['cpu_s']:.0f} | "
                  f"{rows[0]['cpu_s'] / row['cpu_s']:.2f} | {inference} | {setup} | "
                  f"{row['identical']} | {walls} |")
-  largest_mp = max(w * h for w, h, _ in sizes) / 1e6
   lines += [
       "",
       "Memory per worker process against the bound of README \"Batch inpainting with Apache "

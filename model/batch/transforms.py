@@ -322,9 +322,9 @@ class WriteOutputs(beam.DoFn):
       return
     finally:
       self._peak_rss.update(int(handler_lib.peak_rss_bytes() / 2**20))
-      if getattr(inpainted, "baseline_rss_mb", None) is not None:
+      if inpainted.baseline_rss_mb is not None:
         self._baseline_rss.update(int(inpainted.baseline_rss_mb))
-      if getattr(inpainted, "setup_cpu_s", None) is not None:
+      if inpainted.setup_cpu_s is not None:
         self._setup_cpu.update(int(1000 * inpainted.setup_cpu_s))
     yield record(task, "ok", None, inpainted.inference_ms, **size)
 
