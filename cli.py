@@ -66,6 +66,13 @@ def define_max_megapixels(help_text="Reject images larger than this (megapixels,
       message="--max_megapixels must be a positive number")
 
 
+def define_seam_blend():
+  """Defines ``--seam_blend`` (default on): seam-blend the network's fill into the photo."""
+  absl_flags.DEFINE_bool("seam_blend", True, "Seam-blend the network's fill into the photo "
+                         "(gradient-domain paste, docs/ARCHITECTURE.md §7.6); --noseam_blend "
+                         "keeps the network's hole pixels as they are.")
+
+
 def define_verbose():
   """Defines ``--verbose``: show TensorFlow's own start-up and C++ log lines."""
   absl_flags.DEFINE_bool("verbose", False, "Also show TensorFlow's own start-up and log lines "

@@ -71,6 +71,7 @@ flags.DEFINE_integer("max_side", 512, "Downscale photos whose long side is longe
 flags.DEFINE_integer("inpaint_radius", 3, "cv2.inpaint neighbourhood radius for telea / ns.",
                      lower_bound=1)
 cli.define_max_memory_gb()
+cli.define_seam_blend()
 flags.DEFINE_bool("grids", True, "Write the side-by-side picture grids.")
 flags.DEFINE_bool("save_masks", True, "Write the generated masks into OUT/masks/<mode>/.")
 flags.DEFINE_string("output_dir", None, "Folder for results.csv, results.json, grids/ and masks/.")
@@ -143,7 +144,8 @@ def _check_flags():
 class Runner:
   """Fills the hole of one photo with one method; the model is loaded once, up front."""
 
-  def __init__(self, names, checkpoint_dir, radius, max_memory_gb, verbose=False):
+  def __init__(self, names, checkpoint_dir, radius, max_memory_gb, verbose=False,
+               seam_blend=True):
     self.radius = radius
     self.inpainter = None
     if "model" in names:
@@ -151,7 +153,8 @@ class Runner:
         raise UserError(f"checkpoint directory not found: {checkpoint_dir}")
       cli.import_tensorflow(verbose)
       from model.inference import inpainter as inpaint  # heavy import (TensorFlow) only when needed
-      self.inpainter = inpaint.Inpainter.from_checkpoint(checkpoint_dir, max_memory_gb)
+      self.inpainter = inpaint.Inpainter.from_checkpoint(checkpoint_dir, max_memory_gb,
+                                                         seam_blend=seam_blend)
       hole = np.zeros((64, 64), bool)
       hole[16:48, 16:48] = True
       self.inpainter.inpaint(np.zeros((64, 64, 3), np.uint8), hole)  # trace once, off the clock
@@ -342,7 +345,7 @@ def _main():
   for item in skipped:
     _warn(f"skipped: {item['image']}: {item['reason']}")
   runner = Runner(methods, FLAGS.checkpoint_dir, FLAGS.inpaint_radius, FLAGS.max_memory_gb,
-                  FLAGS.verbose)
+                  FLAGS.verbose, FLAGS.seam_blend)
   out = FLAGS.output_dir
   try:
     os.makedirs(out, exist_ok=True)

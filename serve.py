@@ -36,6 +36,7 @@ flags.DEFINE_float("max_upload_mb", 50, "Refuse request bodies larger than this 
 flags.DEFINE_float("max_megapixels", 40, "Refuse images with more pixels than this (read from "
                    "the file header, before decoding) with 413.", lower_bound=1e-6)
 cli.define_max_memory_gb()
+cli.define_seam_blend()
 flags.DEFINE_integer("queue", 8, "Requests that may wait while one is inpainted; more get 503 "
                      "with Retry-After.", lower_bound=0)
 cli.define_verbose()
@@ -93,7 +94,8 @@ def _main():
   checkpoint = os.path.abspath(FLAGS.checkpoint_dir)
   cli.CONSOLE.progress(f"loading {checkpoint}")
   inpainter = inpainter_lib.Inpainter.from_checkpoint(checkpoint,
-                                                     max_memory_gb=FLAGS.max_memory_gb)
+                                                     max_memory_gb=FLAGS.max_memory_gb,
+                                                     seam_blend=FLAGS.seam_blend)
   cli.CONSOLE.progress("warming up the model")
   seconds = web_app.warm_up(inpainter)
   cli.CONSOLE.progress(f"model ready (warm-up {seconds:.1f} s)")

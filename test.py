@@ -26,6 +26,7 @@ flags.DEFINE_string("checkpoint_dir", DEFAULT_CHECKPOINT,
                     "Our checkpoint directory (model.json + weights) or an official TF1 "
                     "DeepFill v1 checkpoint directory.")
 cli.define_max_memory_gb()
+cli.define_seam_blend()
 flags.DEFINE_bool("official_compat", False,
                   "Reproduce the official test.py output exactly: crop to a multiple of 8 and "
                   "pass known pixels through the float round trip (output may be smaller).")
@@ -40,8 +41,9 @@ _warn = cli.CONSOLE.warn
 class _Runner:
   """Loads the model lazily and inpaints one (image, mask) pair at a time."""
 
-  def __init__(self, checkpoint_dir, max_memory_gb, official, verbose=False):
+  def __init__(self, checkpoint_dir, max_memory_gb, official, verbose=False, seam_blend=True):
     self.checkpoint_dir = checkpoint_dir
+    self.seam_blend = seam_blend
     self.max_memory_gb = max_memory_gb
     self.official = official
     self.verbose = verbose
@@ -52,7 +54,7 @@ class _Runner:
       cli.import_tensorflow(self.verbose)
       from model.inference import inpainter as inpaint  # heavy import (TensorFlow) only when needed
       self._inpainter = inpaint.Inpainter.from_checkpoint(
-          self.checkpoint_dir, max_memory_gb=self.max_memory_gb)
+          self.checkpoint_dir, max_memory_gb=self.max_memory_gb, seam_blend=self.seam_blend)
     return self._inpainter
 
   def checkpoint_files(self):
@@ -124,7 +126,7 @@ def _run_folder(runner, image_dir, mask_arg, output_dir, max_pixels):
 def _main():
   from model.errors import UserError
   runner = _Runner(FLAGS.checkpoint_dir, FLAGS.max_memory_gb, FLAGS.official_compat,
-                   FLAGS.verbose)
+                   FLAGS.verbose, FLAGS.seam_blend)
   max_pixels = int(FLAGS.max_megapixels * 1e6)
   if os.path.isdir(FLAGS.image):
     if FLAGS.flow:

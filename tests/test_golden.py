@@ -69,11 +69,16 @@ def test_inpainter_matches_official_output(inpainter, name):
   result, _ = inpainter.inpaint(rgb, hole, official=True)
   diff = np.abs(result.astype(int) - official_png.astype(int))
   assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3
-  # Our convention: identical hole pixels, known pixels copied from the input.
-  ours, _ = inpainter.inpaint(rgb, hole)
+  # Our convention without seam blending: identical hole pixels, known pixels copied.
+  raw = inpaint.Inpainter(inpainter.generator, inpainter.config, seam_blend=False)
+  ours, _ = raw.inpaint(rgb, hole)
   assert np.array_equal(ours[~hole], rgb[~hole])
   hole_diff = np.abs(ours[hole].astype(int) - official_png[hole].astype(int))
   assert hole_diff.max() <= 1 and (hole_diff > 0).mean() <= 1e-3
+  # The default blends the seams: known pixels still copied, hole pixels moved.
+  blended, _ = inpainter.inpaint(rgb, hole)
+  assert np.array_equal(blended[~hole], rgb[~hole])
+  assert (blended[hole] != ours[hole]).mean() > 0.3
 
 
 def test_cli_reproduces_official_png(tmp_path):

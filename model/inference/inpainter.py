@@ -11,8 +11,10 @@ the known pixels from the input. ``test.py`` and ``evaluate.py`` call it through
 Differences from the official ``test.py`` (ARCHITECTURE.md §7.1), by design: the image is
 padded and cropped back instead of cropped (the output keeps the input's size), and known
 pixels are copied (the release's float round trip makes 15–55 % of them one level darker).
-Hole pixels are computed exactly as the release does. ``official=True`` reproduces the
-release bit for bit instead: grid-8 crop, every pixel through the float round trip.
+Hole pixels are computed exactly as the release does, then (``seam_blend``, the default)
+seam-blended into the photo (``model/inference/blending.py``); ``seam_blend=False`` keeps the
+network's hole pixels as they are. ``official=True`` reproduces the release bit for bit
+instead: grid-8 crop, every pixel through the float round trip, no blending.
 
 Inside a graph grappler rewrites ``x / 127.5`` into ``x * (1 / 127.5)``, which is one ulp off
 for 111 of the 256 pixel values and moves some truncated outputs by a level; the divisor is
@@ -23,6 +25,7 @@ import tensorflow as tf
 
 from model import flow_viz
 from model import weights
+from model.inference import blending
 from model.inference import local_plan
 
 GRID = 8
@@ -67,9 +70,12 @@ class Inpainter:
     model_config: its :class:`ModelConfig` (gives the channel order).
     max_memory_gb: working-memory bound of contextual attention; the query tile and the
       encoder strips are chosen from it and the image size (results do not depend on it).
+    seam_blend: seam-blend the network's fill into the photo (``blending.blend``); False
+      returns the network's hole pixels unchanged. Ignored with ``official=True``.
   """
 
-  def __init__(self, generator, model_config, max_memory_gb=1.0):
+  def __init__(self, generator, model_config, max_memory_gb=1.0, seam_blend=True):
+    self.seam_blend = bool(seam_blend)
     self.budget_bytes = local_plan.budget_bytes_of(max_memory_gb)
     self.generator = generator
     self.config = model_config
@@ -79,9 +85,9 @@ class Inpainter:
     self._traced = {}
 
   @classmethod
-  def from_checkpoint(cls, path, max_memory_gb=1.0):
+  def from_checkpoint(cls, path, max_memory_gb=1.0, seam_blend=True):
     gen, cfg = weights.load_generator(path)
-    return cls(gen, cfg, max_memory_gb=max_memory_gb)
+    return cls(gen, cfg, max_memory_gb=max_memory_gb, seam_blend=seam_blend)
 
   def _network_order(self, x):
     return tf.reverse(x, axis=[-1]) if self.bgr else x
@@ -130,6 +136,11 @@ class Inpainter:
     # Hole pixels: x2 * 1 + x_in * 0 is x2 exactly, so ours skips the full-size composite.
     out = self._network_order(((x2 + 1.0) * 127.5)[0, :h, :w])
     out = tf.cast(tf.clip_by_value(out, 0.0, 255.0), tf.uint8)  # the release's saturate_cast
+    if self.seam_blend and not official:
+      # Blends the uint8 fill, so graphs whose network outputs agree in bytes (test.py's and
+      # the SavedModel's) agree after blending too; rounded, as the blended values are ours.
+      blended = blending.blend(tf.cast(image, tf.float32), tf.cast(out, tf.float32), hole)
+      out = tf.cast(tf.clip_by_value(tf.round(blended), 0.0, 255.0), tf.uint8)
     if not official:
       out = tf.where(hole[:, :, None], out, image)
     return (out, offsets) if with_flow else out
