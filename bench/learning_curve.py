@@ -5,7 +5,8 @@ r"""Learning curve of a training run on held-out photos, against classical inpai
 
 ``--snapshots`` holds one folder per kept checkpoint, named ``step_N`` (``model.json`` plus the
 ``ckpt-N`` files of a run; any of our checkpoint folders works). Each is scored by ``evaluate.py``
-(seeded box and free-form masks, the same for every method) at every ``--max_sides`` value;
+(seeded box and free-form masks, the same for every method; the network's own fill,
+``--noseam_blend``) at every ``--max_sides`` value;
 OpenCV's Telea and Navier–Stokes are scored once on the same masks. Already scored snapshots are
 read back from ``<out>.csv``, so the script can be rerun as training goes on. Writes ``<out>.csv``
 (one row per step, size, mask kind and method) and ``<out>.png``: hole PSNR and hole L1 against
@@ -47,8 +48,8 @@ def _evaluate(method, checkpoint, max_side, out_dir):
   argv = [sys.executable, os.path.join(REPO, "evaluate.py"), "--data_dir", FLAGS.data_dir,
           "--output_dir", out_dir, "--mask_mode", "both", "--max_side", str(max_side),
           "--seed", str(FLAGS.seed), "--nogrids", "--nosave_masks", "--method", method]
-  if method == "model":
-    argv += ["--checkpoint_dir", checkpoint]
+  if method == "model":  # the network's own fill: the curve follows training, not blending
+    argv += ["--checkpoint_dir", checkpoint, "--noseam_blend"]
   else:
     argv += ["--compare", "ns"]
   subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, cwd=REPO)
