@@ -52,7 +52,10 @@ def _evaluate(method, checkpoint, max_side, out_dir):
     argv += ["--checkpoint_dir", checkpoint, "--noseam_blend"]
   else:
     argv += ["--compare", "ns"]
-  subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, cwd=REPO)
+  proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+  if proc.returncode:
+    lines = proc.stderr.decode(errors="replace").strip().splitlines() or ["(no message)"]
+    sys.exit(f"error: evaluate.py failed for {checkpoint or method} at {max_side} px: {lines[-1]}")
   with open(os.path.join(out_dir, "results.json")) as f:
     summary = json.load(f)
   return {(row["mask_mode"], row["method"]): (row["psnr_hole_db"], row["l1_pct"])
