@@ -6,8 +6,8 @@ r"""What seam blending (``model/inference/blending.py``) adds to an inpainting c
 Each case: a photo-like image of side N (a horizontal ramp plus noise), a centred square hole of
 25 % of the image, a fill that is the truth shifted by 25 levels plus noise. ``blending.blend``
 runs traced once with dynamic shapes (as in ``Inpainter.fill``); the table gives the median of
-three calls after a warm-up call, and the mean hole
-error left by the shift (it should be the noise's, about 4 levels).
+three calls after a warm-up call, and the mean hole error left by the shift (it should be the
+noise's, about 4 levels).
 """
 import argparse
 import os
@@ -21,6 +21,7 @@ import machine  # noqa: E402  bench/machine.py (this script's folder is on sys.p
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from model.fileio.atomic import atomic_write  # noqa: E402
 from model.inference import blending  # noqa: E402
 
 
@@ -59,10 +60,7 @@ def main():
   text = (f"# Seam blending cost\n\n`python bench/bench_blending.py --sizes {args.sizes}`; "
           f"CPU {machine.cpu_model()}, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.2f} at the end\n\n" + "\n".join(rows) + "\n")
-  tmp = args.output + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, args.output)
+  atomic_write(args.output, text)
   print(f"wrote {args.output}")
 
 
