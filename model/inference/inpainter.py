@@ -139,9 +139,10 @@ class Inpainter:
     if self.seam_blend and not official:
       # Blends the uint8 fill, so graphs whose network outputs agree in bytes (test.py's and
       # the SavedModel's) agree after blending too; rounded, as the blended values are ours.
+      # blend() returns the input's pixels outside the hole, so it is also the composite.
       blended = blending.blend(tf.cast(image, tf.float32), tf.cast(out, tf.float32), hole)
       out = tf.cast(tf.clip_by_value(tf.round(blended), 0.0, 255.0), tf.uint8)
-    if not official:
+    elif not official:
       out = tf.where(hole[:, :, None], out, image)
     return (out, offsets) if with_flow else out
 
