@@ -67,10 +67,20 @@ def define_max_megapixels(help_text="Reject images larger than this (megapixels,
 
 
 def define_seam_blend():
-  """Defines ``--seam_blend`` (default on): seam-blend the network's fill into the photo."""
-  absl_flags.DEFINE_bool("seam_blend", True, "Seam-blend the network's fill into the photo "
+  """Defines ``--seam_blend`` / ``--strategy`` (default: what the model declares, i.e. the
+  ``inference`` block of its ``model.json``; official TF1 checkpoints: the release's
+  computation)."""
+  absl_flags.DEFINE_bool("seam_blend", None, "Seam-blend the fill into the photo "
                          "(gradient-domain paste, docs/ARCHITECTURE.md §7.6); --noseam_blend "
-                         "keeps the network's hole pixels as they are.")
+                         "keeps the network's hole pixels as they are. Default: as the model "
+                         "declares (model.json 'inference'; official checkpoints: off).")
+  absl_flags.DEFINE_enum("strategy", None, ["original", "resize", "crop", "auto"],
+                         "Scale strategy: original (the photo at its own resolution), resize "
+                         "(the whole photo at the scale where its holes match the model's "
+                         "training holes), crop (each hole region with a margin at that scale, "
+                         "pasted back), auto (crop when a hole is deeper than the training "
+                         "holes, else original). Default: as the model declares (official "
+                         "checkpoints: original).")
 
 
 def define_verbose():

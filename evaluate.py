@@ -55,8 +55,9 @@ flags.DEFINE_string("data_dir", None, "Folder of photos (ground truth); not recu
 flags.DEFINE_string("mask_dir", None, "Folder of fixed masks paired by stem (a.png or a_mask.png "
                     "for a.jpg; or one mask file for every photo), white = hole, at the photo's "
                     "size or its --max_side size. Default: masks generated from --seed.")
-flags.DEFINE_enum("mask_mode", "box", [*eval_masks.EVAL_MASK_MODES, "both"],
-                  "Generated masks: v1 box, v2 free-form strokes, or both as two result groups.")
+flags.DEFINE_enum("mask_mode", "box", [*eval_masks.EVAL_MASK_MODES, "both", eval_masks.MULTI],
+                  "Generated masks: v1 box, v2 free-form strokes, both as two result groups, "
+                  "or multi (2-3 separate boxes, about 10 % of the photo; for --max_side 0).")
 flags.DEFINE_integer("seed", 0, "Seed of the generated masks (same seed, same masks).",
                      lower_bound=0)
 flags.DEFINE_enum("method", "model", list(METHODS),
@@ -145,7 +146,7 @@ class Runner:
   """Fills the hole of one photo with one method; the model is loaded once, up front."""
 
   def __init__(self, names, checkpoint_dir, radius, max_memory_gb, verbose=False,
-               seam_blend=True):
+               seam_blend=None, strategy=None):
     self.radius = radius
     self.inpainter = None
     if "model" in names:
@@ -154,7 +155,8 @@ class Runner:
       cli.import_tensorflow(verbose)
       from model.inference import inpainter as inpaint  # heavy import (TensorFlow) only when needed
       self.inpainter = inpaint.Inpainter.from_checkpoint(checkpoint_dir, max_memory_gb,
-                                                         seam_blend=seam_blend)
+                                                         seam_blend=seam_blend,
+                                                         strategy=strategy)
       hole = np.zeros((64, 64), bool)
       hole[16:48, 16:48] = True
       self.inpainter.inpaint(np.zeros((64, 64, 3), np.uint8), hole)  # trace once, off the clock
@@ -345,7 +347,7 @@ def _main():
   for item in skipped:
     _warn(f"skipped: {item['image']}: {item['reason']}")
   runner = Runner(methods, FLAGS.checkpoint_dir, FLAGS.inpaint_radius, FLAGS.max_memory_gb,
-                  FLAGS.verbose, FLAGS.seam_blend)
+                  FLAGS.verbose, FLAGS.seam_blend, FLAGS.strategy)
   out = FLAGS.output_dir
   try:
     os.makedirs(out, exist_ok=True)

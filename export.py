@@ -1,7 +1,7 @@
 r"""Export a DeepFill checkpoint (ours or an official TF1 v1 one) as a SavedModel for serving.
 
   python export.py --checkpoint_dir DIR --export_dir OUT [--max_memory_gb 1] [--max_megapixels 100]
-                   [--overwrite] [--noseam_blend]
+                   [--overwrite] [--[no]seam_blend] [--strategy original|resize|crop|auto]
 
 Signatures (see ``model/inference/serving.py`` and README "Serving"):
   serving_default: image uint8 [B,H,W,3] RGB, mask uint8 [B,H,W,1] (>127 = hole) -> inpainted
@@ -112,7 +112,7 @@ def _write_atomically(out, overwrite, write):
 
 
 def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False, verbose=False,
-           max_megapixels=100.0, seam_blend=True):
+           max_megapixels=100.0, seam_blend=None, strategy=None):
   """Loads the generator from ``checkpoint_dir`` and writes the SavedModel to ``export_dir``."""
   if not export_dir:
     raise _ExportError("--export_dir is required")
@@ -131,7 +131,9 @@ def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False, verbo
   generator, model_config = checkpoints.load_generator(checkpoint_dir)
   archive = serving.ServingModel(generator, model_config, max_memory_gb,
                                  max_pixels=max(1, int(max_megapixels * 1e6)),
-                                 seam_blend=seam_blend).archive()
+                                 seam_blend=seam_blend, strategy=strategy,
+                                 inference=checkpoints.inference_defaults(checkpoint_dir)
+                                 ).archive()
   _write_atomically(out, overwrite, lambda tmp: archive.write_out(tmp, verbose=False))
   return out
 
@@ -142,7 +144,7 @@ def main(argv):
 
   def run():
     out = export(FLAGS.checkpoint_dir, FLAGS.export_dir, FLAGS.max_memory_gb, FLAGS.overwrite,
-                 FLAGS.verbose, FLAGS.max_megapixels, FLAGS.seam_blend)
+                 FLAGS.verbose, FLAGS.max_megapixels, FLAGS.seam_blend, FLAGS.strategy)
     print(f"wrote SavedModel to {out} (signatures: serving_default, inpaint_bytes)")
     return 0
 

@@ -95,7 +95,8 @@ def _main():
   cli.CONSOLE.progress(f"loading {checkpoint}")
   inpainter = inpainter_lib.Inpainter.from_checkpoint(checkpoint,
                                                      max_memory_gb=FLAGS.max_memory_gb,
-                                                     seam_blend=FLAGS.seam_blend)
+                                                     seam_blend=FLAGS.seam_blend,
+                                                     strategy=FLAGS.strategy)
   cli.CONSOLE.progress("warming up the model")
   seconds = web_app.warm_up(inpainter)
   cli.CONSOLE.progress(f"model ready (warm-up {seconds:.1f} s)")
@@ -104,7 +105,7 @@ def _main():
                           max_pixels=int(FLAGS.max_megapixels * 1e6), queue=FLAGS.queue)
   cfg = inpainter.config
   info = web_app.ModelInfo(name=os.path.basename(checkpoint.rstrip(os.sep)), preset=cfg.arch,
-                           cnum=cfg.cnum, checkpoint=checkpoint)
+                           cnum=cfg.cnum, checkpoint=checkpoint, **inpainter.pipeline())
   web = web_app.create_app(inpainter, info, limits)
   worker = web.state.worker
 

@@ -41,9 +41,11 @@ _warn = cli.CONSOLE.warn
 class _Runner:
   """Loads the model lazily and inpaints one (image, mask) pair at a time."""
 
-  def __init__(self, checkpoint_dir, max_memory_gb, official, verbose=False, seam_blend=True):
+  def __init__(self, checkpoint_dir, max_memory_gb, official, verbose=False, seam_blend=None,
+               strategy=None):
     self.checkpoint_dir = checkpoint_dir
     self.seam_blend = seam_blend
+    self.strategy = strategy
     self.max_memory_gb = max_memory_gb
     self.official = official
     self.verbose = verbose
@@ -54,7 +56,8 @@ class _Runner:
       cli.import_tensorflow(self.verbose)
       from model.inference import inpainter as inpaint  # heavy import (TensorFlow) only when needed
       self._inpainter = inpaint.Inpainter.from_checkpoint(
-          self.checkpoint_dir, max_memory_gb=self.max_memory_gb, seam_blend=self.seam_blend)
+          self.checkpoint_dir, max_memory_gb=self.max_memory_gb, seam_blend=self.seam_blend,
+          strategy=self.strategy)
     return self._inpainter
 
   def checkpoint_files(self):
@@ -126,7 +129,7 @@ def _run_folder(runner, image_dir, mask_arg, output_dir, max_pixels):
 def _main():
   from model.errors import UserError
   runner = _Runner(FLAGS.checkpoint_dir, FLAGS.max_memory_gb, FLAGS.official_compat,
-                   FLAGS.verbose, FLAGS.seam_blend)
+                   FLAGS.verbose, FLAGS.seam_blend, FLAGS.strategy)
   max_pixels = int(FLAGS.max_megapixels * 1e6)
   if os.path.isdir(FLAGS.image):
     if FLAGS.flow:

@@ -107,7 +107,7 @@ def _prepare_run_dir(cfg, run_dir):
       shutil.rmtree(os.path.join(run_dir, name))
       _log(f"removed {os.path.join(run_dir, name)} (left by an interrupted save)")
   atomic_write(os.path.join(run_dir, "config.json"), cfg.to_json())
-  weights.write_model_json(cfg.model, run_dir)
+  weights.write_model_json(cfg.model, run_dir, cfg.inference_defaults())
 
 
 # ----------------------------------------------------------------------------- restore

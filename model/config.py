@@ -50,3 +50,58 @@ def preset(arch, cnum=32, **overrides):
   else:
     raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
   return dataclasses.replace(base, **overrides)
+
+
+STRATEGIES = ("original", "resize", "crop", "auto")
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceConfig:
+  """How a model is run by default: the ``inference`` block of ``model.json``.
+
+  ``strategy``: ``original`` (the photo at its own resolution), ``resize`` (the whole photo at
+  the scale where its holes match ``hole_max``), ``crop`` (each hole region with a margin at
+  that scale, pasted back at full resolution) or ``auto`` (picks per photo);
+  ``model/inference/scaling.py``. ``seam_blend``: seam-blend the fill at full resolution.
+  ``crop_size``, ``hole_min``, ``hole_max``: the square training crops' side and the range of
+  the training box holes' sides (px), which the scaling strategies aim at.
+  """
+  strategy: str = "original"
+  seam_blend: bool = True
+  crop_size: int = 256
+  hole_min: int = 96
+  hole_max: int = 128
+
+  def __post_init__(self):
+    if self.strategy not in STRATEGIES:
+      raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+    if not isinstance(self.seam_blend, bool):
+      raise ValueError(f"seam_blend must be true or false, got {self.seam_blend!r}")
+    for name in ("crop_size", "hole_min", "hole_max"):
+      value = getattr(self, name)
+      if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not self.hole_min <= self.hole_max <= self.crop_size:
+      raise ValueError(f"need hole_min <= hole_max <= crop_size, got {self.hole_min}, "
+                       f"{self.hole_max}, {self.crop_size}")
+
+  def to_dict(self):
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, values):
+    if not isinstance(values, dict):
+      raise ValueError(f"the inference block must be a JSON object, got {values!r}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+      raise ValueError(f"unknown inference keys: {sorted(unknown)}")
+    return cls(**values)
+
+
+# The official release (Yu et al. 2018; inpaint.yml): 256² crops, 128² boxes shrunk by up to
+# 32 px, run at full resolution without post-processing. Official TF1 checkpoints default to it.
+OFFICIAL_INFERENCE = InferenceConfig(strategy="original", seam_blend=False, crop_size=256,
+                                     hole_min=96, hole_max=128)
+# A model.json written before the block existed: run as it was then (full resolution, blended).
+LEGACY_INFERENCE = InferenceConfig(strategy="original", seam_blend=True)

@@ -5,6 +5,11 @@ Our format is a directory holding ``model.json`` (a :class:`ModelConfig`) and a
 training checkpoints of ``train.py`` have the same layout, so they load too).
 Official checkpoints are read by name (ARCHITECTURE.md §7.3): ``inpaint_net/<layer>/kernel``
 and ``.../bias``, with ``<layer>/<layer>_conv`` for the upsampling layers.
+
+``model.json`` may also hold an ``inference`` block (:class:`model.config.InferenceConfig`):
+how the model is run by default. :func:`inference_defaults` reads it; an official checkpoint
+defaults to the release's computation, a ``model.json`` without the block to
+``LEGACY_INFERENCE``.
 """
 import glob
 import json
@@ -125,27 +130,66 @@ def load_official(path):
   return gen, cfg
 
 
-def write_model_json(cfg, directory):
-  """Atomically writes ``model.json`` for ``cfg`` into ``directory``."""
-  atomic_write(os.path.join(directory, MODEL_JSON), cfg.to_json())
+INFERENCE_KEY = "inference"
 
 
-def save_generator(gen, cfg, directory):
-  """Writes a model folder: ``model.json`` and the generator weights (no critics or optimizer),
-  e.g. to ship a generator taken from a training run (how ``checkpoints/demo`` was made)."""
+def write_model_json(cfg, directory, inference=None):
+  """Atomically writes ``model.json`` for ``cfg`` (and the ``inference`` block, an
+  :class:`InferenceConfig`, unless None) into ``directory``."""
+  values = json.loads(cfg.to_json())
+  if inference is not None:
+    values[INFERENCE_KEY] = inference.to_dict()
+  atomic_write(os.path.join(directory, MODEL_JSON), json.dumps(values, indent=2, sort_keys=True))
+
+
+def save_generator(gen, cfg, directory, inference=None):
+  """Writes a model folder: ``model.json`` (with ``inference`` unless None) and the generator
+  weights (no critics or optimizer), e.g. to ship a generator taken from a training run (how
+  ``checkpoints/demo`` was made)."""
   os.makedirs(directory, exist_ok=True)
-  write_model_json(cfg, directory)
+  write_model_json(cfg, directory, inference)
   ckpt = tf.train.Checkpoint(**{GENERATOR_KEY: gen})
   return ckpt.write(os.path.join(directory, "generator"))
 
 
-def read_model_json(directory):
+def _read_json(directory):
   path = os.path.join(directory, MODEL_JSON)
   try:
     with open(path) as f:
-      return config_lib.ModelConfig.from_dict(json.load(f))
+      values = json.load(f)
+    if not isinstance(values, dict):
+      raise ValueError("not a JSON object")
+    return path, values
   except (OSError, ValueError, TypeError) as e:
     raise UserError(f"bad {path}: {e}") from None
+
+
+def read_model_json(directory):
+  path, values = _read_json(directory)
+  values = {k: v for k, v in values.items() if k != INFERENCE_KEY}
+  try:
+    return config_lib.ModelConfig.from_dict(values)
+  except (ValueError, TypeError) as e:
+    raise UserError(f"bad {path}: {e}") from None
+
+
+def read_inference(directory):
+  """The ``inference`` block of ``directory``'s ``model.json``; ``LEGACY_INFERENCE`` without one."""
+  path, values = _read_json(directory)
+  if INFERENCE_KEY not in values:
+    return config_lib.LEGACY_INFERENCE
+  try:
+    return config_lib.InferenceConfig.from_dict(values[INFERENCE_KEY])
+  except (ValueError, TypeError) as e:
+    raise UserError(f"bad {path}: {INFERENCE_KEY}: {e}") from None
+
+
+def inference_defaults(path):
+  """How the checkpoint at ``path`` is run by default (:class:`InferenceConfig`): its
+  ``model.json`` block, or the release's computation for an official TF1 checkpoint."""
+  if os.path.isdir(path) and os.path.exists(os.path.join(path, MODEL_JSON)):
+    return read_inference(path)
+  return config_lib.OFFICIAL_INFERENCE
 
 
 def load_ours(directory):

@@ -71,7 +71,7 @@ def main(argv):
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the model folder is not
     try:
-      weights.save_generator(gen, cfg, tmp)
+      weights.save_generator(gen, cfg, tmp, weights.inference_defaults(FLAGS.checkpoints[0]))
       old = None
       if os.path.exists(out):
         old = tempfile.mkdtemp(prefix=".replaced-", dir=parent)

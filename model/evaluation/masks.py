@@ -16,6 +16,9 @@ Modes (sizes scale with the image, so the hole covers the same share of it at an
   ``[0, (H//8)//2]`` on both sides of each axis (``[0, 16]`` at 256, the
   release's delta 32). Hole sides are 37.5-50 % of the image sides, i.e. 14-25 %
   of its area; the box always reaches into the central half of the image.
+* ``multi``: 2 or 3 separate boxes covering about 10 % of the photo together (each 0.8-1.2
+  times its share, aspect ratio 1/2-2), placed uniformly at random so that no two are within
+  a quarter of the photo's short side of each other (up to 200 draws, then fewer boxes).
 * ``free_form``: the v2 brush strokes (ARCHITECTURE.md §6.1): 1-3 strokes of 4-11 steps,
   step angles from the release's window around 2pi/5 (alternately mirrored),
   step lengths ``clip(N(r, floor(r/2)), 0, 2r)`` with ``r = sqrt(H^2 + W^2) / 8``,
@@ -35,15 +38,17 @@ import numpy as np
 from model.brush import (ANGLE_RANGE, MAX_NUM_STROKES, MAX_NUM_VERTEX, MAX_WIDTH,  # noqa: F401
                                 MEAN_ANGLE, MIN_NUM_VERTEX, MIN_WIDTH, REFERENCE_DIAGONAL)
 
-EVAL_MASK_MODES = ("box", "free_form")  # the two kinds evaluate.py scores
-_MODE_KEYS = {"box": 1, "free_form": 2}
+EVAL_MASK_MODES = ("box", "free_form")  # the two kinds evaluate.py scores (--mask_mode both)
+MULTI = "multi"  # several separate boxes, for photos at full resolution (issue 20)
+_MODE_KEYS = {"box": 1, "free_form": 2, MULTI: 3}
+MULTI_COVER = 0.10  # the multi boxes' total share of the photo
 
 
 
 def mask_rng(seed, index, mode):
   """The random generator of one mask: a function of (seed, image index, mode) only."""
   if mode not in _MODE_KEYS:
-    raise ValueError(f"mask mode must be one of {EVAL_MASK_MODES}, got {mode!r}")
+    raise ValueError(f"mask mode must be one of {tuple(_MODE_KEYS)}, got {mode!r}")
   if int(seed) < 0 or int(index) < 0:
     raise ValueError(f"seed and index must be non-negative, got {seed}, {index}")
   return np.random.Generator(np.random.PCG64(
@@ -89,9 +94,33 @@ def brush_stroke_mask(height, width, rng):
   return canvas.astype(bool)
 
 
+def multi_box_mask(height, width, rng):
+  """2 or 3 separate boxes covering about ``MULTI_COVER`` of the photo (module docstring)."""
+  count = int(rng.integers(2, 4))
+  gap = min(height, width) // 4
+  hole = np.zeros((height, width), bool)
+  placed = []
+  for _ in range(count):
+    area = MULTI_COVER * height * width / count * rng.uniform(0.8, 1.2)
+    aspect = math.exp(rng.uniform(math.log(0.5), math.log(2.0)))
+    h = int(min(max(round(math.sqrt(area * aspect)), 1), height))
+    w = int(min(max(round(area / h), 1), width))
+    for _ in range(200):
+      top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+      box = (top, left, top + h, left + w)
+      if all(box[0] >= b[2] + gap or b[0] >= box[2] + gap or box[1] >= b[3] + gap
+             or b[1] >= box[3] + gap for b in placed):
+        placed.append(box)
+        hole[box[0]:box[2], box[1]:box[3]] = True
+        break
+  return hole
+
+
 def eval_mask(mode, height, width, seed, index):
   """The evaluation mask of image number ``index`` (0-based) for ``seed``: bool ``[H, W]``."""
   rng = mask_rng(seed, index, mode)
   if mode == "box":
     return box_mask(int(height), int(width), rng)
+  if mode == MULTI:
+    return multi_box_mask(int(height), int(width), rng)
   return brush_stroke_mask(int(height), int(width), rng)

@@ -23,14 +23,18 @@ therefore a ``tf.Variable`` (saved with an export), which constant folding canno
 import numpy as np
 import tensorflow as tf
 
+from model import config as config_lib
 from model import flow_viz
 from model import weights
 from model.inference import blending
 from model.inference import local_plan
+from model.inference import regions
+from model.inference import scaling
 
 GRID = 8
 IMAGE_SPEC = tf.TensorSpec([None, None, 3], tf.uint8)
 HOLE_SPEC = tf.TensorSpec([None, None], tf.bool)
+REGION_CELL = 16  # px per labelling cell of the hole regions (regions.region_boxes)
 
 
 def grid_pad_indices(size, use_reflect, grid=GRID):
@@ -70,12 +74,22 @@ class Inpainter:
     model_config: its :class:`ModelConfig` (gives the channel order).
     max_memory_gb: working-memory bound of contextual attention; the query tile and the
       encoder strips are chosen from it and the image size (results do not depend on it).
-    seam_blend: seam-blend the network's fill into the photo (``blending.blend``); False
-      returns the network's hole pixels unchanged. Ignored with ``official=True``.
+    seam_blend: seam-blend the fill into the photo (``blending.blend``); False returns the
+      network's hole pixels unchanged; None: as ``inference`` declares. Ignored with
+      ``official=True``.
+    strategy: ``original``, ``resize``, ``crop`` or ``auto`` (``model/inference/scaling.py``);
+      None: as ``inference`` declares.
+    inference: the model's :class:`InferenceConfig` (``weights.inference_defaults``); None:
+      ``LEGACY_INFERENCE`` (full resolution, blended).
   """
 
-  def __init__(self, generator, model_config, max_memory_gb=1.0, seam_blend=True):
-    self.seam_blend = bool(seam_blend)
+  def __init__(self, generator, model_config, max_memory_gb=1.0, seam_blend=None,
+               strategy=None, inference=None):
+    self.inference = config_lib.LEGACY_INFERENCE if inference is None else inference
+    self.seam_blend = self.inference.seam_blend if seam_blend is None else bool(seam_blend)
+    self.strategy = self.inference.strategy if strategy is None else strategy
+    if self.strategy not in scaling.STRATEGIES:
+      raise ValueError(f"strategy must be one of {scaling.STRATEGIES}, got {self.strategy!r}")
     self.budget_bytes = local_plan.budget_bytes_of(max_memory_gb)
     self.generator = generator
     self.config = model_config
@@ -85,9 +99,16 @@ class Inpainter:
     self._traced = {}
 
   @classmethod
-  def from_checkpoint(cls, path, max_memory_gb=1.0, seam_blend=True):
+  def from_checkpoint(cls, path, max_memory_gb=1.0, seam_blend=None, strategy=None):
+    """Loads ``path`` (ours or official) with its declared inference defaults; ``seam_blend``
+    and ``strategy`` override them unless None."""
     gen, cfg = weights.load_generator(path)
-    return cls(gen, cfg, max_memory_gb=max_memory_gb, seam_blend=seam_blend)
+    return cls(gen, cfg, max_memory_gb=max_memory_gb, seam_blend=seam_blend,
+               strategy=strategy, inference=weights.inference_defaults(path))
+
+  def pipeline(self):
+    """What runs, for reports and the web page: ``{"strategy": ..., "seam_blend": ...}``."""
+    return {"strategy": self.strategy, "seam_blend": self.seam_blend}
 
   def _network_order(self, x):
     return tf.reverse(x, axis=[-1]) if self.bgr else x
@@ -96,34 +117,14 @@ class Inpainter:
     """uint8 pixels -> float32 ``pixels / 127.5 - 1`` with the release's rounding."""
     return tf.cast(pixels, tf.float32) / self.pixel_scale - 1.0
 
-  def fill(self, image, hole, official=False, with_flow=False, path="auto",
-           attention_tiled=None):
-    """The inference pipeline on one image, as TensorFlow ops (eager or in a graph).
-
-    Args:
-      image: uint8 ``[H, W, 3]`` RGB.
-      hole: bool ``[H, W]``, True = pixel to fill.
-      official: the release's output instead of ours (grid-8 crop, all pixels through the
-        float round trip; the output is ``[H//8*8, W//8*8, 3]``).
-      with_flow: run the full network and also return its attention offsets.
-      path: ``auto`` (hole-local when its FLOP plan saves work, decided in the graph),
-        ``local`` or ``full`` (``local_plan.refine``); ignored with ``with_flow``.
-      attention_tiled: for the full network, whether its attention runs in tiles
-        (``local_plan.attention_tiled`` of the padded size); None tests it in the graph.
-    Returns:
-      uint8 ``[H, W, 3]``, or ``(that, int32 offsets [1, H/8, W/8, 2])`` with ``with_flow``.
-    """
-    tf.debugging.assert_equal(tf.shape(hole), tf.shape(image)[:2],
-                              message="mask size must equal image size")
+  def _network_fill(self, image, hole, path="auto", attention_tiled=None, with_flow=False):
+    """The network at the image's own scale: uint8 ``[H, W, 3]`` whose hole pixels are the
+    network's (others are meaningless), and the offsets with ``with_flow``."""
     h, w = tf.shape(hole)[0], tf.shape(hole)[1]
-    if official:
-      h, w = h // GRID * GRID, w // GRID * GRID
-      image, hole = image[:h, :w], hole[:h, :w]
-      net_image, net_hole = image, hole
-    else:
-      net_image, net_hole = pad_to_grid(image, hole)
+    net_image, net_hole = pad_to_grid(image, hole)
     mask = tf.cast(net_hole, tf.float32)[None, :, :, None]
     x_in = self.network_input(self._network_order(net_image))[None] * (1.0 - mask)
+    offsets = None
     if with_flow:
       tile = local_plan.attention_tile(tf.shape(mask)[1], tf.shape(mask)[2], self.budget_bytes)
       _, x2, offsets = self.generator((x_in, mask), attention_tile=tile,
@@ -131,28 +132,142 @@ class Inpainter:
     else:
       x2 = local_plan.refine(self.generator, x_in, mask, self.budget_bytes, path=path,
                              attention_tiled=attention_tiled)
-    if official:  # every pixel through the float round trip, as the release
-      x2 = x2 * mask + x_in * (1.0 - mask)
     # Hole pixels: x2 * 1 + x_in * 0 is x2 exactly, so ours skips the full-size composite.
     out = self._network_order(((x2 + 1.0) * 127.5)[0, :h, :w])
     out = tf.cast(tf.clip_by_value(out, 0.0, 255.0), tf.uint8)  # the release's saturate_cast
-    if self.seam_blend and not official:
+    return (out, offsets) if with_flow else out
+
+  def _scaled_fill(self, image, hole, scale):
+    """The network's hole pixels (uint8 ``[H, W, 3]``, the input elsewhere) computed at
+    ``scale`` (float32 ≤ 1): area-downscaled photo, fill composited there, bicubic back."""
+    h, w = tf.shape(hole)[0], tf.shape(hole)[1]
+
+    def scaled():
+      size = scaling.scaled_size(h, w, scale)
+      small, small_hole = scaling.downscale(image, size), scaling.downscale_hole(hole, size)
+      small_fill = tf.where(small_hole[..., None], self._network_fill(small, small_hole), small)
+      return tf.where(hole[..., None], scaling.upscale(small_fill, tf.stack([h, w])), image)
+
+    def native():
+      return tf.where(hole[..., None], self._network_fill(image, hole), image)
+
+    return tf.cond(scale < 1.0, scaled, native)
+
+  def _regions(self, hole):
+    """Hole regions: boxes int32 [N, 4], cell labels, and each region's scale float32 [N]."""
+    boxes, labels = regions.region_boxes(hole, REGION_CELL)
+    depths = scaling.region_depths(hole, labels, tf.shape(boxes)[0], REGION_CELL)
+    return boxes, labels, scaling.scale_for(depths, self.inference.hole_max)
+
+  def _resize_fill(self, image, hole):
+    """``resize``: the whole photo at the scale of its deepest hole region."""
+    scales = self._regions(hole)[2]
+    return self._scaled_fill(image, hole, tf.reduce_min(tf.concat([scales, [1.0]], 0)))
+
+  def _crop_fill(self, image, hole):
+    """``crop``: each hole region in its context box at its own scale, pasted back (only
+    that region's hole pixels), one region after another."""
+    boxes, labels, scales = self._regions(hole)
+    height, width = tf.shape(hole)[0], tf.shape(hole)[1]
+    inf = self.inference
+
+    def body(i, out):
+      box, scale = boxes[i], scales[i]
+      c = scaling.context_box(box, scale, inf.crop_size, height, width)
+      filled = self._scaled_fill(image[c[0]:c[2], c[1]:c[3]], hole[c[0]:c[2], c[1]:c[3]], scale)
+      inner = filled[box[0] - c[0]:box[2] - c[0], box[1] - c[1]:box[3] - c[1]]
+      own = tf.logical_and(hole[box[0]:box[2], box[1]:box[3]],
+                           scaling.owned(labels, box, i, REGION_CELL))
+      patch = tf.where(own[..., None], inner, out[box[0]:box[2], box[1]:box[3]])
+      return i + 1, tf.tensor_scatter_nd_update(out, scaling.box_indices(box), patch)
+
+    # One region at a time: their working memory does not add up.
+    return tf.while_loop(lambda i, _: i < tf.shape(boxes)[0], body, (tf.constant(0), image),
+                         parallel_iterations=1)[1]
+
+  def needs_scaling(self, hole):
+    """bool scalar: some hole region is deeper than the training holes (its scale is below 1;
+    ``auto`` then runs ``crop``, else ``original``)."""
+    return tf.reduce_any(self._regions(hole)[2] < 1.0)
+
+  def _strategy_fill(self, image, hole, strategy, path, attention_tiled):
+    if strategy == "original":
+      return self._network_fill(image, hole, path, attention_tiled)
+    if strategy == "resize":
+      return self._resize_fill(image, hole)
+    if strategy == "crop":
+      return self._crop_fill(image, hole)
+    return tf.cond(self.needs_scaling(hole), lambda: self._crop_fill(image, hole),
+                   lambda: self._network_fill(image, hole))
+
+  def fill(self, image, hole, official=False, with_flow=False, path="auto",
+           attention_tiled=None, strategy=None):
+    """The inference pipeline on one image, as TensorFlow ops (eager or in a graph).
+
+    Args:
+      image: uint8 ``[H, W, 3]`` RGB.
+      hole: bool ``[H, W]``, True = pixel to fill.
+      official: the release's output instead of ours (grid-8 crop, all pixels through the
+        float round trip; the output is ``[H//8*8, W//8*8, 3]``).
+      with_flow: also return the attention offsets of the full network at full resolution
+        (with the ``original`` strategy that network's output is the fill).
+      path: ``auto`` (hole-local when its FLOP plan saves work, decided in the graph),
+        ``local`` or ``full`` (``local_plan.refine``) for the ``original`` strategy's network.
+      attention_tiled: for the full network, whether its attention runs in tiles
+        (``local_plan.attention_tiled`` of the padded size); None tests it in the graph.
+      strategy: overrides ``self.strategy`` for this call (``inpaint`` resolves ``auto``).
+    Returns:
+      uint8 ``[H, W, 3]``, or ``(that, int32 offsets [1, H/8, W/8, 2])`` with ``with_flow``.
+    """
+    tf.debugging.assert_equal(tf.shape(hole), tf.shape(image)[:2],
+                              message="mask size must equal image size")
+    if official:
+      return self._official_fill(image, hole, with_flow, path, attention_tiled)
+    strategy = self.strategy if strategy is None else strategy
+    offsets = None
+    if with_flow:
+      out, offsets = self._network_fill(image, hole, attention_tiled=attention_tiled,
+                                        with_flow=True)
+      if strategy != "original":
+        out = self._strategy_fill(image, hole, strategy, "auto", None)
+    else:
+      out = self._strategy_fill(image, hole, strategy, path, attention_tiled)
+    if self.seam_blend:
       # Blends the uint8 fill, so graphs whose network outputs agree in bytes (test.py's and
       # the SavedModel's) agree after blending too; rounded, as the blended values are ours.
       # blend() returns the input's pixels outside the hole, so it is also the composite.
       blended = blending.blend(tf.cast(image, tf.float32), tf.cast(out, tf.float32), hole)
       out = tf.cast(tf.clip_by_value(tf.round(blended), 0.0, 255.0), tf.uint8)
-    elif not official:
+    else:
       out = tf.where(hole[:, :, None], out, image)
     return (out, offsets) if with_flow else out
 
-  def _function(self, official, with_flow, path, attention_tiled=None):
+  def _official_fill(self, image, hole, with_flow, path, attention_tiled):
+    """The release's bytes: grid-8 crop, every pixel through the float round trip."""
+    h, w = tf.shape(hole)[0] // GRID * GRID, tf.shape(hole)[1] // GRID * GRID
+    image, hole = image[:h, :w], hole[:h, :w]
+    mask = tf.cast(hole, tf.float32)[None, :, :, None]
+    x_in = self.network_input(self._network_order(image))[None] * (1.0 - mask)
+    offsets = None
+    if with_flow:
+      tile = local_plan.attention_tile(tf.shape(mask)[1], tf.shape(mask)[2], self.budget_bytes)
+      _, x2, offsets = self.generator((x_in, mask), attention_tile=tile,
+                                      attention_tiled=attention_tiled)
+    else:
+      x2 = local_plan.refine(self.generator, x_in, mask, self.budget_bytes, path=path,
+                             attention_tiled=attention_tiled)
+    x2 = x2 * mask + x_in * (1.0 - mask)
+    out = self._network_order(((x2 + 1.0) * 127.5)[0, :h, :w])
+    out = tf.cast(tf.clip_by_value(out, 0.0, 255.0), tf.uint8)
+    return (out, offsets) if with_flow else out
+
+  def _function(self, official, with_flow, path, attention_tiled=None, strategy=None):
     """``fill`` traced once per variant (dynamic sizes, so every photo size reuses it)."""
-    key = (official, with_flow, path, attention_tiled)
+    key = (official, with_flow, path, attention_tiled, strategy)
     if key not in self._traced:
       def fn(image, hole):
         return self.fill(image, hole, official=official, with_flow=with_flow, path=path,
-                         attention_tiled=attention_tiled)
+                         attention_tiled=attention_tiled, strategy=strategy)
       self._traced[key] = tf.function(fn, input_signature=[IMAGE_SPEC, HOLE_SPEC],
                                       autograph=False)
     return self._traced[key]
@@ -163,6 +278,13 @@ class Inpainter:
     mask = tf.cast(pad_to_grid(hole, hole)[1], tf.float32)[None, :, :, None]
     return "local" if local_plan.use_local(self.generator, mask) else "full"
 
+  def choose_strategy(self, hole):
+    """The strategy this inpainter runs on a bool [H, W] hole: ``self.strategy``, with
+    ``auto`` resolved eagerly as the graph resolves it."""
+    if self.strategy != "auto":
+      return self.strategy
+    return "crop" if bool(self.needs_scaling(tf.constant(hole))) else "original"
+
   def inpaint(self, rgb, hole, official=False, with_flow=False):
     """Inpaints one image (NumPy in and out).
 
@@ -171,24 +293,28 @@ class Inpainter:
       hole: bool ``[H, W]``, True = pixel to fill.
       official: reproduce the official ``test.py`` output (grid-8 crop, float round trip
         on every pixel) instead of our conventions.
-      with_flow: also return the attention-flow picture (uint8 RGB, output size); this
-        runs the full network, otherwise only what reaches the hole is computed.
+      with_flow: also return the attention-flow picture (uint8 RGB, output size) of the
+        full network at full resolution.
     Returns:
       ``(result uint8 [H, W, 3], flow or None)``.
     """
     rgb, hole = np.asarray(rgb), np.asarray(hole, bool)
     if not hole.any() and not (official or with_flow):
       return rgb.copy(), None
-    # The path (and for the full network, dense or tiled attention) is chosen here rather than
-    # in the graph, so only what runs is traced.
+    # The strategy, the path (and for the full network, dense or tiled attention) are chosen
+    # here rather than in the graph, so only what runs is traced.
+    strategy = None if official else self.choose_strategy(hole)
     grid_hole = hole[:hole.shape[0] // GRID * GRID, :hole.shape[1] // GRID * GRID] if official \
         else hole
-    path = "full" if with_flow or not hole.any() else self.choose_path(grid_hole)
     tiled = None
-    if path == "full":
-      height, width = (-(-n // GRID) * GRID for n in grid_hole.shape)
-      tiled = local_plan.attention_tiled(height, width, self.budget_bytes)
-    fill = self._function(official, with_flow, path, tiled)
+    if strategy in (None, "original") or with_flow:
+      path = "full" if with_flow or not hole.any() else self.choose_path(grid_hole)
+      if path == "full":
+        height, width = (-(-n // GRID) * GRID for n in grid_hole.shape)
+        tiled = local_plan.attention_tiled(height, width, self.budget_bytes)
+    else:
+      path = "auto"
+    fill = self._function(official, with_flow, path, tiled, strategy)
     if not with_flow:
       return fill(rgb, hole).numpy(), None
     result, offsets = fill(rgb, hole)

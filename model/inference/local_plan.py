@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from layers import resize
 from layers.gen_conv import GenDeconv
+from model.inference import regions
 
 ALIGN = 8
 # The hole-local path is taken when its FLOP plan is below this share of the full
@@ -40,6 +41,7 @@ ALIGN = 8
 # paths measured the same time at 128² and 256²; at 256² with a 25 % hole (ratio
 # 0.83) local took 0.32 s against 0.38 s.
 LOCAL_THRESHOLD = 0.95
+REGION_CELL = 16  # px per labelling cell of the hole regions (regions.region_boxes)
 
 
 def receptive_radius(layers, scale=1):
@@ -138,6 +140,42 @@ def _encode_in_strips(layers, x, halo, block):
   return _swap_batch_rows(parts.concat())
 
 
+def hole_boxes(mask):
+  """int32 [N, 4] (y0, y1, x0, x1): the boxes of the hole regions of the union of ``mask``
+  [B, H, W, 1] over the batch (``regions.region_boxes``), aligned outward to 8. Each region is
+  processed on its own, so the work does not grow with the distance between holes."""
+  any_hole = tf.reduce_max(mask, axis=[0, 3]) > 0.5                   # [H, W]
+  boxes, _ = regions.region_boxes(any_hole, REGION_CELL)
+  height, width = tf.shape(mask)[1], tf.shape(mask)[2]
+  return tf.map_fn(lambda b: _expand(tf.stack([b[0], b[2], b[1], b[3]]), 0, height, width),
+                   boxes, fn_output_signature=tf.TensorSpec([4], tf.int32))
+
+
+def _boxes_of(hole):
+  """``hole`` as int32 [N, 4]: one box [4] or boxes [N, 4]."""
+  hole = tf.cast(hole, tf.int32)
+  return hole[None] if hole.shape.rank == 1 else hole
+
+
+def _scatter(target, box, values):
+  """``target`` [B, H, W, C] with ``values`` [B, h, w, C] written over ``box`` (y0, y1, x0, x1)."""
+  rows, cols = tf.range(box[0], box[1]), tf.range(box[2], box[3])
+  grid = tf.stack(tf.meshgrid(rows, cols, indexing="ij"), axis=-1)      # [h, w, 2]
+  swapped = tf.transpose(target, [1, 2, 0, 3])                           # [H, W, B, C]
+  updated = tf.tensor_scatter_nd_update(swapped, grid, tf.transpose(values, [1, 2, 0, 3]))
+  return tf.transpose(updated, [2, 0, 1, 3])
+
+
+def _each_box(boxes, body, initial):
+  """``body(box, value) -> value`` for every box, one after another (their memory does not
+  add up); a single box runs without a loop."""
+  if boxes.shape[0] == 1:
+    return body(boxes[0], initial)
+  return tf.while_loop(lambda i, _: i < tf.shape(boxes)[0],
+                       lambda i, v: (i + 1, body(boxes[i], v)), (tf.constant(0), initial),
+                       parallel_iterations=1)[1]
+
+
 def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256, hole=None,
                    needed=None):
   """Stage-2 output that equals the full computation on every hole pixel.
@@ -148,29 +186,33 @@ def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256, hole=N
       least one hole pixel; H, W multiples of 8.
     attention_tile: int32 query tile size of contextual attention.
     strip_rows: rows per strip of the attention encoder (multiple of 8).
-    hole, needed: ``_hole_box(mask)`` and ``needed_queries(generator, mask)`` when the
-      caller already has them (computed here otherwise).
+    hole, needed: :func:`hole_boxes` (or one box, e.g. ``_hole_box(mask)``) and
+      ``needed_queries(generator, mask)`` when the caller already has them.
   Returns:
-    float32 ``[B, H, W, 3]``: ``x_stage2`` on the hole's bounding box (aligned to
-    8), zeros elsewhere.
+    float32 ``[B, H, W, 3]``: ``x_stage2`` on every hole box (aligned to 8), zeros elsewhere.
+    Stage 1 and the refinement run per box (so two small holes far apart cost two small
+    crops, not their joint bounding box); the attention keys come from the whole image.
   """
   m = margins(generator)
   shape = tf.shape(x_in)
   height, width = shape[1], shape[2]
-  if hole is None:
-    hole = _hole_box(mask)
+  boxes = hole_boxes(mask) if hole is None else _boxes_of(hole)
   if needed is None:
     needed = needed_queries(generator, mask)
 
-  # Stage 1 around the hole; only its hole pixels are pasted (ARCHITECTURE.md §2.4).
-  r1 = _expand(hole, m["coarse"], height, width)
-  ms = _crop(mask, r1)
-  xs = _crop(x_in, r1)
-  ones = tf.ones_like(xs[..., :1])
-  x1 = tf.clip_by_value(_run(generator.coarse_layers, tf.concat([xs, ones, ones * ms], -1)),
-                        -1.0, 1.0)
-  paste = tf.pad(x1 * ms, [[0, 0], [r1[0], height - r1[1]], [r1[2], width - r1[3]], [0, 0]])
-  x = x_in * (1.0 - mask) + paste
+  # Stage 1 around each hole; only its hole pixels are pasted (ARCHITECTURE.md §2.4).
+  def coarse(box, x):
+    r1 = _expand(box, m["coarse"], height, width)
+    ms = _crop(mask, r1)
+    xs = _crop(x_in, r1)
+    ones = tf.ones_like(xs[..., :1])
+    x1 = tf.clip_by_value(_run(generator.coarse_layers, tf.concat([xs, ones, ones * ms], -1)),
+                          -1.0, 1.0)
+    inner = box - tf.stack([r1[0], r1[0], r1[2], r1[2]])
+    pasted = tf.where(_crop(ms, inner) > 0.5, _crop(x1, inner), _crop(x, box))
+    return _scatter(x, box, pasted)
+
+  x = _each_box(boxes, coarse, x_in * (1.0 - mask))
   ones = tf.ones_like(x[..., :1])
   xnow = tf.concat([x, ones, ones * mask], -1)
 
@@ -179,33 +221,33 @@ def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256, hole=N
   pm = _encode_in_strips(generator.pm_encoder, xnow, m["encoder"], block)
   pm = tf.ensure_shape(pm, [None, None, None, generator.pm_encoder[-1].filters])
   mask_s = resize.resize_nearest_align_corners(mask, [height // 4, width // 4])
-
-  out_box = hole
-  merge_box = _expand(out_box, m["merge"], height, width)
-  hallu_box = _expand(merge_box, m["hallu"], height, width)
-  dec_box = _expand(merge_box, m["decoder"], height, width)
-
-  hallu = _run(generator.hallu_layers, _crop(xnow, hallu_box))
-  offset = (merge_box - tf.stack([hallu_box[0], hallu_box[0], hallu_box[2], hallu_box[2]])) // 4
-  hallu = hallu[:, offset[0]:offset[1], offset[2]:offset[3]]
-
-  # Queries whose pasted 4×4 patches reach the decoder crop (1/8 grid).
   h2, w2 = height // 8, width // 8
-  qbox = tf.stack([tf.maximum(dec_box[0] // 8 - 1, 0), tf.minimum(dec_box[1] // 8 + 1, h2),
-                   tf.maximum(dec_box[2] // 8 - 1, 0), tf.minimum(dec_box[3] // 8 + 1, w2)])
-  # Scattered holes: of the box's query tiles, compute only those holding a needed query.
-  att, _ = generator.attention((pm, pm, mask_s), tile_size=attention_tile, query_box=qbox,
-                               output_box=dec_box // 4, query_mask=needed)
-  att = _run(generator.pm_decoder, att)
-  offset = (merge_box - tf.stack([dec_box[0], dec_box[0], dec_box[2], dec_box[2]])) // 4
-  att = att[:, offset[0]:offset[1], offset[2]:offset[3]]
 
-  x2 = _run(generator.merge_layers, tf.concat([hallu, att], -1))
-  x2 = tf.clip_by_value(x2, -1.0, 1.0)
-  offset = out_box - tf.stack([merge_box[0], merge_box[0], merge_box[2], merge_box[2]])
-  x2 = x2[:, offset[0]:offset[1], offset[2]:offset[3]]
-  return tf.pad(x2, [[0, 0], [out_box[0], height - out_box[1]],
-                     [out_box[2], width - out_box[3]], [0, 0]])
+  def refined(out_box, out):
+    merge_box = _expand(out_box, m["merge"], height, width)
+    hallu_box = _expand(merge_box, m["hallu"], height, width)
+    dec_box = _expand(merge_box, m["decoder"], height, width)
+
+    hallu = _run(generator.hallu_layers, _crop(xnow, hallu_box))
+    offset = (merge_box - tf.stack([hallu_box[0], hallu_box[0], hallu_box[2], hallu_box[2]])) // 4
+    hallu = hallu[:, offset[0]:offset[1], offset[2]:offset[3]]
+
+    # Queries whose pasted 4×4 patches reach the decoder crop (1/8 grid).
+    qbox = tf.stack([tf.maximum(dec_box[0] // 8 - 1, 0), tf.minimum(dec_box[1] // 8 + 1, h2),
+                     tf.maximum(dec_box[2] // 8 - 1, 0), tf.minimum(dec_box[3] // 8 + 1, w2)])
+    # Scattered holes: of the box's query tiles, compute only those holding a needed query.
+    att, _ = generator.attention((pm, pm, mask_s), tile_size=attention_tile, query_box=qbox,
+                                 output_box=dec_box // 4, query_mask=needed)
+    att = _run(generator.pm_decoder, att)
+    offset = (merge_box - tf.stack([dec_box[0], dec_box[0], dec_box[2], dec_box[2]])) // 4
+    att = att[:, offset[0]:offset[1], offset[2]:offset[3]]
+
+    x2 = _run(generator.merge_layers, tf.concat([hallu, att], -1))
+    x2 = tf.clip_by_value(x2, -1.0, 1.0)
+    offset = out_box - tf.stack([merge_box[0], merge_box[0], merge_box[2], merge_box[2]])
+    return _scatter(out, out_box, x2[:, offset[0]:offset[1], offset[2]:offset[3]])
+
+  return _each_box(boxes, refined, tf.zeros_like(x_in))
 
 
 def needed_queries(generator, mask):
@@ -238,7 +280,8 @@ def _path_flops(layers, cin, h, w):
 def plan(generator, hole, height, width, needed=None):
   """FLOP estimate (float64 tensors) of the hole-local and of the full computation.
 
-  ``hole``: int32 (y0, y1, x0, x1), the hole's bounding box aligned to 8. Counts conv
+  ``hole``: int32 (y0, y1, x0, x1), the hole's bounding box aligned to 8, or ``[N, 4]`` such
+  boxes of its regions (:func:`hole_boxes`; their work is summed). Counts conv
   multiply-adds ×2 and the attention matmuls (k²C score + (2r)²C paste per
   query-key pair). ``needed``: optional :func:`needed_queries` mask; the local
   attention then counts only those queries (scattered holes; a lower bound, as
@@ -247,7 +290,7 @@ def plan(generator, hole, height, width, needed=None):
   """
   g = generator
   m = margins(g)
-  hole = tf.cast(hole, tf.int32)
+  hole = tf.transpose(_boxes_of(hole))       # [4, N]: every box op below is per region
   height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
   merge = _expand(hole, m["merge"], height, width)
   boxes = {"coarse": _expand(hole, m["coarse"], height, width),
@@ -266,16 +309,16 @@ def plan(generator, hole, height, width, needed=None):
   full_hw = (tf.cast(height, tf.float64), tf.cast(width, tf.float64))
 
   def convs(sizes):
-    return (_path_flops(g.coarse_layers, 5, *sizes["coarse"])
-            + _path_flops(g.hallu_layers, 5, *sizes["hallu"])
-            + _path_flops(g.pm_encoder, 5, *full_hw)
-            + _path_flops(g.pm_decoder, c, *sizes["decoder"])
-            + _path_flops(g.merge_layers, att_in, *sizes["merge"]))
+    return (tf.reduce_sum(_path_flops(g.coarse_layers, 5, *sizes["coarse"])
+                          + _path_flops(g.hallu_layers, 5, *sizes["hallu"])
+                          + _path_flops(g.pm_decoder, c, *sizes["decoder"])
+                          + _path_flops(g.merge_layers, att_in, *sizes["merge"]))
+            + _path_flops(g.pm_encoder, 5, *full_hw))
 
   dec = boxes["decoder"]
   qh = tf.minimum(dec[1] // 8 + 1, h8) - tf.maximum(dec[0] // 8 - 1, 0)
   qw = tf.minimum(dec[3] // 8 + 1, w8) - tf.maximum(dec[2] // 8 - 1, 0)
-  queries = tf.cast(qh * qw, tf.float64)
+  queries = tf.reduce_sum(tf.cast(qh * qw, tf.float64))
   if needed is not None:
     queries = tf.minimum(queries, tf.reduce_sum(tf.cast(needed, tf.float64)))
   local_att = per_pair * queries * keys
@@ -284,7 +327,7 @@ def plan(generator, hole, height, width, needed=None):
                              "decoder": size(dec, 4), "merge": size(merge, 4)})
   quarter = (full_hw[0] / 4, full_hw[1] / 4)
   full = full_att + convs({"coarse": full_hw, "hallu": full_hw, "decoder": quarter,
-                           "merge": quarter})
+                           "merge": quarter})   # scalar sizes: the sums run over one value
   return {"local": local, "full": full, "local_attention": local_att,
           "full_attention": full_att, "queries": queries}
 
@@ -343,7 +386,7 @@ def use_local(generator, mask, hole=None, needed=None):
   shape = tf.shape(mask)
 
   def cheaper():
-    box = _hole_box(mask) if hole is None else hole
+    box = hole_boxes(mask) if hole is None else hole
     need = needed_queries(generator, mask) if needed is None else needed
     cost = plan(generator, box, shape[1], shape[2], need)
     return cost["local"] < LOCAL_THRESHOLD * cost["full"]
@@ -373,7 +416,7 @@ def refine(generator, x_in, mask, budget_bytes, path="auto", attention_tiled=Non
   if path == "full":
     return full()
   # Computed once for the plan and the local path (meaningless, and unused, without a hole).
-  hole, needed = _hole_box(mask), needed_queries(generator, mask)
+  hole, needed = hole_boxes(mask), needed_queries(generator, mask)
 
   def local():
     rows = strip_rows(width, generator.cnum, budget_bytes, shape[0])

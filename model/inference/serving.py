@@ -163,14 +163,15 @@ class ServingModel:
       tile is computed from it and the image size in the graph.
     max_pixels: ``inpaint_bytes`` refuses an image or mask whose header declares more
       pixels (width × height) than this, before decoding it.
-    seam_blend: as :class:`Inpainter` (baked into the export).
+    seam_blend, strategy, inference: as :class:`Inpainter` (baked into the export).
   """
 
   def __init__(self, generator, model_config, max_memory_gb=1.0,
-               max_pixels=DEFAULT_MAX_PIXELS, seam_blend=True):
+               max_pixels=DEFAULT_MAX_PIXELS, seam_blend=None, strategy=None, inference=None):
     if not max_pixels >= 1:
       raise ValueError(f"max_pixels must be at least 1, got {max_pixels}")
-    self.inpainter = inpainter_lib.Inpainter(generator, model_config, max_memory_gb, seam_blend)
+    self.inpainter = inpainter_lib.Inpainter(generator, model_config, max_memory_gb, seam_blend,
+                                             strategy, inference)
     self.max_pixels = int(max_pixels)
 
   def _one(self, image, hole):

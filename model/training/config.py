@@ -13,6 +13,10 @@ import json
 
 from model import config as config_lib
 
+# How train.py's models are run by default (the inference block of their model.json): the
+# pipeline that scored best on dev with the demo model (checkpoints/demo/TRAINING.md).
+TRAINED_STRATEGY = "auto"
+
 GANS = ("wgan_gp", "sn_patch", "none")
 L1_REGIONS = ("box", "hole")
 MASK_MODES = ("box", "free_form", "both", "mixed")
@@ -221,6 +225,17 @@ class Config:
 
   def to_json(self):
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+  def inference_defaults(self, strategy=TRAINED_STRATEGY, seam_blend=True):
+    """The ``inference`` block ``train.py`` writes into the run's ``model.json``: the crop
+    side and the box holes' side range (box shrunk by up to ``max_delta // 2`` per side) of
+    this run, and how such a model is run by default."""
+    d = self.data
+    smallest = min(d.box_height - 2 * (d.max_delta_height // 2),
+                   d.box_width - 2 * (d.max_delta_width // 2))
+    return config_lib.InferenceConfig(strategy=strategy, seam_blend=seam_blend,
+                                      crop_size=d.img_size, hole_min=max(1, smallest),
+                                      hole_max=max(d.box_height, d.box_width))
 
   @property
   def critic_steps(self):

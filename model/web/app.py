@@ -77,6 +77,8 @@ class ModelInfo:
   preset: str
   cnum: int
   checkpoint: str
+  strategy: str = "original"   # the pipeline that runs (Inpainter.pipeline())
+  seam_blend: bool = True
 
 
 class ApiError(Exception):
@@ -300,6 +302,7 @@ def create_app(inpainter, model_info, limits):
         "preset": model_info.preset,
         "cnum": model_info.cnum,
         "checkpoint": model_info.checkpoint,
+        "pipeline": {"strategy": model_info.strategy, "seam_blend": model_info.seam_blend},
         "queue": {"running": int(worker.running), "waiting": worker.waiting,
                   "limit": limits.queue},
         "limits": {"max_upload_mb": limits.max_upload_bytes / 2**20,

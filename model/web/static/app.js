@@ -71,7 +71,8 @@
       const health = await response.json();
       state.limits = health.limits;
       $("model").textContent =
-        `model ${health.model} (${health.preset}, cnum ${health.cnum})`;
+        `model ${health.model} (${health.preset}, cnum ${health.cnum}; ` +
+        `${health.pipeline.strategy}, ${health.pipeline.seam_blend ? "seam-blended" : "no blending"})`;
     } catch (e) {
       $("model").textContent = "server not reachable";
       showError(`Cannot reach the server (${e.message}).`);

@@ -1,0 +1,119 @@
+"""Scale-aware inference: at what scale, and on which part of the photo, the network runs.
+
+A generator learns holes of the sizes it was trained with (``InferenceConfig.hole_min`` ..
+``hole_max`` px, in ``crop_size``² crops). A photo whose holes are larger is better filled at
+a smaller scale, where they match (issue 20; IOPaint's ``Resize`` and ``Crop`` strategies and
+MI-GAN's crop-resize-paste pipeline do the same). The strategies, as TF ops:
+
+* ``original``: the whole photo at its own resolution (the release's computation).
+* ``resize``: the whole photo at the scale of its deepest hole region (:func:`scale_for`).
+* ``crop``: each hole region (``regions.region_boxes``) on its own: its box grown by a
+  context margin (:func:`context_box`), at that region's scale.
+* ``auto``: ``original`` when no region is deeper than the training holes (nothing to
+  rescale), otherwise ``crop``.
+
+A region's *depth* is ``2 A / P`` (``A`` its hole pixels, ``P`` its hole-to-known pixel edges):
+half the side of a square hole, the width of a stroke. The training boxes have depths
+``hole_min / 2 .. hole_max / 2``; a region deeper than ``hole_max / 2`` runs at the scale
+``hole_max / (2 depth)``. On dev at a 512-px long side (box holes of 190-256 px, strokes
+20-68 px wide) fixed scales gave, blended, box 17.13 / 17.24 / 17.90 / 17.87 dB at 1, 0.75,
+0.5, 0.375 and strokes 23.42 / 23.55 / 23.04 / 22.99 dB: boxes want about half scale, strokes
+little or none, which the depth rule gives (the longest side of a region's box would shrink
+strokes to a third).
+
+Downscaling uses area averaging (a pixel is a hole when any source pixel under it is), the
+fill is upsampled bicubically; only hole pixels are taken from it, so known pixels stay the
+input's, and seam blending (when on) runs at full resolution (``model/inference/inpainter.py``).
+"""
+import tensorflow as tf
+
+STRATEGIES = ("original", "resize", "crop", "auto")
+MIN_SCALE = 1.0 / 16.0  # never shrink further (a 4,000-px hole runs at 250 px)
+MIN_SIDE = 16           # a scaled photo or crop keeps at least this many pixels per side
+# Context around a region in crop mode, in multiples of the region's longest side (at least
+# enough for a crop_size² crop at the region's scale). Measured on dev (bench/STRATEGY_RESULTS.md).
+CONTEXT = 1.0
+
+
+def scale_for(depth, hole_max):
+  """float32 scale at which a hole region of ``depth`` (px, float32) matches the training
+  holes: ``min(1, hole_max / (2 depth))``, at least ``MIN_SCALE``."""
+  return tf.clip_by_value(float(hole_max) / (2.0 * tf.maximum(depth, 1e-3)), MIN_SCALE, 1.0)
+
+
+def region_depths(hole, labels, count, cell):
+  """float32 [count]: ``2 A / P`` of every region (module docstring); ``labels``: the
+  region of every ``cell``² cell, -1 for none (``regions.label_cells``)."""
+  inside = tf.cast(hole, tf.float32)
+  known = tf.pad(1.0 - inside, [[1, 1], [1, 1]])   # no known pixel outside the photo
+  edges = (known[:-2, 1:-1] + known[2:, 1:-1] + known[1:-1, :-2] + known[1:-1, 2:]) * inside
+  h, w = tf.shape(hole)[0], tf.shape(hole)[1]
+  ph, pw = tf.math.floormod(-h, cell), tf.math.floormod(-w, cell)
+
+  def per_cell(x):
+    x = tf.pad(x, [[0, ph], [0, pw]])
+    return tf.reduce_sum(tf.reshape(x, [(h + ph) // cell, cell, (w + pw) // cell, cell]),
+                         axis=[1, 3])
+
+  ids = tf.maximum(labels, 0)
+  weight = tf.cast(labels >= 0, tf.float32)
+  area = tf.math.unsorted_segment_sum(per_cell(inside) * weight, ids, count)
+  perimeter = tf.math.unsorted_segment_sum(per_cell(edges) * weight, ids, count)
+  return 2.0 * area / tf.maximum(perimeter, 1.0)
+
+
+def scaled_size(height, width, scale):
+  """int32 [2]: ``(height, width) * scale`` rounded, at least ``MIN_SIDE`` (or the size)."""
+  size = tf.cast(tf.stack([height, width]), tf.float32)
+  scaled = tf.cast(tf.round(size * scale), tf.int32)
+  return tf.minimum(tf.maximum(scaled, MIN_SIDE), tf.stack([height, width]))
+
+
+def downscale(image, size):
+  """uint8 [H, W, 3] -> uint8 ``size`` by area averaging (rounded)."""
+  small = tf.image.resize(tf.cast(image, tf.float32)[None], size, method="area")[0]
+  return tf.cast(tf.clip_by_value(tf.round(small), 0.0, 255.0), tf.uint8)
+
+
+def downscale_hole(hole, size):
+  """bool [H, W] -> bool ``size``: a pixel is a hole when any source pixel under it is."""
+  cover = tf.image.resize(tf.cast(hole, tf.float32)[None, :, :, None], size, method="area")
+  return cover[0, :, :, 0] > 0.0
+
+
+def upscale(image, size):
+  """uint8 [h, w, 3] -> uint8 ``size``, bicubic (rounded, clipped)."""
+  big = tf.image.resize(tf.cast(image, tf.float32)[None], size, method="bicubic")[0]
+  return tf.cast(tf.clip_by_value(tf.round(big), 0.0, 255.0), tf.uint8)
+
+
+def context_box(box, scale, crop_size, height, width, context=CONTEXT):
+  """(top, left, bottom, right) int32: ``box`` grown on every side by ``context`` × its longest
+  side, and at least to a ``crop_size / scale`` square around it, clipped to the photo."""
+  extent = tf.cast(tf.maximum(box[2] - box[0], box[3] - box[1]), tf.float32)
+  side = tf.maximum(extent * (1.0 + 2.0 * context), float(crop_size) / scale)
+  cy = tf.cast(box[0] + box[2], tf.float32) / 2.0
+  cx = tf.cast(box[1] + box[3], tf.float32) / 2.0
+  half = side / 2.0
+  top = tf.maximum(tf.cast(tf.floor(cy - half), tf.int32), 0)
+  left = tf.maximum(tf.cast(tf.floor(cx - half), tf.int32), 0)
+  bottom = tf.minimum(tf.cast(tf.math.ceil(cy + half), tf.int32), height)
+  right = tf.minimum(tf.cast(tf.math.ceil(cx + half), tf.int32), width)
+  # Never smaller than the region itself (a long thin region's box is not a square).
+  return tf.stack([tf.minimum(top, box[0]), tf.minimum(left, box[1]),
+                   tf.maximum(bottom, box[2]), tf.maximum(right, box[3])])
+
+
+def box_indices(box):
+  """int32 [h, w, 2] (row, column) of every pixel of ``box`` (for tensor_scatter_nd_update)."""
+  rows = tf.range(box[0], box[2])
+  cols = tf.range(box[1], box[3])
+  grid_r, grid_c = tf.meshgrid(rows, cols, indexing="ij")
+  return tf.stack([grid_r, grid_c], axis=-1)
+
+
+def owned(labels, box, region, cell):
+  """bool [h, w]: pixels of ``box`` whose labelling cell belongs to ``region``."""
+  rows = tf.gather(labels, tf.range(box[0], box[2]) // cell)
+  cells = tf.gather(rows, tf.range(box[1], box[3]) // cell, axis=1)
+  return tf.equal(cells, region)
