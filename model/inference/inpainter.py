@@ -285,6 +285,21 @@ class Inpainter:
       return self.strategy
     return "crop" if bool(self.needs_scaling(tf.constant(hole))) else "original"
 
+  def warm_up(self):
+    """Traces what ``inpaint`` will run on small inputs (a hole at the model's own scale and,
+    unless the strategy is ``original``, one deeper than the training holes), so the first
+    photo does not pay for tracing."""
+    side = 2 * self.inference.hole_max
+    y, x = np.mgrid[:side, :side]
+    rgb = np.stack([x % 256, y % 256, (x + y) % 256], axis=-1).astype(np.uint8)
+    holes = [(side // 2 - 8, side // 2 + 8)]
+    if self.strategy != "original":
+      holes.append((side // 8, side - side // 8))
+    for lo, hi in holes:
+      hole = np.zeros((side, side), bool)
+      hole[lo:hi, lo:hi] = True
+      self.inpaint(rgb, hole)
+
   def inpaint(self, rgb, hole, official=False, with_flow=False):
     """Inpaints one image (NumPy in and out).
 

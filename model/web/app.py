@@ -27,7 +27,6 @@ import queue as queue_lib
 import threading
 import time
 
-import numpy as np
 import tensorflow as tf
 from fastapi import FastAPI
 from fastapi import Request
@@ -122,14 +121,11 @@ def inpaint_upload(inpainter, image_data, mask_data, max_pixels):
   return images.encode_image("result.png", result, info, check_path=False)
 
 
-def warm_up(inpainter, size=64):
-  """Runs one small inpainting so the first request does not pay for graph tracing (seconds)."""
+def warm_up(inpainter):
+  """Runs small inpaintings so the first request does not pay for graph tracing (seconds):
+  a small hole, and with a scaling strategy one that it rescales (`Inpainter.warm_up`)."""
   start = time.monotonic()
-  y, x = np.mgrid[:size, :size]
-  rgb = np.stack([x * 4, y * 4, (x + y) * 2], axis=-1).astype(np.uint8)
-  hole = np.zeros((size, size), bool)
-  hole[size // 4:size // 2, size // 4:size // 2] = True
-  inpainter.inpaint(rgb, hole)
+  inpainter.warm_up()
   return time.monotonic() - start
 
 
