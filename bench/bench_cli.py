@@ -24,7 +24,8 @@ the README example one by one. Cases:
   the marginal column is the sum of the 10 marginal calls.
 
 Model for the photo cases: ``--checkpoint_dir``, by default a random-weight v1 generator
-(cnum 32, the released architecture; weights do not change the cost) saved in our format.
+(cnum 32, the released architecture; weights do not change the cost) saved in our format with
+the bundled demo's ``inference`` block, so test.py runs the demo's default pipeline.
 """
 import argparse
 import json
@@ -165,7 +166,9 @@ def _random_v1_checkpoint(directory):
   from model import weights
   keras.utils.set_random_seed(0)
   cfg = config_lib.preset("v1", cnum=32)
-  weights.save_generator(generator_lib.build_generator(cfg), cfg, directory)
+  # The bundled demo's inference block, so the photo cases run the default pipeline users get.
+  demo = weights.inference_defaults(os.path.join(REPO, "checkpoints", "demo"))
+  weights.save_generator(generator_lib.build_generator(cfg), cfg, directory, demo)
   return directory
 
 

@@ -151,7 +151,11 @@ def tiny_export(tmp_path_factory):
   ckpt = tmp / "ckpt"
   cfg = config_lib.preset("v1", cnum=4)
   keras.utils.set_random_seed(3)
-  checkpoints.save_generator(generator_lib.build_generator(cfg), cfg, str(ckpt))
+  # Declares the auto strategy at a scale where sample 0's box is rescaled (crop) and sample 1's
+  # thin holes are not (original), so both branches are baked into the export and compared.
+  checkpoints.save_generator(generator_lib.build_generator(cfg), cfg, str(ckpt),
+                             config_lib.InferenceConfig(strategy="auto", seam_blend=True,
+                                                        crop_size=24, hole_min=6, hole_max=12))
 
   # An earlier export in OUT: replaced thanks to --overwrite.
   out = tmp / "models" / "deepfill"

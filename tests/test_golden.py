@@ -75,8 +75,12 @@ def test_inpainter_matches_official_output(inpainter, name):
   assert np.array_equal(ours[~hole], rgb[~hole])
   hole_diff = np.abs(ours[hole].astype(int) - official_png[hole].astype(int))
   assert hole_diff.max() <= 1 and (hole_diff > 0).mean() <= 1e-3
-  # The default blends the seams: known pixels still copied, hole pixels moved.
-  blended, _ = inpainter.inpaint(rgb, hole)
+  # An official checkpoint's default is the release's computation (issue 20): not blended.
+  assert inpainter.pipeline() == {"strategy": "original", "seam_blend": False}
+  np.testing.assert_array_equal(inpainter.inpaint(rgb, hole)[0], ours)
+  # Asked for, seam blending keeps the known pixels and moves hole pixels.
+  blend = inpaint.Inpainter(inpainter.generator, inpainter.config, seam_blend=True)
+  blended, _ = blend.inpaint(rgb, hole)
   assert np.array_equal(blended[~hole], rgb[~hole])
   assert (blended[hole] != ours[hole]).mean() > 0.3
 
@@ -101,4 +105,25 @@ def test_cli_reproduces_official_png(tmp_path):
   ref = cv2.imread(os.path.join(case, "output.png"), cv2.IMREAD_COLOR).astype(int)
   ref = ref[:got.shape[0], :got.shape[1]]
   diff = np.abs(got - ref)
+  assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3
+
+
+@pytest.mark.parametrize("name", _cases())
+def test_cli_default_is_the_release_for_official_checkpoints(tmp_path, name):
+  """Issue 20: with an official checkpoint, test.py's default (no flags) is the release's
+  computation: its hole pixels within the output.png tolerance, known pixels copied."""
+  case, bgr, hole = _load_case(name)
+  out = tmp_path / "out.png"
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO, "test.py"), "--image", os.path.join(case, "input.png"),
+       "--mask", os.path.join(case, "mask.png"), "--output", str(out),
+       "--checkpoint_dir", os.path.join(GOLDEN, "checkpoint")],
+      capture_output=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr.decode()
+  got = cv2.imread(str(out), cv2.IMREAD_COLOR).astype(int)
+  source = cv2.imread(os.path.join(case, "input.png"), cv2.IMREAD_COLOR).astype(int)
+  ref = cv2.imread(os.path.join(case, "output.png"), cv2.IMREAD_COLOR).astype(int)
+  h, w = ref.shape[:2]
+  np.testing.assert_array_equal(got[:h, :w][~hole], source[:h, :w][~hole])
+  diff = np.abs(got[:h, :w][hole] - ref[hole])
   assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3

@@ -183,6 +183,7 @@ def test_health_describes_the_model_and_limits(client):
   health = response.json()
   assert health["ready"] is True
   assert (health["model"], health["preset"], health["cnum"]) == ("ckpt", "v1", 4)
+  assert health["pipeline"] == {"strategy": "original", "seam_blend": True}  # what runs (legacy model.json)
   assert os.path.isdir(health["checkpoint"])
   assert health["queue"]["limit"] == QUEUE
   assert health["limits"] == {"max_upload_mb": MAX_UPLOAD_MB, "max_megapixels": MAX_MEGAPIXELS}

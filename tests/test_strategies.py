@@ -97,28 +97,19 @@ def test_downscale_hole_covers_every_hole_pixel():
 
 # ----------------------------------------------------------------------------- strategies
 
-@pytest.mark.parametrize("strategy", scaling.STRATEGIES)
-@pytest.mark.parametrize("blend", [False, True])
-def test_known_pixels_exact_and_graph_equals_eager(tiny, strategy, blend):
-  gen, cfg = tiny
-  model = inpaint.Inpainter(gen, cfg, seam_blend=blend, strategy=strategy, inference=SMALL)
-  rgb, hole = _photo(67, 115), _holes(67, 115)
-  out, _ = model.inpaint(rgb, hole)
-  assert out.shape == rgb.shape and out.dtype == np.uint8
-  np.testing.assert_array_equal(out[~hole], rgb[~hole])
-  graph = tf.function(lambda a, b: model.fill(a, b), autograph=False)   # auto decided in-graph
-  np.testing.assert_array_equal(graph(tf.constant(rgb), tf.constant(hole)).numpy(), out)
-
-
-def test_strategies_rescale_only_deep_holes(tiny):
+def test_known_pixels_exact_and_only_deep_holes_rescaled(tiny):
   gen, cfg = tiny
   rgb, hole = _photo(67, 115), _holes(67, 115)
   run = {s: inpaint.Inpainter(gen, cfg, seam_blend=False, strategy=s, inference=SMALL)
          for s in scaling.STRATEGIES}
   out = {s: m.inpaint(rgb, hole)[0] for s, m in run.items()}
+  for strategy, result in out.items():
+    assert result.shape == rgb.shape and result.dtype == np.uint8, strategy
+    np.testing.assert_array_equal(result[~hole], rgb[~hole], err_msg=strategy)
   assert run["auto"].choose_strategy(hole) == "crop"
   np.testing.assert_array_equal(out["auto"], out["crop"])
   assert not np.array_equal(out["resize"][hole], out["original"][hole])
+  assert not np.array_equal(out["crop"][hole], out["original"][hole])
   # A photo whose holes are all shallow: auto is the original computation, resize does nothing.
   shallow = np.zeros_like(hole)
   shallow[20:26, 30:40] = True
@@ -127,6 +118,17 @@ def test_strategies_rescale_only_deep_holes(tiny):
                                 run["original"].inpaint(rgb, shallow)[0])
   np.testing.assert_array_equal(run["resize"].inpaint(rgb, shallow)[0],
                                 run["original"].inpaint(rgb, shallow)[0])
+
+
+def test_auto_decided_in_the_graph_equals_eager_with_blending(tiny):
+  """The SavedModel decides `auto` in its graph; test.py eagerly: the same bytes."""
+  gen, cfg = tiny
+  model = inpaint.Inpainter(gen, cfg, seam_blend=True, strategy="auto", inference=SMALL)
+  rgb, hole = _photo(67, 115), _holes(67, 115)
+  out, _ = model.inpaint(rgb, hole)
+  np.testing.assert_array_equal(out[~hole], rgb[~hole])
+  graph = tf.function(lambda a, b: model.fill(a, b), autograph=False)
+  np.testing.assert_array_equal(graph(tf.constant(rgb), tf.constant(hole)).numpy(), out)
 
 
 def test_crop_regions_far_apart_do_not_affect_each_other(tiny):
