@@ -173,9 +173,9 @@ def needed_queries(generator, mask):
   """bool ``[H/8, W/8]``: attention queries that can reach a hole pixel (any sample).
 
   A query's pasted 4×4 patch (1/4 scale) covers full-res pixels ``[8q − 4, 8q + 12)``,
-  and a hole pixel reads the attention output within the decoder + merge radius
-  (8 + 24 = 32 px), so queries within ``(merge + decoder)/8 + 1`` = 5 cells of a hole
-  cell are needed.
+  and a hole pixel reads the attention output within the decoder + merge margins
+  (v1: 8 + 24 = 32 px), so queries within ``(merge + decoder)/8 + 1`` cells (v1: 5) of a
+  hole cell are needed.
   """
   m = margins(generator)
   reach = (m["merge"] + m["decoder"]) // 8 + 1
@@ -253,8 +253,8 @@ def plan(generator, hole, height, width, needed=None):
 # Working-memory model of one attention tile, in rows of L floats: a few copies of
 # the (t+2)² raw score rows (conv output, its transpose, the padded copy, the
 # first-pass gathers and sum) and of the t² fused rows (second-pass gathers and
-# sum, logits, softmax, paste shifts): 12 t² is a conservative bound (measured peak
-# of the whole process at 2048², 25 % hole, 1 GB budget: 2.17 GB).
+# sum, logits, softmax, paste shifts): 12 t² is a conservative bound (measured peaks
+# per size and budget: bench/RESULTS.md).
 _TILE_COPIES = 12
 
 
