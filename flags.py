@@ -148,6 +148,12 @@ def define_flags(flag_values=absl_flags.FLAGS):
   absl_flags.DEFINE_integer("critic_steps", -1,
                             "Critic updates per generator update; -1 = the --gan default "
                             f"({DEFAULT_CRITIC_STEPS}).", **fv)
+  absl_flags.DEFINE_float("critic_lr", t.critic_lr,
+                          "Adam learning rate of the critics (0 = --lr).", **fv)
+  absl_flags.DEFINE_integer("critic_warmup", t.critic_warmup,
+                            "Steps at the start of the run in which only the critics train "
+                            "(on the frozen generator; each such step makes --critic_steps + 1 "
+                            "critic updates); they count as steps.", **fv)
   absl_flags.DEFINE_boolean("gradient_clip", t.gradient_clip, "Clip gradients.", **fv)
   absl_flags.DEFINE_float("gradient_clip_value", t.gradient_clip_value,
                           "Clipping threshold when --gradient_clip.", **fv)
