@@ -109,6 +109,9 @@ def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256, hole=N
                    needed=None):
   """Stage-2 output that equals the full computation on every hole pixel.
 
+  The generator's stage methods on crops grown by :func:`margins` (ARCHITECTURE.md §7.4);
+  the attention encoder runs over the whole image, in strips.
+
   Args:
     generator: an ``InpaintGenerator``.
     x_in: float32 ``[B, H, W, 3]`` with holes zeroed; mask ``[B, H, W, 1]`` with at
