@@ -114,12 +114,10 @@ def _prepare_run_dir(cfg, run_dir):
 
 def _warm_start(gen, model_cfg, path):
   """Copies the generator weights of the checkpoint at ``path`` into ``gen``."""
-  import dataclasses
   from model import weights
   from model.errors import UserError
   source, source_cfg = weights.load_generator(path)
-  # The attention tile only bounds memory; it does not change the weights.
-  if dataclasses.replace(source_cfg, attention_tile=model_cfg.attention_tile) != model_cfg:
+  if source_cfg != model_cfg:
     def describe(c):
       return f"{c.arch} cnum {c.cnum} {c.padding} padding {c.channel_order.upper()}"
     raise UserError(f"--init_checkpoint {path} holds a different generator "

@@ -167,7 +167,7 @@ def test_hole_local_work_does_not_grow_with_the_distance_between_holes(tiny):
     cost = local_plan.plan(gen, boxes, size, size)
     convs = float(cost["local"] - cost["local_attention"])
     side = tf.constant(float(size), tf.float64)
-    encoder = float(local_plan._path_flops(gen.pm_encoder, 5, side, side))
+    encoder = float(local_plan.stage_flops(gen.table["attention_encoder"], side, side))
     costs.append(convs - encoder)              # the per-hole convolutions
     assert bool(local_plan.use_local(gen, tf.constant(mask)))
   assert costs[1] == pytest.approx(costs[0], rel=1e-9)
