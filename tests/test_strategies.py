@@ -198,7 +198,7 @@ def test_demo_and_official_declarations():
   assert demo.inference == weights.read_inference(os.path.join(REPO, "checkpoints", "demo"))
   assert (demo.inference.crop_size, demo.inference.hole_min, demo.inference.hole_max) == (
       192, 80, 112)                       # TRAINING.md phase 4: 192² crops, 80-112 px boxes
-  assert demo.pipeline() == {"strategy": "auto", "seam_blend": True}
+  assert demo.pipeline() == {"strategy": "crop", "seam_blend": True}
   official = inpaint.Inpainter.from_checkpoint(require_shared(os.path.join(GOLDEN, "checkpoint")))
   assert official.pipeline() == {"strategy": "original", "seam_blend": False}
   forced = inpaint.Inpainter.from_checkpoint(os.path.join(GOLDEN, "checkpoint"), strategy="crop",

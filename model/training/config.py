@@ -15,7 +15,7 @@ from model import config as config_lib
 
 # How train.py's models are run by default (the inference block of their model.json): the
 # pipeline that scored best on dev with the demo model (checkpoints/demo/TRAINING.md).
-TRAINED_STRATEGY = "auto"
+TRAINED_STRATEGY = "crop"
 
 GANS = ("wgan_gp", "sn_patch", "none")
 L1_REGIONS = ("box", "hole")
