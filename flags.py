@@ -185,10 +185,6 @@ def define_flags(flag_values=absl_flags.FLAGS):
                             "Training images per image summary.", **fv)
   absl_flags.DEFINE_integer("static_view_size", d.static_view_size,
                             "Fixed validation images shown in summaries (0 = none).", **fv)
-  absl_flags.DEFINE_integer("steps_per_loop", t.steps_per_loop,
-                            "Ignored (accepted so that older commands still run): steps now run "
-                            "one per call, so that a signal stops training between two steps.",
-                            **fv)
 
   # Devices.
   absl_flags.DEFINE_enum("strategy", t.strategy, STRATEGIES,

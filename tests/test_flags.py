@@ -155,6 +155,11 @@ def test_json_round_trip_and_validation():
   assert flags_lib.Config.from_json(text) == config
   assert flags_lib.Config.from_json("{}") == flags_lib.Config()
   assert flags_lib.Config.from_json('{"train": {"seed": 1}}').train.micro_batch == -1  # older runs
+  # steps_per_loop (retired, it never did anything) is still in older runs' config.json
+  assert flags_lib.Config.from_json('{"train": {"steps_per_loop": 10}}') == flags_lib.Config()
+  with open(os.path.join(REPO, "checkpoints", "demo_run", "config.json")) as f:
+    demo = flags_lib.Config.from_json(f.read())
+  assert (demo.loss.gan, demo.data.img_size, demo.model.cnum) == ("none", 192, 16)
   with pytest.raises(ValueError, match="unknown train config keys"):
     flags_lib.Config.from_json('{"train": {"speed": 1}}')
   with pytest.raises(ValueError, match="unknown top-level config keys"):

@@ -69,9 +69,12 @@ def _check_keys(cls, values, section):
 class _Section:
   """``from_dict`` for a config dataclass: unknown keys raise, missing ones take defaults."""
   SECTION = ""
+  RETIRED = ()  # keys older config.json files hold that no longer mean anything (dropped)
 
   @classmethod
   def from_dict(cls, values):
+    if isinstance(values, dict):
+      values = {k: v for k, v in values.items() if k not in cls.RETIRED}
     return cls(**_check_keys(cls, values, cls.SECTION))
 
 
@@ -189,6 +192,7 @@ class LossConfig(_Section):
 class TrainConfig(_Section):
   """Optimisation, schedule, logging and devices (ARCHITECTURE.md §6.3). Periods count G steps."""
   SECTION = "train"
+  RETIRED = ("steps_per_loop",)  # never did anything (steps run one per call)
   checkpoint_dir: str = "checkpoints/run"
   max_iters: int = 1_000_000
   lr: float = 1e-4
@@ -203,7 +207,6 @@ class TrainConfig(_Section):
   val_psteps: int = 1000
   log_every: int = 100
   val_every: int = 5000
-  steps_per_loop: int = 10  # unused; kept so that older config.json files load
   viz_max_out: int = 10
   strategy: str = "default"
   virtual_cpu_devices: int = 0
@@ -226,7 +229,6 @@ class TrainConfig(_Section):
            f"--critic_steps must be >= 1 (or -1 for the --gan default), got {self.critic_steps}")
     _check(self.gradient_clip_value > 0,
            f"--gradient_clip_value must be > 0, got {self.gradient_clip_value}")
-    _check(self.steps_per_loop >= 1, f"--steps_per_loop must be >= 1, got {self.steps_per_loop}")
     for name, minimum in (("checkpoint_every", 1), ("log_every", 1), ("val_every", 0),
                           ("val_psteps", 0)):
       value = getattr(self, name)

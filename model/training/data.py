@@ -297,39 +297,6 @@ def make_dataset(files, img_size, batch_size, seed, shuffle=True, random_crop=Tr
   return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def make_distributed_dataset(strategy, files, global_batch_size, img_size, seed, start_step=0,
-                             **kwargs):
-  """Per-replica input for ``strategy`` via ``distribute_datasets_from_function``.
-
-  Each input pipeline batches ``global_batch_size / num_replicas`` images (dropping
-  remainders) from its shard of every epoch (``num_shards`` = number of input
-  pipelines); its local replicas take consecutive batches.
-
-  Args:
-    strategy: a ``tf.distribute.Strategy``.
-    files, img_size, seed, kwargs: as for ``make_dataset`` (not ``batch_size``,
-      ``start_batch``, ``num_shards``, ``shard_index``, ``drop_remainder``).
-    global_batch_size: images per step over all replicas; must divide evenly.
-    start_step: number of steps already consumed (resumption).
-
-  Returns:
-    A ``tf.distribute.DistributedDataset`` of per-replica float32 ``[b, S, S, 3]``.
-  """
-  for reserved in ("batch_size", "start_batch", "num_shards", "shard_index", "drop_remainder"):
-    if reserved in kwargs:
-      raise TypeError(f"make_distributed_dataset sets {reserved} itself")
-
-  def dataset_fn(input_context):
-    per_replica = input_context.get_per_replica_batch_size(global_batch_size)
-    local_replicas = input_context.num_replicas_in_sync // input_context.num_input_pipelines
-    return make_dataset(files, img_size, per_replica, seed, drop_remainder=True,
-                        start_batch=start_step * local_replicas,
-                        num_shards=input_context.num_input_pipelines,
-                        shard_index=input_context.input_pipeline_id, **kwargs)
-
-  return strategy.distribute_datasets_from_function(dataset_fn)
-
-
 def _center_view(image, img_size):
   """uint8 ``[H, W, 3]`` -> float32 ``[S, S, 3]`` in [0, 255]: short side to S, centre crop."""
   h, w = int(image.shape[0]), int(image.shape[1])
