@@ -279,6 +279,24 @@ class Config:
   def to_json(self):
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
+  def checkpoint_layout(self):
+    """``{flag: value}`` of the settings that decide which objects and shapes a checkpoint holds.
+
+    A resumed run must build exactly these (the generator; whether there are critics, of
+    which kind, width, input channels and input sizes); every other setting (learning
+    rates, loss weights, schedule, logging) may change on resume.
+    """
+    m, loss, data = self.model, self.loss, self.data
+    layout = {"arch": m.arch, "cnum": m.cnum, "padding": m.padding, "gated": m.gated,
+              "channel_order": m.channel_order,
+              "gan": loss.gan if loss.adversarial else "none (no critics)"}
+    if loss.adversarial:
+      layout["critic_cnum"] = loss.critic_cnum
+      if loss.gan == "wgan_gp":  # the dense layers of both critics depend on their input sizes
+        layout.update(gan_with_mask=loss.gan_with_mask, img_size=data.img_size,
+                      box_height=data.box_height, box_width=data.box_width)
+    return layout
+
   @property
   def critic_steps(self):
     """Critic updates per generator update in this run (0 without critics)."""
