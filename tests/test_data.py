@@ -223,6 +223,20 @@ def test_skips_when_repeating(tmp_path, colours):
   assert int(counter.numpy()) == 1  # one bad file, counted once however many epochs
 
 
+def test_a_file_that_breaks_after_the_first_epoch_is_counted(tmp_path):
+  """Issue 24.11: a photo readable in epoch 0 and broken later was skipped but never counted."""
+  files = [_solid(tmp_path / f"p{i}.png", (40 * i, 90, 160)) for i in range(3)]
+  counter = data.make_skip_counter()
+  ds = data.make_dataset(files, SIZE, 1, seed=0, shuffle=False, skip_counter=counter)
+  it = iter(ds)
+  for _ in range(3):  # epoch 0: every file is good
+    next(it)
+  (tmp_path / "p1.png").write_text("replaced by a text file")
+  for _ in range(40):  # later epochs (past whatever the pipeline prefetched): p1 fails
+    next(it)
+  assert int(counter.numpy()) == 1  # counted once, however many epochs it fails in
+
+
 def test_small_image_is_upscaled(tmp_path):
   # 12 x 30 vertical ramp: short side 12 < 32, so it is scaled to 32 x 80 and cropped.
   ramp = np.repeat(np.linspace(0, 255, 12)[:, None, None], 30, axis=1).repeat(3, axis=2)
