@@ -304,6 +304,35 @@ def test_single_image_all_black_mask_returns_input(tmp_path, tiny_checkpoint):
   assert not flow.exists()
 
 
+@pytest.mark.parametrize("height, width", [(1, 1), (1, 10000), (7, 64)])
+def test_official_compat_on_an_image_the_grid_crop_empties(tmp_path, tiny_checkpoint, height,
+                                                           width):
+  """Issue 24.11: was "error: unexpected InvalidArgumentError" from inside the graph."""
+  image = _write(tmp_path / "thin.png", np.full((height, width, 3), 120, np.uint8))
+  mask = _write(tmp_path / "thin_mask.png", np.full((height, width), 255, np.uint8))
+  output = tmp_path / "out.png"
+  proc = run_cli("--image", image, "--mask", mask, "--output", output, "--official_compat",
+                 "--checkpoint_dir", tiny_checkpoint, cwd=tmp_path)
+  assert_failed(proc, output, match=rf"thin\.png: {width}x{height} is too small for "
+                r"--official_compat: the release crops each side to a multiple of 8 pixels, "
+                r"which leaves nothing$")
+
+
+def test_whole_image_hole_warns_and_flow_is_named(tmp_path, tiny_checkpoint):
+  """A 100 % hole has nothing to borrow from: a warning, as for an empty hole; the --flow file
+  written is named on stdout."""
+  image = _write(tmp_path / "photo.png", _read(_example("sklearn_flower.png"))[:64, :96])
+  mask = _write(tmp_path / "all.png", np.full((64, 96), 255, np.uint8))
+  output, flow = tmp_path / "out.png", tmp_path / "flow.png"
+  proc = run_cli("--image", image, "--mask", mask, "--output", output, "--flow", flow,
+                 "--checkpoint_dir", tiny_checkpoint, cwd=tmp_path)
+  warnings = assert_succeeded(proc)
+  assert warnings == [f"warning: mask {mask} covers the whole image: there is nothing to borrow "
+                      "from, so the result is a flat guess"], proc.stderr
+  assert proc.stdout == f"wrote {output} and the attention flow {flow}\n"
+  assert output.exists() and flow.exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad inputs detected before any model is loaded (cheap runs). Each case returns
 # ((arguments, paths that must not exist), regex the error line must match[, warnings]).
