@@ -303,7 +303,7 @@ class _Reporter:
 
   def close(self):
     if self.writer is not None:
-      self.writer.flush()
+      self.writer.close()
 
 
 def _nonfinite_error(bad, step, run_dir):
