@@ -25,7 +25,7 @@ NAMES = ("lxqt_valendas.jpg", "mate_ladybird.jpg", "tiktok_pexels-36236147.jpg")
 COLUMNS = ["image", "mask_mode", "method", "width", "height", "hole_pct", "l1_pct", "l2_pct",
            "psnr_hole_db", "psnr_db", "ssim", "tv_pct", "tv_hole_pct", "truth_tv_pct",
            "truth_tv_hole_pct", "detail", "seconds"]
-_PROGRESS = re.compile(r"\r\[\d+/\d+\] [^\r\n\x1b]*\x1b\[K")
+_PROGRESS = re.compile(r"^\[\d+/\d+\] [^\r\n\x1b]*(\n|$)", re.M)  # plain lines: not a tty
 
 
 # ---------------------------------------------------------------------------------------------
