@@ -91,7 +91,8 @@ def test_mask_arguments_are_checked():
 
 
 def test_eval_masks_and_metrics_do_not_import_tensorflow():
-  code = ("import sys; from model.evaluation import masks as eval_masks, metrics; "
+  code = ("import sys; from model.evaluation import masks as eval_masks, metrics, engine, "
+          "classical; "
           "eval_masks.eval_mask('free_form', 64, 64, 0, 0); "
           "assert 'tensorflow' not in sys.modules, 'TF imported'")
   subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
