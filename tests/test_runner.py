@@ -90,6 +90,11 @@ def test_stop_event_stops_after_the_step_saves_and_resumes(trained, photos, tmp_
   assert status == 0, lines
   assert f"resumed from {copy}/ckpt-2 at step 2" in lines
   assert f"saved {copy}/ckpt-3 (final)" in lines, lines
+  # This run's rates won over the checkpointed ones (the critics' was reset to --lr before).
+  import tensorflow as tf
+  saved = tf.train.load_checkpoint(str(copy / "ckpt-3"))
+  rate = lambda opt: float(saved.get_tensor(f"{opt}/_learning_rate/.ATTRIBUTES/VARIABLE_VALUE"))
+  assert (rate("g_opt"), rate("d_opt")) == (pytest.approx(3e-5), pytest.approx(1e-4))
 
 
 def _hold_lock(run_dir):
