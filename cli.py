@@ -2,8 +2,9 @@
 
 Every failure a user can cause ends as one ``error: ...`` line on stderr and a
 non-zero exit status, never a traceback: 2 for a command-line mistake (unknown flag,
-bad or missing flag value, stray argument), 1 for everything else. Warnings never
-share a line with a ``\\r`` progress line (which would erase them on a terminal).
+bad or missing flag value, stray argument), 1 for everything else. On a terminal a
+progress update rewrites its line (``\\r``); warnings never share a line with it (which
+would erase them). When stderr is not a terminal (a log file, a pipe) updates are plain lines.
 TensorFlow's native start-up lines are hidden unless ``--verbose`` is given.
 """
 import os
@@ -32,7 +33,18 @@ class Console:
       self.stream.write("\n")
       self._progress_open = False
 
+  def is_terminal(self):
+    try:
+      return self.stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+      return False
+
   def progress(self, text):
+    """One progress update: rewrites its line on a terminal, a plain line otherwise (logs)."""
+    if not self.is_terminal():
+      self.stream.write(f"{text}\n")
+      self.stream.flush()
+      return
     self.stream.write(f"\r{text}\x1b[K")
     self.stream.flush()
     self._progress_open = True

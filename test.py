@@ -15,6 +15,7 @@ from absl import flags
 import cli
 
 FLAGS = flags.FLAGS
+GRID = 8  # --official_compat crops each side to a multiple of this (the release's grid)
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "demo")
 
 flags.DEFINE_string("image", None, "Input image file, or a folder of images.")
@@ -69,6 +70,8 @@ class _Runner:
     return [n for n in names if os.path.isfile(n)]
 
   def run(self, image_path, mask_path, output_path, flow_path=None, max_pixels=None, label=None):
+    """Inpaints one pair; returns True when the flow picture was written too."""
+    from model.errors import UserError
     from model.fileio import images as image_io
     image_io.check_output_path(output_path)
     if flow_path:
@@ -76,6 +79,10 @@ class _Runner:
     rgb, info = image_io.read_image(image_path, max_pixels=max_pixels)
     image_io.check_output_path(output_path, info)  # e.g. transparency into a JPEG: before the work
     hole = image_io.read_mask(mask_path, expected_hw=rgb.shape[:2])
+    h, w = hole.shape
+    if self.official and min(h, w) < GRID:
+      raise UserError(f"{image_path}: {w}x{h} is too small for --official_compat: the release "
+                      f"crops each side to a multiple of {GRID} pixels, which leaves nothing")
     if label:  # big photos take minutes on a CPU: say what is being worked on
       h, w = hole.shape
       cli.CONSOLE.progress(f"{label}: {w}x{h}, hole {100.0 * hole.mean():.1f} % of the image")
@@ -85,11 +92,15 @@ class _Runner:
       if flow_path:
         _warn("no hole, so no flow picture is written")
     else:
+      if hole.all():
+        _warn(f"mask {mask_path} covers the whole image: there is nothing to borrow from, so "
+              "the result is a flat guess")
       result, flow = self.inpainter().inpaint(
           rgb, hole, official=self.official, with_flow=bool(flow_path))
     image_io.write_image(output_path, result, info)
     if flow is not None:
       image_io.write_image(flow_path, flow, None)
+    return flow is not None
 
 
 def _run_folder(runner, image_dir, mask_arg, output_dir, max_pixels):
@@ -143,10 +154,10 @@ def _main():
                                  "choose another --output or --flow")
     if FLAGS.flow and image_io.same_file(FLAGS.flow, FLAGS.output):
       raise UserError(f"--flow and --output name the same file: {FLAGS.flow}")
-    runner.run(FLAGS.image, FLAGS.mask, FLAGS.output, FLAGS.flow, max_pixels,
-               label=f"[1/1] {os.path.basename(FLAGS.image)}")
+    flow = runner.run(FLAGS.image, FLAGS.mask, FLAGS.output, FLAGS.flow, max_pixels,
+                      label=f"[1/1] {os.path.basename(FLAGS.image)}")
     cli.CONSOLE.end_progress()
-    print(f"wrote {FLAGS.output}")
+    print(f"wrote {FLAGS.output}" + (f" and the attention flow {FLAGS.flow}" if flow else ""))
   return 0
 
 

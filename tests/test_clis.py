@@ -69,7 +69,7 @@ def test_verbose_shows_what_is_hidden_by_default(small_pair, tmp_path):
   args = ("--image", image, "--mask", mask, "--output", tmp_path / "out.png")
   quiet = _run("test.py", *args, env=env, timeout=600)
   assert quiet.returncode == 0 and quiet.stdout == f"wrote {tmp_path / 'out.png'}\n", quiet
-  assert re.fullmatch(r"\r\[1/1\] photo\.png: 96x64, hole [\d.]+ % of the image\x1b\[K\n",
+  assert re.fullmatch(r"\[1/1\] photo\.png: 96x64, hole [\d.]+ % of the image\n",
                       quiet.stderr), quiet.stderr
   loud = _run("test.py", *args, "--verbose", env=env, timeout=600)
   assert loud.returncode == 0 and "oneDNN custom operations are on" in loud.stderr, loud.stderr
@@ -84,3 +84,24 @@ def test_parity_and_quiet_output_with_onednn(onednn):
                          os.path.join("tests", "test_golden.py")], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=1800)
   assert proc.returncode == 0 and " passed" in proc.stdout, proc.stdout[-4000:]
+
+
+def test_progress_rewrites_its_line_only_on_a_terminal():
+  """Issue 24.11: a log file or pipe got "\\r...ESC[K" updates; it now gets plain lines."""
+  import io
+
+  import cli
+
+  class Terminal(io.StringIO):
+    def isatty(self):
+      return True
+
+  for stream, expected in (
+      (io.StringIO(), "[1/2] a.png\nwarning: odd\n[2/2] b.png\n"),
+      (Terminal(), "\r[1/2] a.png\x1b[K\nwarning: odd\n\r[2/2] b.png\x1b[K\n")):
+    console = cli.Console(stream)
+    console.progress("[1/2] a.png")
+    console.warn("odd")
+    console.progress("[2/2] b.png")
+    console.end_progress()
+    assert stream.getvalue() == expected
