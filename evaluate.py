@@ -40,7 +40,9 @@ import cli
 
 # These are NumPy/OpenCV only; TensorFlow is imported lazily, for --method model.
 from model.evaluation import masks as eval_masks
-from model.fileio import images as image_io
+from model.fileio import decode
+from model.fileio import encode
+from model.fileio import paths
 from model.fileio.atomic import atomic_write
 from model.evaluation import metrics
 from model.errors import UserError
@@ -184,7 +186,7 @@ def load_sample(image_path, mask_path, max_side):
   A mask at the photo's full size is downscaled with it; a downscaled pixel is a
   hole when any source pixel under it is (cv2.INTER_AREA coverage > 0).
   """
-  rgb, _ = image_io.read_image(image_path)
+  rgb, _ = decode.read_image(image_path)
   h, w = rgb.shape[:2]
   size = eval_size(h, w, max_side)
   if min(size) < MIN_SIDE:
@@ -194,7 +196,7 @@ def load_sample(image_path, mask_path, max_side):
     rgb = cv2.resize(rgb, size[::-1], interpolation=cv2.INTER_AREA)
   if mask_path is None:
     return rgb, None
-  hole = image_io.read_mask(mask_path)
+  hole = decode.read_mask(mask_path)
   if hole.shape == (h, w) and size != (h, w):
     hole = cv2.resize(hole.astype(np.float32), size[::-1], interpolation=cv2.INTER_AREA) > 0
   elif hole.shape != size:
@@ -277,7 +279,7 @@ def _csv_text(rows):
 
 def evaluate(jobs, modes, methods, runner, out_dir):
   """Scores every (index, image, mask) job; returns (per-image rows, skipped, grids written)."""
-  grey = image_io.ImageInfo(path="", mode="grey")
+  grey = decode.ImageInfo(path="", mode="grey")
   rows, skipped, grids = [], [], 0
   stems = _unique_stems([path for _, path, _ in jobs])
   start = time.monotonic()
@@ -298,7 +300,7 @@ def evaluate(jobs, modes, methods, runner, out_dir):
         hole = eval_masks.eval_mask(mode, h, w, FLAGS.seed, index)
         if FLAGS.save_masks:
           os.makedirs(os.path.join(out_dir, "masks", mode), exist_ok=True)
-          image_io.write_image(os.path.join(out_dir, "masks", mode, stem + ".png"),
+          encode.write_image(os.path.join(out_dir, "masks", mode, stem + ".png"),
                                np.repeat(hole[..., None].astype(np.uint8) * 255, 3, 2), grey)
       truth_tv = (metrics.total_variation(rgb), metrics.total_variation(rgb, hole))
       panels = [("input", np.where(hole[..., None], np.uint8(255), rgb))]
@@ -318,7 +320,7 @@ def evaluate(jobs, modes, methods, runner, out_dir):
       if FLAGS.grids:
         panels.append(("truth", rgb))
         os.makedirs(os.path.join(out_dir, "grids"), exist_ok=True)
-        image_io.write_image(os.path.join(out_dir, "grids", f"{stem}_{mode}.png"),
+        encode.write_image(os.path.join(out_dir, "grids", f"{stem}_{mode}.png"),
                              grid_picture(panels))
         grids += 1
   cli.CONSOLE.end_progress()
@@ -331,16 +333,16 @@ def _main():
   if FLAGS.mask_dir:
     if not os.path.exists(FLAGS.mask_dir):
       raise UserError(f"--mask_dir {FLAGS.mask_dir}: no such folder")
-    pairs, unpaired = image_io.pair_by_stem(FLAGS.data_dir, FLAGS.mask_dir)
+    pairs, unpaired = paths.pair_by_stem(FLAGS.data_dir, FLAGS.mask_dir)
     modes = ["fixed"]
   else:
-    pairs, unpaired = [(p, None) for p in image_io.list_images(FLAGS.data_dir)], []
+    pairs, unpaired = [(p, None) for p in paths.list_images(FLAGS.data_dir)], []
     modes = list(eval_masks.EVAL_MASK_MODES) if FLAGS.mask_mode == "both" else [FLAGS.mask_mode]
   jobs = [(i, image, mask) for i, (image, mask) in enumerate(pairs)][:FLAGS.max_images]
   if not jobs:
     where = f" with a mask in {FLAGS.mask_dir}" if FLAGS.mask_dir else ""
     raise UserError(f"no images{where} in {FLAGS.data_dir} "
-                    f"(looked for {', '.join(image_io.IMAGE_EXTENSIONS)})")
+                    f"(looked for {', '.join(paths.IMAGE_EXTENSIONS)})")
   skipped = [{"image": p, "reason": "no mask with the same stem"} for p in unpaired]
   for item in skipped:
     _warn(f"skipped: {item['image']}: {item['reason']}")

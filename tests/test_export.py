@@ -23,7 +23,7 @@ from conftest import GOLDEN, REPO, png_with_header, require_shared
 from model import weights as checkpoints
 from model import config as config_lib
 from model import generator as generator_lib
-from model.fileio import images as image_io
+from model.fileio import decode
 from model.inference import inpainter as inpaint
 from model.inference import serving
 
@@ -398,37 +398,6 @@ def test_network_input_is_not_rewritten_by_grappler():
   np.testing.assert_array_equal(fn(values).numpy(), expected)
 
 
-def test_decoding_matches_image_io(tmp_path):
-  """inpaint_bytes decodes files to the pixels and holes test.py reads (image_io)."""
-  rng = np.random.default_rng(1)
-  h, w = 9, 13
-  bgr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-  images = {"rgb.png": bgr, "grey.png": bgr[..., 0], "rgba.png": np.dstack([bgr, bgr[..., 0]]),
-            "rgb16.png": rng.integers(0, 65536, (h, w, 3), dtype=np.uint16),
-            "photo.jpg": cv2.GaussianBlur(bgr, (5, 5), 2), "rgb.bmp": bgr}
-  decode = tf.function(lambda data: serving.decode_pixels(data, 3),
-                       input_signature=[tf.TensorSpec([], tf.string)])
-  for name, pixels in images.items():
-    path = _write_image(tmp_path / name, pixels)  # the format follows the name
-    expected, _ = image_io.read_image(path)
-    np.testing.assert_array_equal(decode(open(path, "rb").read()).numpy(), expected, name)
-
-  grey = (rng.random((h, w)) * 255).astype(np.uint8)
-  colour = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-  alpha = rng.integers(0, 256, (h, w, 1), dtype=np.uint8)
-  alpha[0, 0] = grey[0, 0] = 255  # one opaque white pixel, so read_mask accepts every file
-  colour[0, 0] = 255
-  masks = {"grey": grey[..., None], "rgb": colour, "rgba": np.dstack([colour, alpha]),
-           "grey_alpha": np.dstack([grey, alpha]),
-           "grey16": rng.integers(0, 65536, (h, w, 1), dtype=np.uint16)}
-  decode_mask = tf.function(serving.decode_mask, input_signature=[tf.TensorSpec([], tf.string)])
-  for name, pixels in masks.items():
-    path = tmp_path / f"mask_{name}.png"
-    path.write_bytes(tf.io.encode_png(pixels).numpy())  # encode_png keeps the channels
-    expected = image_io.read_mask(str(path))
-    np.testing.assert_array_equal(decode_mask(path.read_bytes()).numpy(), expected, name)
-
-
 def test_golden_official_checkpoint_export(tmp_path):
   ckpt = require_shared(os.path.join(GOLDEN, "checkpoint"))
   case = require_shared(os.path.join(GOLDEN, "cases", "c00_256x256_center_china"))
@@ -442,7 +411,7 @@ def test_golden_official_checkpoint_export(tmp_path):
   _finish(export, "export.py")
 
   image = _rgb(image_path)
-  hole = image_io.read_mask(mask_path)
+  hole = decode.read_mask(mask_path)
   batch = str(tmp_path / "golden.npz")
   np.savez(batch, image=image[None], mask=(hole[None, ..., None] * 255).astype(np.uint8))
   results = _load_and_call(out, tmp_path, {"golden": batch}, [[image_path, mask_path]])

@@ -27,12 +27,11 @@ are wrong (zero padding instead of image content) and are never used. Nearest
 resizes with ``align_corners`` depend on the whole map's size, so the mask and
 attention downsampling are always done on full-size maps.
 """
-import math
-
 import tensorflow as tf
 
 from layers import resize
 from layers.gen_conv import GenDeconv
+from model import limits
 
 ALIGN = 8
 # The hole-local path is taken when its FLOP plan is below this share of the full
@@ -298,11 +297,8 @@ _TILE_COPIES = 12
 
 
 def budget_bytes_of(max_memory_gb):
-  """``--max_memory_gb`` in bytes; ValueError unless it is a finite number above 0."""
-  if not (isinstance(max_memory_gb, (int, float)) and math.isfinite(max_memory_gb)
-          and max_memory_gb > 0):
-    raise ValueError(f"max_memory_gb must be a positive number, got {max_memory_gb}")
-  return float(max_memory_gb) * 2**30
+  """``--max_memory_gb`` in bytes (``limits.memory_bytes``: ValueError unless valid)."""
+  return limits.memory_bytes(max_memory_gb)
 
 
 def attention_tile(height, width, budget_bytes, batch=1):
