@@ -47,7 +47,7 @@ def gif_extent(data):
   raw = tf.concat([raw, tf.zeros([1], tf.int64)], 0)  # reads past the end give 0
 
   def at(pos):
-    return tf.gather(raw, tf.minimum(pos, size))
+    return tf.gather(raw, tf.minimum(tf.cast(pos, tf.int64), size))
 
   def u16(pos):
     return at(pos) + 256 * at(pos + 1)
