@@ -38,11 +38,3 @@ def upload_bytes(megabytes):
   """``--max_upload_mb`` in bytes (MB = 2**20 bytes), at least 1."""
   return max(1, int(check_number("max_upload_mb", megabytes, UPLOAD_MB_BOUND) * 2**20))
 
-
-def is_valid(check, value):
-  """True when ``check(value)`` passes (for flag validators)."""
-  try:
-    check(value)
-  except ValueError:
-    return False
-  return True

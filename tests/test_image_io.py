@@ -522,6 +522,17 @@ def test_list_images(tmp_path):
   _assert_user_error(paths.list_images, tmp_path / "d.txt", match="is not a directory")
 
 
+def test_one_listing_rule_also_when_recursive(tmp_path):
+  """Training's recursive listing uses the same name rule: hidden files (e.g. macOS '._x.jpg')
+  and hidden folders are skipped, names in any case, sorted by path."""
+  for rel in ["b.PNG", "._a.jpg", "sub/c.JPEG", "sub/.d.png", ".cache/e.png", "sub/x.txt"]:
+    (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / rel).write_bytes(b"x")
+  found = [os.path.relpath(p, tmp_path) for p in paths.list_images(tmp_path, recursive=True)]
+  assert found == ["b.PNG", os.path.join("sub", "c.JPEG")]
+  assert [os.path.basename(p) for p in paths.list_images(tmp_path)] == ["b.PNG"]
+
+
 def test_pair_by_stem(tmp_path):
   images, masks = tmp_path / "images", tmp_path / "masks"
   images.mkdir()

@@ -37,7 +37,6 @@ from model.errors import UserError
 from model.fileio import rules
 from model.native_stderr import hidden_native_stderr
 
-DEFAULT_MAX_PIXELS = limits.DEFAULT_MAX_PIXELS
 MODES = ("grey", "rgb", "rgba")
 SERVED_FORMATS = ("png", "jpeg", "bmp", "webp", "gif", "tiff")  # what check_header lets through
 _PILLOW_LIMIT = threading.Lock()
@@ -50,7 +49,7 @@ _CONVERT = {"1": "L", "L": None, "P": "RGB", "PA": "RGBA", "LA": "RGBA", "La": "
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ImageInfo:
-  """How a file stored its pixels, so `model.fileio.encode.write_image` can write the same mode back.
+  """How a file stored its pixels, so `encode.write_image` can write the same mode back.
 
   Attributes:
     path: the file that was read.
@@ -215,7 +214,7 @@ def _check_work(path, image, data, max_pixels):
     raise UserError(f"{path}: {rules.TOO_MANY_SCANS}")
 
 
-def check_header(data, name, max_pixels=DEFAULT_MAX_PIXELS):
+def check_header(data, name, max_pixels=limits.DEFAULT_MAX_PIXELS):
   """Checks an encoded image from its header alone, before anything is decoded.
 
   For servers and pipelines that receive files as bytes. Raises `UserError` (message
@@ -328,7 +327,7 @@ class _Source:
 
   def __init__(self, path, what, max_pixels, data=None):
     self.path = os.fspath(path)
-    self.max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
+    self.max_pixels = limits.DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
     if data is None:
       data = read_bytes(self.path, what)
     elif not data:
@@ -403,7 +402,7 @@ def _hole_of(pixels, info, expected_hw):
   return hole
 
 
-def read_image(path, max_pixels=DEFAULT_MAX_PIXELS, data=None):
+def read_image(path, max_pixels=limits.DEFAULT_MAX_PIXELS, data=None):
   """Reads an image file for inpainting.
 
   Args:
@@ -420,7 +419,7 @@ def read_image(path, max_pixels=DEFAULT_MAX_PIXELS, data=None):
   return _rgb_of(*_Source(path, "image", max_pixels, data).decode())
 
 
-def read_mask(path, expected_hw=None, max_pixels=DEFAULT_MAX_PIXELS, data=None):
+def read_mask(path, expected_hw=None, max_pixels=limits.DEFAULT_MAX_PIXELS, data=None):
   """Reads a mask file: white = hole.
 
   A pixel is a hole when its brightest colour channel is > 127, so grey, coloured and
@@ -442,7 +441,7 @@ def read_mask(path, expected_hw=None, max_pixels=DEFAULT_MAX_PIXELS, data=None):
   return _hole_of(*_Source(path, "mask", max_pixels, data).decode(), expected_hw)
 
 
-def read_pair(image_path, mask_path, max_pixels=DEFAULT_MAX_PIXELS, image_data=None,
+def read_pair(image_path, mask_path, max_pixels=limits.DEFAULT_MAX_PIXELS, image_data=None,
               mask_data=None):
   """`read_image` and `read_mask` of one pair, with the sizes compared before decoding.
 
