@@ -16,6 +16,7 @@ import dataclasses
 
 from absl import flags as absl_flags
 
+from layers.paddings import PADDINGS
 from model import config as config_lib
 
 from model.training.config import (  # noqa: F401 - the config classes, re-exported
@@ -23,7 +24,6 @@ from model.training.config import (  # noqa: F401 - the config classes, re-expor
     LossConfig, TrainConfig, parse_scale)
 
 L1_REGION_CHOICES = ("auto",) + L1_REGIONS  # auto: box for box masks, else hole
-PADDINGS = ("zero", "reflect", "symmetric")
 ALIASES = {"train_spe": "checkpoint_every"}  # official name -> ours
 
 # ``--preset tiny``: a seconds-long smoke run. Flags given explicitly still win.

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
+import hostile_files as hostile
 from conftest import EXAMPLES, GOLDEN, REPO, png_with_header, require_shared
 
 TEST_PY = os.path.join(REPO, "test.py")
@@ -418,6 +419,32 @@ def _case_unreadable(tmp):
 def _case_mask_size_mismatch(tmp):
   mask = _example("lomiri_picture_0b_by_freespace_mask.png")  # 512x346, the image is 512x342
   return _single(tmp, mask=mask), r"mask is 512x346 but image is 512x342"
+
+
+def _case_tiff_float_strip_offsets(tmp):  # issue 24 item 11: was "unexpected TypeError"
+  path = tmp / "float.tif"
+  path.write_bytes(hostile.tiff_float_strip_offsets())
+  mask = _write(tmp / "mask.png", np.full((16, 16), 255, np.uint8))
+  return _single(tmp, image=path, mask=mask), r"float\.tif: truncated or corrupt TIFF data"
+
+
+def _case_damaged_g4_tiff(tmp):  # was accepted, with libtiff's lines on stderr
+  path = tmp / "fax.tif"
+  path.write_bytes(hostile.g4_tiff(damaged=True))
+  mask = _write(tmp / "mask.png", np.full((64, 64), 255, np.uint8))
+  return _single(tmp, image=path, mask=mask), r"fax\.tif: corrupt TIFF data \(libtiff: Fax4Decode"
+
+
+def _case_jpeg_scan_bomb(tmp):  # issue 24 item 5
+  path = tmp / "scans.jpg"
+  path.write_bytes(hostile.many_scans_jpeg(5000))
+  return _single(tmp, image=path), r"scans\.jpg: JPEG has more than 100 scans"
+
+
+def _case_mask_size_mismatch_from_headers(tmp):  # found before the 4000x4000 decode
+  path = tmp / "big.jpg"
+  path.write_bytes(hostile.jpeg_header_only(4000, 4000))
+  return _single(tmp, image=path), r"mask is 512x342 but image is 4000x4000"
 
 
 def _case_output_dir_missing(tmp):

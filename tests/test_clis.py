@@ -53,6 +53,29 @@ def test_stray_argument_and_missing_flag_exit_with_the_same_status(script, args,
   assert os.listdir(tmp_path) == []
 
 
+_REQUIRED = {
+    "test.py": ["--image", "a.png", "--mask", "m.png", "--output", "o.png"],
+    "export.py": ["--export_dir", "out"],
+    "serve.py": [],
+    "evaluate.py": ["--data_dir", "photos", "--output_dir", "out"],
+    "batch_inpaint.py": ["--images", "photos", "--masks", "masks", "--output_dir", "out",
+                         "--saved_model", "export"],
+}
+
+
+@pytest.mark.parametrize("script, flag", [
+    ("test.py", "max_megapixels"), ("export.py", "max_megapixels"),
+    ("serve.py", "max_megapixels"), ("batch_inpaint.py", "max_megapixels"),
+    ("serve.py", "max_upload_mb"), ("test.py", "max_memory_gb"), ("export.py", "max_memory_gb"),
+    ("serve.py", "max_memory_gb"), ("evaluate.py", "max_memory_gb")])
+@pytest.mark.parametrize("value", ["inf", "nan", "1e308"])
+def test_limit_flags_refuse_non_finite_and_absurd_values(script, flag, value, tmp_path):
+  """Issue 24 item 11: one check (model/limits.py) per limit, before anything runs."""
+  proc = _run(script, *_REQUIRED[script], f"--{flag}={value}", cwd=tmp_path)
+  _assert_usage_error(proc, f"--{flag} must be a positive number")
+  assert os.listdir(tmp_path) == []
+
+
 @pytest.fixture
 def small_pair(tmp_path):
   """A bundled example and its mask shrunk to 96x64 (a few seconds of inference)."""

@@ -75,7 +75,7 @@ def test_list_files_directory(tmp_path):
 def test_training_reads_files_as_test_py_does(tmp_path):
   """One extension list and one reader: a TIFF is listed, and an EXIF-rotated JPEG, a 16-bit
   PNG and an RGBA TIFF decode (eagerly and in the tf.data graph) to test.py's pixels."""
-  from model.fileio import images as image_io
+  from model.fileio import decode
   rng = np.random.default_rng(0)
   photo = rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)
   exif = Image.Exif()
@@ -87,7 +87,7 @@ def test_training_reads_files_as_test_py_does(tmp_path):
   assert [os.path.basename(f) for f in files] == ["alpha.tif", "deep.png", "turned.jpg"]
   in_graph = tf.function(data._decode, input_signature=[tf.TensorSpec([], tf.string)])
   for path in files:
-    expected = image_io.read_image(path)[0]
+    expected = decode.read_image(path)[0]
     np.testing.assert_array_equal(data._decode(tf.constant(path)).numpy(), expected, path)
     np.testing.assert_array_equal(in_graph(tf.constant(path)).numpy(), expected, path)
   assert data._decode(tf.constant(files[2])).shape == (40, 24, 3)

@@ -21,7 +21,9 @@ import numpy as np
 from model.errors import UserError
 from model.evaluation import masks as eval_masks
 from model.evaluation import metrics
-from model.fileio import images as image_io
+from model.fileio import decode
+from model.fileio import encode
+from model.fileio import paths
 from model.fileio.atomic import atomic_write
 
 LABELS = {"model": "ours", "telea": "Telea", "ns": "Navier-Stokes"}
@@ -89,7 +91,7 @@ def load_sample(image_path, mask_path, max_side):
   A mask at the photo's full size is downscaled with it; a downscaled pixel is a
   hole when any source pixel under it is (cv2.INTER_AREA coverage > 0).
   """
-  rgb, _ = image_io.read_image(image_path)
+  rgb, _ = decode.read_image(image_path)
   h, w = rgb.shape[:2]
   size = eval_size(h, w, max_side)
   if min(size) < MIN_SIDE:
@@ -99,7 +101,7 @@ def load_sample(image_path, mask_path, max_side):
     rgb = cv2.resize(rgb, size[::-1], interpolation=cv2.INTER_AREA)
   if mask_path is None:
     return rgb, None
-  hole = image_io.read_mask(mask_path)
+  hole = decode.read_mask(mask_path)
   if hole.shape == (h, w) and size != (h, w):
     hole = cv2.resize(hole.astype(np.float32), size[::-1], interpolation=cv2.INTER_AREA) > 0
   elif hole.shape != size:
@@ -195,7 +197,7 @@ def score(jobs, modes, fills, out_dir, max_side, seed, grids=True, save_masks=Tr
     ``(per-image rows, skipped [{image, reason}], number of grids written)``.
   """
   console = console or PlainConsole()
-  grey = image_io.ImageInfo(path="", mode="grey")
+  grey = decode.ImageInfo(path="", mode="grey")
   rows, skipped, written = [], [], 0
   stems = unique_stems([path for _, path, _ in jobs])
   start = time.monotonic()
@@ -218,7 +220,7 @@ def score(jobs, modes, fills, out_dir, max_side, seed, grids=True, save_masks=Tr
         hole = eval_masks.eval_mask(mode, h, w, seed, index)
         if save_masks:
           os.makedirs(os.path.join(out_dir, "masks", mode), exist_ok=True)
-          image_io.write_image(os.path.join(out_dir, "masks", mode, stem + ".png"),
+          encode.write_image(os.path.join(out_dir, "masks", mode, stem + ".png"),
                                np.repeat(hole[..., None].astype(np.uint8) * 255, 3, 2), grey)
       truth_tv = (metrics.total_variation(rgb), metrics.total_variation(rgb, hole))
       given = np.where(hole[..., None], np.uint8(0), rgb)
@@ -239,7 +241,7 @@ def score(jobs, modes, fills, out_dir, max_side, seed, grids=True, save_masks=Tr
       if grids:
         panels.append(("truth", rgb))
         os.makedirs(os.path.join(out_dir, "grids"), exist_ok=True)
-        image_io.write_image(os.path.join(out_dir, "grids", f"{stem}_{mode}.png"),
+        encode.write_image(os.path.join(out_dir, "grids", f"{stem}_{mode}.png"),
                              grid_picture(panels))
         written += 1
   console.end_progress()
@@ -265,16 +267,16 @@ def run(data_dir, output_dir, fills, mask_dir=None, mask_mode="box", seed=0, max
   if mask_dir:
     if not os.path.exists(mask_dir):
       raise UserError(f"--mask_dir {mask_dir}: no such folder")
-    pairs, unpaired = image_io.pair_by_stem(data_dir, mask_dir)
+    pairs, unpaired = paths.pair_by_stem(data_dir, mask_dir)
     modes = ["fixed"]
   else:
-    pairs, unpaired = [(p, None) for p in image_io.list_images(data_dir)], []
+    pairs, unpaired = [(p, None) for p in paths.list_images(data_dir)], []
     modes = list(eval_masks.EVAL_MASK_MODES) if mask_mode == "both" else [mask_mode]
   jobs = [(i, image, mask) for i, (image, mask) in enumerate(pairs)][:max_images]
   if not jobs:
     where = f" with a mask in {mask_dir}" if mask_dir else ""
     raise UserError(f"no images{where} in {data_dir} "
-                    f"(looked for {', '.join(image_io.IMAGE_EXTENSIONS)})")
+                    f"(looked for {', '.join(paths.IMAGE_EXTENSIONS)})")
   skipped = [{"image": p, "reason": "no mask with the same stem"} for p in unpaired]
   for item in skipped:
     console.warn(f"skipped: {item['image']}: {item['reason']}")

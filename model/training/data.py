@@ -22,7 +22,7 @@ before a resume point the resumed stream is ``k`` elements off the uninterrupted
 one (still deterministic, nothing crashes). When a whole pass over the files finds
 no readable one, an unsharded stream ends (even with ``repeat``) instead of waiting forever.
 
-Files are read exactly as ``test.py`` reads them (``model/fileio/images.py``, called through
+Files are read exactly as ``test.py`` reads them (``model/fileio/decode.py``, called through
 ``tf.numpy_function``): PNG, JPEG, BMP, WebP, TIFF, GIF (first frame), 16-bit sources rounded
 to 8 bits, EXIF orientation applied; grey becomes 3 channels and alpha is dropped.
 """
@@ -34,8 +34,8 @@ import numpy as np
 import tensorflow as tf
 
 from model.errors import UserError
-from model.fileio import images as image_io
-from model.fileio.images import IMAGE_EXTENSIONS
+from model.fileio import decode as image_io
+from model.fileio import paths
 MIN_SIDE = 8  # images with a shorter side (pixels) are skipped as degenerate
 CHANNEL_ORDERS = ("bgr", "rgb")
 
@@ -49,8 +49,9 @@ def list_files(spec):
   """Returns the image paths named by ``spec``.
 
   Args:
-    spec: a directory (searched recursively for ``IMAGE_EXTENSIONS``, any case;
-      sorted by path, so the result is deterministic) or a text file list with one
+    spec: a directory (searched recursively with the one listing rule,
+      ``paths.list_images(spec, recursive=True)``: image extensions in any case, hidden
+      files and folders skipped; sorted by path, so the result is deterministic) or a text file list with one
       image path per line (relative paths are resolved against the list file's
       folder; blank lines and lines starting with ``#`` are ignored; the paths are
       not checked here, unreadable ones are skipped by the pipeline).
@@ -63,14 +64,10 @@ def list_files(spec):
   """
   spec = os.fspath(spec)
   if os.path.isdir(spec):
-    files = []
-    for root, dirs, names in os.walk(spec):
-      dirs.sort()
-      files.extend(os.path.join(root, n) for n in names
-                   if n.lower().endswith(IMAGE_EXTENSIONS))
-    files.sort()
+    files = paths.list_images(spec, recursive=True)
     if not files:
-      raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under directory {spec}")
+      raise UserError(f"no images ({', '.join(paths.IMAGE_EXTENSIONS)}) found under directory "
+                      f"{spec}")
     return files
   if not os.path.isfile(spec):
     raise UserError(f"image list not found: {spec} (expected a directory or a file list)")
