@@ -14,7 +14,6 @@ the caller's thread keeps watching for a stop even while either blocks; such a t
 outlive ``run`` (see :func:`unfinished_threads`). Errors meant for users raise
 ``UserError``; the last good checkpoint is never touched by a failed save.
 """
-import dataclasses
 import os
 import queue
 import signal
