@@ -4,6 +4,7 @@ Routes:
   GET  /             the page (static/index.html; its CSS and JS under /static/)
   GET  /api/health   model description, queue state and limits (JSON)
   POST /api/inpaint  multipart fields ``image`` and ``mask`` -> image/png
+Every GET route also answers HEAD (the same status and headers, no body).
 
 An upload goes through the same library calls as ``python test.py`` (``fileio.images``
 decoding, ``Inpainter.inpaint``, ``fileio.images`` PNG encoding), so the PNG holds the pixels
@@ -35,6 +36,7 @@ from fastapi.responses import FileResponse
 from fastapi.responses import JSONResponse
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
@@ -233,6 +235,47 @@ class ModelWorker:
       future.set_exception(value)
 
 
+class _HeadAsGet:
+  """ASGI middleware: ``HEAD`` is answered as ``GET`` is, without the body (RFC 9110 §9.3.2),
+  for every route that has a ``GET``."""
+
+  def __init__(self, app):
+    self.app = app
+
+  async def __call__(self, scope, receive, send):
+    if scope["type"] != "http" or scope["method"] != "HEAD":
+      await self.app(scope, receive, send)
+      return
+
+    async def send_headers_only(message):
+      if message["type"] == "http.response.body":
+        message = {**message, "body": b""}
+      await send(message)
+
+    await self.app({**scope, "method": "GET"}, receive, send_headers_only)
+
+
+class _SecurityHeaders:
+  """ASGI middleware: `_SECURITY_HEADERS` on every response that does not set them itself."""
+
+  def __init__(self, app):
+    self.app = app
+
+  async def __call__(self, scope, receive, send):
+    if scope["type"] != "http":
+      await self.app(scope, receive, send)
+      return
+
+    async def send_with_headers(message):
+      if message["type"] == "http.response.start":
+        headers = MutableHeaders(scope=message)
+        for key, value in _SECURITY_HEADERS.items():
+          headers.setdefault(key, value)
+      await send(message)
+
+    await self.app(scope, receive, send_with_headers)
+
+
 def _limited_receive(receive, limit):
   """An ASGI ``receive`` that raises `_BodyTooLarge` once the body passes ``limit`` bytes."""
   seen = 0
@@ -270,12 +313,8 @@ def create_app(inpainter, model_info, limits):
   app = FastAPI(title="DeepFill", docs_url=None, redoc_url=None, openapi_url=None)
   app.state.worker = worker
 
-  @app.middleware("http")
-  async def security_headers(request, call_next):
-    response = await call_next(request)
-    for key, value in _SECURITY_HEADERS.items():
-      response.headers.setdefault(key, value)
-    return response
+  app.add_middleware(_SecurityHeaders)
+  app.add_middleware(_HeadAsGet)  # outermost: HEAD takes the GET route's every step
 
   @app.exception_handler(HTTPException)
   async def http_error(request, exc):
