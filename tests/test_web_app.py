@@ -89,3 +89,58 @@ def test_head_answers_like_get_without_a_body():
       assert (await c.head("/nothing")).status_code == 404
       assert (await c.head("/api/inpaint")).status_code == 405
   run(main())
+
+
+# ---------------------------------------------------------------- the queue
+
+
+async def _wait_for(predicate, timeout=30):
+  deadline = time.monotonic() + timeout
+  while not predicate():
+    assert time.monotonic() < deadline, "timed out"
+    await asyncio.sleep(0.01)
+
+
+def test_slots_bound_the_queue_and_503_says_when_to_retry():
+  app, model = _app(queue=1)  # 1 + 1 slots
+  model.gate.clear()
+  worker = app.state.worker
+
+  async def main():
+    async with _client(app) as c:
+      first = asyncio.create_task(c.post("/api/inpaint", files=_upload()))
+      await _wait_for(model.started.is_set)
+      second = asyncio.create_task(c.post("/api/inpaint", files=_upload()))
+      await _wait_for(lambda: worker.admitted == 2)
+      busy = await c.post("/api/inpaint", files=_upload())
+      assert busy.status_code == 503 and "busy" in busy.json()["error"], busy.text
+      assert int(busy.headers["retry-after"]) >= 1
+      health = (await c.get("/api/health")).json()
+      assert health["queue"] == {"running": 1, "waiting": 1, "limit": 1}
+      model.gate.set()
+      for task in (first, second):
+        response = await task
+        assert response.status_code == 200 and response.content.startswith(b"\x89PNG")
+      await _wait_for(lambda: worker.admitted == 0)
+      assert model.calls == 2
+  run(main())
+
+
+def test_shut_down_answers_waiting_requests_at_once():
+  app, model = _app(queue=2)
+  model.gate.clear()
+  worker = app.state.worker
+
+  async def main():
+    async with _client(app) as c:
+      tasks = [asyncio.create_task(c.post("/api/inpaint", files=_upload())) for _ in range(3)]
+      await _wait_for(lambda: model.started.is_set() and worker.admitted == 3)
+      worker.shut_down()
+      responses = await asyncio.wait_for(asyncio.gather(*tasks), 10)  # the gate is still shut
+      for response in responses:
+        assert response.status_code == 503 and "shutting down" in response.json()["error"]
+      assert (await c.post("/api/inpaint", files=_upload())).status_code == 503
+      model.gate.set()
+      await _wait_for(lambda: worker.admitted == 0)
+      assert model.calls == 1  # the two waiting jobs never ran
+  run(main())

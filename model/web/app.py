@@ -21,10 +21,10 @@ is checked against ``max_pixels`` before anything is decoded.
 """
 import asyncio
 import collections
+import concurrent.futures
 import dataclasses
 import math
 import os
-import queue as queue_lib
 import threading
 import time
 
@@ -138,13 +138,14 @@ class ShuttingDown(Exception):
 
 
 class ModelWorker:
-  """One daemon thread that runs jobs in arrival order, and the request slots in front of it.
+  """The model's one thread (``ThreadPoolExecutor(max_workers=1)``: jobs run in arrival
+  order) and the request slots in front of it.
 
-  `admit`/`release` and `run` are called on the event loop only; the thread hands results
-  back with ``call_soon_threadsafe``. A slot taken by `admit` is given back by `release`
-  if the request ends before `run`, otherwise when its job has finished, even if the
-  request was abandoned meanwhile, so the slots always bound the work in the queue.
-  `shut_down` (safe from a signal handler) answers every waiting request at once.
+  `admit`/`release` and `run` are called on the event loop only. A slot taken by `admit` is
+  given back by `release` if the request ends before `run`, otherwise when its job is done
+  (finished, failed or cancelled before it started), even if the request was abandoned
+  meanwhile, so the slots always bound the work in the executor's queue. `shut_down` (safe
+  from a signal handler) answers every waiting request at once.
   """
 
   def __init__(self, slots):
@@ -155,9 +156,9 @@ class ModelWorker:
     self._closing = threading.Event()
     self._loop = None
     self._pending = set()
-    self._jobs = queue_lib.SimpleQueue()
     self._durations = collections.deque(maxlen=16)
-    threading.Thread(target=self._work, name="model-worker", daemon=True).start()
+    self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1,
+                                                           thread_name_prefix="model-worker")
 
   @property
   def closing(self):
@@ -183,56 +184,65 @@ class ModelWorker:
     return max(1, math.ceil(sum(self._durations) / len(self._durations)))
 
   async def run(self, fn, *args):
-    """Runs ``fn(*args)`` on the worker thread (the caller holds a slot, released here)."""
-    self._loop = asyncio.get_running_loop()
-    future = self._loop.create_future()
+    """Runs ``fn(*args)`` on the worker thread (the caller holds a slot, released here).
+    Raises `ShuttingDown` if the server stops before the job is done."""
+    loop = self._loop = asyncio.get_running_loop()
+    try:
+      job = self._executor.submit(self._job, loop, fn, args)
+    except RuntimeError:  # the executor was shut down
+      self.release()
+      raise ShuttingDown() from None
+    job.add_done_callback(lambda _: _call_soon(loop, self._done))
+    future = asyncio.wrap_future(job)
     self._pending.add(future)
-    future.add_done_callback(self._pending.discard)
-    self._jobs.put((fn, args, self._loop, future))
-    return await future
+    try:
+      return await future
+    except asyncio.CancelledError:
+      if self.closing and future.cancelled() and not asyncio.current_task().cancelling():
+        raise ShuttingDown() from None  # cancelled by shut_down, not the request's task
+      raise
+    finally:
+      self._pending.discard(future)
 
   def shut_down(self):
     """New requests are refused and waiting ones fail with `ShuttingDown`; the job in the
-    model is abandoned (its thread is a daemon). Safe to call from a signal handler."""
+    model is abandoned (serve.py leaves without waiting for it). Safe to call from a signal
+    handler."""
     self._closing.set()
     if self._loop is not None:
-      self._loop.call_soon_threadsafe(self._fail_pending)
+      _call_soon(self._loop, self._cancel_pending)
 
-  def _fail_pending(self):
+  def _cancel_pending(self):
+    self._executor.shutdown(wait=False, cancel_futures=True)
     for future in list(self._pending):
-      if not future.done():
-        future.set_exception(ShuttingDown())
+      future.cancel()
 
-  def _work(self):
-    while True:
-      fn, args, loop, future = self._jobs.get()
-      if self.closing:
-        loop.call_soon_threadsafe(self._finish, future, (False, ShuttingDown()))
-        continue
-      loop.call_soon_threadsafe(self._set_running, True)
-      self.computing = True
-      start = time.monotonic()
-      try:
-        outcome = (True, fn(*args))
-      except BaseException as e:  # noqa: BLE001 - handed to the request, never lost
-        outcome = (False, e)
+  def _job(self, loop, fn, args):  # on the worker thread
+    if self.closing:
+      raise ShuttingDown()
+    _call_soon(loop, self._set_running, True)
+    self.computing = True
+    start = time.monotonic()
+    try:
+      return fn(*args)
+    finally:
       self.computing = False
       self._durations.append(time.monotonic() - start)
-      loop.call_soon_threadsafe(self._finish, future, outcome)
 
   def _set_running(self, value):
     self.running = value
 
-  def _finish(self, future, outcome):
+  def _done(self):
     self.running = False
     self.release()
-    if future.done():  # the request was abandoned
-      return
-    ok, value = outcome
-    if ok:
-      future.set_result(value)
-    else:
-      future.set_exception(value)
+
+
+def _call_soon(loop, fn, *args):
+  """``loop.call_soon_threadsafe`` that does nothing once the loop is closed."""
+  try:
+    loop.call_soon_threadsafe(fn, *args)
+  except RuntimeError:
+    pass
 
 
 class _HeadAsGet:
