@@ -144,3 +144,51 @@ def test_shut_down_answers_waiting_requests_at_once():
       await _wait_for(lambda: worker.admitted == 0)
       assert model.calls == 1  # the two waiting jobs never ran
   run(main())
+
+
+async def _post_then_hang_up(app, files):
+  """Sends one complete POST /api/inpaint straight to the ASGI app, then disconnects (every
+  later `receive` says so); returns the response status."""
+  body, kind = _multipart(files)
+  sent, status = False, []
+
+  async def receive():
+    nonlocal sent
+    if not sent:
+      sent = True
+      return {"type": "http.request", "body": body, "more_body": False}
+    return {"type": "http.disconnect"}
+
+  async def send(message):
+    if message["type"] == "http.response.start":
+      status.append(message["status"])
+
+  scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+           "scheme": "http", "path": "/api/inpaint", "raw_path": b"/api/inpaint",
+           "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5000),
+           "server": ("127.0.0.1", PORT),
+           "headers": [(b"host", HOST.encode()), (b"content-type", kind.encode()),
+                       (b"content-length", str(len(body)).encode())]}
+  await app(scope, receive, send)
+  return status[0]
+
+
+def test_jobs_of_clients_that_hung_up_never_reach_the_model():
+  app, model = _app(queue=3)
+  model.gate.clear()
+  worker = app.state.worker
+
+  async def main():
+    async with _client(app) as c:
+      first = asyncio.create_task(c.post("/api/inpaint", files=_upload()))
+      await _wait_for(model.started.is_set)
+      gone = [asyncio.create_task(_post_then_hang_up(app, _upload())) for _ in range(3)]
+      await _wait_for(lambda: worker.admitted == 4)
+      model.gate.set()
+      assert (await first).status_code == 200
+      await asyncio.wait_for(asyncio.gather(*gone), 30)
+      await _wait_for(lambda: worker.admitted == 0)
+      assert model.calls == 1, f"{model.calls - 1} jobs of gone clients were inpainted"
+      assert (await c.post("/api/inpaint", files=_upload())).status_code == 200
+      assert model.calls == 2
+  run(main())

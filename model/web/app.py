@@ -15,7 +15,8 @@ client can send (400 unreadable file or form, 413 too large, 422 mask does not f
 Concurrency: the model runs on one worker thread, one request at a time, so the event loop
 keeps answering the page and health while a big photo is inpainted. A request holds a slot
 from the moment its headers arrive until its result is computed (or it fails); there are
-``1 + queue`` slots and a request finding none gets 503 before its body is read. Uploads are
+``1 + queue`` slots and a request finding none gets 503 before its body is read. A request
+whose client has disconnected when its turn comes is dropped before it reaches the model. Uploads are
 counted while they stream in and refused with 413 at ``max_upload_bytes``; every image header
 is checked against ``max_pixels`` before anything is decoded.
 """
@@ -137,6 +138,10 @@ class ShuttingDown(Exception):
   """The server is stopping: the request will not be inpainted."""
 
 
+class ClientGone(Exception):
+  """The request's client disconnected before its turn: its job was dropped unrun."""
+
+
 class ModelWorker:
   """The model's one thread (``ThreadPoolExecutor(max_workers=1)``: jobs run in arrival
   order) and the request slots in front of it.
@@ -183,12 +188,17 @@ class ModelWorker:
       return 1
     return max(1, math.ceil(sum(self._durations) / len(self._durations)))
 
-  async def run(self, fn, *args):
+  async def run(self, fn, *args, is_gone=None):
     """Runs ``fn(*args)`` on the worker thread (the caller holds a slot, released here).
-    Raises `ShuttingDown` if the server stops before the job is done."""
+
+    ``is_gone``: a coroutine function (e.g. ``request.is_disconnected``) awaited on the event
+    loop when the job's turn comes; if it returns True the job is dropped before ``fn`` runs
+    and `ClientGone` is raised. Raises `ShuttingDown` if the server stops before the job is
+    done.
+    """
     loop = self._loop = asyncio.get_running_loop()
     try:
-      job = self._executor.submit(self._job, loop, fn, args)
+      job = self._executor.submit(self._job, loop, fn, args, is_gone)
     except RuntimeError:  # the executor was shut down
       self.release()
       raise ShuttingDown() from None
@@ -217,9 +227,11 @@ class ModelWorker:
     for future in list(self._pending):
       future.cancel()
 
-  def _job(self, loop, fn, args):  # on the worker thread
+  def _job(self, loop, fn, args, is_gone):  # on the worker thread
     if self.closing:
       raise ShuttingDown()
+    if is_gone is not None and _ask(loop, is_gone):
+      raise ClientGone()
     _call_soon(loop, self._set_running, True)
     self.computing = True
     start = time.monotonic()
@@ -235,6 +247,15 @@ class ModelWorker:
   def _done(self):
     self.running = False
     self.release()
+
+
+def _ask(loop, coroutine_function, timeout=10):
+  """From another thread: the result of ``coroutine_function()`` run on ``loop`` (False if the
+  loop does not answer within ``timeout`` seconds, e.g. while it stops)."""
+  try:
+    return bool(asyncio.run_coroutine_threadsafe(coroutine_function(), loop).result(timeout))
+  except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError, RuntimeError):
+    return False
 
 
 def _call_soon(loop, fn, *args):
@@ -385,7 +406,7 @@ def create_app(inpainter, model_info, limits):
       images.check_header(mask_data, "mask", limits.max_pixels)
       submitted = True
       png = await worker.run(inpaint_upload, inpainter, image_data, mask_data,
-                             limits.max_pixels)
+                             limits.max_pixels, is_gone=request.is_disconnected)
       return Response(png, media_type="image/png")
     except ApiError as e:
       return error_response(e.status, e.message, e.headers)
@@ -398,7 +419,7 @@ def create_app(inpainter, model_info, limits):
     except (MemoryError, tf.errors.ResourceExhaustedError):
       return error_response(413, "not enough memory on the server for this image; "
                             "send a smaller one")
-    except ClientDisconnect:
+    except (ClientDisconnect, ClientGone):
       return Response(status_code=400)  # nobody is listening any more
     finally:
       if not submitted:
