@@ -104,8 +104,9 @@ def _main():
                           max_pixels=int(FLAGS.max_megapixels * 1e6), queue=FLAGS.queue)
   cfg = inpainter.config
   info = web_app.ModelInfo(name=os.path.basename(checkpoint.rstrip(os.sep)), preset=cfg.arch,
-                           cnum=cfg.cnum, checkpoint=checkpoint)
-  web = web_app.create_app(inpainter, info, limits)
+                           cnum=cfg.cnum)
+  web = web_app.create_app(inpainter, info, limits,
+                           web_app.allowed_hosts(FLAGS.host, sock.getsockname()[1]))
   worker = web.state.worker
 
   class Server(uvicorn.Server):

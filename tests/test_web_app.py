@@ -43,8 +43,8 @@ def _app(queue=2, **limits):
   model = StandIn()
   limits = web_app.Limits(max_upload_bytes=limits.pop("max_upload_bytes", 2**20),
                           max_pixels=10**6, queue=queue, **limits)
-  info = web_app.ModelInfo(name="demo", preset="v1", cnum=4, checkpoint="/x/demo")
-  app = web_app.create_app(model, info, limits)
+  info = web_app.ModelInfo(name="demo", preset="v1", cnum=4)
+  app = web_app.create_app(model, info, limits, web_app.allowed_hosts("127.0.0.1", PORT))
   return app, model
 
 
@@ -88,6 +88,80 @@ def test_head_answers_like_get_without_a_body():
           assert head.headers["content-length"] == get.headers["content-length"], path
       assert (await c.head("/nothing")).status_code == 404
       assert (await c.head("/api/inpaint")).status_code == 405
+  run(main())
+
+
+# ---------------------------------------------------------------- Host and Origin
+
+
+def test_only_the_servers_own_host_names_are_answered():
+  app, model = _app()
+
+  async def main():
+    async with _client(app) as c:
+      for host in (HOST, f"localhost:{PORT}", f"[::1]:{PORT}", f"LocalHost:{PORT}"):
+        response = await c.get("/api/health", headers={"host": host})
+        assert response.status_code == 200, (host, response.text)
+      for host in ("evil.example", f"evil.example:{PORT}", "127.0.0.1", f"127.0.0.1:{PORT + 1}",
+                   f"127.0.0.2:{PORT}", f"localhost.evil.example:{PORT}", "", f"[::1:{PORT}"):
+        for path in ("/", "/api/health", "/static/app.js"):
+          response = await c.get(path, headers={"host": host})
+          assert response.status_code == 400, (host, path, response.status_code)
+          assert "is not an address of this server" in response.json()["error"]
+        response = await c.post("/api/inpaint", files=_upload(), headers={"host": host})
+        assert response.status_code == 400, host
+      assert model.calls == 0
+  run(main())
+
+
+def test_allowed_hosts_follow_the_listening_address():
+  policy = web_app.allowed_hosts("::1", 8000)
+  assert policy.allows("[::1]:8000") and policy.allows("localhost:8000")
+  assert not policy.allows("[::1]:8001") and not policy.allows("evil.example:8000")
+  lan = web_app.allowed_hosts("192.168.7.9", 80)
+  assert lan.allows("192.168.7.9") and lan.allows("192.168.7.9:80")
+  assert not lan.allows("10.0.0.1") and not lan.allows("evil.example")
+  anywhere = web_app.allowed_hosts("0.0.0.0", 8000)
+  assert anywhere.allows("10.1.2.3:8000") and anywhere.allows("[fe80::1]:8000")
+  assert anywhere.allows(f"{socket.gethostname()}:8000")
+  assert not anywhere.allows("evil.example:8000") and not anywhere.allows("10.1.2.3:9")
+
+
+def test_cross_site_requests_to_the_api_are_403():
+  app, model = _app()
+  own = f"http://{HOST}"
+
+  async def main():
+    async with _client(app) as c:
+      refused = [{"origin": "https://evil.example"},
+                 {"origin": "https://evil.example", "sec-fetch-site": "cross-site"},
+                 {"sec-fetch-site": "cross-site"}, {"sec-fetch-site": "same-site"},
+                 {"origin": "null"}, {"origin": f"http://127.0.0.1:{PORT + 1}"},
+                 {"origin": f"https://{HOST}"}, {"origin": own, "sec-fetch-site": "cross-site"}]
+      for headers in refused:
+        response = await c.post("/api/inpaint", files=_upload(), headers=headers)
+        assert response.status_code == 403, (headers, response.status_code)
+        assert "cross-site request refused" in response.json()["error"]
+        assert (await c.get("/api/health", headers=headers)).status_code == 403, headers
+      assert model.calls == 0
+      for headers in ({}, {"origin": own, "sec-fetch-site": "same-origin"},
+                      {"origin": f"http://localhost:{PORT}"}, {"sec-fetch-site": "none"}):
+        response = await c.post("/api/inpaint", files=_upload(), headers=headers)
+        assert response.status_code == 200, (headers, response.text)
+      # The page itself may be opened from a link on another site.
+      assert (await c.get("/", headers={"sec-fetch-site": "cross-site"})).status_code == 200
+  run(main())
+
+
+def test_health_reveals_no_path():
+  app, _ = _app()
+
+  async def main():
+    async with _client(app) as c:
+      response = await c.get("/api/health")
+      assert response.status_code == 200
+      assert "checkpoint" not in response.json() and response.json()["model"] == "demo"
+      assert "/" not in response.text, response.text
   run(main())
 
 

@@ -10,7 +10,9 @@ An upload goes through the same library calls as ``python test.py`` (``fileio.im
 decoding, ``Inpainter.inpaint``, ``fileio.images`` PNG encoding), so the PNG holds the pixels
 test.py writes for that pair. Every error is JSON ``{"error": "one line"}`` with a 4xx status for anything a
 client can send (400 unreadable file or form, 413 too large, 422 mask does not fit the image,
-503 busy with ``Retry-After``).
+503 busy with ``Retry-After``). Only the Host names the server listens as are answered, and
+the API refuses cross-site requests (`HostPolicy`, `_RequestGuard`): no other web page can use
+it, even through DNS rebinding. Nothing reveals a filesystem path.
 
 Concurrency: the model runs on one worker thread, one request at a time, so the event loop
 keeps answering the page and health while a big photo is inpainted. A request holds a slot
@@ -24,8 +26,10 @@ import asyncio
 import collections
 import concurrent.futures
 import dataclasses
+import ipaddress
 import math
 import os
+import socket
 import threading
 import time
 
@@ -37,6 +41,7 @@ from fastapi.responses import FileResponse
 from fastapi.responses import JSONResponse
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import Headers
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -75,11 +80,88 @@ class Limits:
 
 @dataclasses.dataclass(frozen=True)
 class ModelInfo:
-  """What `/api/health` says about the model."""
+  """What `/api/health` says about the model (``name``: the checkpoint's folder name, never
+  a path)."""
   name: str
   preset: str
   cnum: int
-  checkpoint: str
+
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+_WILDCARDS = ("", "0.0.0.0", "::")
+
+
+def _split_authority(authority):
+  """``name[:port]`` (``[v6]:port`` for IPv6) -> (lower-case name, port or None); None if
+  it is not of that form."""
+  authority = authority.strip().lower()
+  name, port = authority, None
+  if authority.startswith("["):
+    end = authority.find("]")
+    if end < 0:
+      return None
+    name, rest = authority[:end + 1], authority[end + 1:]
+    if rest:
+      if not rest.startswith(":"):
+        return None
+      port = rest[1:]
+  elif ":" in authority:
+    name, port = authority.rsplit(":", 1)
+  if port is not None:
+    if not port.isdigit():
+      return None
+    port = int(port)
+  return (name, port) if name else None
+
+
+def _is_ip_literal(name):
+  try:
+    ipaddress.ip_address(name[1:-1] if name.startswith("[") else name)
+    return True
+  except ValueError:
+    return False
+
+
+@dataclasses.dataclass(frozen=True)
+class HostPolicy:
+  """The ``Host`` header values (and so the ``Origin`` values) the server answers to.
+
+  Attributes:
+    names: lower-case host names and IP literals (IPv6 in brackets).
+    port: the port the server listens on; a Host without a port means 80.
+    any_ip: also any IP literal (a server on a wildcard address: DNS rebinding always
+      sends a domain name, never an IP address).
+  """
+  names: frozenset
+  port: int
+  any_ip: bool = False
+
+  def allows(self, authority):
+    parts = _split_authority(authority or "")
+    if parts is None:
+      return False
+    name, port = parts
+    return ((port or 80) == self.port
+            and (name in self.names or (self.any_ip and _is_ip_literal(name))))
+
+  def allows_origin(self, origin):
+    scheme, sep, authority = origin.partition("://")
+    return sep == "://" and scheme.lower() == "http" and "/" not in authority and (
+        self.allows(authority))
+
+
+def allowed_hosts(host, port):
+  """The `HostPolicy` of a server listening on ``host`` (as ``--host`` spells it) and
+  ``port``: the loopback names, ``host`` itself, and for a wildcard address (0.0.0.0, ::)
+  also this machine's host names and any IP literal."""
+  name = host.strip().lower()
+  if ":" in name and not name.startswith("["):
+    name = f"[{name}]"
+  names = set(LOOPBACK_NAMES) | {name}
+  wildcard = host.strip() in _WILDCARDS
+  if wildcard:
+    names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+  return HostPolicy(frozenset(names - {"", "[]"}), int(port), any_ip=wildcard)
 
 
 class ApiError(Exception):
@@ -286,6 +368,37 @@ class _HeadAsGet:
     await self.app({**scope, "method": "GET"}, receive, send_headers_only)
 
 
+class _RequestGuard:
+  """ASGI middleware: a request whose ``Host`` is not one of the server's (`HostPolicy`) gets
+  400 (no DNS-rebound page can reach the app); an ``/api/`` request from another site gets
+  403: an ``Origin`` that is not ``http://`` + an allowed host, or a ``Sec-Fetch-Site`` other
+  than ``same-origin`` or ``none``. Requests without these headers (curl, scripts) pass."""
+
+  def __init__(self, app, policy):
+    self.app = app
+    self.policy = policy
+
+  async def __call__(self, scope, receive, send):
+    if scope["type"] == "http":
+      headers = Headers(scope=scope)
+      refusal = None
+      host = headers.get("host")
+      if not self.policy.allows(host):
+        refusal = error_response(400, f"Host {host!r} is not an address of this server; open "
+                                 f"it as http://127.0.0.1:{self.policy.port}/ or the --host "
+                                 "address it listens on")
+      elif scope["path"].startswith("/api/"):
+        site, origin = headers.get("sec-fetch-site"), headers.get("origin")
+        if (site is not None and site.lower() not in ("same-origin", "none")) or (
+            origin is not None and not self.policy.allows_origin(origin)):
+          refusal = error_response(403, "cross-site request refused: the API answers only "
+                                   "its own page and clients that send no Origin")
+      if refusal is not None:
+        await refusal(scope, receive, send)
+        return
+    await self.app(scope, receive, send)
+
+
 class _SecurityHeaders:
   """ASGI middleware: `_SECURITY_HEADERS` on every response that does not set them itself."""
 
@@ -338,12 +451,14 @@ async def _read_file_field(form, name):
   return await value.read()
 
 
-def create_app(inpainter, model_info, limits):
-  """The ASGI app around a loaded `Inpainter` (warm it up with `warm_up` first)."""
+def create_app(inpainter, model_info, limits, hosts):
+  """The ASGI app around a loaded `Inpainter` (warm it up with `warm_up` first); ``hosts``:
+  the `HostPolicy` (`allowed_hosts`) of the address it is served on."""
   worker = ModelWorker(limits.queue + 1)
   app = FastAPI(title="DeepFill", docs_url=None, redoc_url=None, openapi_url=None)
   app.state.worker = worker
 
+  app.add_middleware(_RequestGuard, policy=hosts)
   app.add_middleware(_SecurityHeaders)
   app.add_middleware(_HeadAsGet)  # outermost: HEAD takes the GET route's every step
 
@@ -369,7 +484,6 @@ def create_app(inpainter, model_info, limits):
         "model": model_info.name,
         "preset": model_info.preset,
         "cnum": model_info.cnum,
-        "checkpoint": model_info.checkpoint,
         "queue": {"running": int(worker.running), "waiting": worker.waiting,
                   "limit": limits.queue},
         "limits": {"max_upload_mb": limits.max_upload_bytes / 2**20,
