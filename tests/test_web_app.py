@@ -8,6 +8,7 @@ the "model" finishes. The timeout tests run the app under uvicorn with the serve
 serve.py uses (`app.server_config`), in a thread, on a free loopback port.
 """
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -39,12 +40,12 @@ class StandIn:
     return rgb, None
 
 
-def _app(queue=2, **limits):
+def _app(queue=2, port=PORT, **limits):
   model = StandIn()
   limits = web_app.Limits(max_upload_bytes=limits.pop("max_upload_bytes", 2**20),
                           max_pixels=10**6, queue=queue, **limits)
   info = web_app.ModelInfo(name="demo", preset="v1", cnum=4)
-  app = web_app.create_app(model, info, limits, web_app.allowed_hosts("127.0.0.1", PORT))
+  app = web_app.create_app(model, info, limits, web_app.allowed_hosts("127.0.0.1", port))
   return app, model
 
 
@@ -266,3 +267,130 @@ def test_jobs_of_clients_that_hung_up_never_reach_the_model():
       assert (await c.post("/api/inpaint", files=_upload())).status_code == 200
       assert model.calls == 2
   run(main())
+
+
+# ---------------------------------------------------------------- under uvicorn: timeouts
+
+
+@contextlib.contextmanager
+def _served(queue=1, idle_timeout=0.5, body_timeout=1.0):
+  """The app with a stand-in model under uvicorn (serve.py's `server_config`) on a free
+  loopback port, in a thread: yields (port, model, worker)."""
+  import uvicorn
+  sock = socket.socket()
+  sock.bind(("127.0.0.1", 0))
+  sock.listen(128)
+  port = sock.getsockname()[1]
+  app, model = _app(queue=queue, port=port, body_timeout=body_timeout)
+  server = uvicorn.Server(web_app.server_config(app, idle_timeout=idle_timeout))
+  thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+  thread.start()
+  deadline = time.monotonic() + 30
+  while not server.started:
+    assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+    time.sleep(0.01)
+  try:
+    yield port, model, app.state.worker
+  finally:
+    model.gate.set()
+    server.should_exit = True
+    thread.join(30)
+    sock.close()
+
+
+def _read_until_closed(sock, timeout):
+  """Everything the server sends until it closes the connection (fails after ``timeout``)."""
+  sock.settimeout(timeout)
+  data = b""
+  while True:
+    piece = sock.recv(65536)
+    if not piece:
+      return data
+    data += piece
+
+
+def _head(port, length):
+  return (f"POST /api/inpaint HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+          "Content-Type: multipart/form-data; boundary=b\r\n"
+          f"Content-Length: {length}\r\n\r\n").encode()
+
+
+def test_slow_uploads_hold_no_slot_and_time_out():
+  with _served(queue=1, body_timeout=2.0) as (port, model, worker):
+    slow = []
+    for _ in range(2 * (1 + 1) + 3):  # more than the slots
+      sock = socket.create_connection(("127.0.0.1", port))
+      sock.sendall(_head(port, 200000) + b"--b\r\n")  # then silence
+      slow.append(sock)
+    time.sleep(0.3)
+    start = time.monotonic()
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+      response = c.post("/api/inpaint", files=_upload())
+      assert response.status_code == 200, response.text
+      assert c.get("/api/health").json()["queue"]["waiting"] == 0
+    assert time.monotonic() - start < 1.5  # not after the slow ones timed out
+    for sock in slow:  # each gets 408 at its body deadline and its connection is closed
+      answer = _read_until_closed(sock, 10)
+      assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+      assert b"did not arrive within 2 s" in answer
+      sock.close()
+    assert time.monotonic() - start < 6
+    assert model.calls == 1
+
+
+def test_connections_without_a_complete_request_head_are_closed():
+  with _served(idle_timeout=0.5) as (port, _, _):
+    silent = socket.create_connection(("127.0.0.1", port))
+    partial = socket.create_connection(("127.0.0.1", port))
+    partial.sendall(b"POST /api/inpaint HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    trickle = socket.create_connection(("127.0.0.1", port))
+    start = time.monotonic()
+    for byte in b"GET /api/health HTTP/1.1\r\nX-Slow: aaaaaaaa":  # one byte every 50 ms
+      try:
+        trickle.sendall(bytes([byte]))
+      except OSError:  # closed by the server: what the test wants
+        break
+      time.sleep(0.05)
+    for sock in (silent, partial, trickle):
+      assert _read_until_closed(sock, 5) == b""
+      assert time.monotonic() - start < 4
+      sock.close()
+    # An idle keep-alive connection is closed after its response too.
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+      sock.sendall(f"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+      answer = _read_until_closed(sock, 5)
+      assert answer.startswith(b"HTTP/1.1 200 "), answer[:100]
+    # HEAD through uvicorn and h11: the headers of GET, no body.
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+      sock.sendall(f"HEAD / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+      head, _, rest = _read_until_closed(sock, 5).partition(b"\r\n\r\n")
+      assert head.startswith(b"HTTP/1.1 200 ") and b"content-length: " in head and rest == b""
+    # A request head over the limit is refused by the HTTP parser.
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+      sock.sendall(b"GET / HTTP/1.1\r\nX-Big: " + b"a" * web_app.MAX_HEAD_BYTES + b"\r\n\r\n")
+      assert _read_until_closed(sock, 5).startswith(b"HTTP/1.1 400 ")
+
+
+def test_hung_up_clients_are_dropped_under_uvicorn():
+  with _served(queue=3) as (port, model, worker):
+    model.gate.clear()
+    body, kind = _multipart(_upload())
+    request = (f"POST /api/inpaint HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {kind}"
+               f"\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    first = socket.create_connection(("127.0.0.1", port))
+    first.sendall(request)
+    assert model.started.wait(10)
+    for _ in range(3):  # complete requests whose clients leave at once
+      with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(request)
+    deadline = time.monotonic() + 10
+    while worker.admitted < 4:
+      assert time.monotonic() < deadline, worker.admitted
+      time.sleep(0.01)
+    model.gate.set()
+    assert _read_until_closed(first, 10).startswith(b"HTTP/1.1 200 ")
+    first.close()
+    while worker.admitted:
+      assert time.monotonic() < deadline + 10
+      time.sleep(0.01)
+    assert model.calls == 1

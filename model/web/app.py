@@ -16,8 +16,10 @@ it, even through DNS rebinding. Nothing reveals a filesystem path.
 
 Concurrency: the model runs on one worker thread, one request at a time, so the event loop
 keeps answering the page and health while a big photo is inpainted. A request holds a slot
-from the moment its headers arrive until its result is computed (or it fails); there are
-``1 + queue`` slots and a request finding none gets 503 before its body is read. A request
+from the moment its whole body has arrived until its result is computed (or it fails); there
+are ``1 + queue`` slots, and a request finding none gets 503 (before its body is read if they
+are already taken when its headers arrive). A body must arrive within
+``Limits.body_timeout`` (else 408), a request head within ``server_config``'s idle timeout. A request
 whose client has disconnected when its turn comes is dropped before it reaches the model. Uploads are
 counted while they stream in and refused with 413 at ``max_upload_bytes``; every image header
 is checked against ``max_pixels`` before anything is decoded.
@@ -68,14 +70,82 @@ class Limits:
     max_upload_bytes: whole request body (both files and the multipart framing).
     max_pixels: width * height of the image (and of the mask), from the file header.
     queue: requests allowed to wait while one is in the model; more get 503.
+    body_timeout: seconds the whole request body may take to arrive after its headers;
+      later: 408 and the connection is closed.
   """
   max_upload_bytes: int
   max_pixels: int
   queue: int
+  body_timeout: float = 60.0
 
   def __post_init__(self):
-    if self.max_upload_bytes < 1 or self.max_pixels < 1 or self.queue < 0:
+    if (self.max_upload_bytes < 1 or self.max_pixels < 1 or self.queue < 0
+        or not self.body_timeout > 0):
       raise ValueError(f"bad limits: {self}")
+
+
+MAX_HEAD_BYTES = 16 * 1024  # request line + headers; more: 400 from the HTTP parser (h11)
+
+
+def server_config(app, idle_timeout=10.0, **kwargs):
+  """The ``uvicorn.Config`` serve.py runs ``app`` with.
+
+  A connection must deliver a complete request head (at most `MAX_HEAD_BYTES`) within
+  ``idle_timeout`` seconds of opening, and the next one within ``idle_timeout`` seconds of its
+  previous response, or it is closed: neither a silent nor a slowly-typing client holds a
+  connection. (uvicorn's own ``timeout_keep_alive``, set to the same, restarts with every byte
+  received.) ``kwargs`` go to ``uvicorn.Config``.
+  """
+  import uvicorn
+  settings = dict(log_level="warning", access_log=False, server_header=False,
+                  timeout_graceful_shutdown=5)
+  settings.update(kwargs)
+  return uvicorn.Config(app, http=_head_deadline_protocol(idle_timeout),
+                        timeout_keep_alive=idle_timeout,
+                        h11_max_incomplete_event_size=MAX_HEAD_BYTES, **settings)
+
+
+def _head_deadline_protocol(seconds):
+  """uvicorn's h11 protocol with a deadline for each request head (see `server_config`)."""
+  from uvicorn.protocols.http.h11_impl import H11Protocol
+
+  class HeadDeadlineProtocol(H11Protocol):
+    _deadline = None
+    _waiting_after = None  # the request/response cycle before the awaited head
+
+    def _arm(self):
+      self._disarm()
+      self._waiting_after = self.cycle
+      self._deadline = self.loop.call_later(seconds, self._expire)
+
+    def _disarm(self):
+      if self._deadline is not None:
+        self._deadline.cancel()
+        self._deadline = None
+
+    def _expire(self):
+      self._deadline = None
+      if not self.transport.is_closing():
+        self.transport.close()
+
+    def connection_made(self, transport):
+      super().connection_made(transport)
+      self._arm()
+
+    def connection_lost(self, exc):
+      self._disarm()
+      super().connection_lost(exc)
+
+    def handle_events(self):
+      super().handle_events()
+      if self._deadline is not None and self.cycle is not self._waiting_after:
+        self._disarm()  # a new request's head has arrived
+
+    def on_response_complete(self):
+      self._arm()  # before: a pipelined request handled inside disarms it
+      super().on_response_complete()
+
+  return HeadDeadlineProtocol
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,6 +248,10 @@ class _BodyTooLarge(Exception):
   pass
 
 
+class _BodyTimeout(Exception):
+  pass
+
+
 def error_response(status, message, headers=None):
   """``{"error": message}`` with ``status``; the message is flattened to one line."""
   text = " ".join(str(message).split()) or "error"
@@ -256,6 +330,10 @@ class ModelWorker:
       return False
     self.admitted += 1
     return True
+
+  def has_room(self):
+    """Whether `admit` would succeed now (takes nothing)."""
+    return not self.closing and self.admitted < self.slots
 
   def release(self):
     self.admitted -= 1
@@ -420,13 +498,18 @@ class _SecurityHeaders:
     await self.app(scope, receive, send_with_headers)
 
 
-def _limited_receive(receive, limit):
-  """An ASGI ``receive`` that raises `_BodyTooLarge` once the body passes ``limit`` bytes."""
+def _limited_receive(receive, limit, seconds):
+  """An ASGI ``receive`` that raises `_BodyTooLarge` once the body passes ``limit`` bytes and
+  `_BodyTimeout` when it has not fully arrived ``seconds`` after the first call."""
   seen = 0
+  deadline = time.monotonic() + seconds
 
   async def wrapped():
     nonlocal seen
-    message = await receive()
+    try:
+      message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+      raise _BodyTimeout() from None
     if message["type"] == "http.request":
       seen += len(message.get("body", b""))
       if seen > limit:
@@ -490,27 +573,42 @@ def create_app(inpainter, model_info, limits, hosts):
                    "max_megapixels": limits.max_pixels / 1e6},
     }
 
+  # Errors sent before the body has fully arrived close the connection (the rest of the
+  # body is not waited for).
+  unread = {"Connection": "close"}
+
+  def busy():
+    if worker.closing:
+      return error_response(503, "the server is shutting down", unread)
+    return error_response(503, f"busy: {worker.waiting} requests are already waiting; "
+                          "try again shortly", {"Retry-After": str(worker.retry_after()), **unread})
+
   @app.post("/api/inpaint")
   async def inpaint(request: Request):
     length = request.headers.get("content-length")
     if length is not None:
       if not length.isdigit():
-        return error_response(400, "bad Content-Length header")
+        return error_response(400, "bad Content-Length header", unread)
       if int(length) > limits.max_upload_bytes:
-        return error_response(413, _upload_limit_message(limits))
-    if not worker.admit():
-      if worker.closing:
-        return error_response(503, "the server is shutting down")
-      return error_response(503, f"busy: {worker.waiting} requests are already waiting; "
-                            "try again shortly", {"Retry-After": str(worker.retry_after())})
-    submitted = False
+        return error_response(413, _upload_limit_message(limits), unread)
+    if not worker.has_room():  # no slot is taken while the body arrives
+      return busy()
+    limited = Request(request.scope, _limited_receive(request.receive, limits.max_upload_bytes,
+                                                      limits.body_timeout))
     try:
-      limited = Request(request.scope, _limited_receive(request.receive,
-                                                        limits.max_upload_bytes))
-      try:
-        form = await limited.form(max_files=2, max_fields=8)
-      except _BodyTooLarge:
-        return error_response(413, _upload_limit_message(limits))
+      form = await limited.form(max_files=2, max_fields=8)
+    except _BodyTooLarge:
+      return error_response(413, _upload_limit_message(limits), unread)
+    except _BodyTimeout:
+      return error_response(408, f"the request body did not arrive within "
+                            f"{limits.body_timeout:g} s (--body_timeout)", unread)
+    except ClientDisconnect:
+      return Response(status_code=400)  # nobody is listening any more
+    submitted = False
+    admitted = worker.admit()
+    try:
+      if not admitted:
+        return busy()
       try:
         image_data = await _read_file_field(form, "image")
         mask_data = await _read_file_field(form, "mask")
@@ -533,10 +631,12 @@ def create_app(inpainter, model_info, limits, hosts):
     except (MemoryError, tf.errors.ResourceExhaustedError):
       return error_response(413, "not enough memory on the server for this image; "
                             "send a smaller one")
-    except (ClientDisconnect, ClientGone):
+    except ClientGone:
       return Response(status_code=400)  # nobody is listening any more
     finally:
-      if not submitted:
+      if admitted and not submitted:
         worker.release()
+      if not admitted:
+        await form.close()
 
   return app
