@@ -128,8 +128,8 @@ def check_arguments(images, masks, output_dir, saved_model, max_megapixels):
   bases = []
   for flag, arg in (("images", images), ("masks", masks)):
     try:
-      if transforms.has_glob(arg):
-        if not FileSystems.match([arg], limits=[1])[0].metadata_list:
+      if transforms.is_pattern(arg):
+        if not transforms.match_glob(arg):
           raise _LaunchError(f"--{flag} {arg} matches no file")
         bases.append((flag, arg, transforms.glob_base(arg)))
       elif not (os.path.exists(arg) if transforms.is_local(arg) else (

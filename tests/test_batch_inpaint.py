@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import cv2
 import numpy as np
@@ -140,6 +141,7 @@ def batch_run(tmp_path_factory, tiny):
   h, w = lomiri.shape[:2]
   alpha = (np.add.outer(np.arange(h), np.arange(w)) * 255 // (h + w - 2)).astype(np.uint8)
   good["rgba"] = (np.dstack([lomiri, alpha]), lomiri_mask)
+  good["back\\slash"] = (china[200:264, 300:380], china_mask[200:264, 300:380])  # a legal name
   for name, (pixels, mask) in good.items():
     _write(images / f"{name}.png", pixels)
     _write(ref / "images" / f"{name}.png", pixels)
@@ -204,7 +206,7 @@ def batch_run(tmp_path_factory, tiny):
 
 def test_outputs_are_byte_identical_to_test_py(batch_run):
   out, ref = batch_run["out"], batch_run["ref"]
-  for name in ("odd", "grey", "rgba"):
+  for name in ("odd", "grey", "rgba", "back\\slash"):
     with open(out / f"{name}.png", "rb") as a, open(ref / "out" / f"{name}.png", "rb") as b:
       assert a.read() == b.read(), f"{name}.png differs from test.py's"
   with open(out / "sub" / "nested.png", "rb") as a, open(ref / "out" / "nested.png", "rb") as b:
@@ -224,7 +226,8 @@ def test_outputs_are_byte_identical_to_test_py(batch_run):
 
 def test_every_input_has_one_record(batch_run):
   recs = batch_run["records"]
-  ok = {"odd.png", "grey.png", "rgba.png", "nested.png", "rotated.jpg", "clash.bmp"}
+  ok = {"odd.png", "grey.png", "rgba.png", "back\\slash.png", "nested.png", "rotated.jpg",
+        "clash.bmp"}
   failed = {"corrupt.png": "not a PNG, JPEG, BMP, WebP, GIF or TIFF file",
             "wrongsize.png": "mask is 88x64 but image is 96x64",
             "nomask.png": "no mask matches it",
@@ -262,8 +265,9 @@ def test_no_partial_files_left(batch_run):
   out = batch_run["out"]
   leftovers = [p for p in glob.glob(os.path.join(str(out), "**", ".*"), recursive=True)]
   assert not leftovers, leftovers
-  assert sorted(_pngs(out)) == sorted(["odd.png", "grey.png", "rgba.png", "rotated.png",
-                                       "clash.png", os.path.join("sub", "nested.png")])
+  assert sorted(_pngs(out)) == sorted(["odd.png", "grey.png", "rgba.png", "back\\slash.png",
+                                       "rotated.png", "clash.png",
+                                       os.path.join("sub", "nested.png")])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,6 +311,71 @@ def test_pairing_is_test_py_pairing(tmp_path):
   assert [t.image for t in tasks if t.error and "several masks" in t.error] == [str(images / "a.jpg")]
   assert _pairs(tasks) == [(str(images / "b.png"), str(masks / "b_mask.png")),
                            (str(images / "e.webp"), str(masks / "e_mask.JPG"))]
+
+
+_ODD_NAMES = ["plain", "back\\slash", "br[ack]et", "st*r", "qu?stion", "sp ace", "\u00fcml\u00e4ut",
+              "[x]", "a!b"]
+
+
+@pytest.mark.parametrize("folder_name", ["images", "br[ack]et dir", "st*r dir"])
+def test_every_file_name_is_listed(tmp_path, folder_name):
+  """No legal file name is dropped by the listing (Beam's glob '*' skips names with a
+  backslash), and an existing folder is taken literally even with glob characters."""
+  images, masks = tmp_path / folder_name, tmp_path / "masks"
+  for name in _ODD_NAMES:
+    for folder, stem in ((images, name), (masks, name + "_mask")):
+      folder.mkdir(exist_ok=True)
+      (folder / f"{stem}.png").write_bytes(b"x")
+  (images / "sub").mkdir()
+  (images / "sub" / "deep\\er.png").write_bytes(b"x")
+  (masks / "deep\\er.png").write_bytes(b"x")
+  expected, unpaired = image_io.pair_by_stem(images, masks)  # test.py's folder mode
+  assert len(expected) == len(_ODD_NAMES) and not unpaired
+  out = str(tmp_path / "out")
+  args = [str(images), str(images) + "/"]
+  if not os.path.exists(images / "*"):
+    args.append(os.path.join(glob.escape(str(images)), "*"))
+  for images_arg in args:
+    tasks = transforms.list_tasks(images_arg, str(masks), out)
+    assert not [t for t in tasks if t.error], (images_arg, tasks)
+    assert _pairs(tasks) == expected, images_arg
+    assert {os.path.basename(t.output) for t in tasks} == {f"{n}.png" for n in _ODD_NAMES}
+  if folder_name == "images":  # '**' reaches the sub-folder too
+    tasks = transforms.list_tasks(str(images / "**"), str(masks), out)
+    assert len(tasks) == len(_ODD_NAMES) + 1 and not [t for t in tasks if t.error], tasks
+  # The launch check agrees: an existing folder is a folder, not a pattern.
+  batch_inpaint.check_arguments(str(images), str(masks), out, _fake_saved_model(tmp_path), 1)
+
+
+def _fake_saved_model(tmp_path):
+  folder = tmp_path / "sm"
+  folder.mkdir(exist_ok=True)
+  (folder / "saved_model.pb").write_bytes(b"")
+  return str(folder)
+
+
+def test_glob_regex_is_beams_glob_but_star_keeps_backslashes():
+  from apache_beam.io.filesystem import FileSystem
+  import re
+  rng = np.random.default_rng(0)
+  atoms = ["a", "b", "/", "*", "**", "?", "[ab]", "[!a]", "[", "]", ".", "-", "^", "[^a]"]
+  letters = ["a", "b", "/", ".", "-", "^", "!", "[", "]", "\\"]
+  checked = 0
+  for _ in range(3000):
+    pattern = "".join(rng.choice(atoms, rng.integers(1, 6)))
+    path = "".join(rng.choice(letters, rng.integers(0, 8)))
+    ours = re.match(transforms.glob_regex(pattern), path) is not None
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", FutureWarning)  # Beam's class for '[[a]' has a nested '['
+      beams = re.match(FileSystem.translate_pattern(pattern), path) is not None
+    if "\\" not in path:
+      assert ours == beams, (pattern, path)
+      checked += 1
+    elif beams:
+      assert ours, (pattern, path)  # a backslash only ever adds matches
+  assert checked > 1000
+  assert re.match(transforms.glob_regex("in/*.png"), "in/b\\c.png")
+  assert not re.match(transforms.glob_regex("in/*.png"), "in/sub/c.png")
 
 
 def test_pairing_in_one_folder(tmp_path):
