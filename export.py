@@ -7,7 +7,10 @@ Signatures (see ``model/inference/serving.py`` and README "Serving"):
   serving_default: image uint8 [B,H,W,3] RGB, mask uint8 [B,H,W,1] (>127 = hole) -> inpainted
   inpaint_bytes:   image_bytes string [B], mask_bytes string [B] (encoded files) -> png_bytes
 The SavedModel is written to a temporary directory beside OUT and renamed into place, so OUT
-is never half-written. Every failure prints one line ``error: ...`` and exits with status 1.
+is never half-written. With ``--overwrite`` an existing OUT is replaced only if it holds a
+SavedModel and nothing else, and never if it is or contains the checkpoint directory; a
+symlink OUT stays, the directory it points to is written. Every failure prints one line
+``error: ...`` and exits with status 1.
 """
 import math
 import os
@@ -45,8 +48,16 @@ class _ExportError(Exception):
 _fail = cli.CONSOLE.fail
 
 
+# What a SavedModel directory holds (tf.saved_model.save, Keras, TF1 builders); with
+# --overwrite only a directory of these entries is replaced.
+SAVED_MODEL_ENTRIES = frozenset({"saved_model.pb", "saved_model.pbtxt", "variables", "assets",
+                                 "assets.extra", "fingerprint.pb", "keras_metadata.pb"})
+
+
 def _check_target(out, overwrite):
-  """Fails early (before TensorFlow loads) if ``out`` must not be written."""
+  """Fails early (before TensorFlow loads) if ``out`` (symlinks resolved) must not be
+  written: it exists and is not a directory, or is not empty and either ``overwrite`` is off
+  or it holds anything but a SavedModel."""
   if not os.path.lexists(out):
     return
   if not os.path.isdir(out) or os.path.islink(out):
@@ -59,6 +70,21 @@ def _check_target(out, overwrite):
   if "saved_model.pb" not in entries:
     raise _ExportError(f"{out} is not a SavedModel directory (no saved_model.pb); "
                        "refusing to replace it")
+  foreign = sorted(set(entries) - SAVED_MODEL_ENTRIES)
+  if foreign:
+    shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+    raise _ExportError(f"{out} holds more than a SavedModel ({shown}); refusing to replace it")
+
+
+def _check_not_inside(out, checkpoint_dir):
+  """Refuses an export directory that is, or contains, the checkpoint being exported."""
+  source = checkpoint_dir
+  if not os.path.isdir(source):  # a TF1 checkpoint prefix: its files are in its folder
+    source = os.path.dirname(os.path.abspath(source))
+  source = os.path.realpath(source)
+  if source == out or source.startswith(out.rstrip(os.sep) + os.sep):
+    raise _ExportError(f"--export_dir {out} contains the checkpoint being exported "
+                       f"({checkpoint_dir}); choose another folder")
 
 
 def _remove(path):
@@ -120,7 +146,9 @@ def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False, verbo
     raise _ExportError(f"--max_memory_gb must be a positive number, got {max_memory_gb}")
   if not (math.isfinite(max_megapixels) and max_megapixels > 0):
     raise _ExportError(f"--max_megapixels must be a positive number, got {max_megapixels}")
-  out = os.path.abspath(export_dir)
+  # A symlink stays: the directory it points to is the one written (replaced with --overwrite).
+  out = os.path.realpath(export_dir)
+  _check_not_inside(out, checkpoint_dir)
   _check_target(out, overwrite)
   if not os.path.exists(checkpoint_dir) and not os.path.exists(checkpoint_dir + ".index"):
     raise _ExportError(f"checkpoint directory not found: {checkpoint_dir}")
@@ -143,7 +171,10 @@ def main(argv):
   def run():
     out = export(FLAGS.checkpoint_dir, FLAGS.export_dir, FLAGS.max_memory_gb, FLAGS.overwrite,
                  FLAGS.verbose, FLAGS.max_megapixels, FLAGS.seam_blend)
-    print(f"wrote SavedModel to {out} (signatures: serving_default, inpaint_bytes)")
+    link = ""
+    if os.path.islink(FLAGS.export_dir.rstrip(os.sep) or os.sep):
+      link = f" (the target of the symlink {FLAGS.export_dir})"
+    print(f"wrote SavedModel to {out}{link} (signatures: serving_default, inpaint_bytes)")
     return 0
 
   return cli.guarded(run, expected=(_ExportError,), argv=argv)
