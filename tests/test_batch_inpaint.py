@@ -718,3 +718,32 @@ def test_saved_model_without_object_graph_signatures_loads_whole(tmp_path):
   got = model(rgb, hole).pixels
   assert np.array_equal(got[hole], np.zeros((4, 3), np.uint8))
   assert np.array_equal(got[~hole], rgb[~hole])
+
+
+def test_output_of_another_shape_is_a_failed_record(tmp_path):
+  """A foreign SavedModel with serving_default(image, mask) -> inpainted that returns 2x2
+  pictures: failed records saying so, no PNG."""
+  import tensorflow as tf
+
+  class Foreign(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8),
+                                  tf.TensorSpec([None, None, None, 1], tf.uint8)])
+    def serve(self, image, mask):
+      return {"inpainted": tf.zeros([tf.shape(image)[0], 2, 2, 3], tf.uint8)}
+
+  foreign = Foreign()
+  export = str(tmp_path / "foreign")
+  tf.saved_model.save(foreign, export, signatures={"serving_default": foreign.serve})
+  images, out = tmp_path / "in", tmp_path / "out"
+  for name, side in (("a", 24), ("b", 40)):
+    _write(images / f"{name}.png", np.full((side, side + 8, 3), 90, np.uint8))
+    mask = np.zeros((side, side + 8), np.uint8)
+    mask[4:12, 4:12] = 255
+    _write(images / f"{name}_mask.png", mask)
+  counts, _, _ = batch_inpaint.run(str(images), str(images), str(out), export)
+  assert counts == {"ok": 0, "skipped": 0, "failed": 2}, counts
+  recs = _records(out)
+  assert "returned 2x2x3 uint8 pixels for a 32x24 photo (expected 24x32x3 uint8)" in (
+      recs["a.png"]["error"]), recs["a.png"]
+  assert "for a 48x40 photo" in recs["b.png"]["error"]
+  assert _pngs(out) == []

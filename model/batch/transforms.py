@@ -22,6 +22,7 @@ import os
 import re
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
@@ -400,6 +401,17 @@ class ReadPhotos(beam.DoFn):
     yield handler_lib.Photo(task=task, rgb=rgb, hole=hole, info=info)
 
 
+def check_pixels(pixels, rgb):
+  """Raises `UserError` unless the model's ``pixels`` are uint8 with the photo's shape (a
+  SavedModel with the same signature may return anything)."""
+  if not (isinstance(pixels, np.ndarray) and pixels.dtype == np.uint8
+          and pixels.shape == rgb.shape):
+    got = "x".join(map(str, getattr(pixels, "shape", ()))) or "no array"
+    h, w = rgb.shape[:2]
+    raise UserError(f"the SavedModel returned {got} {getattr(pixels, 'dtype', '')} pixels for a "
+                    f"{w}x{h} photo (expected {h}x{w}x3 uint8); is it an export.py export?")
+
+
 class WriteOutputs(beam.DoFn):
   """PredictionResult(Photo, Inpainted) -> the output PNG and an ``ok`` (or ``failed``) record."""
 
@@ -413,6 +425,7 @@ class WriteOutputs(beam.DoFn):
     task = photo.task
     size = dict(hw=photo.rgb.shape[:2], hole_fraction=float(photo.hole.mean()))
     try:
+      check_pixels(inpainted.pixels, photo.rgb)
       payload = image_io.encode_image(task.output, inpainted.pixels, photo.info,
                                       check_path=False)
       write_output(task.output, payload)
