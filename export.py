@@ -1,11 +1,12 @@
 r"""Export a DeepFill checkpoint (ours or an official TF1 v1 one) as a SavedModel for serving.
 
   python export.py --checkpoint_dir DIR --export_dir OUT [--max_memory_gb 1] [--max_megapixels 100]
-                   [--overwrite] [--noseam_blend]
+                   [--overwrite] [--noseam_blend] [--signatures all|serving]
 
 Signatures (see ``model/inference/serving.py`` and README "Serving"):
   serving_default: image uint8 [B,H,W,3] RGB, mask uint8 [B,H,W,1] (>127 = hole) -> inpainted
   inpaint_bytes:   image_bytes string [B], mask_bytes string [B] (encoded files) -> png_bytes
+                   (left out with --signatures serving, the export batch_inpaint.py runs)
 The SavedModel is written to a temporary directory beside OUT and renamed into place, so OUT
 is never half-written. With ``--overwrite`` an existing OUT is replaced only if it holds a
 SavedModel and nothing else, and never if it is or contains the checkpoint directory; a
@@ -36,6 +37,9 @@ cli.define_max_memory_gb("Working-memory bound of contextual attention per image
                          "attention tile is chosen from it and the image size at serving time.")
 cli.define_max_megapixels("inpaint_bytes refuses an image or mask whose file header declares "
                           "more megapixels (width x height) than this, before decoding it.")
+flags.DEFINE_enum("signatures", "all", ["all", "serving"], "Signatures to export: 'all' "
+                  "(serving_default and inpaint_bytes) or 'serving' (serving_default only: what "
+                  "batch_inpaint.py runs; a smaller graph to load).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty SavedModel directory.")
 cli.define_seam_blend()
 cli.define_verbose()
@@ -138,8 +142,9 @@ def _write_atomically(out, overwrite, write):
 
 
 def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False, verbose=False,
-           max_megapixels=100.0, seam_blend=True):
-  """Loads the generator from ``checkpoint_dir`` and writes the SavedModel to ``export_dir``."""
+           max_megapixels=100.0, seam_blend=True, signatures="all"):
+  """Loads the generator from ``checkpoint_dir`` and writes the SavedModel to ``export_dir``
+  with the signatures of ``serving.SIGNATURE_SETS[signatures]``."""
   if not export_dir:
     raise _ExportError("--export_dir is required")
   if not (math.isfinite(max_memory_gb) and max_memory_gb > 0):
@@ -159,7 +164,7 @@ def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False, verbo
   generator, model_config = checkpoints.load_generator(checkpoint_dir)
   archive = serving.ServingModel(generator, model_config, max_memory_gb,
                                  max_pixels=max(1, int(max_megapixels * 1e6)),
-                                 seam_blend=seam_blend).archive()
+                                 seam_blend=seam_blend).archive(signatures)
   _write_atomically(out, overwrite, lambda tmp: archive.write_out(tmp, verbose=False))
   return out
 
@@ -170,11 +175,13 @@ def main(argv):
 
   def run():
     out = export(FLAGS.checkpoint_dir, FLAGS.export_dir, FLAGS.max_memory_gb, FLAGS.overwrite,
-                 FLAGS.verbose, FLAGS.max_megapixels, FLAGS.seam_blend)
+                 FLAGS.verbose, FLAGS.max_megapixels, FLAGS.seam_blend, FLAGS.signatures)
     link = ""
     if os.path.islink(FLAGS.export_dir.rstrip(os.sep) or os.sep):
       link = f" (the target of the symlink {FLAGS.export_dir})"
-    print(f"wrote SavedModel to {out}{link} (signatures: serving_default, inpaint_bytes)")
+    names = ", ".join(("serving_default", "inpaint_bytes")[:1 if FLAGS.signatures == "serving"
+                                                          else 2])
+    print(f"wrote SavedModel to {out}{link} (signatures: {names})")
     return 0
 
   return cli.guarded(run, expected=(_ExportError,), argv=argv)

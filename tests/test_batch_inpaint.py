@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 
@@ -27,11 +28,11 @@ from conftest import EXAMPLES, REPO, png_with_header, require_shared
 
 pytest.importorskip("apache_beam", reason="the beam extra is not installed")
 
-import batch_inpaint  # noqa: E402
 from model import config as config_lib  # noqa: E402
 from model import generator as generator_lib  # noqa: E402
 from model import weights  # noqa: E402
 from model.batch import handler as handler_lib  # noqa: E402
+from model.batch import launch  # noqa: E402
 from model.batch import transforms  # noqa: E402
 from model.fileio import images as image_io  # noqa: E402
 
@@ -105,7 +106,7 @@ def tiny(tmp_path_factory):
   cfg = config_lib.preset("v1", cnum=4)
   weights.save_generator(generator_lib.build_generator(cfg), cfg, ckpt)
   gen, cfg = weights.load_generator(ckpt)
-  serving.ServingModel(gen, cfg, 1.0).archive().write_out(export, verbose=False)
+  serving.ServingModel(gen, cfg, 1.0).archive("serving").write_out(export, verbose=False)
   return {"checkpoint": ckpt, "saved_model": export}
 
 
@@ -193,7 +194,7 @@ def batch_run(tmp_path_factory, tiny):
                   "--output", ref / "rotated.png", "--checkpoint_dir", tiny["checkpoint"],
                   cwd=root)
   try:
-    counts, pattern, worker = batch_inpaint.run(
+    counts, pattern, worker = launch.run(
         str(images / "**"), str(masks), str(out), tiny["saved_model"],
         model_handler=_FailOnBoom(tiny["saved_model"]))
   finally:
@@ -344,7 +345,7 @@ def test_every_file_name_is_listed(tmp_path, folder_name):
     tasks = transforms.list_tasks(str(images / "**"), str(masks), out)
     assert len(tasks) == len(_ODD_NAMES) + 1 and not [t for t in tasks if t.error], tasks
   # The launch check agrees: an existing folder is a folder, not a pattern.
-  batch_inpaint.check_arguments(str(images), str(masks), out, _fake_saved_model(tmp_path), 1)
+  launch.check_arguments(str(images), str(masks), out, _fake_saved_model(tmp_path), 1)
 
 
 def _fake_saved_model(tmp_path):
@@ -423,11 +424,11 @@ def test_launch_errors(tmp_path, tiny):
        "where the images are read from"),  # a later run's '**' would find the outputs
   ]
   for change, text in cases:
-    with pytest.raises(batch_inpaint._LaunchError, match=text):
-      batch_inpaint.run(**{**good, **change})
+    with pytest.raises(launch.LaunchError, match=text):
+      launch.run(**{**good, **change})
   # A typo in a Beam option is a command-line mistake, not an option Beam drops silently.
-  with pytest.raises(batch_inpaint.app.UsageError, match="unknown flags: --runnner"):
-    batch_inpaint.run(**good, beam_args=["--runnner", "DirectRunner"])
+  with pytest.raises(launch.UnknownArguments, match="unknown flags: --runnner"):
+    launch.run(**good, beam_args=["--runnner", "DirectRunner"])
   assert not os.path.exists(tmp_path / "out") or not os.listdir(tmp_path / "out")
 
 
@@ -470,7 +471,7 @@ def test_skip_existing_finishes_after_a_crash(tmp_path, tiny):
   assert not glob.glob(os.path.join(str(out), "results-*.jsonl"))  # records come at the end
   before = {name: os.stat(out / name) for name in done}
 
-  counts, _, _ = batch_inpaint.run(str(images), mask_path, str(out), tiny["saved_model"],
+  counts, _, _ = launch.run(str(images), mask_path, str(out), tiny["saved_model"],
                                    skip_existing=True)
   assert counts == {"ok": 40 - len(done), "skipped": len(done), "failed": 0}, counts
   for name, st in before.items():  # finished files were not rewritten
@@ -480,7 +481,7 @@ def test_skip_existing_finishes_after_a_crash(tmp_path, tiny):
   assert statuses == {f"p{i:02d}.png": "skipped" if f"p{i:02d}.png" in done else "ok"
                       for i in range(40)}
   # The result is that of an uninterrupted run, byte for byte.
-  counts, _, _ = batch_inpaint.run(str(images), mask_path, str(clean), tiny["saved_model"])
+  counts, _, _ = launch.run(str(images), mask_path, str(clean), tiny["saved_model"])
   assert counts["ok"] == 40
   assert _pngs(out) == _pngs(clean)
   for name in _pngs(clean):
@@ -572,8 +573,9 @@ def _memtest_filesystem():
   return MemTestFileSystem
 
 
-def test_remote_filesystem_paths(batch_run, tiny):
+def test_remote_filesystem_paths(batch_run, tiny, tmp_path, monkeypatch):
   filesystem = _memtest_filesystem()  # Beam finds the subclass (while it lives) by its scheme
+  monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the local copy is made
   store = _ObjectStore.objects
   store.clear()
   for root, _, files in os.walk(tiny["saved_model"]):
@@ -589,7 +591,7 @@ def test_remote_filesystem_paths(batch_run, tiny):
   store["memtest://bucket/photos/corrupt.png"] = b"not a PNG"
   store["memtest://bucket/masks/corrupt.png"] = store["memtest://bucket/masks/odd.png"]
 
-  counts, pattern, _ = batch_inpaint.run("memtest://bucket/photos/*.png", "memtest://bucket/masks",
+  counts, pattern, _ = launch.run("memtest://bucket/photos/*.png", "memtest://bucket/masks",
                                          "memtest://bucket/out", "memtest://bucket/model")
   assert counts == {"ok": 2, "skipped": 0, "failed": 1}, counts
   for name in ("odd.png", "grey.png"):  # the bytes of the local run, which are test.py's
@@ -599,10 +601,12 @@ def test_remote_filesystem_paths(batch_run, tiny):
   failed = [r for r in records if r["status"] == "failed"]
   assert len(records) == 3 and failed[0]["image"] == "memtest://bucket/photos/corrupt.png"
   assert "not a PNG, JPEG" in failed[0]["error"]
-  counts, _, _ = batch_inpaint.run("memtest://bucket/photos/*.png", "memtest://bucket/masks/",
+  counts, _, _ = launch.run("memtest://bucket/photos/*.png", "memtest://bucket/masks/",
                                    "memtest://bucket/out", "memtest://bucket/model",
                                    skip_existing=True)
   assert counts == {"ok": 0, "skipped": 2, "failed": 1}, counts
+  # The copy is deleted once loaded.
+  assert not [n for n in os.listdir(tmp_path) if n.startswith("deepfill_saved_model_")]
   del filesystem
 
 
@@ -610,27 +614,29 @@ def test_remote_filesystem_paths(batch_run, tiny):
 # Only serving_default is loaded; the photos are dealt out to the workers largest first.
 
 
-def test_handler_loads_only_serving_default(tiny):
+def test_serving_only_export_is_loaded_in_place(tiny, tmp_path, monkeypatch):
+  """The pipeline's export has serving_default only; the handler loads it as it is, with no
+  copy, and returns what the full export's serving_default returns."""
   import tensorflow as tf
+  from model.inference import serving
   from tensorflow.core.protobuf import saved_model_pb2
-  with open(os.path.join(tiny["saved_model"], "saved_model.pb"), "rb") as f:
-    full = f.read()
-  reduced = saved_model_pb2.SavedModel.FromString(handler_lib.keep_only_signature(full))
-  original = saved_model_pb2.SavedModel.FromString(full)
-  meta, meta0 = reduced.meta_graphs[0], original.meta_graphs[0]
-  names = {f.signature.name for f in meta.graph_def.library.function}
-  assert len(names) < len({f.signature.name for f in meta0.graph_def.library.function})
-  assert not [n for n in names if "serve_bytes" in n], names
-  assert any("serve" in n for n in names), names
-  assert set(meta.signature_def) <= {"serving_default", "__saved_model_init_op"}
-  for node in meta.graph_def.node:  # the graph-mode view calls no removed function
-    assert all(f in names for f in handler_lib._called_functions([node], {n: 0 for n in names})
-               ), node.name
-    assert not (node.op.startswith("__inference") and node.op not in names), node.name
-  with pytest.raises(ValueError, match="no signature 'inpaint_bytes_x'"):
-    handler_lib.keep_only_signature(full, "inpaint_bytes_x")
+  full = str(tmp_path / "full")
+  gen, cfg = weights.load_generator(tiny["checkpoint"])
+  serving.ServingModel(gen, cfg, 1.0).archive().write_out(full, verbose=False)
+  functions = {}
+  for name, path in (("serving", tiny["saved_model"]), ("full", full)):
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+      meta = saved_model_pb2.SavedModel.FromString(f.read()).meta_graphs[0]
+    functions[name] = {f.signature.name for f in meta.graph_def.library.function}
+  assert not [n for n in functions["serving"] if "serve_bytes" in n]
+  assert [n for n in functions["full"] if "serve_bytes" in n]
+  assert len(functions["serving"]) < len(functions["full"])
 
+  temp = tmp_path / "temp"
+  temp.mkdir()
+  monkeypatch.setattr(tempfile, "tempdir", str(temp))
   model = handler_lib.SavedModelHandler(tiny["saved_model"]).load_model()
+  assert os.listdir(temp) == []  # loaded in place: nothing copied
   assert set(model._loaded.signatures) == {"serving_default"}
   assert model.baseline_rss_mb > 100
   rng = np.random.default_rng(5)
@@ -638,12 +644,15 @@ def test_handler_loads_only_serving_default(tiny):
   hole = np.zeros((45, 70), bool)
   hole[10:30, 20:50] = True
   got = model(rgb, hole)
-  serve = tf.saved_model.load(tiny["saved_model"]).signatures["serving_default"]
+  serve = tf.saved_model.load(full).signatures["serving_default"]
   want = serve(image=tf.constant(rgb[None]),
                mask=tf.constant(np.where(hole, 255, 0).astype(np.uint8)[None, :, :, None]))
   assert np.array_equal(got.pixels, want["inpainted"][0].numpy())
   assert not np.array_equal(got.pixels[hole], rgb[hole])
   assert got.baseline_rss_mb == model.baseline_rss_mb and got.setup_cpu_s == model.setup_cpu_s
+  # A full export loads too (both signatures built).
+  assert set(handler_lib.SavedModelHandler(full).load_model()._loaded.signatures) == {
+      "serving_default", "inpaint_bytes"}
 
 
 _DEALT = []  # (thread, image) in the order the fake handler saw them
@@ -693,8 +702,8 @@ def test_photos_are_dealt_out_largest_first(tmp_path):
   assert abs(shares[0] - shares[1]) <= max(sizes.values())
 
 
-def test_saved_model_without_object_graph_signatures_loads_whole(tmp_path):
-  """A TF1-style SavedModel (no signature map to reduce to) is loaded as it is."""
+def test_tf1_saved_model_loads(tmp_path):
+  """A TF1-style SavedModel (no object graph) is loaded as any other."""
   import tensorflow as tf
   export = str(tmp_path / "tf1")
   graph = tf.Graph()
@@ -708,9 +717,6 @@ def test_saved_model_without_object_graph_signatures_loads_whole(tmp_path):
           "serving_default": tf.compat.v1.saved_model.predict_signature_def(
               {"image": image, "mask": mask}, {"inpainted": out})})
       builder.save()
-  with open(os.path.join(export, "saved_model.pb"), "rb") as f:
-    with pytest.raises(ValueError, match="no signature"):
-      handler_lib.keep_only_signature(f.read())
   model = handler_lib.SavedModelHandler(export).load_model()
   rgb = np.full((5, 6, 3), 7, np.uint8)
   hole = np.zeros((5, 6), bool)
@@ -740,7 +746,7 @@ def test_output_of_another_shape_is_a_failed_record(tmp_path):
     mask = np.zeros((side, side + 8), np.uint8)
     mask[4:12, 4:12] = 255
     _write(images / f"{name}_mask.png", mask)
-  counts, _, _ = batch_inpaint.run(str(images), str(images), str(out), export)
+  counts, _, _ = launch.run(str(images), str(images), str(out), export)
   assert counts == {"ok": 0, "skipped": 0, "failed": 2}, counts
   recs = _records(out)
   assert "returned 2x2x3 uint8 pixels for a 32x24 photo (expected 24x32x3 uint8)" in (

@@ -361,15 +361,17 @@ def test_overwrite_replaces_only_a_saved_model(tmp_path):
   target = _fake_saved_model(tmp_path / "models" / "v1")
   link = tmp_path / "current"
   os.symlink(target, link)
+  # (--signatures serving: the pipeline's export, serving_default only.)
   proc = _run_export("--checkpoint_dir", ckpt, "--export_dir", link, "--overwrite",
-                     cwd=tmp_path)
+                     "--signatures", "serving", cwd=tmp_path)
   assert proc.returncode == 0, proc.stderr
-  assert f"wrote SavedModel to {target} (the target of the symlink {link})" in proc.stdout
+  assert (f"wrote SavedModel to {target} (the target of the symlink {link}) (signatures: "
+          "serving_default)") in proc.stdout
   assert os.path.islink(link) and os.path.realpath(link) == str(target)
   assert (target / "saved_model.pb").stat().st_size > 1000
   assert not (target / "variables" / "variables.index").read_bytes() == b"old"
   assert sorted(os.listdir(target.parent)) == ["v1"]  # no temporary directory left
-  assert "serving_default" in tf.saved_model.load(str(link)).signatures
+  assert set(tf.saved_model.load(str(link)).signatures) == {"serving_default"}
 
 
 _FULL_DISK = r"""
