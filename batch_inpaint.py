@@ -20,6 +20,7 @@ export (``export.py --signatures serving``). See README "Batch inpainting with A
 import functools
 import logging
 import os
+import signal
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -54,6 +55,15 @@ cli.define_verbose()
 _fail = cli.CONSOLE.fail
 
 
+def _on_sigterm(signum, frame):
+  """Deletes this process's local copy of a remote SavedModel (if one is being loaded),
+  then dies of the signal as it would have."""
+  from model.batch import copies
+  copies.remove_stale_copies(include_own=True)
+  signal.signal(signum, signal.SIG_DFL)
+  os.kill(os.getpid(), signum)
+
+
 def main(argv):
   logging.getLogger().setLevel(logging.WARNING)
   # The DirectRunner's job service repeats its worker processes' start-up warnings.
@@ -61,6 +71,8 @@ def main(argv):
   # An error that stops the pipeline is reported once, in one line, not as a logged traceback.
   for name in ("apache_beam.runners.common", "apache_beam.runners.worker"):
     logging.getLogger(name).setLevel(logging.CRITICAL)
+
+  signal.signal(signal.SIGTERM, _on_sigterm)
 
   def body():
     from model.batch import launch

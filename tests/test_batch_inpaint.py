@@ -31,6 +31,7 @@ pytest.importorskip("apache_beam", reason="the beam extra is not installed")
 from model import config as config_lib  # noqa: E402
 from model import generator as generator_lib  # noqa: E402
 from model import weights  # noqa: E402
+from model.batch import copies  # noqa: E402
 from model.batch import handler as handler_lib  # noqa: E402
 from model.batch import launch  # noqa: E402
 from model.batch import transforms  # noqa: E402
@@ -576,6 +577,8 @@ def _memtest_filesystem():
 def test_remote_filesystem_paths(batch_run, tiny, tmp_path, monkeypatch):
   filesystem = _memtest_filesystem()  # Beam finds the subclass (while it lives) by its scheme
   monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the local copy is made
+  stale = tmp_path / f"{copies.COPY_PREFIX}{2**22 + 1}_killed"  # left by a killed process
+  stale.mkdir()
   store = _ObjectStore.objects
   store.clear()
   for root, _, files in os.walk(tiny["saved_model"]):
@@ -605,8 +608,8 @@ def test_remote_filesystem_paths(batch_run, tiny, tmp_path, monkeypatch):
                                    "memtest://bucket/out", "memtest://bucket/model",
                                    skip_existing=True)
   assert counts == {"ok": 0, "skipped": 2, "failed": 1}, counts
-  # The copy is deleted once loaded.
-  assert not [n for n in os.listdir(tmp_path) if n.startswith("deepfill_saved_model_")]
+  # The copy is deleted once loaded, and the stale one at the first load.
+  assert not [n for n in os.listdir(tmp_path) if n.startswith(copies.COPY_PREFIX)]
   del filesystem
 
 
@@ -653,6 +656,44 @@ def test_serving_only_export_is_loaded_in_place(tiny, tmp_path, monkeypatch):
   # A full export loads too (both signatures built).
   assert set(handler_lib.SavedModelHandler(full).load_model()._loaded.signatures) == {
       "serving_default", "inpaint_bytes"}
+
+
+def test_stale_copies_are_removed(tmp_path):
+  dead = 2**22 + 1  # above Linux's largest pid: no such process
+  for name in (f"{copies.COPY_PREFIX}{dead}_abc", f"{copies.COPY_PREFIX}{os.getpid()}_abc",
+               f"{copies.COPY_PREFIX}{os.getppid()}_abc", f"{copies.COPY_PREFIX}old", "other"):
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "saved_model.pb").write_bytes(b"x")
+  assert copies.remove_stale_copies(str(tmp_path)) == 1
+  assert sorted(os.listdir(tmp_path)) == sorted([
+      f"{copies.COPY_PREFIX}{os.getpid()}_abc", f"{copies.COPY_PREFIX}{os.getppid()}_abc",
+      f"{copies.COPY_PREFIX}old", "other"])
+  assert copies.remove_stale_copies(str(tmp_path), include_own=True) == 1
+  assert f"{copies.COPY_PREFIX}{os.getppid()}_abc" in os.listdir(tmp_path)  # alive, not ours
+
+
+def test_sigterm_removes_the_commands_copy(tmp_path, tiny):
+  """batch_inpaint.py on SIGTERM deletes its own copy (here a stand-in made once it runs)."""
+  temp = tmp_path / "temp"
+  temp.mkdir()
+  _write(tmp_path / "in" / "a.png", np.zeros((16, 16, 3), np.uint8))
+  env = _env()
+  env["TMPDIR"] = str(temp)
+  proc = subprocess.Popen([sys.executable, BATCH_PY, "--images", str(tmp_path / "in"),
+                           "--masks", str(tmp_path / "in" / "a.png"), "--output_dir",
+                           str(tmp_path / "out"), "--saved_model", tiny["saved_model"]],
+                          cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  copy = temp / f"{copies.COPY_PREFIX}{proc.pid}_test"
+  deadline = time.monotonic() + 300
+  while "tensorflow" not in open(f"/proc/{proc.pid}/maps").read():  # main() is running
+    assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+    time.sleep(0.05)
+  copy.mkdir()
+  proc.send_signal(signal.SIGTERM)
+  proc.communicate(timeout=60)
+  assert proc.returncode == -signal.SIGTERM
+  assert not copy.exists()
 
 
 _DEALT = []  # (thread, image) in the order the fake handler saw them

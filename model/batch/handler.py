@@ -33,6 +33,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference import base
 from google.protobuf.message import DecodeError
 
+from model.batch import copies
+
 
 class _DropBeamMemoryWarning(logging.Filter):
   """Beam 2.77's RunInference warns on every model load that it cannot measure memory:
@@ -169,7 +171,8 @@ class SavedModelHandler(base.ModelHandler):
       if FileSystems.get_scheme(self._saved_model_dir) is None:
         loaded = tf.saved_model.load(self._saved_model_dir)
       else:  # TensorFlow reads local files: a copy, deleted once the model is in memory
-        folder = tempfile.mkdtemp(prefix="deepfill_saved_model_")
+        copies.remove_stale_copies()
+        folder = tempfile.mkdtemp(prefix=copies.prefix())
         try:
           copy_tree(self._saved_model_dir, folder)
           loaded = tf.saved_model.load(folder)
