@@ -1,13 +1,17 @@
 r"""Export a DeepFill checkpoint (ours or an official TF1 v1 one) as a SavedModel for serving.
 
   python export.py --checkpoint_dir DIR --export_dir OUT [--max_memory_gb 1] [--max_megapixels 100]
-                   [--overwrite] [--noseam_blend]
+                   [--overwrite] [--noseam_blend] [--signatures all|serving]
 
 Signatures (see ``model/inference/serving.py`` and README "Serving"):
   serving_default: image uint8 [B,H,W,3] RGB, mask uint8 [B,H,W,1] (>127 = hole) -> inpainted
   inpaint_bytes:   image_bytes string [B], mask_bytes string [B] (encoded files) -> png_bytes
+                   (left out with --signatures serving, the export batch_inpaint.py runs)
 The SavedModel is written to a temporary directory beside OUT and renamed into place, so OUT
-is never half-written. Every failure prints one line ``error: ...`` and exits with status 1.
+is never half-written. With ``--overwrite`` an existing OUT is replaced only if it holds a
+SavedModel and nothing else, and never if it is or contains the checkpoint directory; a
+symlink OUT stays, the directory it points to is written. Every failure prints one line
+``error: ...`` and exits with status 1.
 """
 import os
 import re
@@ -33,6 +37,9 @@ cli.define_max_memory_gb("Working-memory bound of contextual attention per image
                          "attention tile is chosen from it and the image size at serving time.")
 cli.define_max_megapixels("inpaint_bytes refuses an image or mask whose file header declares "
                           "more megapixels (width x height) than this, before decoding it.")
+flags.DEFINE_enum("signatures", "all", ["all", "serving"], "Signatures to export: 'all' "
+                  "(serving_default and inpaint_bytes) or 'serving' (serving_default only: what "
+                  "batch_inpaint.py runs; a smaller graph to load).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty SavedModel directory.")
 cli.define_seam_blend()
 cli.define_verbose()
@@ -45,8 +52,16 @@ class _ExportError(Exception):
 _fail = cli.CONSOLE.fail
 
 
+# What a SavedModel directory holds (tf.saved_model.save, Keras, TF1 builders); with
+# --overwrite only a directory of these entries is replaced.
+SAVED_MODEL_ENTRIES = frozenset({"saved_model.pb", "saved_model.pbtxt", "variables", "assets",
+                                 "assets.extra", "fingerprint.pb", "keras_metadata.pb"})
+
+
 def _check_target(out, overwrite):
-  """Fails early (before TensorFlow loads) if ``out`` must not be written."""
+  """Fails early (before TensorFlow loads) if ``out`` (symlinks resolved) must not be
+  written: it exists and is not a directory, or is not empty and either ``overwrite`` is off
+  or it holds anything but a SavedModel."""
   if not os.path.lexists(out):
     return
   if not os.path.isdir(out) or os.path.islink(out):
@@ -59,6 +74,21 @@ def _check_target(out, overwrite):
   if "saved_model.pb" not in entries:
     raise _ExportError(f"{out} is not a SavedModel directory (no saved_model.pb); "
                        "refusing to replace it")
+  foreign = sorted(set(entries) - SAVED_MODEL_ENTRIES)
+  if foreign:
+    shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+    raise _ExportError(f"{out} holds more than a SavedModel ({shown}); refusing to replace it")
+
+
+def _check_not_inside(out, checkpoint_dir):
+  """Refuses an export directory that is, or contains, the checkpoint being exported."""
+  source = checkpoint_dir
+  if not os.path.isdir(source):  # a TF1 checkpoint prefix: its files are in its folder
+    source = os.path.dirname(os.path.abspath(source))
+  source = os.path.realpath(source)
+  if source == out or source.startswith(out.rstrip(os.sep) + os.sep):
+    raise _ExportError(f"--export_dir {out} contains the checkpoint being exported "
+                       f"({checkpoint_dir}); choose another folder")
 
 
 def _remove(path):
@@ -112,8 +142,9 @@ def _write_atomically(out, overwrite, write):
 
 
 def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False, verbose=False,
-           max_megapixels=100.0, seam_blend=True):
-  """Loads the generator from ``checkpoint_dir`` and writes the SavedModel to ``export_dir``."""
+           max_megapixels=100.0, seam_blend=True, signatures="all"):
+  """Loads the generator from ``checkpoint_dir`` and writes the SavedModel to ``export_dir``
+  with the signatures of ``serving.SIGNATURE_SETS[signatures]``."""
   if not export_dir:
     raise _ExportError("--export_dir is required")
   try:
@@ -121,7 +152,9 @@ def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False, verbo
     max_pixels = limits.max_pixels(max_megapixels)
   except ValueError as e:
     raise _ExportError(str(e)) from None
-  out = os.path.abspath(export_dir)
+  # A symlink stays: the directory it points to is the one written (replaced with --overwrite).
+  out = os.path.realpath(export_dir)
+  _check_not_inside(out, checkpoint_dir)
   _check_target(out, overwrite)
   if not os.path.exists(checkpoint_dir) and not os.path.exists(checkpoint_dir + ".index"):
     raise _ExportError(f"checkpoint directory not found: {checkpoint_dir}")
@@ -132,7 +165,7 @@ def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False, verbo
   generator, model_config = checkpoints.load_generator(checkpoint_dir)
   archive = serving.ServingModel(generator, model_config, max_memory_gb,
                                  max_pixels=max_pixels,
-                                 seam_blend=seam_blend).archive()
+                                 seam_blend=seam_blend).archive(signatures)
   _write_atomically(out, overwrite, lambda tmp: archive.write_out(tmp, verbose=False))
   return out
 
@@ -143,8 +176,13 @@ def main(argv):
 
   def run():
     out = export(FLAGS.checkpoint_dir, FLAGS.export_dir, FLAGS.max_memory_gb, FLAGS.overwrite,
-                 FLAGS.verbose, FLAGS.max_megapixels, FLAGS.seam_blend)
-    print(f"wrote SavedModel to {out} (signatures: serving_default, inpaint_bytes)")
+                 FLAGS.verbose, FLAGS.max_megapixels, FLAGS.seam_blend, FLAGS.signatures)
+    link = ""
+    if os.path.islink(FLAGS.export_dir.rstrip(os.sep) or os.sep):
+      link = f" (the target of the symlink {FLAGS.export_dir})"
+    names = ", ".join(("serving_default", "inpaint_bytes")[:1 if FLAGS.signatures == "serving"
+                                                          else 2])
+    print(f"wrote SavedModel to {out}{link} (signatures: {names})")
     return 0
 
   return cli.guarded(run, expected=(_ExportError,), argv=argv)

@@ -2,6 +2,7 @@ r"""Web app: paint a hole on a photo in the browser and inpaint it (HTTP API + p
 
   python serve.py [--checkpoint_dir DIR] [--host 127.0.0.1] [--port 8000]
                   [--max_upload_mb 50] [--max_megapixels 40] [--max_memory_gb 1] [--queue 8]
+                  [--body_timeout 60] [--idle_timeout 10]
 
 Loads the model once, warms it up, then prints the URL to open. The API and its errors are
 described in README.md ("Web app"). There is no authentication: the default host only
@@ -38,6 +39,12 @@ cli.define_max_megapixels("Refuse images with more pixels than this (read from t
                           "before decoding) with 413.", default=40)
 cli.define_max_memory_gb()
 cli.define_seam_blend()
+flags.DEFINE_float("body_timeout", 60, "Seconds a request body may take to arrive after its "
+                   "headers; a slower one gets 408 and its connection is closed. No queue slot "
+                   "is held meanwhile.", lower_bound=0.001)
+flags.DEFINE_float("idle_timeout", 10, "A connection is closed when a complete request head "
+                   "(headers) has not arrived this many seconds after it opened or after its "
+                   "previous response.", lower_bound=0.001)
 flags.DEFINE_integer("queue", 8, "Requests that may wait while one is inpainted; more get 503 "
                      "with Retry-After.", lower_bound=0)
 cli.define_verbose()
@@ -102,11 +109,13 @@ def _main():
   cli.CONSOLE.progress(f"model ready (warm-up {seconds:.1f} s)")
   cli.CONSOLE.end_progress()
   limits = web_app.Limits(max_upload_bytes=limits_lib.upload_bytes(FLAGS.max_upload_mb),
-                          max_pixels=limits_lib.max_pixels(FLAGS.max_megapixels), queue=FLAGS.queue)
+                          max_pixels=limits_lib.max_pixels(FLAGS.max_megapixels), queue=FLAGS.queue,
+                          body_timeout=FLAGS.body_timeout)
   cfg = inpainter.config
   info = web_app.ModelInfo(name=os.path.basename(checkpoint.rstrip(os.sep)), preset=cfg.arch,
-                           cnum=cfg.cnum, checkpoint=checkpoint)
-  web = web_app.create_app(inpainter, info, limits)
+                           cnum=cfg.cnum)
+  web = web_app.create_app(inpainter, info, limits,
+                           web_app.allowed_hosts(FLAGS.host, sock.getsockname()[1]))
   worker = web.state.worker
 
   class Server(uvicorn.Server):
@@ -114,8 +123,7 @@ def _main():
       worker.shut_down()  # requests waiting for the model get their 503 now, not after minutes
       super().handle_exit(sig, frame)
 
-  server = Server(uvicorn.Config(web, log_level="warning", access_log=False,
-                                 server_header=False, timeout_graceful_shutdown=5))
+  server = Server(web_app.server_config(web, idle_timeout=FLAGS.idle_timeout))
   print(f"DeepFill web app: {_url(sock)}  (Ctrl+C to stop)", flush=True)
   # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again: both end here.
   signal.signal(signal.SIGTERM, _interrupt)

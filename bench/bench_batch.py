@@ -140,7 +140,7 @@ def main():
              "runs": {}}
     run_command("export", [py, "export.py", "--checkpoint_dir", args.checkpoint_dir,
                            "--export_dir", export, "--max_memory_gb", str(args.max_memory_gb),
-                           "--overwrite"], os.path.join(work, "export.log"))
+                           "--signatures", "serving", "--overwrite"], os.path.join(work, "export.log"))
   sizes = state["sizes"]
   megapixels = sum(w * h for w, h, _ in sizes) / 1e6
 

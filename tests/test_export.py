@@ -166,7 +166,8 @@ def tiny_export(tmp_path_factory):
   out = tmp / "models" / "deepfill"
   out.mkdir(parents=True)
   (out / "saved_model.pb").write_bytes(b"old")
-  (out / "stale.txt").write_text("old export")
+  (out / "variables").mkdir()
+  (out / "variables" / "stale.index").write_text("old export")
   export = _start(EXPORT_PY, "--checkpoint_dir", ckpt, "--export_dir", out, "--overwrite",
                   "--max_memory_gb", TINY_BUDGET_GB, "--max_megapixels", MAX_MEGAPIXELS, cwd=tmp)
 
@@ -249,7 +250,7 @@ def test_export_writes_saved_model_atomically(tiny_export):
   assert "wrote SavedModel" in tiny_export["stdout"]
   assert not tiny_export["stderr"].strip(), tiny_export["stderr"]
   assert (out / "saved_model.pb").stat().st_size > 1000  # the old placeholder is gone
-  assert not (out / "stale.txt").exists()
+  assert not (out / "variables" / "stale.index").exists()
   assert (out / "variables").is_dir()
   assert sorted(os.listdir(out.parent)) == ["deepfill"]  # no temporary directory left
 
@@ -365,6 +366,58 @@ def test_export_errors_are_one_line(tmp_path):
   proc = _run_export("--export_dir", tmp_path / "x", "stray", cwd=tmp_path)
   _assert_one_line_error(proc, "unexpected arguments: stray", status=2)
   assert sorted(os.listdir(tmp_path)) == ["out"]  # nothing else was created
+
+
+def _fake_saved_model(folder, *extra):
+  folder.mkdir(parents=True, exist_ok=True)
+  (folder / "saved_model.pb").write_bytes(b"old")
+  (folder / "variables").mkdir(exist_ok=True)
+  (folder / "variables" / "variables.index").write_bytes(b"old")
+  for name in extra:
+    (folder / name).write_text("not part of a SavedModel")
+  return folder
+
+
+def _tree(folder):
+  return sorted(os.path.relpath(os.path.join(root, name), folder)
+                for root, dirs, files in os.walk(folder) for name in dirs + files)
+
+
+def test_overwrite_replaces_only_a_saved_model(tmp_path):
+  ckpt_parent = _fake_saved_model(tmp_path / "P")
+  ckpt = ckpt_parent / "ckpt"
+  cfg = config_lib.preset("v1", cnum=4)
+  checkpoints.save_generator(generator_lib.build_generator(cfg), cfg, str(ckpt))
+  before = _tree(ckpt_parent)
+  # The export dir holds the checkpoint being exported (or is it): refused, nothing touched.
+  for out in (ckpt_parent, ckpt, tmp_path / "Plink"):
+    if out.name == "Plink":
+      os.symlink(ckpt_parent, out)
+    proc = _run_export("--checkpoint_dir", ckpt, "--export_dir", out, "--overwrite",
+                       cwd=tmp_path)
+    _assert_one_line_error(proc, "contains the checkpoint being exported")
+    assert _tree(ckpt_parent) == before
+  # A SavedModel with other files beside it is not replaced either.
+  other = _fake_saved_model(tmp_path / "Q", "notes.txt")
+  proc = _run_export("--checkpoint_dir", ckpt, "--export_dir", other, "--overwrite",
+                     cwd=tmp_path)
+  _assert_one_line_error(proc, "holds more than a SavedModel (notes.txt)")
+  assert (other / "notes.txt").exists() and (other / "saved_model.pb").read_bytes() == b"old"
+  # A symlink to a SavedModel: the link stays, the directory it points to is replaced.
+  target = _fake_saved_model(tmp_path / "models" / "v1")
+  link = tmp_path / "current"
+  os.symlink(target, link)
+  # (--signatures serving: the pipeline's export, serving_default only.)
+  proc = _run_export("--checkpoint_dir", ckpt, "--export_dir", link, "--overwrite",
+                     "--signatures", "serving", cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  assert (f"wrote SavedModel to {target} (the target of the symlink {link}) (signatures: "
+          "serving_default)") in proc.stdout
+  assert os.path.islink(link) and os.path.realpath(link) == str(target)
+  assert (target / "saved_model.pb").stat().st_size > 1000
+  assert not (target / "variables" / "variables.index").read_bytes() == b"old"
+  assert sorted(os.listdir(target.parent)) == ["v1"]  # no temporary directory left
+  assert set(tf.saved_model.load(str(link)).signatures) == {"serving_default"}
 
 
 _FULL_DISK = r"""

@@ -29,6 +29,8 @@ IMAGE_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")
 MASK_SPEC = tf.TensorSpec([None, None, None, 1], tf.uint8, name="mask")
 IMAGE_BYTES_SPEC = tf.TensorSpec([None], tf.string, name="image_bytes")
 MASK_BYTES_SPEC = tf.TensorSpec([None], tf.string, name="mask_bytes")
+# export.py --signatures: "serving" is what the Beam pipeline loads (nothing else is built).
+SIGNATURE_SETS = {"all": ("serving_default", "inpaint_bytes"), "serving": ("serving_default",)}
 
 
 class ServingModel:
@@ -88,11 +90,15 @@ class ServingModel:
                     fn_output_signature=tf.TensorSpec([], tf.string), parallel_iterations=1)
     return {"png_bytes": out}
 
-  def archive(self):
-    """A ``keras.export.ExportArchive`` with both signatures (``serving_default`` first)."""
+  def archive(self, signatures="all"):
+    """A ``keras.export.ExportArchive`` with the signatures of `SIGNATURE_SETS[signatures]`
+    (``serving_default`` first)."""
+    if signatures not in SIGNATURE_SETS:
+      raise ValueError(f"signatures must be one of {sorted(SIGNATURE_SETS)}, got {signatures!r}")
     archive = keras.export.ExportArchive()
     archive.track(self.inpainter.generator)
     archive.add_endpoint("serving_default", self.serve, input_signature=[IMAGE_SPEC, MASK_SPEC])
-    archive.add_endpoint("inpaint_bytes", self.serve_bytes,
-                         input_signature=[IMAGE_BYTES_SPEC, MASK_BYTES_SPEC])
+    if "inpaint_bytes" in SIGNATURE_SETS[signatures]:
+      archive.add_endpoint("inpaint_bytes", self.serve_bytes,
+                           input_signature=[IMAGE_BYTES_SPEC, MASK_BYTES_SPEC])
     return archive
