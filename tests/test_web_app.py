@@ -40,13 +40,17 @@ class StandIn:
     return rgb, None
 
 
-def _app(queue=2, port=PORT, **limits):
+def _app(queue=2, port=PORT, others=(), **limits):
+  """The app around a `StandIn` named "demo" (the default) and one per name in ``others``;
+  returns (app, demo's stand-in) or, with ``others``, (app, {name: stand-in})."""
   model = StandIn()
   limits = web_app.Limits(max_upload_bytes=limits.pop("max_upload_bytes", 2**20),
                           max_pixels=10**6, queue=queue, **limits)
-  info = web_app.ModelInfo(name="demo", preset="v1", cnum=4)
-  app = web_app.create_app(model, info, limits, web_app.allowed_hosts("127.0.0.1", port))
-  return app, model
+  stand_ins = {"demo": model, **{name: StandIn() for name in others}}
+  models = [web_app.ServedModel(web_app.ModelInfo(name=name, preset="v1", cnum=4), m)
+            for name, m in stand_ins.items()]
+  app = web_app.create_app(models, limits, web_app.allowed_hosts("127.0.0.1", port))
+  return app, (stand_ins if others else model)
 
 
 def _client(app):
@@ -164,6 +168,80 @@ def test_health_reveals_no_path():
       assert "checkpoint" not in response.json() and response.json()["model"] == "demo"
       assert "/" not in response.text, response.text
   run(main())
+
+
+def test_health_lists_the_models_without_paths():
+  app, _ = _app(others=["demo_gan"])
+
+  async def main():
+    async with _client(app) as c:
+      response = await c.get("/api/health")
+      assert response.json()["models"] == [{"name": "demo", "preset": "v1", "cnum": 4},
+                                           {"name": "demo_gan", "preset": "v1", "cnum": 4}]
+      assert response.json()["default"] == "demo"
+      assert "/" not in response.text and "\\" not in response.text, response.text
+  run(main())
+
+
+# ---------------------------------------------------------------- several models
+
+
+def test_the_form_field_model_chooses_the_model():
+  app, models = _app(others=["other"])
+
+  async def main():
+    async with _client(app) as c:
+      health = (await c.get("/api/health")).json()
+      assert [m["name"] for m in health["models"]] == ["demo", "other"]
+      assert health["default"] == health["model"] == "demo"
+      for field, expected in ((None, "demo"), ("", "demo"), ("other", "other"),
+                              ("demo", "demo")):
+        before = {name: m.calls for name, m in models.items()}
+        data = None if field is None else {"model": field}
+        response = await c.post("/api/inpaint", files=_upload(), data=data)
+        assert response.status_code == 200, response.text
+        ran = [name for name, m in models.items() if m.calls != before[name]]
+        assert ran == [expected], (field, ran)
+  run(main())
+
+
+@pytest.mark.parametrize("name", ["nope", "../demo", "x" * 500])
+def test_an_unknown_model_is_a_one_line_422(name):
+  app, models = _app(others=["other"])
+
+  async def main():
+    async with _client(app) as c:
+      response = await c.post("/api/inpaint", files=_upload(), data={"model": name})
+      assert response.status_code == 422, response.text
+      assert list(response.json()) == ["error"]
+      message = response.json()["error"]
+      assert "unknown model" in message and "demo, other" in message, message
+      assert "\n" not in message and len(message) < 200, message
+      assert app.state.worker.admitted == 0
+  run(main())
+  assert all(m.calls == 0 for m in models.values())
+
+
+def test_a_model_sent_as_a_file_is_400():
+  app, models = _app(others=["other"])
+
+  async def main():
+    async with _client(app) as c:
+      files = {"image": _upload()["image"], "model": ("other", b"other", "text/plain")}
+      response = await c.post("/api/inpaint", files=files)
+      assert response.status_code == 400, response.text
+      assert list(response.json()) == ["error"] and "\n" not in response.json()["error"]
+  run(main())
+  assert all(m.calls == 0 for m in models.values())
+
+
+def test_model_names_must_be_distinct_folder_names():
+  limits = web_app.Limits(max_upload_bytes=2**20, max_pixels=10**6, queue=1)
+  hosts = web_app.allowed_hosts("127.0.0.1", PORT)
+  for names in (["a", "a"], ["a/b"], [""], []):
+    models = [web_app.ServedModel(web_app.ModelInfo(n, "v1", 4), StandIn()) for n in names]
+    with pytest.raises(ValueError):
+      web_app.create_app(models, limits, hosts)
 
 
 # ---------------------------------------------------------------- the queue

@@ -3,7 +3,8 @@
 Routes:
   GET  /             the page (static/index.html; its CSS and JS under /static/)
   GET  /api/health   model description, queue state and limits (JSON)
-  POST /api/inpaint  multipart fields ``image`` and ``mask`` -> image/png
+  POST /api/inpaint  multipart fields ``image``, ``mask`` and optionally ``model`` (one of the
+                     served models' names; default: the first) -> image/png
 Every GET route also answers HEAD (the same status and headers, no body).
 
 An upload goes through the same library calls as ``python test.py`` (``fileio.decode``
@@ -151,11 +152,33 @@ def _head_deadline_protocol(seconds):
 
 @dataclasses.dataclass(frozen=True)
 class ModelInfo:
-  """What `/api/health` says about the model (``name``: the checkpoint's folder name, never
-  a path)."""
+  """What `/api/health` says about a model (``name``: the checkpoint's folder name, never
+  a path; it is also the value of the form field ``model`` that chooses it)."""
   name: str
   preset: str
   cnum: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ServedModel:
+  """A loaded model the app offers: its `ModelInfo` and its `Inpainter` (or a stand-in with
+  ``inpaint(rgb, hole)``)."""
+  info: ModelInfo
+  inpainter: object
+
+
+def _model_table(models):
+  """``{name: ServedModel}`` in the given order (the first is the default); names must be
+  distinct and contain no path separator."""
+  table = {}
+  for served in models:
+    name = served.info.name
+    if not name or "/" in name or "\\" in name or name in table:
+      raise ValueError(f"bad or repeated model name {name!r}")
+    table[name] = served
+  if not table:
+    raise ValueError("no model to serve")
+  return table
 
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
@@ -536,9 +559,27 @@ async def _read_file_field(form, name):
   return await value.read()
 
 
-def create_app(inpainter, model_info, limits, hosts):
-  """The ASGI app around a loaded `Inpainter` (warm it up with `warm_up` first); ``hosts``:
-  the `HostPolicy` (`allowed_hosts`) of the address it is served on."""
+def _model_field(form, table):
+  """The `ServedModel` the form's optional ``model`` field names (absent or empty: the
+  default, the first). Raises `ApiError` (400 not a text field, 422 unknown name)."""
+  value = form.get("model")
+  if value is None or value == "":
+    return next(iter(table.values()))
+  if not isinstance(value, str):
+    raise ApiError(400, "form field 'model' must be a text field (a model's name)")
+  if value not in table:
+    shown = value if len(value) <= 40 else value[:40] + "..."
+    raise ApiError(422, f"unknown model {shown!r}; this server offers: {', '.join(table)}")
+  return table[value]
+
+
+def create_app(models, limits, hosts):
+  """The ASGI app around loaded models (`ServedModel`s, the first is the default; warm each
+  up with `warm_up` first); ``hosts``: the `HostPolicy` (`allowed_hosts`) of the address it
+  is served on. All models share the one `ModelWorker`: one request runs at a time, whichever
+  model it chose."""
+  table = _model_table(models)
+  default = next(iter(table.values())).info
   worker = ModelWorker(limits.queue + 1)
   app = FastAPI(title="DeepFill", docs_url=None, redoc_url=None, openapi_url=None)
   app.state.worker = worker
@@ -566,9 +607,11 @@ def create_app(inpainter, model_info, limits, hosts):
   async def health():
     return {
         "ready": not worker.closing,
-        "model": model_info.name,
-        "preset": model_info.preset,
-        "cnum": model_info.cnum,
+        "model": default.name,
+        "preset": default.preset,
+        "cnum": default.cnum,
+        "models": [dataclasses.asdict(m.info) for m in table.values()],
+        "default": default.name,
         "queue": {"running": int(worker.running), "waiting": worker.waiting,
                   "limit": limits.queue},
         "limits": {"max_upload_mb": limits.max_upload_bytes / 2**20,
@@ -614,12 +657,13 @@ def create_app(inpainter, model_info, limits, hosts):
       try:
         image_data = await _read_file_field(form, "image")
         mask_data = await _read_file_field(form, "mask")
+        chosen = _model_field(form, table)
       finally:
         await form.close()
       decode.check_header(image_data, "image", limits.max_pixels)
       decode.check_header(mask_data, "mask", limits.max_pixels)
       submitted = True
-      png = await worker.run(inpaint_upload, inpainter, image_data, mask_data,
+      png = await worker.run(inpaint_upload, chosen.inpainter, image_data, mask_data,
                              limits.max_pixels, is_gone=request.is_disconnected)
       return Response(png, media_type="image/png")
     except ApiError as e:
