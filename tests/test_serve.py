@@ -106,7 +106,8 @@ def setup(tmp_path_factory):
   """The tiny server, the inputs and test.py's outputs for them."""
   tmp = tmp_path_factory.mktemp("serve")
   ckpt = helpers.write_tiny_checkpoint(tmp / "ckpt")
-  server = helpers.Server("--checkpoint_dir", ckpt, "--queue", QUEUE,
+  other = helpers.write_tiny_checkpoint(tmp / "other", seed=4)  # a second model, other weights
+  server = helpers.Server("--checkpoint_dir", ckpt, "--checkpoint_dir", other, "--queue", QUEUE,
                           "--max_upload_mb", MAX_UPLOAD_MB, "--max_megapixels", MAX_MEGAPIXELS,
                           cwd=tmp)
   pairs = _pairs(tmp)
@@ -189,6 +190,9 @@ def test_health_describes_the_model_and_limits(client):
   assert health["ready"] is True
   assert (health["model"], health["preset"], health["cnum"]) == ("ckpt", "v1", 4)
   assert "checkpoint" not in health and "/" not in response.text  # no filesystem path
+  assert health["models"] == [{"name": "ckpt", "preset": "v1", "cnum": 4},
+                              {"name": "other", "preset": "v1", "cnum": 4}]
+  assert health["default"] == "ckpt"
   assert health["queue"]["limit"] == QUEUE
   assert health["limits"] == {"max_upload_mb": MAX_UPLOAD_MB, "max_megapixels": MAX_MEGAPIXELS}
 
@@ -213,6 +217,24 @@ def test_inpaint_returns_what_test_py_writes(setup, client, name):
     source = helpers.decode(image.read_bytes())
     assert np.array_equal(got[~hole], source[~hole])
     assert np.abs(got[hole].astype(int) - source[hole]).mean() > 5
+
+
+def test_the_model_field_chooses_the_model(setup, client):
+  image, mask = setup["pairs"]["rgb.png"]
+  files = _files(image.read_bytes(), mask.read_bytes())
+  default = client.post("/api/inpaint", files=files)
+  named = client.post("/api/inpaint", files=files, data={"model": "ckpt"})
+  other = client.post("/api/inpaint", files=files, data={"model": "other"})
+  for response in (default, named, other):
+    assert response.status_code == 200, response.text
+  assert named.content == default.content == setup["outputs"]["rgb.png"].read_bytes()
+  hole = helpers.decode(mask.read_bytes(), cv2.IMREAD_GRAYSCALE) > 127
+  got, want = helpers.decode(other.content), helpers.decode(default.content)
+  assert np.array_equal(got[~hole], want[~hole])
+  assert np.abs(got[hole].astype(int) - want[hole]).mean() > 1  # the other weights filled it
+  message = _assert_error(client.post("/api/inpaint", files=files, data={"model": "/tmp/x"}),
+                          422, "unknown model", "ckpt, other")
+  assert str(setup["tmp"]) not in message
 
 
 def test_page_and_assets_are_served_without_external_urls(client):
@@ -458,6 +480,10 @@ def test_cli_errors_are_one_line(tmp_path):
   proc = _serve("stray", cwd=tmp_path)
   assert proc.returncode == usage
   _one_error_line(proc, "unexpected arguments: stray")
+  proc = _serve("--checkpoint_dir", tmp_path / "a" / "demo", "--checkpoint_dir",
+                tmp_path / "b" / "demo", cwd=tmp_path)
+  assert proc.returncode == usage
+  _one_error_line(proc, "two models are named 'demo'")
   proc = _serve("--port", "0", "--checkpoint_dir", tmp_path / "missing", cwd=tmp_path)
   assert proc.returncode == 1
   _one_error_line(proc, "checkpoint directory not found")

@@ -69,7 +69,7 @@
   function describeModel() {
     const name = $("model-choice").value;
     const m = (state.models || []).find((x) => x.name === name);
-    if (m) $("model").textContent = `${m.preset}, cnum ${m.cnum}`;
+    if (m) $("model").textContent = `model ${m.name} (${m.preset}, cnum ${m.cnum})`;
   }
 
   async function loadHealth() {
