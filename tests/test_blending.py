@@ -281,3 +281,13 @@ def test_region_labels_and_boxes_match_a_flood_fill(graph):
     assert boxes.dtype == tf.int32 and labels.dtype == tf.int32
   np.testing.assert_array_equal(regions.label_cells(tf.constant(_several())).numpy(),
                                 flood_fill_cells(_several(), regions.CELL)[0])
+
+
+def test_whole_image_hole_and_one_pixel_image_keep_the_fill():
+  # No known pixel: no seam to close, the fill is kept (the equations have no data).
+  rng = np.random.default_rng(8)
+  for shape in ((9, 13, 3), (1, 1, 3)):
+    known, fill = rng.uniform(0, 255, shape), rng.uniform(0, 255, shape)
+    out = blending.blend(tf.constant(known, tf.float32), tf.constant(fill, tf.float32),
+                         tf.ones(shape[:2], tf.bool))
+    np.testing.assert_array_equal(out.numpy(), fill.astype(np.float32))
