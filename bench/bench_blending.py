@@ -166,7 +166,9 @@ def run_test_py(image, mask, output, checkpoint_dir, blend):
              f"--image={image}", f"--mask={mask}", f"--output={output}",
              f"--checkpoint_dir={checkpoint_dir}", "--seam_blend" if blend else "--noseam_blend"]
   start = time.perf_counter()
-  subprocess.run(command, check=True, capture_output=True)
+  done = subprocess.run(command, capture_output=True, text=True)
+  if done.returncode:
+    sys.exit(f"error: test.py failed: {done.stderr.strip().splitlines()[-1:]}")
   return time.perf_counter() - start
 
 
@@ -195,7 +197,8 @@ def main():
   parser.add_argument("--sizes", default="256,512,1024", help="hole box sides (solver)")
   parser.add_argument("--baseline", default="b066107",
                       help="git revision whose blending.py is 'before' ('' to skip)")
-  parser.add_argument("--checkpoint_dir", default=os.path.join(SHARED, "golden", "deepfill_v1"))
+  parser.add_argument("--checkpoint_dir", default=os.path.join(SHARED, "golden", "deepfill_v1",
+                                                               "checkpoint"))
   parser.add_argument("--photos", default=os.path.join(SHARED, "data", "dev", "photos"))
   parser.add_argument("--count", type=int, default=10, help="512² photos in the folder case")
   parser.add_argument("--repeats", type=int, default=3)

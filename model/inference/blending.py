@@ -18,9 +18,13 @@ Galerkin coarse operators ``P^T A P``: the hole's exact shape, its Dirichlet edg
 image border's natural edges reach every grid, and every grid keeps a 5-point stencil),
 with one damped Jacobi sweep before and after the coarse correction and the correction
 over-weighted (aggregation under-corrects smooth errors by about 2, Braess 1995; Notay
-2010). The V-cycle is symmetric positive definite, so CG stays valid. A V-cycle costs
-O(N) on an N-pixel box and CG needs a few tens of them whatever N (plain CG on the
-Laplacian needs O(sqrt N) steps, O(N^1.5) in all): O(N log N) at worst (the grids' count).
+2010). The V-cycle is symmetric positive definite, so CG stays valid. Why this and not a
+fast sine transform of the box as preconditioner: that one is exact for a rectangle but
+degrades with the hole's shape (a thin stroke in a large box), while the Galerkin grids
+follow any shape. Cost: a V-cycle is O(N) on an N-pixel box (4/3 N pixel updates); the
+CG steps grow like log N (measured on square holes: 14 at 64², 20 at 256², 25 at 512²,
+31 at 1024², ``bench/BLENDING_RESULTS.md``), so O(N log N) in all, where plain CG on the
+Laplacian needs O(sqrt N) steps, O(N^1.5).
 
 Each hole region (``model/inference/regions.py``) is solved on its own tight box grown by
 one pixel, one after the other, so cost and memory follow the regions' boxes, not the
