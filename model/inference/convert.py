@@ -4,8 +4,10 @@
 with TensorFlow's own ``tf.lite.TFLiteConverter``, built-in operators only. Both keep the
 contract of :data:`portable.IMAGE_SPEC` / :data:`portable.MASK_SPEC` -> ``inpainted``.
 """
+import tempfile
+
 import tensorflow as tf
-from tensorflow.python.framework import convert_to_constants
+from tensorflow.python.framework import convert_to_constants  # no public freeze in TF 2
 
 from model.errors import UserError
 from model.inference import portable
@@ -32,23 +34,23 @@ def onnx_bytes(generator, model_config, opset=ONNX_OPSET):
   return model.SerializeToString()
 
 
-def tflite_bytes(generator, model_config, size=None):
-  """The serialized TFLite flatbuffer of ``generator`` (built-in ops only).
-
-  ``size``: None for dynamic H and W (the interpreter is resized to each input), or
-  ``(height, width)`` to fix them.
-  """
+def tflite_bytes(generator, model_config):
+  """The serialized TFLite flatbuffer of ``generator`` (built-in ops only, dynamic H and W:
+  the interpreter resizes to each input), with one signature ``serving_default``:
+  ``image``, ``mask`` -> ``inpainted``."""
   function = portable.inpaint_function(generator, model_config)
-  if size is None:
-    concrete = function.get_concrete_function()
-  else:
-    height, width = size
-    concrete = tf.function(function.python_function, autograph=False).get_concrete_function(
-        tf.TensorSpec([1, height, width, 3], tf.uint8, name="image"),
-        tf.TensorSpec([1, height, width, 1], tf.uint8, name="mask"))
-  # Weights frozen into constants first: left as resource variables, the converter keeps them
-  # as variables that the interpreter starts at zero.
-  frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
-  converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
-  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-  return converter.convert()
+  # Weights frozen into constants first (converted as they are, they stay variables that the
+  # interpreter starts at zero), then saved as a SavedModel signature so that the file keeps
+  # the names image, mask -> inpainted.
+  frozen = convert_to_constants.convert_variables_to_constants_v2(
+      function.get_concrete_function())
+
+  def serve(image, mask):
+    return {portable.OUTPUT_NAME: frozen(image=image, mask=mask)[0]}
+
+  signature = tf.function(serve, input_signature=function.input_signature, autograph=False)
+  with tempfile.TemporaryDirectory() as tmp:
+    tf.saved_model.save(tf.Module(), tmp, signatures={"serving_default": signature})
+    converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serving_default"])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert()
