@@ -25,10 +25,13 @@ MASK_SPEC = tf.TensorSpec([1, None, None, 1], tf.uint8, name="mask")
 OUTPUT_NAME = "inpainted"
 
 
-def _network_image(generator, x_in, mask):
-  """Refined output ``x2`` of the generator with dense attention."""
-  _, x2, _ = generator((x_in, mask), attention_tiled=False)
-  return x2
+def network(generator, x_in, mask):
+  """The generator's refined output ``x2`` from its stage methods (ARCHITECTURE.md §2), with
+  dense attention (no ``attention_tile``) over every background patch of the whole image."""
+  xnow = generator.stage2_input(x_in, mask, generator.coarse(x_in, mask))
+  attended, _ = generator.attention_branch(generator.attention_encoder(xnow),
+                                           generator.attention_mask(mask))
+  return generator.merge(generator.hallucination(xnow), attended)
 
 
 def fill(generator, model_config, image, mask, pixel_scale=127.5):
@@ -55,7 +58,7 @@ def fill(generator, model_config, image, mask, pixel_scale=127.5):
   net_mask = tf.cast(pad(hole), tf.float32)
   x_in = (network_order(pad(pixels)) / pixel_scale - 1.0) * (1.0 - net_mask)
   with gen_conv.direct_dilation():
-    x2 = _network_image(generator, x_in, net_mask)
+    x2 = network(generator, x_in, net_mask)
   out = network_order(((x2 + 1.0) * 127.5)[:, :h, :w])
   out = tf.floor(tf.clip_by_value(out, 0.0, 255.0))  # the release's saturate_cast to uint8
   return tf.cast(tf.where(hole, out, pixels), tf.uint8)
