@@ -81,8 +81,8 @@ def launch(runtime, model, side, out_path, max_gb):
                          "--model", model, "--sizes", str(side), "--result", out_path],
                         capture_output=True, text=True, preexec_fn=limit, timeout=3600)
   if proc.returncode != 0:
-    tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-    return {"error": f"exit {proc.returncode}: {tail[:160]}"}
+    lines = [line for line in proc.stderr.strip().splitlines() if "Error" in line]
+    return {"error": f"exit {proc.returncode}: {(lines or ['(no message)'])[-1][:200]}"}
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -141,8 +141,8 @@ def main():
   load = os.getloadavg()[0]
   text = (f"# ONNX Runtime and LiteRT against test.py's pipeline\n\n"
           f"`python bench/bench_portable.py --checkpoint_dir {os.path.relpath(args.checkpoint_dir, REPO)} "
-          f"--sizes {args.sizes} --runtimes {args.runtimes}`"
-          f"{f' --max_gb {args.max_gb:g}' if args.max_gb else ''}; {machine.cpu_model()}, "
+          f"--sizes {args.sizes} --runtimes {args.runtimes}"
+          f"{f' --max_gb {args.max_gb:g}' if args.max_gb else ''}`; {machine.cpu_model()}, "
           f"load average {load:.1f} at the end. 25 % centred hole, one fresh process per cell; "
           f"tf = `Inpainter.inpaint(seam_blend=False)` (`test.py --noseam_blend`).\n\n"
           f"Files: {files or '–'}.\n\n" + "\n".join(rows) + "\n")
