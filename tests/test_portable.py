@@ -145,6 +145,20 @@ def test_no_hole_returns_the_image_and_masks_threshold_at_127(exported, fmt):
   assert (out[mask[..., 0] > 0] != rgb[mask[..., 0] > 0]).any()
 
 
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_tiny_and_one_pixel_sides_match_the_inpainter(exported, fmt):
+  """Edge padding for a 1-pixel side, reflection beyond the size, a size already on the grid."""
+  from model.inference import inpainter  # pylint: disable=import-outside-toplevel
+  engine = inpainter.Inpainter.from_checkpoint(DEMO, seam_blend=False)
+  run = RUNNERS[fmt](exported["demo"][fmt])
+  rng = np.random.default_rng(3)
+  for h, w in [(1, 20), (3, 1), (8, 8), (9, 17)]:
+    rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    hole = rng.random((h, w)) < 0.4
+    ours = run(rgb[None], np.where(hole, 255, 0).astype(np.uint8)[None, :, :, None])[0]
+    assert_matches_test_py(ours, engine.inpaint(rgb, hole)[0], hole, f"{fmt} {h}x{w}")
+
+
 def test_onnx_contract(exported):
   onnx = pytest.importorskip("onnx", reason="onnx is not installed")
   model = onnx.load(exported["official"]["onnx"])

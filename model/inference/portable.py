@@ -34,7 +34,7 @@ def network(generator, x_in, mask):
   return generator.merge(generator.hallucination(xnow), attended)
 
 
-def fill(generator, model_config, image, mask, pixel_scale=127.5):
+def fill(generator, model_config, image, mask):
   """The portable pipeline on one image: uint8 ``[1, H, W, 3]``, ``[1, H, W, 1]`` -> uint8
   ``[1, H, W, 3]`` (TensorFlow ops; see the module docstring)."""
   bgr = model_config.channel_order == "bgr"
@@ -56,7 +56,9 @@ def fill(generator, model_config, image, mask, pixel_scale=127.5):
     return tf.gather(tf.gather(x, rows, axis=1), cols, axis=2)
 
   net_mask = tf.cast(pad(hole), tf.float32)
-  x_in = (network_order(pad(pixels)) / pixel_scale - 1.0) * (1.0 - net_mask)
+  # A true division, as the release: tf2onnx runs no arithmetic rewrite (Inpainter's grappler
+  # does, hence its variable divisor), and the files give the same bytes on all 256 values.
+  x_in = (network_order(pad(pixels)) / 127.5 - 1.0) * (1.0 - net_mask)
   with gen_conv.direct_dilation():
     x2 = network(generator, x_in, net_mask)
   out = network_order(((x2 + 1.0) * 127.5)[:, :h, :w])
