@@ -19,7 +19,6 @@ with Apache Beam".
 import ast
 import functools
 import logging
-import math
 import os
 import re
 import secrets
@@ -31,6 +30,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 import cli  # noqa: E402
+from model import limits  # noqa: E402
 
 FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -42,15 +42,13 @@ flags.DEFINE_string("output_dir", None, "Folder for the inpainted PNGs and resul
 flags.DEFINE_string("saved_model", None, "SavedModel directory written by export.py.")
 flags.DEFINE_bool("skip_existing", False, "Photos whose output PNG exists are not redone "
                   "(status 'skipped'); use it to finish a run that stopped.")
-flags.DEFINE_float("max_megapixels", 100, "Photos larger than this become 'failed' records "
-                   "(checked from the file header, before decoding).")
+cli.define_max_megapixels("Photos larger than this become 'failed' records (checked from the "
+                          "file header, before decoding).")
 flags.DEFINE_integer("intra_op_threads", 0, "TensorFlow threads per worker process for one "
                      "photo (0 = all cores; on the DirectRunner with several worker processes, "
                      "the cores divided by --direct_num_workers).")
 flags.register_validator("intra_op_threads", lambda v: v is not None and v >= 0,
                          message="--intra_op_threads must be 0 or more")
-flags.register_validator("max_megapixels", lambda v: v is not None and 0 < v < float("inf"),
-                         message="--max_megapixels must be a positive number")
 flags.mark_flags_as_required(["images", "masks", "output_dir", "saved_model"])
 cli.define_verbose()
 
@@ -120,8 +118,10 @@ def check_arguments(images, masks, output_dir, saved_model, max_megapixels):
                       ("saved_model", saved_model)):
     if not value:
       raise _LaunchError(f"--{name} is required")
-  if not (math.isfinite(max_megapixels) and max_megapixels > 0):
-    raise _LaunchError(f"--max_megapixels must be a positive number, got {max_megapixels}")
+  try:
+    limits.max_pixels(max_megapixels)
+  except ValueError as e:
+    raise _LaunchError(str(e)) from None
   if not FileSystems.exists(FileSystems.join(saved_model, "saved_model.pb")):
     raise _LaunchError(f"{saved_model}: not a SavedModel directory (no saved_model.pb); "
                        "write one with export.py")
@@ -212,7 +212,7 @@ def run(images, masks, output_dir, saved_model, beam_args=(), skip_existing=Fals
   pipeline = beam.Pipeline(options=options)
   _ = (pipeline
        | "InpaintFiles" >> transforms.InpaintFiles(
-           images, masks, output_dir, model_handler, max_pixels=int(max_megapixels * 1e6),
+           images, masks, output_dir, model_handler, max_pixels=limits.max_pixels(max_megapixels),
            skip_existing=skip_existing)
        | "WriteRecords" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl"))
   try:

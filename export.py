@@ -14,7 +14,6 @@ attention (``model/inference/portable.py``, README "ONNX and LiteRT"). The outpu
 to a temporary directory beside OUT and renamed into place, so OUT is never half-written.
 Every failure prints one line ``error: ...`` and exits with status 1.
 """
-import math
 import os
 import re
 import shutil
@@ -25,6 +24,7 @@ from absl import flags
 from absl import logging
 
 import cli
+from model import limits
 
 FLAGS = flags.FLAGS
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "demo")
@@ -149,10 +149,11 @@ def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False, verbo
   (``MARKERS``' keys) to ``export_dir``."""
   if not export_dir:
     raise _ExportError("--export_dir is required")
-  if not (math.isfinite(max_memory_gb) and max_memory_gb > 0):
-    raise _ExportError(f"--max_memory_gb must be a positive number, got {max_memory_gb}")
-  if not (math.isfinite(max_megapixels) and max_megapixels > 0):
-    raise _ExportError(f"--max_megapixels must be a positive number, got {max_megapixels}")
+  try:
+    limits.memory_bytes(max_memory_gb)
+    max_pixels = limits.max_pixels(max_megapixels)
+  except ValueError as e:
+    raise _ExportError(str(e)) from None
   if fmt not in MARKERS:
     raise _ExportError(f"--format must be one of {', '.join(MARKERS)}, got {fmt!r}")
   out = os.path.abspath(export_dir)
@@ -169,7 +170,7 @@ def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False, verbo
     _write_atomically(out, overwrite, lambda tmp: _write_file(tmp, MARKERS[fmt], data), fmt)
     return out
   archive = serving.ServingModel(generator, model_config, max_memory_gb,
-                                 max_pixels=max(1, int(max_megapixels * 1e6)),
+                                 max_pixels=max_pixels,
                                  seam_blend=seam_blend).archive()
   _write_atomically(out, overwrite, lambda tmp: archive.write_out(tmp, verbose=False))
   return out

@@ -19,6 +19,7 @@ from absl import app
 from absl import flags
 
 import cli
+from model import limits as limits_lib
 
 FLAGS = flags.FLAGS
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "demo")
@@ -31,10 +32,10 @@ flags.DEFINE_string("host", "127.0.0.1",
                     "which has no authentication, to the network.")
 flags.DEFINE_integer("port", 8000, "Port to listen on (0 = any free port).", lower_bound=0,
                      upper_bound=65535)
-flags.DEFINE_float("max_upload_mb", 50, "Refuse request bodies larger than this (MB = 2**20 "
-                   "bytes) with 413.", lower_bound=0.001)
-flags.DEFINE_float("max_megapixels", 40, "Refuse images with more pixels than this (read from "
-                   "the file header, before decoding) with 413.", lower_bound=1e-6)
+cli.define_max_upload_mb("Refuse request bodies larger than this (MB = 2**20 bytes) with 413.",
+                         default=50)
+cli.define_max_megapixels("Refuse images with more pixels than this (read from the file header, "
+                          "before decoding) with 413.", default=40)
 cli.define_max_memory_gb()
 cli.define_seam_blend()
 flags.DEFINE_integer("queue", 8, "Requests that may wait while one is inpainted; more get 503 "
@@ -100,8 +101,8 @@ def _main():
   seconds = web_app.warm_up(inpainter)
   cli.CONSOLE.progress(f"model ready (warm-up {seconds:.1f} s)")
   cli.CONSOLE.end_progress()
-  limits = web_app.Limits(max_upload_bytes=int(FLAGS.max_upload_mb * 2**20),
-                          max_pixels=int(FLAGS.max_megapixels * 1e6), queue=FLAGS.queue)
+  limits = web_app.Limits(max_upload_bytes=limits_lib.upload_bytes(FLAGS.max_upload_mb),
+                          max_pixels=limits_lib.max_pixels(FLAGS.max_megapixels), queue=FLAGS.queue)
   cfg = inpainter.config
   info = web_app.ModelInfo(name=os.path.basename(checkpoint.rstrip(os.sep)), preset=cfg.arch,
                            cnum=cfg.cnum, checkpoint=checkpoint)

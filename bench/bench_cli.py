@@ -50,7 +50,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 repo, ckpt, flow, pairs = sys.argv[1], sys.argv[2], sys.argv[3] == "1", json.loads(sys.argv[4])
 spawned = float(sys.argv[5])
 sys.path.insert(0, repo)
-from model.fileio import images as image_io
+from model.fileio import decode as image_io
+from model.fileio import encode
 from model.inference import inpainter as inpaint
 model = inpaint.Inpainter.from_checkpoint(ckpt)
 usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -86,7 +87,7 @@ import cli
 mark("Python start-up, absl, cli")
 cli.import_tensorflow()
 mark("import TensorFlow")
-from model.fileio import images as image_io
+from model.fileio import decode as image_io
 from model.inference import inpainter as inpaint
 from model.inference import local_plan
 from model import flow_viz
@@ -106,8 +107,8 @@ mark("first call (graph optimisation + run)")
 picture = flow_viz.flow_to_uint8(flow_viz.flow_to_image(offsets, upsample=8)).numpy()
 mark("flow picture")
 out = os.environ["BREAKDOWN_OUT"]
-image_io.write_image(os.path.join(out, "result.png"), result.numpy(), info)
-image_io.write_image(os.path.join(out, "flow.png"), picture[0, :rgb.shape[0], :rgb.shape[1]],
+encode.write_image(os.path.join(out, "result.png"), result.numpy(), info)
+encode.write_image(os.path.join(out, "flow.png"), picture[0, :rgb.shape[0], :rgb.shape[1]],
                      None)
 mark("write both PNGs")
 fill(rgb, hole)

@@ -7,8 +7,8 @@ import tensorflow as tf
 
 from layers import resize
 from layers import shapes
+from layers.paddings import PADDINGS
 
-PADDINGS = ("zero", "reflect", "symmetric")
 ACTIVATIONS = ("elu", "relu", None)
 _DIRECT = threading.local()
 

@@ -32,7 +32,8 @@ from model import generator as generator_lib  # noqa: E402
 from model import weights  # noqa: E402
 from model.batch import handler as handler_lib  # noqa: E402
 from model.batch import transforms  # noqa: E402
-from model.fileio import images as image_io  # noqa: E402
+from model.fileio import decode  # noqa: E402
+from model.fileio import paths  # noqa: E402
 
 TEST_PY = os.path.join(REPO, "test.py")
 BATCH_PY = os.path.join(REPO, "batch_inpaint.py")
@@ -215,7 +216,7 @@ def test_outputs_are_byte_identical_to_test_py(batch_run):
   assert _read(out / "rgba.png").shape[2] == 4  # alpha kept
   # The model really changed the hole (a copy of the input would also be "equal").
   rotated = _read(out / "rotated.png")
-  upright, _ = image_io.read_image(batch_run["images"] / "rotated.jpg")
+  upright, _ = decode.read_image(batch_run["images"] / "rotated.jpg")
   upright = upright[..., ::-1]  # RGB -> BGR as cv2 reads the output
   assert rotated.shape == upright.shape == (120, 160, 3)
   assert not np.array_equal(rotated[batch_run["upright_mask"] > 127],
@@ -288,7 +289,7 @@ def test_pairing_is_test_py_pairing(tmp_path):
     (masks / name).parent.mkdir(exist_ok=True)
     (masks / name).write_bytes(b"x")
   out = str(tmp_path / "out")
-  expected, unpaired = image_io.pair_by_stem(images, masks)
+  expected, unpaired = paths.pair_by_stem(images, masks)
   assert expected and unpaired  # the case is not trivial
   for images_arg in (str(images), str(images) + "/", str(images / "*")):
     tasks = transforms.list_tasks(images_arg, str(masks), out)
@@ -297,12 +298,12 @@ def test_pairing_is_test_py_pairing(tmp_path):
   assert _pairs(transforms.list_tasks(str(images / "*"), str(masks / "*"), out)) == expected
   # One mask file for every image.
   single = str(masks / "zz.png")
-  expected, _ = image_io.pair_by_stem(images, single)
+  expected, _ = paths.pair_by_stem(images, single)
   assert _pairs(transforms.list_tasks(str(images), single, out)) == expected
   # Ambiguous: test.py refuses the run, the pipeline fails that photo only.
   (masks / "a_mask.png").write_bytes(b"x")
-  with pytest.raises(image_io.UserError, match="several masks match"):
-    image_io.pair_by_stem(images, masks)
+  with pytest.raises(decode.UserError, match="several masks match"):
+    paths.pair_by_stem(images, masks)
   tasks = transforms.list_tasks(str(images), str(masks), out)
   assert [t.image for t in tasks if t.error and "several masks" in t.error] == [str(images / "a.jpg")]
   assert _pairs(tasks) == [(str(images / "b.png"), str(masks / "b_mask.png")),
@@ -312,14 +313,14 @@ def test_pairing_is_test_py_pairing(tmp_path):
 def test_pairing_in_one_folder(tmp_path):
   for name in ["a.png", "a_mask.png", "a.jpg", "b.png"]:
     (tmp_path / name).write_bytes(b"x")
-  expected, unpaired = image_io.pair_by_stem(tmp_path, tmp_path)
+  expected, unpaired = paths.pair_by_stem(tmp_path, tmp_path)
   tasks = transforms.list_tasks(str(tmp_path), str(tmp_path), str(tmp_path / "out"))
   assert _pairs(tasks) == expected and len(expected) == 2
   assert _unpaired(tasks) == unpaired == [str(tmp_path / "b.png")]
   # a.jpg and a.png would both write a.png: the second one fails, the first is written.
   assert [t.error is None for t in tasks if t.mask] == [True, False]
   # A single mask inside the image folder is not an image of its own.
-  expected, _ = image_io.pair_by_stem(tmp_path, tmp_path / "a_mask.png")
+  expected, _ = paths.pair_by_stem(tmp_path, tmp_path / "a_mask.png")
   tasks = transforms.list_tasks(str(tmp_path), str(tmp_path / "a_mask.png"), str(tmp_path / "o"))
   assert _pairs(tasks) == expected and len(expected) == 3
 

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import hostile_files as hostile
 from conftest import REPO
 import serve_helpers as helpers
 
@@ -324,6 +325,26 @@ def test_mask_that_does_not_fit_is_422(setup, client):
                 "mask is 61x83 but image is 83x61")
   empty = helpers.mask_png(np.zeros((61, 83), bool))
   _assert_error(client.post("/api/inpaint", files=_files(data, empty)), 422, "no hole")
+
+
+def test_hostile_files_are_one_line_4xx(setup, client):
+  """Issue 24 items 5 and 11: a TIFF with float StripOffsets was a 500, a damaged G4 TIFF was
+  inpainted with libtiff's lines in the server log, a JPEG's scans were not bounded, and a
+  mask of the wrong size was found only after the image was decoded."""
+  mask16, mask64 = (helpers.mask_png(np.ones((n, n), bool)) for n in (16, 64))
+  _assert_error(client.post("/api/inpaint", files=_files(hostile.tiff_float_strip_offsets(),
+                                                         mask16)),
+                400, "image: truncated or corrupt TIFF data")
+  _assert_error(client.post("/api/inpaint", files=_files(hostile.g4_tiff(True), mask64)),
+                400, "image: corrupt TIFF data (libtiff: Fax4Decode")
+  _assert_error(client.post("/api/inpaint", files=_files(hostile.many_scans_jpeg(5000),
+                                                         mask64)),
+                400, "image: JPEG has more than 100 scans")
+  _assert_error(client.post("/api/inpaint", files=_files(hostile.jpeg_header_only(1000, 1000),
+                                                         helpers.mask_png(np.ones((32, 48),
+                                                                                  bool)))),
+                422, "mask is 48x32 but image is 1000x1000")
+  assert "Fax4Decode" not in setup["server"].stderr
 
 
 # ---------------------------------------------------------------- concurrency

@@ -5,8 +5,8 @@ by one worker, as Beam's own ``MatchFiles`` does); it orders the photos largest 
 and keys each by its rank, and a ``GroupByKey`` on those keys breaks fusion so the list is
 spread over all workers before the expensive steps (the DirectRunner deals the keys out in
 that order, round robin, so its worker processes get equal shares of the work and finish on
-small photos). Images and masks are paired by ``fileio.images.pair_paths``, the rule of
-``test.py``'s folder mode, and read and written with ``image_io`` as ``test.py`` does, so
+small photos). Images and masks are paired by ``fileio.paths.pair_paths``, the rule of
+``test.py``'s folder mode, and read and written with ``fileio`` as ``test.py`` does, so
 each output PNG has ``test.py``'s bytes.
 
 Every input ends as one record (``results-*.jsonl``): ``ok``, ``skipped`` (output exists
@@ -28,7 +28,9 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference import base
 
-from model.fileio import images as image_io
+from model.fileio import decode
+from model.fileio import encode
+from model.fileio import paths as paths_lib
 from model.fileio.atomic import atomic_write
 from model.batch import handler as handler_lib
 from model.errors import UserError
@@ -105,7 +107,7 @@ def pattern_reaches(arg, base, output_dir):
 def expand(arg, what, sizes=None):
   """Resolves a glob, a folder or one file to (paths, base folder, is_one_file).
 
-  Folders and globs keep only image names (``image_io.is_image_name``), sorted, as
+  Folders and globs keep only image names (``paths_lib.is_image_name``), sorted, as
   ``test.py`` lists a folder; their file sizes go into the dict ``sizes`` if given.
   Raises ``UserError`` when ``arg`` names nothing.
   """
@@ -119,7 +121,7 @@ def expand(arg, what, sizes=None):
     if not (os.path.isfile(arg) if is_local(arg) else FileSystems.exists(arg)):
       raise UserError(f"{arg}: no such {what} file or folder")
     return [arg], os.path.dirname(arg) or ".", True
-  paths = sorted(p for p in paths if image_io.is_image_name(os.path.basename(p.rstrip("/"))))
+  paths = sorted(p for p in paths if paths_lib.is_image_name(os.path.basename(p.rstrip("/"))))
   if is_local(arg):
     paths = [p for p in paths if os.path.isfile(p)]
   return paths, base, False
@@ -155,16 +157,16 @@ def list_tasks(images_arg, masks_arg, output_dir, sizes=None):
   except UserError as e:
     return [Task(images_arg, masks_arg, None, str(e))]
   if one_mask:
-    pairs, unpaired, ambiguous = image_io.pair_paths(images, masks[0], identity=identity)
+    pairs, unpaired, ambiguous = paths_lib.pair_paths(images, masks[0], identity=identity)
   else:
     same_folder = bool({identity(p) for p in images} & {identity(p) for p in masks})
-    pairs, unpaired, ambiguous = image_io.pair_paths(images, masks, same_folder=same_folder,
+    pairs, unpaired, ambiguous = paths_lib.pair_paths(images, masks, same_folder=same_folder,
                                                      identity=identity)
   tasks = [Task(i, m, output_path(i, image_base, output_dir), None) for i, m in pairs]
   tasks += [Task(i, None, output_path(i, image_base, output_dir), f"{i}: no mask matches it")
             for i in unpaired]
   tasks += [Task(i, None, output_path(i, image_base, output_dir),
-                 image_io.several_masks_message(i, found)) for i, found in ambiguous]
+                 paths_lib.several_masks_message(i, found)) for i, found in ambiguous]
   inputs = {identity(p) for p in images} | {identity(p) for p in masks}
   owner = {}
   checked = []
@@ -210,14 +212,14 @@ def read_checked(path, what, max_pixels):
   so no decompression bomb is ever decoded (``check_header``, as the web app does).
   """
   if is_local(path):
-    data = image_io.read_bytes(path, what)  # test.py's messages for missing/unreadable files
+    data = decode.read_bytes(path, what)  # test.py's messages for missing/unreadable files
   else:
     try:
       with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         data = f.read()
     except Exception as e:  # noqa: BLE001 - filesystem clients raise many types
       raise UserError(f"{path}: cannot read the {what} file ({one_line(type(e), e)})") from None
-  image_io.check_header(data, path, max_pixels)
+  decode.check_header(data, path, max_pixels)
   return data
 
 
@@ -281,12 +283,10 @@ class ReadPhotos(beam.DoFn):
       yield beam.pvalue.TaggedOutput(self.RECORDS, record(task, "skipped"))
       return
     try:
-      rgb, info = image_io.read_image(
-          task.image, max_pixels=self._max_pixels,
-          data=read_checked(task.image, "image", self._max_pixels))
-      hole = image_io.read_mask(
-          task.mask, expected_hw=rgb.shape[:2], max_pixels=self._max_pixels,
-          data=read_checked(task.mask, "mask", self._max_pixels))
+      rgb, info, hole = decode.read_pair(
+          task.image, task.mask, self._max_pixels,
+          read_checked(task.image, "image", self._max_pixels),
+          read_checked(task.mask, "mask", self._max_pixels))
     except UserError as e:
       yield beam.pvalue.TaggedOutput(self.RECORDS, record(task, "failed", str(e)))
       return
@@ -310,7 +310,7 @@ class WriteOutputs(beam.DoFn):
     task = photo.task
     size = dict(hw=photo.rgb.shape[:2], hole_fraction=float(photo.hole.mean()))
     try:
-      payload = image_io.encode_image(task.output, inpainted.pixels, photo.info,
+      payload = encode.encode_image(task.output, inpainted.pixels, photo.info,
                                       check_path=False)
       write_output(task.output, payload)
     except UserError as e:

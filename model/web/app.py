@@ -5,8 +5,8 @@ Routes:
   GET  /api/health   model description, queue state and limits (JSON)
   POST /api/inpaint  multipart fields ``image`` and ``mask`` -> image/png
 
-An upload goes through the same library calls as ``python test.py`` (``fileio.images``
-decoding, ``Inpainter.inpaint``, ``fileio.images`` PNG encoding), so the PNG holds the pixels
+An upload goes through the same library calls as ``python test.py`` (``fileio.decode``
+decoding, ``Inpainter.inpaint``, ``fileio.encode`` PNG encoding), so the PNG holds the pixels
 test.py writes for that pair. Every error is JSON ``{"error": "one line"}`` with a 4xx status for anything a
 client can send (400 unreadable file or form, 413 too large, 422 mask does not fit the image,
 503 busy with ``Retry-After``).
@@ -38,7 +38,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from model.fileio import images
+from model.fileio import decode
+from model.fileio import encode
 from model.errors import UserError
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -102,22 +103,23 @@ def error_response(status, message, headers=None):
 def inpaint_upload(inpainter, image_data, mask_data, max_pixels):
   """PNG bytes of ``image_data`` inpainted where ``mask_data`` is white (> 127).
 
-  The same steps as ``python test.py --image I --mask M --output O.png``: `images.read_image`
-  and `images.read_mask` on the bytes (EXIF orientation, grey/RGBA/16-bit handling, mask
-  threshold), `Inpainter.inpaint`, and the PNG encoding of `images.write_image` (grey stays
-  grey, alpha is kept). Unlike test.py an empty mask is refused. Call `images.check_header`
-  on both first. Raises `ApiError` (422), `images.ImageTooLarge` or `UserError`.
+  The same steps as ``python test.py --image I --mask M --output O.png``: `decode.read_pair`
+  on the bytes (sizes compared from the headers first; EXIF orientation, grey/RGBA/16-bit
+  handling, mask threshold), `Inpainter.inpaint`, and the PNG encoding of
+  `encode.write_image` (grey stays grey, alpha is kept). Unlike test.py an empty mask is
+  refused. Call `decode.check_header` on both first. Raises `ApiError` (422),
+  `decode.ImageTooLarge` or `UserError`.
   """
-  rgb, info = images.read_image("image", max_pixels, data=image_data)
-  hole = images.read_mask("mask", None, max_pixels, data=mask_data)
-  if hole.shape != rgb.shape[:2]:
-    (h, w), (ih, iw) = hole.shape, rgb.shape[:2]
+  try:
+    rgb, info, hole = decode.read_pair("image", "mask", max_pixels, image_data, mask_data)
+  except decode.MaskSizeMismatch as e:
+    (w, h), (iw, ih) = e.mask_wh, e.image_wh
     raise ApiError(422, f"mask is {w}x{h} but image is {iw}x{ih} (width x height); "
-                   "the mask must have the image's size")
+                   "the mask must have the image's size") from None
   if not hole.any():
     raise ApiError(422, "mask has no hole (no pixel > 127): paint what should be filled in white")
   result, _ = inpainter.inpaint(rgb, hole)
-  return images.encode_image("result.png", result, info, check_path=False)
+  return encode.encode_image("result.png", result, info, check_path=False)
 
 
 def warm_up(inpainter, size=64):
@@ -332,8 +334,8 @@ def create_app(inpainter, model_info, limits):
         mask_data = await _read_file_field(form, "mask")
       finally:
         await form.close()
-      images.check_header(image_data, "image", limits.max_pixels)
-      images.check_header(mask_data, "mask", limits.max_pixels)
+      decode.check_header(image_data, "image", limits.max_pixels)
+      decode.check_header(mask_data, "mask", limits.max_pixels)
       submitted = True
       png = await worker.run(inpaint_upload, inpainter, image_data, mask_data,
                              limits.max_pixels)
@@ -342,7 +344,7 @@ def create_app(inpainter, model_info, limits):
       return error_response(e.status, e.message, e.headers)
     except ShuttingDown:
       return error_response(503, "the server is shutting down; the photo was not inpainted")
-    except images.ImageTooLarge as e:
+    except decode.ImageTooLarge as e:
       return error_response(413, e)
     except UserError as e:
       return error_response(400, e)
