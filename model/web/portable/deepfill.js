@@ -9,7 +9,8 @@
 // to a cross-origin isolated page (headers Cross-Origin-Opener-Policy: same-origin and
 // Cross-Origin-Embedder-Policy: require-corp). Plain static servers such as `python -m
 // http.server` send neither, so there the model runs on one thread; with the headers it uses up
-// to 4 (one per core).
+// to 4 (one per core). Inference runs in ONNX Runtime's proxy Web Worker, so the page stays
+// responsive meanwhile.
 import * as ort from "./ort/ort.wasm.min.mjs";
 
 const HERE = new URL(".", import.meta.url);
@@ -35,6 +36,7 @@ export async function load(options = {}) {
     ort.env.wasm.numThreads = Math.max(1, Math.min(options.threads || MAX_THREADS,
                                                    availableThreads()));
     ort.env.logLevel = "error";
+    ort.env.wasm.proxy = true;
     loading = ort.InferenceSession.create(MODEL_URL, {
       executionProviders: ["wasm"],
       graphOptimizationLevel: "all",

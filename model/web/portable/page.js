@@ -57,7 +57,7 @@ async function loadModel() {
     const info = await load();
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     const why = info.threads === 1 && availableThreads() === 1 && !globalThis.crossOriginIsolated
-      ? " (this server does not send the cross-origin isolation headers threads need)" : "";
+      ? " (the server sends no cross-origin isolation headers, which threads need)" : "";
     $("model").textContent = `model ready in ${seconds} s · WebAssembly, ${info.threads} ` +
       `thread${info.threads === 1 ? "" : "s"}${why}`;
   } catch (e) {
