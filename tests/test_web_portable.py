@@ -12,6 +12,8 @@ DEEPFILL_REQUIRE_BROWSER=1 (CI), where they fail.
 """
 import base64
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -267,6 +269,86 @@ def test_page_opens_photo_and_mask_paints_and_downloads(browser, standin_site, t
   assert page.locator("#compare").get_attribute("aria-pressed") == "true"
   os.makedirs(ARTIFACTS, exist_ok=True)
   page.screenshot(path=os.path.join(ARTIFACTS, "web_portable_standin.png"))
+  assert not offline.blocked, offline.blocked
+  assert {method for method, _ in offline.fetched} == {"GET"}, "nothing is uploaded"
+  assert not offline.errors, offline.errors
+  offline.close()
+
+
+# ---------------------------------------------------------------- the real model vs test.py
+
+def _golden_or_skip():
+  from conftest import GOLDEN, require_shared
+  return require_shared(os.path.join(GOLDEN, "checkpoint"))
+
+
+@pytest.fixture(scope="module")
+def golden_case(tmp_path_factory):
+  """The official checkpoint exported with `export.py --format web`, served; an odd-size photo
+  with a box and a stroke hole; and `test.py --noseam_blend`'s result for it."""
+  _browser_or_skip()
+  checkpoint = _golden_or_skip()
+  tmp = tmp_path_factory.mktemp("golden_site")
+  site = tmp / "site"
+  export = subprocess.Popen(
+      [sys.executable, os.path.join(REPO, "export.py"), "--format", "web",
+       "--checkpoint_dir", checkpoint, "--export_dir", str(site)],
+      cwd=str(tmp), env=helpers.env(), stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True)
+  rgb = helpers.example_rgb()[101:168, 203:300]  # 97 x 67
+  hole = np.zeros(rgb.shape[:2], bool)
+  hole[14:40, 20:51] = True
+  yy, xx = np.mgrid[:rgb.shape[0], :rgb.shape[1]]
+  hole |= np.abs(yy - 0.5 * xx - 10) < 3  # a thin diagonal stroke
+  (tmp / "photo.png").write_bytes(helpers.png_bytes(rgb))
+  (tmp / "mask.png").write_bytes(helpers.mask_png(hole))
+  cli = helpers.run_test_py("--image", tmp / "photo.png", "--mask", tmp / "mask.png",
+                            "--output", tmp / "cli.png", "--checkpoint_dir", checkpoint,
+                            "--noseam_blend", cwd=tmp)
+  helpers.finish(export, "export.py --format web")
+  helpers.finish(cli, "test.py")
+  expected = helpers.decode((tmp / "cli.png").read_bytes())[..., ::-1]
+  server = web_helpers.StaticServer(str(site))
+  yield {"server": server, "rgb": rgb, "hole": hole, "expected": expected, "tmp": tmp}
+  server.close()
+
+
+def assert_matches_test_py(got, expected, hole):
+  """Known pixels exact; in the hole at most 0.1 % of the values differ, by one level."""
+  assert got.shape == expected.shape
+  np.testing.assert_array_equal(got[~hole], expected[~hole])
+  diff = np.abs(got[hole].astype(int) - expected[hole].astype(int))
+  assert diff.max() <= 1, f"hole values differ by up to {diff.max()} levels"
+  assert (diff > 0).mean() <= 0.001, f"{(diff > 0).mean():.3%} of the hole values differ"
+
+
+def test_module_inpaint_matches_test_py(browser, golden_case):
+  offline = web_helpers.OfflinePage(browser, golden_case["server"].url)
+  rgb, hole = golden_case["rgb"], golden_case["hole"]
+  mask = np.zeros(rgb.shape[:2] + (4,), np.uint8)
+  mask[hole] = 255
+  out = call_inpaint(offline.page, golden_case["server"].url, _rgba(rgb), mask)
+  assert not isinstance(out, str), out
+  assert (out[..., 3] == 255).all()
+  assert_matches_test_py(out[..., :3], golden_case["expected"], hole)
+  assert (out[..., :3][hole] != rgb[hole]).any(), "the hole was filled"
+  assert not offline.blocked, offline.blocked
+  assert not offline.errors, offline.errors
+  offline.close()
+
+
+def test_page_inpaint_matches_test_py(browser, golden_case):
+  tmp = golden_case["tmp"]
+  offline = web_helpers.OfflinePage(browser, golden_case["server"].url)
+  page = offline.page
+  _open_photo(offline, tmp / "photo.png")
+  page.set_input_files("#mask-file", str(tmp / "mask.png"))
+  page.wait_for_selector("#inpaint:not([disabled])")
+  out = _press_inpaint_and_download(offline, tmp / "page.png")
+  assert_matches_test_py(out, golden_case["expected"], golden_case["hole"])
+  assert "Inpainted in" in page.locator("#status").text_content()
+  os.makedirs(ARTIFACTS, exist_ok=True)
+  page.screenshot(path=os.path.join(ARTIFACTS, "web_portable_golden.png"))
   assert not offline.blocked, offline.blocked
   assert {method for method, _ in offline.fetched} == {"GET"}, "nothing is uploaded"
   assert not offline.errors, offline.errors
