@@ -1,13 +1,18 @@
-r"""Export a DeepFill checkpoint (ours or an official TF1 v1 one) as a SavedModel for serving.
+r"""Export a DeepFill checkpoint (ours or an official TF1 v1 one) as a SavedModel for serving,
+or as an ONNX or LiteRT (TFLite) model.
 
   python export.py --checkpoint_dir DIR --export_dir OUT [--max_memory_gb 1] [--max_megapixels 100]
                    [--overwrite] [--noseam_blend]
+  python export.py --format onnx|tflite --checkpoint_dir DIR --export_dir OUT [--overwrite]
 
-Signatures (see ``model/inference/serving.py`` and README "Serving"):
+SavedModel signatures (see ``model/inference/serving.py`` and README "Serving"):
   serving_default: image uint8 [B,H,W,3] RGB, mask uint8 [B,H,W,1] (>127 = hole) -> inpainted
   inpaint_bytes:   image_bytes string [B], mask_bytes string [B] (encoded files) -> png_bytes
-The SavedModel is written to a temporary directory beside OUT and renamed into place, so OUT
-is never half-written. Every failure prints one line ``error: ...`` and exits with status 1.
+``--format onnx`` writes OUT/model.onnx and ``--format tflite`` OUT/model.tflite: the
+serving_default contract with B = 1 and any H, W, without seam blending and with dense
+attention (``model/inference/portable.py``, README "ONNX and LiteRT"). The output is written
+to a temporary directory beside OUT and renamed into place, so OUT is never half-written.
+Every failure prints one line ``error: ...`` and exits with status 1.
 """
 import math
 import os
@@ -27,8 +32,13 @@ DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c
 flags.DEFINE_string("checkpoint_dir", DEFAULT_CHECKPOINT,
                     "Our checkpoint directory (model.json + weights) or an official TF1 "
                     "DeepFill v1 checkpoint directory.")
-flags.DEFINE_string("export_dir", None, "Directory to write the SavedModel to.")
+flags.DEFINE_string("export_dir", None, "Directory to write the SavedModel (or model file) to.")
 flags.mark_flag_as_required("export_dir")
+flags.DEFINE_enum("format", "savedmodel", ["savedmodel", "onnx", "tflite"],
+                  "savedmodel (TF Serving, tf.saved_model.load), onnx (OUT/model.onnx, ONNX "
+                  "Runtime; needs the onnx extra) or tflite (OUT/model.tflite, LiteRT). The "
+                  "ONNX and LiteRT models do not seam-blend and ignore --max_memory_gb and "
+                  "--max_megapixels.")
 cli.define_max_memory_gb("Working-memory bound of contextual attention per image (GB); the "
                          "attention tile is chosen from it and the image size at serving time.")
 cli.define_max_megapixels("inpaint_bytes refuses an image or mask whose file header declares "
@@ -42,10 +52,14 @@ class _ExportError(Exception):
   """A problem with the export flags or paths (message is one line)."""
 
 
+# The file that marks a directory as an export of each format (only those are replaced).
+MARKERS = {"savedmodel": "saved_model.pb", "onnx": "model.onnx", "tflite": "model.tflite"}
+
+
 _fail = cli.CONSOLE.fail
 
 
-def _check_target(out, overwrite):
+def _check_target(out, overwrite, fmt="savedmodel"):
   """Fails early (before TensorFlow loads) if ``out`` must not be written."""
   if not os.path.lexists(out):
     return
@@ -56,9 +70,10 @@ def _check_target(out, overwrite):
     return
   if not overwrite:
     raise _ExportError(f"{out} exists and is not empty; pass --overwrite to replace it")
-  if "saved_model.pb" not in entries:
-    raise _ExportError(f"{out} is not a SavedModel directory (no saved_model.pb); "
-                       "refusing to replace it")
+  marker = MARKERS[fmt]
+  if marker not in entries:
+    what = "a SavedModel" if fmt == "savedmodel" else f"an {fmt} export"
+    raise _ExportError(f"{out} is not {what} directory (no {marker}); refusing to replace it")
 
 
 def _remove(path):
@@ -77,7 +92,7 @@ def _write_failure(out, error):
   return _ExportError(f"cannot write {out}: {text}; nothing was written ({advice})")
 
 
-def _write_atomically(out, overwrite, write):
+def _write_atomically(out, overwrite, write, fmt="savedmodel"):
   """Calls ``write(tmp)`` on a fresh directory beside ``out``, then renames it to ``out``."""
   parent = os.path.dirname(out)
   try:
@@ -96,7 +111,7 @@ def _write_atomically(out, overwrite, write):
       if isinstance(e, OSError) or type(e).__module__.startswith("tensorflow."):
         raise _write_failure(out, e) from None
       raise
-    _check_target(out, overwrite)  # it may have appeared while we were exporting
+    _check_target(out, overwrite, fmt)  # it may have appeared while we were exporting
     if os.path.isdir(out) and os.listdir(out):
       old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.old-", dir=parent)
       os.replace(out, old)  # replaces the empty placeholder directory
@@ -111,17 +126,37 @@ def _write_atomically(out, overwrite, write):
     _remove(old)
 
 
+def portable_model(generator, model_config, fmt="onnx", verbose=False):
+  """The bytes of ``model.onnx`` (``fmt="onnx"``) or ``model.tflite`` of a loaded generator
+  (``model/inference/convert.py``); converter log lines are hidden unless ``verbose``."""
+  import logging as std_logging
+  from model.inference import convert
+  if not verbose:  # tf2onnx logs every step, and its optimizers' skipped rewrites
+    std_logging.getLogger("tf2onnx").setLevel(std_logging.ERROR)
+  if fmt == "onnx":
+    return convert.onnx_bytes(generator, model_config)
+  return convert.tflite_bytes(generator, model_config)
+
+
+def _write_file(folder, name, data):
+  with open(os.path.join(folder, name), "wb") as f:
+    f.write(data)
+
+
 def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False, verbose=False,
-           max_megapixels=100.0, seam_blend=True):
-  """Loads the generator from ``checkpoint_dir`` and writes the SavedModel to ``export_dir``."""
+           max_megapixels=100.0, seam_blend=True, fmt="savedmodel"):
+  """Loads the generator from ``checkpoint_dir`` and writes the export of format ``fmt``
+  (``MARKERS``' keys) to ``export_dir``."""
   if not export_dir:
     raise _ExportError("--export_dir is required")
   if not (math.isfinite(max_memory_gb) and max_memory_gb > 0):
     raise _ExportError(f"--max_memory_gb must be a positive number, got {max_memory_gb}")
   if not (math.isfinite(max_megapixels) and max_megapixels > 0):
     raise _ExportError(f"--max_megapixels must be a positive number, got {max_megapixels}")
+  if fmt not in MARKERS:
+    raise _ExportError(f"--format must be one of {', '.join(MARKERS)}, got {fmt!r}")
   out = os.path.abspath(export_dir)
-  _check_target(out, overwrite)
+  _check_target(out, overwrite, fmt)
   if not os.path.exists(checkpoint_dir) and not os.path.exists(checkpoint_dir + ".index"):
     raise _ExportError(f"checkpoint directory not found: {checkpoint_dir}")
 
@@ -129,6 +164,10 @@ def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False, verbo
   from model import weights as checkpoints  # heavy imports (TensorFlow) only when needed
   from model.inference import serving
   generator, model_config = checkpoints.load_generator(checkpoint_dir)
+  if fmt != "savedmodel":
+    data = portable_model(generator, model_config, fmt, verbose)
+    _write_atomically(out, overwrite, lambda tmp: _write_file(tmp, MARKERS[fmt], data), fmt)
+    return out
   archive = serving.ServingModel(generator, model_config, max_memory_gb,
                                  max_pixels=max(1, int(max_megapixels * 1e6)),
                                  seam_blend=seam_blend).archive()
@@ -142,8 +181,12 @@ def main(argv):
 
   def run():
     out = export(FLAGS.checkpoint_dir, FLAGS.export_dir, FLAGS.max_memory_gb, FLAGS.overwrite,
-                 FLAGS.verbose, FLAGS.max_megapixels, FLAGS.seam_blend)
-    print(f"wrote SavedModel to {out} (signatures: serving_default, inpaint_bytes)")
+                 FLAGS.verbose, FLAGS.max_megapixels, FLAGS.seam_blend, FLAGS.format)
+    if FLAGS.format == "savedmodel":
+      print(f"wrote SavedModel to {out} (signatures: serving_default, inpaint_bytes)")
+    else:
+      print(f"wrote {os.path.join(out, MARKERS[FLAGS.format])} (image, mask -> inpainted; "
+            "batch 1, any size; no seam blending)")
     return 0
 
   return cli.guarded(run, expected=(_ExportError,), argv=argv)
