@@ -63,6 +63,7 @@ def browser():
 @pytest.fixture(scope="module")
 def standin_site(tmp_path_factory):
   _browser_or_skip()
+  pytest.importorskip("onnx", reason="the stand-in graph needs the onnx extra")
   folder = tmp_path_factory.mktemp("standin_site")
   portable.write_site(str(folder), web_helpers.write_standin_model, NPM_DIR)
   server = web_helpers.StaticServer(str(folder))
@@ -113,6 +114,7 @@ def _standin(rgb, hole):
 
 
 def test_site_holds_the_page_the_runtime_and_the_model(tmp_path):
+  pytest.importorskip("onnx", reason="the stand-in graph needs the onnx extra")
   sizes = portable.write_site(str(tmp_path), web_helpers.write_standin_model, NPM_DIR) \
       if _runtime_installed() else pytest.skip("npm ci --prefix web has not run")
   assert set(sizes) == {"index.html", "page.js", "deepfill.js", "app.css", "model.onnx",
@@ -149,6 +151,47 @@ def test_missing_or_stale_runtime_is_one_line_with_the_fix(tmp_path):
   with pytest.raises(UserError):
     portable.write_site(str(site), web_helpers.write_standin_model, str(npm))
   assert not os.listdir(site), "nothing is written before the runtime is found"
+
+
+_EXPORT_WITH_NPM_DIR = r"""
+import sys
+from absl import app
+import cli, export
+export.NPM_DIR = sys.argv.pop(1)
+app.run(export.main, flags_parser=cli.one_line_flag_parser(export.FLAGS))
+"""
+
+
+def _export_web(*args, npm_dir=None, cwd):
+  command = [sys.executable, os.path.join(REPO, "export.py")]
+  if npm_dir:
+    command = [sys.executable, "-c", _EXPORT_WITH_NPM_DIR, str(npm_dir)]
+  return subprocess.run(command + ["--format", "web", *map(str, args)], cwd=str(cwd),
+                        env=helpers.env(), capture_output=True, text=True, timeout=300)
+
+
+def test_export_web_errors_are_one_line_and_write_nothing(tmp_path):
+  checkpoint = helpers.write_tiny_checkpoint(tmp_path / "ckpt")
+  out = tmp_path / "site"
+  npm = tmp_path / "web"
+  npm.mkdir()
+  (npm / "package.json").write_text('{"dependencies": {"onnxruntime-web": "1.30.0"}}')
+  proc = _export_web("--checkpoint_dir", checkpoint, "--export_dir", out, npm_dir=npm,
+                     cwd=tmp_path)
+  assert proc.returncode == 1, proc
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: ONNX Runtime Web is not installed"), lines
+  assert "npm ci --prefix" in lines[0]
+  assert not out.exists()
+
+  out.mkdir()
+  (out / "keep.txt").write_text("mine")
+  proc = _export_web("--checkpoint_dir", checkpoint, "--export_dir", out, "--overwrite",
+                     cwd=tmp_path)
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines() == [
+      f"error: {out} is not a web export directory (no deepfill.js); refusing to replace it"]
+  assert os.listdir(out) == ["keep.txt"]
 
 
 def test_module_mask_rules_and_errors(browser, standin_site):
