@@ -38,7 +38,7 @@ import web_helpers  # noqa: E402  tests/web_helpers.py: static server, offline p
 
 from model.fileio.atomic import atomic_write  # noqa: E402
 
-RUN = """async ([photo, hole, repeats]) => {
+RUN = """async ([photo, hole, repeats, maxWarmMs, options]) => {
   const { inpaint, load } = await import("./deepfill.js");
   const bytes = Uint8Array.from(atob(photo), (c) => c.charCodeAt(0));
   const bitmap = await createImageBitmap(new Blob([bytes], { type: "image/png" }),
@@ -53,12 +53,16 @@ RUN = """async ([photo, hole, repeats]) => {
     for (let x = top; x < top + side; x++) mask.data[4 * (y * n + x) + 3] = 255;
   }
   let start = performance.now();
-  await inpaint(image, mask);
+  try {
+    await inpaint(image, mask, options);
+  } catch (e) {
+    return { error: e.message, afterSeconds: (performance.now() - start) / 1000 };
+  }
   const first = { sinceNavigation: performance.now(), call: performance.now() - start };
   const warm = [];
-  for (let i = 0; i < repeats; i++) {
+  for (let i = 0; i < repeats && first.call < maxWarmMs; i++) {
     start = performance.now();
-    await inpaint(image, mask);
+    await inpaint(image, mask, options);
     warm.push(performance.now() - start);
   }
   const info = await load();
@@ -98,7 +102,7 @@ def _status_kb(pid, field):
   return 0
 
 
-def measure(playwright, site, headers, photo_png, hole, repeats):
+def measure(playwright, site, headers, photo_png, hole, repeats, max_warm_s, options):
   tag = f"--bench-web={uuid.uuid4().hex}"
   server = web_helpers.StaticServer(site, headers)
   browser = playwright.chromium.launch(executable_path=web_helpers.chromium_executable(),
@@ -108,11 +112,12 @@ def measure(playwright, site, headers, photo_png, hole, repeats):
     page = offline.page
     renderers = _descendants_with_tag(tag)
     before = max((_status_kb(p, "VmRSS") for p in renderers), default=0)
-    result = page.evaluate(RUN, [base64.b64encode(photo_png).decode(), hole, repeats])
+    result = page.evaluate(RUN, [base64.b64encode(photo_png).decode(), hole, repeats,
+                                 max_warm_s * 1000, options])
     renderers = _descendants_with_tag(tag)
     peak = max((_status_kb(p, "VmHWM") for p in renderers), default=0)
     assert not offline.blocked, offline.blocked
-    assert not offline.errors, offline.errors
+    assert not offline.errors or "error" in result, offline.errors
     offline.close()
   finally:
     browser.close()
@@ -140,7 +145,12 @@ def main():
   parser.add_argument("--sizes", default="512,1024")
   parser.add_argument("--hole", type=float, default=0.25)
   parser.add_argument("--repeats", type=int, default=2, help="warm calls after the first")
+  parser.add_argument("--max_warm_seconds", type=float, default=150,
+                      help="no warm calls where the first call took longer than this")
   parser.add_argument("--modes", default="plain,isolated")
+  parser.add_argument("--isolated_sizes", default="512", help="sizes of the isolated mode")
+  parser.add_argument("--no_limit", action="store_true",
+                      help="lift deepfill.js's MAX_PIXELS (to see what happens beyond it)")
   parser.add_argument("--output", default=os.path.join(REPO, "bench", "WEB_RESULTS.md"))
   args = parser.parse_args()
   if bool(args.site) == bool(args.checkpoint_dir):
@@ -159,12 +169,19 @@ def main():
         headers = web_helpers.ISOLATION_HEADERS if mode == "isolated" else None
         label = ("http.server + COOP/COEP headers" if mode == "isolated"
                  else "`python -m http.server`")
-        for size in (int(s) for s in args.sizes.split(",")):
-          r = measure(p, site, headers, _photo(size), args.hole, args.repeats)
-          warm = statistics.median(r["warm"]) / 1000 if r["warm"] else float("nan")
+        sizes = args.isolated_sizes if mode == "isolated" else args.sizes
+        for size in (int(s) for s in sizes.split(",")):
+          r = measure(p, site, headers, _photo(size), args.hole, args.repeats,
+                      args.max_warm_seconds, {"maxPixels": 1e12} if args.no_limit else {})
+          if "error" in r:
+            rows.append(f"| {label} | | {size}² | failed after {r['afterSeconds']:.0f} s: "
+                        f"{r['error'][:200]} | | | {r['before_mb']:.0f} → {r['peak_mb']:.0f} |")
+            print(rows[-1], flush=True)
+            continue
+          warm = f"{statistics.median(r['warm']) / 1000:.1f}" if r["warm"] else "–"
           rows.append(f"| {label} | {r['threads']} | {size}², {100 * r['holeShare']:.0f} % hole | "
                       f"{r['first']['sinceNavigation'] / 1000:.1f} | {r['first']['call'] / 1000:.1f} "
-                      f"| {warm:.1f} | {r['before_mb']:.0f} → {r['peak_mb']:.0f} |")
+                      f"| {warm} | {r['before_mb']:.0f} → {r['peak_mb']:.0f} |")
           print(rows[-1], flush=True)
     sizes = ["| file | bytes |", "|---|---|"]
     for root, _, files in os.walk(site):
@@ -176,7 +193,9 @@ def main():
                               capture_output=True, text=True).stdout.strip()
     text = (f"# In the browser: ONNX Runtime Web (WebAssembly)\n\n"
             f"`python bench/bench_web.py {source} --sizes {args.sizes} --hole {args.hole} "
-            f"--repeats {args.repeats} --modes {args.modes}`\n\n"
+            f"--repeats {args.repeats} --max_warm_seconds {args.max_warm_seconds:g} "
+            f"--modes {args.modes} --isolated_sizes {args.isolated_sizes}"
+            f"{' --no_limit' if args.no_limit else ''}`\n\n"
             f"{chromium}, headless, on {machine.cpu_model()} "
             f"({os.cpu_count()} cores); load average at the end "
             f"{os.getloadavg()[0]:.1f}.\n\n" + "\n".join(rows) + "\n\nFiles of the folder:\n\n"

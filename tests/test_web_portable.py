@@ -226,6 +226,22 @@ def test_module_mask_rules_and_errors(browser, standin_site):
   small = call_inpaint(page, base, image, np.zeros((1, 1, 4), np.uint8))
   assert small == ("error: RangeError: mask is 1x1 but image is 37x23 (width x height); "
                    "masks are not resized"), small
+  limits = page.evaluate("""async (base) => {
+    const { inpaint, MAX_PIXELS } = await import(base + "deepfill.js");
+    const run = async (w, h, options) => {
+      try {
+        const out = await inpaint(new ImageData(w, h), new ImageData(w, h), options);
+        return `ok ${out.width}x${out.height}`;
+      } catch (e) {
+        return `${e.name}: ${e.message}`;
+      }
+    };
+    return [MAX_PIXELS, await run(896, 896), await run(897, 896),
+            await run(897, 896, { maxPixels: 1e7 })];
+  }""", base)
+  assert limits[:2] == [896 * 896, "ok 896x896"], limits
+  assert limits[2].startswith("RangeError: 897x896 is too large to inpaint in the browser"), limits
+  assert limits[3] == "ok 897x896"
   bad = call_inpaint(page, base, image, painted, {"channel": "green"})
   assert bad.startswith("error: RangeError: options.channel must be"), bad
 

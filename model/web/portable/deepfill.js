@@ -17,6 +17,14 @@ const HERE = new URL(".", import.meta.url);
 const MODEL_URL = new URL("model.onnx", HERE).href;
 const MAX_THREADS = 4;
 
+/**
+ * The largest image (pixels, after padding H and W to multiples of 8) that `inpaint` accepts.
+ * The ONNX graph's contextual attention is dense: its score matrix has (H·W/64)² floats, and
+ * WebAssembly has 4 GB of memory. Measured in Chromium: 896² runs (3.3 GB peak), 1024² fails
+ * with bad_alloc after using it all (bench/WEB_RESULTS.md).
+ */
+export const MAX_PIXELS = 896 * 896;
+
 let loading = null;  // Promise<ort.InferenceSession> once load() was called
 
 /** Number of WebAssembly threads this page can use (1 unless cross-origin isolated). */
@@ -77,6 +85,7 @@ export function maskChannel(mask) {
  *        any transparent pixel, else where its red is > 127 (white on black). `options.channel`
  *        ("alpha" | "red") overrides the choice.
  * Returns a new ImageData: the image's pixels outside the hole, the model's fill inside.
+ * Throws RangeError for bad arguments and images over `MAX_PIXELS` (`options.maxPixels`).
  */
 export async function inpaint(image, mask, options = {}) {
   checkPixels("image", image);
@@ -85,6 +94,13 @@ export async function inpaint(image, mask, options = {}) {
   if (mask.width !== width || mask.height !== height) {
     throw new RangeError(`mask is ${mask.width}x${mask.height} but image is ${width}x${height} ` +
                          "(width x height); masks are not resized");
+  }
+  const padded = Math.ceil(width / 8) * 8 * Math.ceil(height / 8) * 8;
+  const limit = options.maxPixels || MAX_PIXELS;
+  if (padded > limit) {
+    throw new RangeError(`${width}x${height} is too large to inpaint in the browser (at most ` +
+                         `${(limit / 1e6).toFixed(2)} megapixels, e.g. 896x896: WebAssembly's ` +
+                         "4 GB memory); scale or crop it, or use serve.py or test.py");
   }
   const channel = options.channel || maskChannel(mask);
   if (channel !== "alpha" && channel !== "red") {
@@ -119,7 +135,9 @@ export async function inpaint(image, mask, options = {}) {
   try {
     fill = (await session.run(feeds)).inpainted;
   } catch (error) {
-    throw new Error(`inpainting failed (${width}x${height}): ${error.message || error}`);
+    const text = String(error.message || error);
+    const why = /bad_alloc|memory/i.test(text) ? "out of memory (WebAssembly has 4 GB)" : text;
+    throw new Error(`inpainting failed (${width}x${height}): ${why}`);
   }
   const filled = fill.data;
   if (filled.length !== pixels * 3) {

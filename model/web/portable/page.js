@@ -5,7 +5,7 @@
 // The photo is kept as ImageData at its full resolution (the canvas shows it scaled by CSS);
 // the mask canvas has the same size, so holes are painted at full resolution. The mask is a
 // list of actions (strokes, opened masks, clears) replayed for undo/redo.
-import { availableThreads, inpaint, load } from "./deepfill.js";
+import { MAX_PIXELS, availableThreads, inpaint, load } from "./deepfill.js";
 
 const $ = (id) => document.getElementById(id);
 const photoCanvas = $("photo");
@@ -102,6 +102,12 @@ async function openPhoto(file) {
   hideError();
   const fileName = file.name || "pasted.png";
   setPhoto({ pixels, name: stem(fileName), fileName, blob: null }, null);
+  const padded = Math.ceil(pixels.width / 8) * Math.ceil(pixels.height / 8) * 64;
+  if (padded > MAX_PIXELS) {
+    showError(`${fileName} is ${pixels.width}×${pixels.height}: too large to inpaint in this ` +
+              `browser (at most ${(MAX_PIXELS / 1e6).toFixed(2)} megapixels, e.g. 896×896). ` +
+              "Scale or crop it first, or use serve.py or test.py.");
+  }
 }
 
 // A mask file: a pixel is a hole when its brightest colour channel, composited over black by
