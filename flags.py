@@ -85,9 +85,6 @@ def define_flags(flag_values=absl_flags.FLAGS):
   absl_flags.DEFINE_enum("padding", None, PADDINGS,
                          "Generator padding (official PADDING 'SAME' = zero). Default: the "
                          "--arch preset's.", **fv)
-  absl_flags.DEFINE_integer("attention_tile", 0,
-                            "Contextual-attention query tile size to bound memory (0 = dense).",
-                            **fv)
 
   # Losses and critics.
   absl_flags.DEFINE_enum("gan", ls.gan, GANS,
@@ -151,6 +148,12 @@ def define_flags(flag_values=absl_flags.FLAGS):
   absl_flags.DEFINE_integer("critic_steps", -1,
                             "Critic updates per generator update; -1 = the --gan default "
                             f"({DEFAULT_CRITIC_STEPS}).", **fv)
+  absl_flags.DEFINE_float("critic_lr", t.critic_lr,
+                          "Adam learning rate of the critics (0 = --lr).", **fv)
+  absl_flags.DEFINE_integer("critic_warmup", t.critic_warmup,
+                            "Steps at the start of the run in which only the critics train "
+                            "(on the frozen generator; each such step makes --critic_steps + 1 "
+                            "critic updates); they count as steps.", **fv)
   absl_flags.DEFINE_boolean("gradient_clip", t.gradient_clip, "Clip gradients.", **fv)
   absl_flags.DEFINE_float("gradient_clip_value", t.gradient_clip_value,
                           "Clipping threshold when --gradient_clip.", **fv)
@@ -158,9 +161,9 @@ def define_flags(flag_values=absl_flags.FLAGS):
                             "Each step runs each replica's batch in micro-batches of at most "
                             "this many samples, one after another, and sums their gradients: "
                             "the same update with less activation memory. 0 = the whole batch; "
-                            "-1 = auto: 4 at 256² cnum 32 (the official settings: peak 5.9 -> "
-                            "2.7 GB), scaled by 1 / (img_size² cnum); whole batch with --gan "
-                            "sn_patch.",
+                            "-1 = auto: 4 at 256² cnum 32 (the official settings; memory measured "
+                            "in bench/README.md), scaled by 1 / (img_size² cnum); whole batch "
+                            "with --gan sn_patch.",
                             **fv)
 
   # Logging, checkpoints, validation.
@@ -230,12 +233,9 @@ def build_config(flag_values=absl_flags.FLAGS):
     return cls(**{f.name: derived[f.name] if f.name in derived else get(f.name)
                   for f in dataclasses.fields(cls)})
 
-  attention_tile = get("attention_tile")
-  if attention_tile < 0:
-    raise ValueError(f"--attention_tile must be >= 0, got {attention_tile}")
-  model_overrides = {"padding": get("padding"), "attention_tile": attention_tile or None}
+  padding = get("padding")
   model = config_lib.preset(get("arch"), cnum=get("cnum"),
-                            **{k: v for k, v in model_overrides.items() if v is not None})
+                            **({} if padding is None else {"padding": padding}))
 
   s = get("img_size")
   scale = _parse_scale(get("random_scale"))

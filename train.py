@@ -114,12 +114,10 @@ def _prepare_run_dir(cfg, run_dir):
 
 def _warm_start(gen, model_cfg, path):
   """Copies the generator weights of the checkpoint at ``path`` into ``gen``."""
-  import dataclasses
   from model import weights
   from model.errors import UserError
   source, source_cfg = weights.load_generator(path)
-  # The attention tile only bounds memory; it does not change the weights.
-  if dataclasses.replace(source_cfg, attention_tile=model_cfg.attention_tile) != model_cfg:
+  if source_cfg != model_cfg:
     def describe(c):
       return f"{c.arch} cnum {c.cnum} {c.padding} padding {c.channel_order.upper()}"
     raise UserError(f"--init_checkpoint {path} holds a different generator "
@@ -347,7 +345,7 @@ def _loop(cfg, strategy, nets, step, manager, feeder, reporter, val_images, stop
   import tensorflow as tf
   from model.training import nets as nets_lib
   tc = cfg.train
-  critic_step, generator_step = nets_lib.distributed_steps(strategy, nets, step)
+  critic_step, generator_step, warmup_step = nets_lib.distributed_steps(strategy, nets, step)
   saved_at = None
 
   def save(reason):
@@ -364,10 +362,14 @@ def _loop(cfg, strategy, nets, step, manager, feeder, reporter, val_images, stop
     batches = feeder.get(stopper)
     if batches is None:
       break
-    d_terms = {}
+    d_terms, g_terms = {}, {}
+    warmup = current < tc.critic_warmup and nets.critics
     for batch in batches[:-1]:
       d_terms = _in_background(stopper, critic_step, batch)
-    g_terms = _in_background(stopper, generator_step, batches[-1])
+    if warmup:  # the generator stays frozen: its batch trains the critics once more
+      d_terms = _in_background(stopper, warmup_step, batches[-1])
+    else:
+      g_terms = _in_background(stopper, generator_step, batches[-1])
     current = int(step.numpy())
     values = {k: float(v) for k, v in {**d_terms, **g_terms}.items()}
     bad = [k for k, v in values.items() if not np.isfinite(v)]

@@ -204,7 +204,7 @@ def run_case(args):
   tf.keras.utils.set_random_seed(0)
   nets = nets_lib.build(cfg)
   step = tf.Variable(0, dtype=tf.int64)
-  critic_step, generator_step = nets_lib.distributed_steps(tf.distribute.get_strategy(), nets,
+  critic_step, generator_step, _ = nets_lib.distributed_steps(tf.distribute.get_strategy(), nets,
                                                            step)
   files = data_lib.list_files(args.photos)
   per_update = cfg.critic_steps + 1

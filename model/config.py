@@ -3,6 +3,9 @@ import dataclasses
 import json
 
 ARCHS = ("v1", "gated")
+# Keys older model.json files may hold and that are ignored now (the attention tile
+# became a call argument of the generator).
+LEGACY_KEYS = ("attention_tile",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -11,14 +14,13 @@ class ModelConfig:
 
   ``v1``: the official release (plain ELU convs, zero padding, BGR input order).
   ``gated``: our variant (gated ELU convs, symmetric mirror padding, RGB order).
-  ``attention_tile``: query tile of contextual attention (None = dense).
+  Runtime knobs such as the attention tile are call arguments, not configuration.
   """
   arch: str = "v1"
   cnum: int = 32
   padding: str = "zero"
   gated: bool = False
   channel_order: str = "bgr"
-  attention_tile: int | None = None
 
   def __post_init__(self):
     if self.arch not in ARCHS:
@@ -33,6 +35,7 @@ class ModelConfig:
 
   @classmethod
   def from_dict(cls, values):
+    values = {k: v for k, v in values.items() if k not in LEGACY_KEYS}
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - known
     if unknown:

@@ -1,10 +1,110 @@
-"""Two-stage DeepFill v1 generator (ARCHITECTURE.md §2), layer names as in the official checkpoint."""
+"""Two-stage DeepFill v1 generator (ARCHITECTURE.md §2): one layer table, named stages.
+
+``layer_table(cnum)`` is the only description of the architecture: it builds the layers
+(official checkpoint names) and is what ``model/inference/local_plan.py`` reads for
+receptive fields and FLOPs. ``InpaintGenerator.call`` is the composition of the public
+stage methods; other inference paths (hole-local, export graphs) compose the same methods.
+"""
+import dataclasses
+
 import keras
 import tensorflow as tf
 
 from layers import resize
 from layers.contextual_attention import ContextualAttention
 from layers.gen_conv import GenConv, GenDeconv
+
+STAGES = ("coarse", "hallucination", "attention_encoder", "attention_decoder", "merge")
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSpec:
+  """One generator conv of ARCHITECTURE.md §2.1: ``kind`` ``conv`` (``GenConv``) or
+  ``up`` (nearest ×2 upsample, then a 3×3 stride-1 conv: ``GenDeconv``)."""
+  name: str
+  filters: int
+  kernel: int = 3
+  stride: int = 1
+  dilation: int = 1
+  kind: str = "conv"
+  activation: str | None = "elu"
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSpec:
+  """A chain of layers. ``in_channels``: channels it reads; ``in_scale``: full-resolution
+  pixels per pixel of its input (1 for image-size inputs, 4 at H/4)."""
+  layers: tuple
+  in_channels: int
+  in_scale: int = 1
+
+  @property
+  def out_channels(self):
+    return self.layers[-1].filters
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionSpec:
+  """Contextual attention settings (ARCHITECTURE.md §3): patch size, stride, downsampling rate."""
+  ksize: int = 3
+  stride: int = 1
+  rate: int = 2
+
+
+ATTENTION = AttentionSpec()
+
+
+def layer_table(cnum):
+  """``{stage: StageSpec}`` of ARCHITECTURE.md §2.3 and §2.5, stages in ``STAGES`` (= checkpoint)
+  order. Both stage-2 branches read ``[x̃, 1, m]`` (5 channels); the merge reads both branches."""
+  c = int(cnum)
+  L = LayerSpec
+  coarse = (
+      L("conv1", c, 5), L("conv2_downsample", 2 * c, stride=2), L("conv3", 2 * c),
+      L("conv4_downsample", 4 * c, stride=2), L("conv5", 4 * c), L("conv6", 4 * c),
+      L("conv7_atrous", 4 * c, dilation=2), L("conv8_atrous", 4 * c, dilation=4),
+      L("conv9_atrous", 4 * c, dilation=8), L("conv10_atrous", 4 * c, dilation=16),
+      L("conv11", 4 * c), L("conv12", 4 * c), L("conv13_upsample", 2 * c, kind="up"),
+      L("conv14", 2 * c), L("conv15_upsample", c, kind="up"), L("conv16", c // 2),
+      L("conv17", 3, activation=None))
+  hallucination = (
+      L("xconv1", c, 5), L("xconv2_downsample", c, stride=2), L("xconv3", 2 * c),
+      L("xconv4_downsample", 2 * c, stride=2), L("xconv5", 4 * c), L("xconv6", 4 * c),
+      L("xconv7_atrous", 4 * c, dilation=2), L("xconv8_atrous", 4 * c, dilation=4),
+      L("xconv9_atrous", 4 * c, dilation=8), L("xconv10_atrous", 4 * c, dilation=16))
+  encoder = (
+      L("pmconv1", c, 5), L("pmconv2_downsample", c, stride=2), L("pmconv3", 2 * c),
+      L("pmconv4_downsample", 4 * c, stride=2), L("pmconv5", 4 * c),
+      L("pmconv6", 4 * c, activation="relu"))
+  decoder = (L("pmconv9", 4 * c), L("pmconv10", 4 * c))
+  merge = (
+      L("allconv11", 4 * c), L("allconv12", 4 * c), L("allconv13_upsample", 2 * c, kind="up"),
+      L("allconv14", 2 * c), L("allconv15_upsample", c, kind="up"), L("allconv16", c // 2),
+      L("allconv17", 3, activation=None))
+  return {
+      "coarse": StageSpec(coarse, 5),
+      "hallucination": StageSpec(hallucination, 5),
+      "attention_encoder": StageSpec(encoder, 5),
+      "attention_decoder": StageSpec(decoder, encoder[-1].filters, 4),
+      "merge": StageSpec(merge, hallucination[-1].filters + decoder[-1].filters, 4),
+  }
+
+
+def _build_layer(spec, padding, gated):
+  if spec.kind == "up":
+    if (spec.kernel, spec.stride, spec.dilation, spec.activation) != (3, 1, 1, "elu"):
+      raise ValueError(f"{spec.name}: an 'up' layer is a 3x3 stride-1 ELU conv")
+    return GenDeconv(spec.filters, padding=padding, gated=gated, name=spec.name)
+  if spec.kind != "conv":
+    raise ValueError(f"{spec.name}: kind must be 'conv' or 'up', got {spec.kind!r}")
+  return GenConv(spec.filters, spec.kernel, spec.stride, spec.dilation,
+                 activation=spec.activation, padding=padding, gated=gated, name=spec.name)
+
+
+def _with_mask_channels(x, mask):
+  """``[x, 1, m]`` (ARCHITECTURE.md §2.2): ``[B, H, W, 3]``, ``[B, H, W, 1]`` -> ``[B, H, W, 5]``."""
+  ones = tf.ones_like(x[..., :1])
+  return tf.concat([x, ones, ones * mask], axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="deepfill")
@@ -17,51 +117,29 @@ class InpaintGenerator(keras.Model):
     mask: float32 ``[B, H, W, 1]``, 1 = hole, one per sample. H, W multiples of 8.
   Returns the coarse and refined images (clipped to [-1, 1], not composited) and
   the attention offsets, int32 ``[B, H/8, W/8, 2]``. ``attention_tile``, ``attention_tiled``:
-  the attention's ``tile_size`` and ``tiled`` (``layers/contextual_attention.py``).
+  runtime memory knobs of the attention (see :meth:`attention_branch`); same result.
+
+  ``call`` is the composition of the stage methods below (``c`` = cnum; every stage is
+  fully convolutional, so each also runs on a crop whose sides are multiples of 8)::
+
+    x1 = coarse(x_in, mask)
+    xnow = stage2_input(x_in, mask, x1)
+    y, offsets = attention_branch(attention_encoder(xnow), attention_mask(mask))
+    x2 = merge(hallucination(xnow), y)
+
+  ``table`` is the ``layer_table(cnum)`` the layers were built from.
   """
 
-  def __init__(self, cnum=32, padding="zero", gated=False, attention_tile=None, **kwargs):
+  def __init__(self, cnum=32, padding="zero", gated=False, **kwargs):
     super().__init__(**kwargs)
     self.cnum = int(cnum)
     self.padding = padding
     self.gated = bool(gated)
-    self.attention_tile = attention_tile
-    c = self.cnum
-
-    def conv(name, filters, k=3, s=1, d=1, act="elu"):
-      return GenConv(filters, k, s, d, activation=act, padding=padding, gated=gated, name=name)
-
-    def deconv(name, filters):
-      return GenDeconv(filters, padding=padding, gated=gated, name=name)
-
-    # Stage 1 (ARCHITECTURE.md §2.3).
-    self.coarse_layers = [
-        conv("conv1", c, 5), conv("conv2_downsample", 2 * c, 3, 2), conv("conv3", 2 * c),
-        conv("conv4_downsample", 4 * c, 3, 2), conv("conv5", 4 * c), conv("conv6", 4 * c),
-        conv("conv7_atrous", 4 * c, d=2), conv("conv8_atrous", 4 * c, d=4),
-        conv("conv9_atrous", 4 * c, d=8), conv("conv10_atrous", 4 * c, d=16),
-        conv("conv11", 4 * c), conv("conv12", 4 * c), deconv("conv13_upsample", 2 * c),
-        conv("conv14", 2 * c), deconv("conv15_upsample", c), conv("conv16", c // 2),
-        conv("conv17", 3, act=None)]
-    # Stage 2, branch A: dilated "hallucination" convs (ARCHITECTURE.md §2.5).
-    self.hallu_layers = [
-        conv("xconv1", c, 5), conv("xconv2_downsample", c, 3, 2), conv("xconv3", 2 * c),
-        conv("xconv4_downsample", 2 * c, 3, 2), conv("xconv5", 4 * c), conv("xconv6", 4 * c),
-        conv("xconv7_atrous", 4 * c, d=2), conv("xconv8_atrous", 4 * c, d=4),
-        conv("xconv9_atrous", 4 * c, d=8), conv("xconv10_atrous", 4 * c, d=16)]
-    # Stage 2, branch B: contextual attention.
-    self.pm_encoder = [
-        conv("pmconv1", c, 5), conv("pmconv2_downsample", c, 3, 2), conv("pmconv3", 2 * c),
-        conv("pmconv4_downsample", 4 * c, 3, 2), conv("pmconv5", 4 * c),
-        conv("pmconv6", 4 * c, act="relu")]
-    self.attention = ContextualAttention(3, 1, rate=2, tile_size=attention_tile,
+    self.table = layer_table(self.cnum)
+    self._stages = {stage: [_build_layer(spec, padding, self.gated)
+                            for spec in self.table[stage].layers] for stage in STAGES}
+    self.attention = ContextualAttention(ATTENTION.ksize, ATTENTION.stride, rate=ATTENTION.rate,
                                          name="contextual_attention")
-    self.pm_decoder = [conv("pmconv9", 4 * c), conv("pmconv10", 4 * c)]
-    # Merge and decode.
-    self.merge_layers = [
-        conv("allconv11", 4 * c), conv("allconv12", 4 * c), deconv("allconv13_upsample", 2 * c),
-        conv("allconv14", 2 * c), deconv("allconv15_upsample", c), conv("allconv16", c // 2),
-        conv("allconv17", 3, act=None)]
     # tf.train.Checkpoint does not follow Keras' tracked lists: expose each layer
     # as an attribute named like its official scope so checkpoints hold it.
     for layer in self.conv_layers():
@@ -74,67 +152,100 @@ class InpaintGenerator(keras.Model):
   def initialize(self):
     """Creates all weights from the layer table, without a forward pass (needed before
     restoring). Same variables, paths and initial values as building on a first call."""
-
-    def chain(layers, channels):
-      for layer in layers:
-        layer.build((None, None, None, channels))
-        channels = layer.filters
-      return channels
-
     with keras.name_scope(self.name):  # in call order, so seeded initial values match
-      chain(self.coarse_layers, 5)
-      hallu = chain(self.hallu_layers, 5)
-      chain(self.pm_decoder, chain(self.pm_encoder, 5))
-      chain(self.merge_layers, hallu + self.pm_decoder[-1].filters)
+      for stage in STAGES:
+        channels = self.table[stage].in_channels
+        for layer in self._stages[stage]:
+          layer.build((None, None, None, channels))
+          channels = layer.filters
     self.built = True
     return self
 
   def conv_layers(self):
     """All GenConv / GenDeconv layers in checkpoint order."""
-    return (self.coarse_layers + self.hallu_layers + self.pm_encoder + self.pm_decoder
-            + self.merge_layers)
+    return [layer for stage in STAGES for layer in self._stages[stage]]
+
+  def _run(self, stage, x):
+    for layer in self._stages[stage]:
+      x = layer(x)
+    return x
+
+  # ------------------------------------------------------------------ stages
+
+  def coarse(self, x_in, mask):
+    """Stage 1 (§2.3): ``x_in`` ``[B, H, W, 3]`` (holes zeroed), ``mask`` ``[B, H, W, 1]``
+    -> ``x1`` ``[B, H, W, 3]`` clipped to [-1, 1]."""
+    return tf.clip_by_value(self._run("coarse", _with_mask_channels(x_in, mask)), -1.0, 1.0)
+
+  def stage2_input(self, x_in, mask, x_stage1):
+    """``[x̃, 1, m]`` with ``x̃ = x1·m + x_in·(1 − m)`` (§2.4; no stop-gradient): three
+    ``[B, H, W, 3|1|3]`` tensors -> ``[B, H, W, 5]``. Only hole pixels of ``x_stage1`` are read."""
+    return _with_mask_channels(x_stage1 * mask + x_in * (1.0 - mask), mask)
+
+  def hallucination(self, xnow):
+    """Branch A, ``xconv1..10`` (§2.5): ``[B, H, W, 5]`` -> ``[B, H/4, W/4, 4c]``."""
+    return self._run("hallucination", xnow)
+
+  def attention_encoder(self, xnow):
+    """Branch B encoder, ``pmconv1..6`` (§2.5): ``[B, H, W, 5]`` -> ``[B, H/4, W/4, 4c]``."""
+    return self._run("attention_encoder", xnow)
+
+  def attention_mask(self, mask):
+    """``m_s``: the mask at the feature size (§2.3, nearest with aligned corners, §1.4):
+    ``[B, H, W, 1]`` -> ``[B, H/4, W/4, 1]``. Always from the full-size mask."""
+    return resize.resize_nearest_align_corners(mask, (tf.shape(mask)[1:3] + 3) // 4)
+
+  def attention_branch(self, features, mask_s, attention_tile=None, attention_tiled=None,
+                       query_box=None, output_box=None, query_mask=None):
+    """Contextual attention (§3) of ``features`` on themselves, then ``pmconv9..10``.
+
+    Args:
+      features: ``attention_encoder`` output ``[B, h, w, 4c]`` (h = H/4) of the whole image:
+        every background patch is a key.
+      mask_s: ``attention_mask(mask)``, ``[B, h, w, 1]``.
+      attention_tile: None (dense) or int / int32 scalar: query tile on the ``h/2 × w/2``
+        grid; bounds memory, same result (§3.9).
+      attention_tiled: Python bool or None: whether that tile is smaller than the grid (None:
+        tested in the graph, both branches traced).
+      query_box, output_box, query_mask: compute only queries in ``query_box`` (int32
+        (y0, y1, x0, x1) on the ``h/2`` grid), only tiles with a True in ``query_mask``
+        (bool ``[h/2, w/2]``), and return only the ``output_box`` window (on the ``h`` grid)
+        — ``layers/contextual_attention.py``.
+    Returns:
+      ``(y, offsets)``: y float32 ``[B, h, w, 4c]`` (or the ``output_box`` window), offsets
+      int32 ``[B, h/2, w/2, 2]`` (meaningless outside ``query_box``).
+    """
+    y, offsets = self.attention((features, features, mask_s), tile_size=attention_tile,
+                                tiled=attention_tiled, query_box=query_box,
+                                output_box=output_box, query_mask=query_mask)
+    return self._run("attention_decoder", y), offsets
+
+  def merge(self, hallucinated, attended):
+    """Merge decoder ``allconv11..17`` (§2.5): branch A and branch B outputs, both
+    ``[B, h, w, 4c]`` -> ``x2`` ``[B, 4h, 4w, 3]`` clipped to [-1, 1]."""
+    x = self._run("merge", tf.concat([hallucinated, attended], axis=-1))
+    return tf.clip_by_value(x, -1.0, 1.0)
 
   def call(self, inputs, training=False, attention_tile=None, attention_tiled=None):
     x_in, mask = inputs
     x_in = tf.convert_to_tensor(x_in, tf.float32)
     mask = tf.cast(mask, tf.float32)
-    ones = tf.ones_like(x_in[..., :1])
-    # Stage 1 input: [x_in, ones, ones*mask] (ARCHITECTURE.md §2.2).
-    x = tf.concat([x_in, ones, ones * mask], axis=-1)
-    for i, layer in enumerate(self.coarse_layers):
-      x = layer(x)
-      if i == 5:  # after conv6: mask at the feature resolution, for attention.
-        mask_s = resize.resize_nearest_align_corners(mask, tf.shape(x)[1:3])
-    x_stage1 = tf.clip_by_value(x, -1.0, 1.0)
-
-    # Paste the coarse result into the hole (no stop-gradient, ARCHITECTURE.md §2.4).
-    x = x_stage1 * mask + x_in * (1.0 - mask)
-    xnow = tf.concat([x, ones, ones * mask], axis=-1)
-    hallu = xnow
-    for layer in self.hallu_layers:
-      hallu = layer(hallu)
-    pm = xnow
-    for layer in self.pm_encoder:
-      pm = layer(pm)
-    pm, offsets = self.attention((pm, pm, mask_s), tile_size=attention_tile,
-                                 tiled=attention_tiled)
-    for layer in self.pm_decoder:
-      pm = layer(pm)
-    x = tf.concat([hallu, pm], axis=-1)
-    for layer in self.merge_layers:
-      x = layer(x)
-    x_stage2 = tf.clip_by_value(x, -1.0, 1.0)
-    return x_stage1, x_stage2, offsets
+    x_stage1 = self.coarse(x_in, mask)
+    xnow = self.stage2_input(x_in, mask, x_stage1)
+    hallucinated = self.hallucination(xnow)
+    attended, offsets = self.attention_branch(
+        self.attention_encoder(xnow), self.attention_mask(mask),
+        attention_tile=attention_tile, attention_tiled=attention_tiled)
+    return x_stage1, self.merge(hallucinated, attended), offsets
 
   def get_config(self):
     config = super().get_config()
-    config.update(cnum=self.cnum, padding=self.padding, gated=self.gated,
-                  attention_tile=self.attention_tile)
+    config.update(cnum=self.cnum, padding=self.padding, gated=self.gated)
     return config
 
 
 def build_generator(config):
   """Builds (and initialises) an ``InpaintGenerator`` from a ``ModelConfig``."""
   gen = InpaintGenerator(cnum=config.cnum, padding=config.padding, gated=config.gated,
-                         attention_tile=config.attention_tile, name="inpaint_net")
+                         name="inpaint_net")
   return gen.initialize()

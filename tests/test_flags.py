@@ -1,5 +1,6 @@
 """Tests for flags.py (build_config, presets, validation, JSON) and the no-FLAGS-in-library rule."""
 import dataclasses
+import json
 import os
 import re
 import subprocess
@@ -65,7 +66,6 @@ def test_arch_gan_and_sentinels():
   assert gated.train.critic_steps == 1
   assert _config("--gan=sn_patch", "--critic_steps=3").train.critic_steps == 3
   assert _config("--padding=reflect").model.padding == "reflect"
-  assert _config("--attention_tile=16").model.attention_tile == 16
   assert _config("--box_height=64", "--box_width=96").data.box_width == 96
 
 
@@ -129,6 +129,18 @@ def test_json_round_trip_and_validation():
     flags_lib.Config.from_json('{"extra": {}}')
   with pytest.raises(ValueError, match="multiple of 16"):
     flags_lib.Config.from_json('{"data": {"img_size": 100}}')
+
+
+def test_attention_tile_is_a_call_argument_not_configuration():
+  """--attention_tile is gone; config.json of older runs holding the key still loads."""
+  assert "attention_tile" not in _parse()._flags()  # pylint: disable=protected-access
+  for value in ("null", "16"):
+    old = flags_lib.Config.from_json('{"model": {"arch": "v1", "attention_tile": %s}}' % value)
+    assert old == flags_lib.Config()
+  with open(os.path.join(REPO, "checkpoints", "demo_run", "config.json")) as f:
+    values = json.load(f)
+  values["model"]["attention_tile"] = None  # as the run's config.json was written
+  assert flags_lib.Config.from_json(json.dumps(values)).model.cnum == 16
 
 
 def test_flags_module_does_not_import_tensorflow():

@@ -112,6 +112,20 @@ def test_generator_dynamic_shapes_and_round_trip(arch, tmp_path):
   np.testing.assert_allclose(loaded((x_in, m))[1], x2, atol=1e-6)
 
 
+@pytest.mark.parametrize("value", [None, 16])
+def test_model_json_with_legacy_attention_tile_loads(value, tmp_path):
+  """Older model.json files hold "attention_tile" (null or a number); it is ignored."""
+  cfg = config_lib.preset("v1", cnum=4)
+  gen = generator_lib.build_generator(cfg)
+  checkpoints.save_generator(gen, cfg, str(tmp_path))
+  path = tmp_path / "model.json"
+  path.write_text(json.dumps(dict(json.loads(path.read_text()), attention_tile=value)))
+  loaded, loaded_cfg = checkpoints.load_generator(str(tmp_path))
+  assert loaded_cfg == cfg
+  with pytest.raises(ValueError, match="unknown model config keys"):
+    config_lib.ModelConfig.from_dict({"attention_tiles": 3})
+
+
 def test_batch_of_two_equals_two_batches_of_one():
   gen = generator_lib.build_generator(config_lib.preset("v1", cnum=4))
   x = _rand([2, 32, 16, 3], 2)

@@ -1,8 +1,11 @@
 """Hole-local inference equals the full computation on hole pixels (random weights)."""
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from layers.gen_conv import GenDeconv
 from model import config as config_lib
 from model import generator as generator_lib
 from model.inference import local_plan as local_inference
@@ -17,9 +20,9 @@ def gen():
 
 def test_margins_derived_from_layer_table(gen):
   # Radii of ARCHITECTURE.md §2.3/§2.5 by hand: e.g. coarse = 2+1+2+2+4+4+8+16+32+64+4+4+(4+2)+2+(2+1)+1+1.
-  assert local_inference.receptive_radius(gen.coarse_layers)[0] == 156
-  assert local_inference.receptive_radius(gen.hallu_layers)[0] == 135
-  assert local_inference.receptive_radius(gen.pm_encoder) == (15, 4)
+  assert local_inference.receptive_radius(gen.table["coarse"])[0] == 156
+  assert local_inference.receptive_radius(gen.table["hallucination"])[0] == 135
+  assert local_inference.receptive_radius(gen.table["attention_encoder"]) == (15, 4)
   assert local_inference.margins(gen) == {
       "coarse": 160, "hallu": 136, "encoder": 16, "decoder": 8, "merge": 24}
 
@@ -68,18 +71,12 @@ def test_batch_with_different_masks(gen):
   assert np.abs(full[hole] - local[hole]).max() <= 1e-4
 
 
-@pytest.mark.parametrize("preset,cnum,size", [("v1", 32, (256, 256)), ("gated", 8, (128, 192))])
-def test_plan_conv_flops_match_tf_profiler(preset, cnum, size):
-  """The FLOP plan's full-network conv part equals TF's own Conv2D FLOP statistics.
-
-  Sizes are multiples of 64, so the rate-16 atrous convs' SpaceToBatch needs no
-  padding (TF counts the padded positions too).
-  """
+def _profiled_conv_flops(make_generator, h, w):
+  """(TF's own Conv2D FLOP count of the generator's convs, the FLOP plan) on an h×w input."""
   from tensorflow.python.framework import ops as ops_lib  # the registered per-op FLOP counts
-  h, w = size
   graph = tf.Graph()
   with graph.as_default():
-    g = generator_lib.build_generator(config_lib.preset(preset, cnum=cnum))
+    g = make_generator()
     before = set(op.name for op in graph.get_operations())
     g((tf.zeros([1, h, w, 3]), tf.ones([1, h, w, 1])))
     counted = sum(ops_lib.get_stats_for_node_def(graph, op.node_def, "flops").value
@@ -89,6 +86,19 @@ def test_plan_conv_flops_match_tf_profiler(preset, cnum, size):
     cost = local_inference.plan(g, tf.constant([8, 16, 8, 16]), h, w)
     with tf.compat.v1.Session(graph=graph) as sess:
       cost = sess.run(cost)
+  return counted, cost
+
+
+@pytest.mark.parametrize("preset,cnum,size", [("v1", 32, (256, 256)), ("gated", 8, (128, 192))])
+def test_plan_conv_flops_match_tf_profiler(preset, cnum, size):
+  """The FLOP plan's full-network conv part equals TF's own Conv2D FLOP statistics.
+
+  Sizes are multiples of 64, so the rate-16 atrous convs' SpaceToBatch needs no
+  padding (TF counts the padded positions too).
+  """
+  h, w = size
+  counted, cost = _profiled_conv_flops(
+      lambda: generator_lib.build_generator(config_lib.preset(preset, cnum=cnum)), h, w)
   assert counted > 0
   assert cost["full"] - cost["full_attention"] == pytest.approx(counted, rel=1e-9)
   c = 4 * cnum
@@ -97,6 +107,57 @@ def test_plan_conv_flops_match_tf_profiler(preset, cnum, size):
     # The issue's figures at 256²: convolutions ≈ 45 GFLOP, attention ≈ 7 GFLOP.
     assert counted / 1e9 == pytest.approx(44.9, abs=0.1)
     assert cost["full_attention"] / 1e9 == pytest.approx(6.7, abs=0.1)
+
+
+def _mutated_table(cnum):
+  """The v1 table with three entries changed: conv10_atrous dilation 16 -> 4 (coarse radius
+  156 -> 108), conv5 4c -> 3c channels, allconv11 kernel 3 -> 5 (merge radius 21 -> 25)."""
+  changes = {"conv10_atrous": {"dilation": 4}, "conv5": {"filters": 3 * cnum},
+             "allconv11": {"kernel": 5}}
+  return {name: dataclasses.replace(stage, layers=tuple(
+      dataclasses.replace(spec, **changes.get(spec.name, {})) for spec in stage.layers))
+          for name, stage in ORIGINAL_TABLE(cnum).items()}
+
+
+ORIGINAL_TABLE = generator_lib.layer_table
+
+
+def test_one_layer_table_builds_the_layers_and_drives_margins_and_flops(monkeypatch):
+  """Mutation check: editing entries of ``layer_table`` changes the built layers, the
+  margins and the FLOP plan together, and the hole-local path stays exact."""
+  monkeypatch.setattr(generator_lib, "layer_table", _mutated_table)
+  tf.keras.utils.set_random_seed(4)
+  cfg = config_lib.preset("v1", cnum=4)
+  g = generator_lib.build_generator(cfg)
+  specs = [spec for stage in generator_lib.STAGES for spec in g.table[stage].layers]
+  layers = g.conv_layers()
+  assert [layer.name for layer in layers] == [spec.name for spec in specs]
+  for layer, spec in zip(layers, specs):
+    conv = layer.gen_conv if spec.kind == "up" else layer
+    assert isinstance(layer, GenDeconv) == (spec.kind == "up")
+    assert (conv.filters, conv.kernel_size, conv.strides, conv.dilation_rate, conv.activation) == (
+        spec.filters, spec.kernel, spec.stride, spec.dilation, spec.activation)
+  assert g.conv5.filters == 12 and g.conv10_atrous.dilation_rate == 4
+  assert g.allconv11.kernel_size == 5
+  assert local_inference.margins(g) == {
+      "coarse": 112, "hallu": 136, "encoder": 16, "decoder": 8, "merge": 32}
+  # FLOPs of the mutated table = TF's count of the mutated graph (not the v1 count).
+  counted, cost = _profiled_conv_flops(lambda: generator_lib.build_generator(cfg), 128, 192)
+  assert cost["full"] - cost["full_attention"] == pytest.approx(counted, rel=1e-9)
+  monkeypatch.undo()
+  v1_counted, _ = _profiled_conv_flops(lambda: generator_lib.build_generator(cfg), 128, 192)
+  assert counted != v1_counted
+  # The hole-local path built on the stages and the mutated margins is still exact.
+  rng = np.random.default_rng(9)
+  h, w = 192, 256
+  x = rng.uniform(-1, 1, [1, h, w, 3]).astype(np.float32)
+  m = np.zeros([1, h, w, 1], np.float32)
+  m[:, 72:104, 96:136] = 1
+  x_in = x * (1 - m)
+  full = g((x_in, m))[1].numpy()
+  local = local_inference.refine_locally(g, tf.constant(x_in), tf.constant(m), tf.constant(3))
+  hole = m[..., 0] > 0
+  assert np.abs(full[hole] - local.numpy()[hole]).max() <= 1e-4
 
 
 def test_plan_counts_only_needed_queries_for_scattered_holes(gen):

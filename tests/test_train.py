@@ -319,7 +319,7 @@ def one_d_and_one_g_step(strategy, cfg=cfg):
     initial.extend(v.numpy() for v in variables)
   for v, value in zip(variables, initial):  # identical starting weights, whatever the RNG did
     v.assign(value)
-  critic_step, generator_step = nets_lib.distributed_steps(strategy, nets, step)
+  critic_step, generator_step, _ = nets_lib.distributed_steps(strategy, nets, step)
   it = iter(strategy.experimental_distribute_dataset(
       tf.data.Dataset.from_tensors(batch).repeat(2)))
   d = critic_step(next(it))

@@ -1,63 +1,35 @@
-"""Hole-local inference: run each stage only where it can change hole pixels.
+"""Hole-local inference (ARCHITECTURE.md §7.4): run each stage only where it can change hole pixels.
 
-At test time the refined output inside the hole depends on
-* stage 1 only at hole pixels (the pasted image ``x1·m + x_in·(1 − m)`` ignores
-  stage 1 elsewhere), hence on the input within the coarse network's receptive
-  field of the hole;
-* the hallucination branch and the merge decoder within their receptive fields;
-* contextual attention at queries near the hole, but with **every** background
-  patch of the image as a key, so the attention encoder (``pmconv1..6``) runs on
-  the whole image — in horizontal strips with a halo, so memory stays bounded.
-
-Receptive-field radii are derived from the layer table (:func:`receptive_radius`)
-in full-resolution pixels and rounded up to multiples of 8, which also keeps every
-crop aligned with the stride-2 sampling grid and the ×2 upsampling (crops start
-at multiples of 8, as the full image does). For the v1 table:
-
-| path | layers | radius (px) | margin |
-|---|---|---|---|
-| coarse network | conv1 … conv17 | 156 | 160 |
-| hallucination branch | xconv1 … xconv10_atrous | 135 | 136 |
-| attention encoder | pmconv1 … pmconv6 | 15 | 16 |
-| attention decoder | pmconv9, pmconv10 | 8 | 8 |
-| merge decoder | allconv11 … allconv17 | 21 | 24 |
-
-Inside a crop, values within ``margin`` of a crop edge that is not an image edge
-are wrong (zero padding instead of image content) and are never used. Nearest
-resizes with ``align_corners`` depend on the whole map's size, so the mask and
-attention downsampling are always done on full-size maps.
+Composes the generator's stage methods on crops; margins and FLOPs come from its layer
+table (``generator.table``, ARCHITECTURE.md §2.6). Measured costs: bench/RESULTS.md.
 """
 import math
 
 import tensorflow as tf
 
-from layers import resize
-from layers.gen_conv import GenDeconv
+from model.generator import ATTENTION
 
 ALIGN = 8
 # The hole-local path is taken when its FLOP plan is below this share of the full
-# network's. Its own overhead is small: at equal FLOPs (plan ratio 0.95–1.0) both
-# paths measured the same time at 128² and 256²; at 256² with a 25 % hole (ratio
-# 0.83) local took 0.32 s against 0.38 s.
+# network's: its own overhead is small (timings: bench/RESULTS.md, bench/README.md).
 LOCAL_THRESHOLD = 0.95
 
 
-def receptive_radius(layers, scale=1):
-  """Receptive-field radius (full-res px) of a chain of GenConv/GenDeconv layers.
+def receptive_radius(stage):
+  """Receptive-field radius (full-res px) of a ``StageSpec`` of the layer table (§2.6).
 
   Each k×k conv with dilation d at scale s (px per feature pixel) adds
   ``d·(k−1)/2·s``; a stride-2 conv doubles the scale after itself; a ×2 nearest
-  upsample halves it and adds one source pixel (``s``) of uncertainty.
+  upsample (``up``) halves it and adds one source pixel (``s``) of uncertainty.
   Returns ``(radius, output_scale)``.
   """
-  radius = 0
-  for layer in layers:
-    if isinstance(layer, GenDeconv):
+  radius, scale = 0, stage.in_scale
+  for spec in stage.layers:
+    if spec.kind == "up":
       radius += scale
       scale //= 2
-      layer = layer.gen_conv
-    radius += layer.dilation_rate * (layer.kernel_size - 1) // 2 * scale
-    scale *= layer.strides
+    radius += spec.dilation * (spec.kernel - 1) // 2 * scale
+    scale *= spec.stride
   return radius, scale
 
 
@@ -65,16 +37,17 @@ def _round_up(value, multiple=ALIGN):
   return -(-value // multiple) * multiple
 
 
+# margins() key -> layer-table stage.
+_MARGIN_STAGES = {"coarse": "coarse", "hallu": "hallucination", "encoder": "attention_encoder",
+                  "decoder": "attention_decoder", "merge": "merge"}
+
+
 def margins(generator):
-  """Margins (px, multiples of 8) of the generator's paths, see the module table."""
-  coarse, _ = receptive_radius(generator.coarse_layers)
-  hallu, _ = receptive_radius(generator.hallu_layers)
-  encoder, _ = receptive_radius(generator.pm_encoder)
-  decoder, _ = receptive_radius(generator.pm_decoder, scale=4)
-  merge, _ = receptive_radius(generator.merge_layers, scale=4)
-  return {name: _round_up(value) for name, value in (
-      ("coarse", coarse), ("hallu", hallu), ("encoder", encoder), ("decoder", decoder),
-      ("merge", merge))}
+  """Receptive-field margins (px, rounded up to multiples of 8) of the generator's stages,
+  from its layer table (ARCHITECTURE.md §2.6). Values within a margin of a crop edge that
+  is not an image edge are wrong (padding instead of image content) and are never used."""
+  return {key: _round_up(receptive_radius(generator.table[stage])[0])
+          for key, stage in _MARGIN_STAGES.items()}
 
 
 def _hole_box(mask):
@@ -101,12 +74,6 @@ def _crop(x, box, scale=1):
   return x[:, box[0] // scale:box[1] // scale, box[2] // scale:box[3] // scale, :]
 
 
-def _run(layers, x):
-  for layer in layers:
-    x = layer(x)
-  return x
-
-
 def _swap_batch_rows(x):
   """4-D [A, B, W, C] -> [B, A, W, C]; a free reshape when A or B is 1 (batch 1)."""
   shape = tf.shape(x)
@@ -115,8 +82,8 @@ def _swap_batch_rows(x):
                  lambda: tf.reshape(x, swapped), lambda: tf.transpose(x, [1, 0, 2, 3]))
 
 
-def _encode_in_strips(layers, x, halo, block):
-  """Applies a conv stack with total stride 4 to ``x`` in row strips (exact).
+def _encode_in_strips(encode, x, halo, block):
+  """Applies ``encode``, a conv stack with total stride 4, to ``x`` in row strips (exact).
 
   ``halo`` ≥ the stack's receptive radius and ``block`` are multiples of 8.
   """
@@ -129,7 +96,7 @@ def _encode_in_strips(layers, x, halo, block):
     r1 = tf.minimum(r0 + block, height)
     lo = tf.maximum(r0 - halo, 0)
     hi = tf.minimum(r1 + halo, height)
-    y = _run(layers, x[:, lo:hi])[:, (r0 - lo) // 4:(r1 - lo) // 4]
+    y = encode(x[:, lo:hi])[:, (r0 - lo) // 4:(r1 - lo) // 4]
     return i + 1, parts.write(i, _swap_batch_rows(y))   # rows first, for concat
 
   # One strip at a time (strips are independent; in flight together their memory adds up).
@@ -141,6 +108,9 @@ def _encode_in_strips(layers, x, halo, block):
 def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256, hole=None,
                    needed=None):
   """Stage-2 output that equals the full computation on every hole pixel.
+
+  The generator's stage methods on crops grown by :func:`margins` (ARCHITECTURE.md §7.4);
+  the attention encoder runs over the whole image, in strips.
 
   Args:
     generator: an ``InpaintGenerator``.
@@ -162,30 +132,26 @@ def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256, hole=N
   if needed is None:
     needed = needed_queries(generator, mask)
 
-  # Stage 1 around the hole; only its hole pixels are pasted (ARCHITECTURE.md §2.4).
+  g = generator
+  # Stage 1 around the hole; only its hole pixels are pasted (ARCHITECTURE.md §2.4), so
+  # zeros elsewhere give the same stage-2 input.
   r1 = _expand(hole, m["coarse"], height, width)
-  ms = _crop(mask, r1)
-  xs = _crop(x_in, r1)
-  ones = tf.ones_like(xs[..., :1])
-  x1 = tf.clip_by_value(_run(generator.coarse_layers, tf.concat([xs, ones, ones * ms], -1)),
-                        -1.0, 1.0)
-  paste = tf.pad(x1 * ms, [[0, 0], [r1[0], height - r1[1]], [r1[2], width - r1[3]], [0, 0]])
-  x = x_in * (1.0 - mask) + paste
-  ones = tf.ones_like(x[..., :1])
-  xnow = tf.concat([x, ones, ones * mask], -1)
+  x1 = g.coarse(_crop(x_in, r1), _crop(mask, r1))
+  x1 = tf.pad(x1, [[0, 0], [r1[0], height - r1[1]], [r1[2], width - r1[3]], [0, 0]])
+  xnow = g.stage2_input(x_in, mask, x1)
 
   # Attention keys: the encoder over the whole image, in strips.
   block = tf.maximum(_round_up(tf.cast(strip_rows, tf.int32)), ALIGN)
-  pm = _encode_in_strips(generator.pm_encoder, xnow, m["encoder"], block)
-  pm = tf.ensure_shape(pm, [None, None, None, generator.pm_encoder[-1].filters])
-  mask_s = resize.resize_nearest_align_corners(mask, [height // 4, width // 4])
+  pm = _encode_in_strips(g.attention_encoder, xnow, m["encoder"], block)
+  pm = tf.ensure_shape(pm, [None, None, None, g.table["attention_encoder"].out_channels])
+  mask_s = g.attention_mask(mask)
 
   out_box = hole
   merge_box = _expand(out_box, m["merge"], height, width)
   hallu_box = _expand(merge_box, m["hallu"], height, width)
   dec_box = _expand(merge_box, m["decoder"], height, width)
 
-  hallu = _run(generator.hallu_layers, _crop(xnow, hallu_box))
+  hallu = g.hallucination(_crop(xnow, hallu_box))
   offset = (merge_box - tf.stack([hallu_box[0], hallu_box[0], hallu_box[2], hallu_box[2]])) // 4
   hallu = hallu[:, offset[0]:offset[1], offset[2]:offset[3]]
 
@@ -194,14 +160,12 @@ def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256, hole=N
   qbox = tf.stack([tf.maximum(dec_box[0] // 8 - 1, 0), tf.minimum(dec_box[1] // 8 + 1, h2),
                    tf.maximum(dec_box[2] // 8 - 1, 0), tf.minimum(dec_box[3] // 8 + 1, w2)])
   # Scattered holes: of the box's query tiles, compute only those holding a needed query.
-  att, _ = generator.attention((pm, pm, mask_s), tile_size=attention_tile, query_box=qbox,
-                               output_box=dec_box // 4, query_mask=needed)
-  att = _run(generator.pm_decoder, att)
+  att, _ = g.attention_branch(pm, mask_s, attention_tile=attention_tile, query_box=qbox,
+                              output_box=dec_box // 4, query_mask=needed)
   offset = (merge_box - tf.stack([dec_box[0], dec_box[0], dec_box[2], dec_box[2]])) // 4
   att = att[:, offset[0]:offset[1], offset[2]:offset[3]]
 
-  x2 = _run(generator.merge_layers, tf.concat([hallu, att], -1))
-  x2 = tf.clip_by_value(x2, -1.0, 1.0)
+  x2 = g.merge(hallu, att)
   offset = out_box - tf.stack([merge_box[0], merge_box[0], merge_box[2], merge_box[2]])
   x2 = x2[:, offset[0]:offset[1], offset[2]:offset[3]]
   return tf.pad(x2, [[0, 0], [out_box[0], height - out_box[1]],
@@ -212,9 +176,9 @@ def needed_queries(generator, mask):
   """bool ``[H/8, W/8]``: attention queries that can reach a hole pixel (any sample).
 
   A query's pasted 4×4 patch (1/4 scale) covers full-res pixels ``[8q − 4, 8q + 12)``,
-  and a hole pixel reads the attention output within the decoder + merge radius
-  (8 + 24 = 32 px), so queries within ``(merge + decoder)/8 + 1`` = 5 cells of a hole
-  cell are needed.
+  and a hole pixel reads the attention output within the decoder + merge margins
+  (v1: 8 + 24 = 32 px), so queries within ``(merge + decoder)/8 + 1`` cells (v1: 5) of a
+  hole cell are needed.
   """
   m = margins(generator)
   reach = (m["merge"] + m["decoder"]) // 8 + 1
@@ -222,16 +186,18 @@ def needed_queries(generator, mask):
   return tf.nn.max_pool2d(cells, 2 * reach + 1, 1, "SAME")[0, :, :, 0] > 0.5
 
 
-def _path_flops(layers, cin, h, w):
-  """2 × multiply-adds of a GenConv/GenDeconv chain on an h×w input (float64 tensors)."""
+def stage_flops(stage, h, w, gated=False):
+  """2 × multiply-adds of a ``StageSpec`` of the layer table on an h×w input (float64
+  tensors). A gated conv computes twice the filters (ARCHITECTURE.md §2.1)."""
   flops = tf.constant(0.0, tf.float64)
-  for layer in layers:
-    if isinstance(layer, GenDeconv):
+  cin = stage.in_channels
+  for spec in stage.layers:
+    if spec.kind == "up":
       h, w = h * 2.0, w * 2.0
-      layer = layer.gen_conv
-    h, w = tf.math.ceil(h / layer.strides), tf.math.ceil(w / layer.strides)
-    flops += 2.0 * h * w * float(layer.kernel_size ** 2 * cin * layer.conv.filters)
-    cin = layer.filters
+    h, w = tf.math.ceil(h / spec.stride), tf.math.ceil(w / spec.stride)
+    conv_filters = 2 * spec.filters if gated and spec.activation is not None else spec.filters
+    flops += 2.0 * h * w * float(spec.kernel ** 2 * cin * conv_filters)
+    cin = spec.filters
   return flops
 
 
@@ -258,19 +224,17 @@ def plan(generator, hole, height, width, needed=None):
     box = tf.cast(box, tf.float64)
     return (box[1] - box[0]) / scale, (box[3] - box[2]) / scale
 
-  c = g.pm_encoder[-1].filters
-  att_in = g.hallu_layers[-1].filters + g.pm_decoder[-1].filters
+  table = g.table
+  c = table["attention_encoder"].out_channels
   h8, w8 = height // 8, width // 8
   keys = tf.cast(h8 * w8, tf.float64)
-  per_pair = float(2 * c * (g.attention.ksize ** 2 + 4 * g.attention.rate ** 2))
+  per_pair = float(2 * c * (ATTENTION.ksize ** 2 + 4 * ATTENTION.rate ** 2))
   full_hw = (tf.cast(height, tf.float64), tf.cast(width, tf.float64))
 
   def convs(sizes):
-    return (_path_flops(g.coarse_layers, 5, *sizes["coarse"])
-            + _path_flops(g.hallu_layers, 5, *sizes["hallu"])
-            + _path_flops(g.pm_encoder, 5, *full_hw)
-            + _path_flops(g.pm_decoder, c, *sizes["decoder"])
-            + _path_flops(g.merge_layers, att_in, *sizes["merge"]))
+    sizes = dict(sizes, encoder=full_hw)
+    return sum((stage_flops(table[stage], *sizes[key], gated=g.gated)
+                for key, stage in _MARGIN_STAGES.items()), tf.constant(0.0, tf.float64))
 
   dec = boxes["decoder"]
   qh = tf.minimum(dec[1] // 8 + 1, h8) - tf.maximum(dec[0] // 8 - 1, 0)
@@ -292,8 +256,8 @@ def plan(generator, hole, height, width, needed=None):
 # Working-memory model of one attention tile, in rows of L floats: a few copies of
 # the (t+2)² raw score rows (conv output, its transpose, the padded copy, the
 # first-pass gathers and sum) and of the t² fused rows (second-pass gathers and
-# sum, logits, softmax, paste shifts): 12 t² is a conservative bound (measured peak
-# of the whole process at 2048², 25 % hole, 1 GB budget: 2.17 GB).
+# sum, logits, softmax, paste shifts): 12 t² is a conservative bound (measured peaks
+# per size and budget: bench/RESULTS.md).
 _TILE_COPIES = 12
 
 

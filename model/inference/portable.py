@@ -25,10 +25,13 @@ MASK_SPEC = tf.TensorSpec([1, None, None, 1], tf.uint8, name="mask")
 OUTPUT_NAME = "inpainted"
 
 
-def _network_image(generator, x_in, mask):
-  """Refined output ``x2`` of the generator with dense attention."""
-  _, x2, _ = generator((x_in, mask), attention_tiled=False)
-  return x2
+def network(generator, x_in, mask):
+  """The generator's refined output ``x2`` from its stage methods (ARCHITECTURE.md §2), with
+  dense attention (no ``attention_tile``) over every background patch of the whole image."""
+  xnow = generator.stage2_input(x_in, mask, generator.coarse(x_in, mask))
+  attended, _ = generator.attention_branch(generator.attention_encoder(xnow),
+                                           generator.attention_mask(mask))
+  return generator.merge(generator.hallucination(xnow), attended)
 
 
 def fill(generator, model_config, image, mask, pixel_scale=127.5):
@@ -40,19 +43,25 @@ def fill(generator, model_config, image, mask, pixel_scale=127.5):
     return tf.gather(x, [2, 1, 0], axis=-1) if bgr else x
 
   # Pixels are carried as float32 (exact for uint8): LiteRT's built-in comparison, slice and
-  # select kernels take no uint8 tensors.
-  pixels = tf.cast(image, tf.float32)[0]
-  hole = tf.cast(mask, tf.float32)[0, :, :, 0] > 127.0
-  h, w = tf.shape(hole)[0], tf.shape(hole)[1]
-  net_image, net_hole = inpainter_lib.pad_to_grid(pixels, hole)
-  # expand_dims, not [None]: LiteRT has no strided slice that adds axes to these tensors.
-  net_mask = tf.reshape(tf.cast(net_hole, tf.float32), tf.concat([[1], tf.shape(net_hole), [1]], 0))
-  x_in = tf.expand_dims(network_order(net_image) / pixel_scale - 1.0, 0) * (1.0 - net_mask)
+  # select kernels take no uint8 tensors. Every tensor keeps its batch axis: tf2onnx's
+  # transpose optimizer fails on a slice that drops one, leaving a transpose around each conv.
+  pixels = tf.cast(image, tf.float32)
+  hole = tf.cast(mask, tf.float32) > 127.0                           # [1, H, W, 1]
+  h, w = tf.shape(image)[1], tf.shape(image)[2]
+  use_reflect = tf.minimum(h, w) > 1  # as inpainter.pad_to_grid: edge when a side is 1 pixel
+  rows = inpainter_lib.grid_pad_indices(h, use_reflect)
+  cols = inpainter_lib.grid_pad_indices(w, use_reflect)
+
+  def pad(x):
+    return tf.gather(tf.gather(x, rows, axis=1), cols, axis=2)
+
+  net_mask = tf.cast(pad(hole), tf.float32)
+  x_in = (network_order(pad(pixels)) / pixel_scale - 1.0) * (1.0 - net_mask)
   with gen_conv.direct_dilation():
-    x2 = _network_image(generator, x_in, net_mask)
-  out = network_order(((x2 + 1.0) * 127.5)[0, :h, :w])
+    x2 = network(generator, x_in, net_mask)
+  out = network_order(((x2 + 1.0) * 127.5)[:, :h, :w])
   out = tf.floor(tf.clip_by_value(out, 0.0, 255.0))  # the release's saturate_cast to uint8
-  return tf.expand_dims(tf.cast(tf.where(tf.expand_dims(hole, -1), out, pixels), tf.uint8), 0)
+  return tf.cast(tf.where(hole, out, pixels), tf.uint8)
 
 
 def inpaint_function(generator, model_config):

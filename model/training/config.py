@@ -152,6 +152,8 @@ class TrainConfig(_Section):
   beta1: float = 0.5
   beta2: float = 0.9
   critic_steps: int = 5
+  critic_lr: float = 0.0  # 0 = lr
+  critic_warmup: int = 0  # first steps of a run that update only the critics
   gradient_clip: bool = False
   gradient_clip_value: float = 0.1
   checkpoint_every: int = 10_000
@@ -173,6 +175,9 @@ class TrainConfig(_Section):
     for name in ("beta1", "beta2"):
       value = getattr(self, name)
       _check(0 <= value < 1, f"--{name} must be in [0, 1), got {value}")
+    _check(self.critic_lr >= 0 and self.critic_lr == self.critic_lr,
+           f"--critic_lr must be >= 0 (0 = --lr), got {self.critic_lr}")
+    _check(self.critic_warmup >= 0, f"--critic_warmup must be >= 0, got {self.critic_warmup}")
     _check(self.critic_steps >= 0,
            f"--critic_steps must be >= 1 (or -1 for the --gan default), got {self.critic_steps}")
     _check(self.gradient_clip_value > 0,

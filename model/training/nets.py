@@ -58,18 +58,20 @@ def build(cfg, num_replicas=1, make_optimizer=None):
     cfg: ``model.training.config.Config``.
     num_replicas: replicas in sync (each replica's loss is divided by it).
     make_optimizer: optional ``() -> keras optimizer``, called once per optimizer;
-      default Adam with ``cfg.train``'s learning rate and betas.
+      default Adam with ``cfg.train``'s learning rates (``critic_lr`` for the critics) and betas.
   """
   t = cfg.train
   if make_optimizer is None:
-    def make_optimizer():
-      return keras.optimizers.Adam(t.lr, beta_1=t.beta1, beta_2=t.beta2)
+    def make_optimizer(lr=t.lr):
+      return keras.optimizers.Adam(lr, beta_1=t.beta1, beta_2=t.beta2)
+    g_opt, d_opt = make_optimizer(), make_optimizer(t.critic_lr or t.lr)
+  else:
+    g_opt, d_opt = make_optimizer(), make_optimizer()
   gen = generator_lib.build_generator(cfg.model)
   critics = build_critics(cfg)
   if "patch" in critics:  # the only critic whose weights need a first call
     s = cfg.data.img_size
     critics["patch"](tf.zeros([1, s, s, 4]))
-  g_opt, d_opt = make_optimizer(), make_optimizer()
   g_opt.build(gen.trainable_variables)
   d_opt.build([v for c in critics.values() for v in c.trainable_variables])
   steps = step_lib.StepFunctions(
@@ -81,11 +83,12 @@ def build(cfg, num_replicas=1, make_optimizer=None):
 
 
 def distributed_steps(strategy, nets, step):
-  """``(critic_step, generator_step)``: ``tf.function``s of one distributed batch each.
+  """``(critic_step, generator_step, warmup_step)``: ``tf.function``s of one distributed batch each.
 
   Each runs its per-replica step under ``strategy`` and returns the loss terms
   summed over replicas (each replica's terms are already divided by their number,
-  so the sums are global-batch means); ``generator_step`` also adds 1 to ``step``.
+  so the sums are global-batch means); ``generator_step`` also adds 1 to ``step``;
+  ``warmup_step`` is a critic step that adds 1 to ``step`` (``--critic_warmup``).
   """
   def reduce(terms):
     return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
@@ -101,4 +104,10 @@ def distributed_steps(strategy, nets, step):
     step.assign_add(1)
     return terms
 
-  return critic_step, generator_step
+  @tf.function
+  def warmup_step(batch):  # a critic update that counts as a step: the generator is frozen
+    terms = reduce(strategy.run(nets.steps.d_step, args=(batch,)))
+    step.assign_add(1)
+    return terms
+
+  return critic_step, generator_step, warmup_step
