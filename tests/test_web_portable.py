@@ -412,3 +412,30 @@ def test_page_inpaint_matches_test_py(browser, golden_case):
   assert {method for method, _ in offline.fetched} == {"GET"}, "nothing is uploaded"
   assert not offline.errors, offline.errors
   offline.close()
+
+
+def test_cross_origin_isolated_server_gives_threads(browser, tmp_path):
+  """With COOP/COEP headers the page is cross-origin isolated and ONNX Runtime gets threads."""
+  pytest.importorskip("onnx", reason="the stand-in graph needs the onnx extra")
+  portable.write_site(str(tmp_path), web_helpers.write_standin_model, NPM_DIR)
+  server = web_helpers.StaticServer(str(tmp_path), web_helpers.ISOLATION_HEADERS)
+  try:
+    offline = web_helpers.OfflinePage(browser, server.url)
+    page = offline.page
+    page.wait_for_selector("#model:text-matches('^model ready')", timeout=60_000)
+    cores = page.evaluate("navigator.hardwareConcurrency")
+    threads = min(4, cores)
+    assert page.evaluate("crossOriginIsolated")
+    text = page.locator("#model").text_content()
+    assert f"WebAssembly, {threads} thread" in text and "isolation" not in text, text
+    rgb = helpers.example_rgb()[:40, :56]
+    hole = np.zeros(rgb.shape[:2], bool)
+    hole[10:30, 5:20] = True
+    mask = np.zeros(rgb.shape[:2] + (4,), np.uint8)
+    mask[hole] = 255
+    out = call_inpaint(page, server.url, _rgba(rgb), mask)
+    np.testing.assert_array_equal(out[..., :3], _standin(rgb, hole))
+    assert not offline.blocked and not offline.errors, (offline.blocked, offline.errors)
+    offline.close()
+  finally:
+    server.close()
