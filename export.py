@@ -3,7 +3,8 @@ or as an ONNX or LiteRT (TFLite) model.
 
   python export.py --checkpoint_dir DIR --export_dir OUT [--max_memory_gb 1] [--max_megapixels 100]
                    [--overwrite] [--noseam_blend] [--signatures all|serving]
-  python export.py --format onnx|tflite|web --checkpoint_dir DIR --export_dir OUT [--overwrite]
+  python export.py --format onnx|tflite --checkpoint_dir DIR --export_dir OUT [--overwrite]
+  python export.py --format web --checkpoint_dir DIR --export_dir OUT [--overwrite]
 
 SavedModel signatures (see ``model/inference/serving.py`` and README "Serving"):
   serving_default: image uint8 [B,H,W,3] RGB, mask uint8 [B,H,W,1] (>127 = hole) -> inpainted
@@ -12,6 +13,9 @@ SavedModel signatures (see ``model/inference/serving.py`` and README "Serving"):
 ``--format onnx`` writes OUT/model.onnx and ``--format tflite`` OUT/model.tflite: the
 serving_default contract with B = 1 and any H, W, without seam blending and with dense
 attention (``model/inference/portable.py``, README "ONNX and LiteRT").
+``--format web`` writes OUT as a static site for any file server (README "In the browser, no
+server"): the page, ``deepfill.js``, the ONNX model and ONNX Runtime Web from ``web/node_modules``
+(``npm ci --prefix web``; ``model/web/portable.py``).
 The export is written to a temporary directory beside OUT and renamed into place, so OUT
 is never half-written. With ``--overwrite`` an existing OUT is replaced only if it holds an
 export of the same format and nothing else, and never if it is or contains the checkpoint
@@ -38,10 +42,11 @@ flags.DEFINE_string("checkpoint_dir", DEFAULT_CHECKPOINT,
                     "DeepFill v1 checkpoint directory.")
 flags.DEFINE_string("export_dir", None, "Directory to write the SavedModel (or model file) to.")
 flags.mark_flag_as_required("export_dir")
-flags.DEFINE_enum("format", "savedmodel", ["savedmodel", "onnx", "tflite"],
+flags.DEFINE_enum("format", "savedmodel", ["savedmodel", "onnx", "tflite", "web"],
                   "savedmodel (TF Serving, tf.saved_model.load), onnx (OUT/model.onnx, ONNX "
-                  "Runtime; needs the onnx extra) or tflite (OUT/model.tflite, LiteRT). The "
-                  "ONNX and LiteRT models do not seam-blend and ignore --max_memory_gb and "
+                  "Runtime; needs the onnx extra), tflite (OUT/model.tflite, LiteRT) or web (OUT: "
+                  "a static site running model.onnx in the browser; needs npm ci --prefix web). "
+                  "The ONNX and LiteRT models do not seam-blend and ignore --max_memory_gb and "
                   "--max_megapixels.")
 cli.define_max_memory_gb("Working-memory bound of contextual attention per image (GB); the "
                          "attention tile is chosen from it and the image size at serving time.")
@@ -60,7 +65,9 @@ class _ExportError(Exception):
 
 
 # The file that marks a directory as an export of each format (only those are replaced).
-MARKERS = {"savedmodel": "saved_model.pb", "onnx": "model.onnx", "tflite": "model.tflite"}
+MARKERS = {"savedmodel": "saved_model.pb", "onnx": "model.onnx", "tflite": "model.tflite",
+           "web": "deepfill.js"}
+NPM_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")  # web/package.json
 
 
 _fail = cli.CONSOLE.fail
@@ -87,7 +94,7 @@ def _check_target(out, overwrite, fmt="savedmodel"):
     raise _ExportError(f"{out} exists and is not empty; pass --overwrite to replace it")
   marker = MARKERS[fmt]
   if marker not in entries:
-    what = "a SavedModel" if fmt == "savedmodel" else f"an {fmt} export"
+    what = {"savedmodel": "a SavedModel", "web": "a web export"}.get(fmt, f"an {fmt} export")
     raise _ExportError(f"{out} is not {what} directory (no {marker}); refusing to replace it")
   if fmt == "savedmodel":
     foreign = sorted(set(entries) - SAVED_MODEL_ENTRIES)
@@ -195,11 +202,20 @@ def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False, verbo
   _check_target(out, overwrite, fmt)
   if not os.path.exists(checkpoint_dir) and not os.path.exists(checkpoint_dir + ".index"):
     raise _ExportError(f"checkpoint directory not found: {checkpoint_dir}")
+  if fmt == "web":
+    from model.web import portable as site
+    site.runtime_dist(NPM_DIR)  # before TensorFlow loads: a missing `npm ci` is one line
 
   cli.import_tensorflow(verbose)
   from model import weights as checkpoints  # heavy imports (TensorFlow) only when needed
   from model.inference import serving
   generator, model_config = checkpoints.load_generator(checkpoint_dir)
+  if fmt == "web":
+    data = portable_model(generator, model_config, "onnx", verbose)
+    write = lambda tmp: site.write_site(tmp, lambda path: _write_file(*os.path.split(path), data),
+                                        NPM_DIR)
+    _write_atomically(out, overwrite, write, fmt)
+    return out
   if fmt != "savedmodel":
     data = portable_model(generator, model_config, fmt, verbose)
     _write_atomically(out, overwrite, lambda tmp: _write_file(tmp, MARKERS[fmt], data), fmt)
@@ -226,6 +242,9 @@ def main(argv):
       names = ", ".join(("serving_default", "inpaint_bytes")[:1 if FLAGS.signatures == "serving"
                                                             else 2])
       print(f"wrote SavedModel to {out}{link} (signatures: {names})")
+    elif FLAGS.format == "web":
+      print(f"wrote the static site {out}{link} (index.html, deepfill.js, model.onnx, ONNX Runtime "
+            f"Web); try it: python -m http.server --directory {out} --bind 127.0.0.1 8080")
     else:
       print(f"wrote {os.path.join(out, MARKERS[FLAGS.format])}{link} (image, mask -> inpainted; "
             "batch 1, any size; no seam blending)")
