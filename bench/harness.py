@@ -27,7 +27,9 @@ from model.fileio.atomic import atomic_write  # noqa: E402  (after the repositor
 Run = collections.namedtuple("Run", "wall_s cpu_s peak_gb status stdout stderr load")
 Run.__doc__ = """One child: wall/CPU seconds, peak RSS GB, exit status, its output, load at start."""
 
-_TRAMPOLINE = ("import json, runpy, sys; f = runpy.run_path(sys.argv[1])[sys.argv[2]]; "
+# As ``python script.py`` would, the script's folder comes first on sys.path.
+_TRAMPOLINE = ("import json, os, runpy, sys; sys.path.insert(0, os.path.dirname(sys.argv[1])); "
+               "f = runpy.run_path(sys.argv[1])[sys.argv[2]]; "
                "print(json.dumps(f(*json.loads(sys.argv[3]))), flush=True)")
 
 
