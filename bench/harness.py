@@ -19,10 +19,6 @@ import time
 import machine  # bench/machine.py (bench/ is on sys.path for every script here)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-  sys.path.insert(0, REPO)
-
-from model.fileio.atomic import atomic_write  # noqa: E402  (after the repository is on sys.path)
 
 Run = collections.namedtuple("Run", "wall_s cpu_s peak_gb status stdout stderr load")
 Run.__doc__ = """One child: wall/CPU seconds, peak RSS GB, exit status, its output, load at start."""
@@ -142,6 +138,10 @@ def machine_line():
 
 def write_results(markdown_path, markdown, json_path=None, data=None):
   """Writes the Markdown text (and ``data`` as JSON) atomically; either path may be None."""
+  # Imported here: a child measuring another checkout (bench_cli.py --repo) imports its ``model``.
+  if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+  from model.fileio.atomic import atomic_write  # pylint: disable=import-outside-toplevel
   if markdown_path:
     atomic_write(markdown_path, markdown if markdown.endswith("\n") else markdown + "\n")
   if json_path:

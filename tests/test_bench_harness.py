@@ -75,6 +75,12 @@ def test_machine_line_names_cores_and_load():
   assert f"{os.cpu_count()} cores" in line and "load average" in line
 
 
+def test_importing_the_harness_imports_no_model_package():
+  r = harness.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {BENCH!r}); "
+                   "import harness; print('model' in sys.modules)"])
+  assert r.stdout.strip() == "False", r.stderr
+
+
 def test_write_results_is_atomic(tmp_path, monkeypatch):
   md, js = tmp_path / "R.md", tmp_path / "r.json"
   harness.write_results(str(md), "# T", str(js), {"rows": [1]})
