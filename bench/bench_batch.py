@@ -36,7 +36,6 @@ import re
 import shutil
 import sys
 import tempfile
-import time
 
 import cv2
 import numpy as np
