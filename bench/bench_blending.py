@@ -29,6 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import harness  # noqa: E402  bench/harness.py
 import machine  # noqa: E402  bench/machine.py (this script's folder is on sys.path)
 import numpy as np  # noqa: E402
 
@@ -165,11 +166,10 @@ def run_test_py(image, mask, output, checkpoint_dir, blend):
   command = ["nice", "-n", "0", sys.executable, os.path.join(REPO, "test.py"),
              f"--image={image}", f"--mask={mask}", f"--output={output}",
              f"--checkpoint_dir={checkpoint_dir}", "--seam_blend" if blend else "--noseam_blend"]
-  start = time.perf_counter()
-  done = subprocess.run(command, capture_output=True, text=True)
-  if done.returncode:
-    sys.exit(f"error: test.py failed: {done.stderr.strip().splitlines()[-1:]}")
-  return time.perf_counter() - start
+  done = harness.run(command)
+  if done.status:
+    sys.exit(f"error: test.py failed: {harness.tail(done.stderr)}")
+  return done.wall_s
 
 
 def e2e_table(checkpoint_dir, photos, count, repeats):

@@ -22,9 +22,8 @@ over-weighted (aggregation under-corrects smooth errors by about 2, Braess 1995;
 fast sine transform of the box as preconditioner: that one is exact for a rectangle but
 degrades with the hole's shape (a thin stroke in a large box), while the Galerkin grids
 follow any shape. Cost: a V-cycle is O(N) on an N-pixel box (4/3 N pixel updates); the
-CG steps grow like log N (measured on square holes: 14 at 64², 20 at 256², 25 at 512²,
-31 at 1024², ``bench/BLENDING_RESULTS.md``), so O(N log N) in all, where plain CG on the
-Laplacian needs O(sqrt N) steps, O(N^1.5).
+CG steps grow like log N (steps per hole box size: ``bench/BLENDING_RESULTS.md``), so
+O(N log N) in all, where plain CG on the Laplacian needs O(sqrt N) steps, O(N^1.5).
 
 Each hole region (``model/inference/regions.py``) is solved on its own tight box grown by
 one pixel, one after the other, so cost and memory follow the regions' boxes, not the
