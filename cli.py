@@ -2,8 +2,9 @@
 
 Every failure a user can cause ends as one ``error: ...`` line on stderr and a
 non-zero exit status, never a traceback: 2 for a command-line mistake (unknown flag,
-bad or missing flag value, stray argument), 1 for everything else. Warnings never
-share a line with a ``\\r`` progress line (which would erase them on a terminal).
+bad or missing flag value, stray argument), 1 for everything else. On a terminal a
+progress update rewrites its line (``\\r``); warnings never share a line with it (which
+would erase them). When stderr is not a terminal (a log file, a pipe) updates are plain lines.
 TensorFlow's native start-up lines are hidden unless ``--verbose`` is given.
 """
 import os
@@ -12,6 +13,8 @@ import sys
 
 from absl import app
 from absl import flags as absl_flags
+
+from model import limits
 
 USAGE_STATUS = 2  # exit status of a command-line mistake, in every CLI
 
@@ -32,7 +35,18 @@ class Console:
       self.stream.write("\n")
       self._progress_open = False
 
+  def is_terminal(self):
+    try:
+      return self.stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+      return False
+
   def progress(self, text):
+    """One progress update: rewrites its line on a terminal, a plain line otherwise (logs)."""
+    if not self.is_terminal():
+      self.stream.write(f"{text}\n")
+      self.stream.flush()
+      return
     self.stream.write(f"\r{text}\x1b[K")
     self.stream.flush()
     self._progress_open = True
@@ -49,21 +63,36 @@ class Console:
 CONSOLE = Console()
 
 
+def _define_limit(name, default, help_text, check):
+  """A float flag checked by ``check`` (from ``model/limits.py``, the one check of that limit)."""
+  absl_flags.DEFINE_float(name, default, help_text)
+
+  def validate(value):
+    try:
+      check(value)
+    except ValueError as e:
+      raise absl_flags.ValidationError(str(e)) from None
+    return True
+
+  absl_flags.register_validator(name, validate)
+
+
 def define_max_memory_gb(help_text="Working-memory bound of contextual attention (GB)."):
-  """Defines ``--max_memory_gb`` (default 1) with its check: a finite number above 0."""
-  absl_flags.DEFINE_float("max_memory_gb", 1.0, help_text)
-  absl_flags.register_validator(
-      "max_memory_gb", lambda v: v is not None and v > 0 and v != float("inf"),
-      message="--max_memory_gb must be a positive number")
+  """Defines ``--max_memory_gb`` (default 1), checked by ``limits.memory_bytes``."""
+  _define_limit("max_memory_gb", 1.0, help_text, limits.memory_bytes)
 
 
 def define_max_megapixels(help_text="Reject images larger than this (megapixels, width x "
-                          "height), checked from the file header before decoding."):
-  """Defines ``--max_megapixels`` (default 100) with its check: a finite number above 0."""
-  absl_flags.DEFINE_float("max_megapixels", 100.0, help_text)
-  absl_flags.register_validator(
-      "max_megapixels", lambda v: v is not None and v > 0 and v != float("inf"),
-      message="--max_megapixels must be a positive number")
+                          "height), checked from the file header before decoding.",
+                          default=None):
+  """Defines ``--max_megapixels`` (default 100), checked by ``limits.max_pixels``."""
+  _define_limit("max_megapixels", limits.DEFAULT_MAX_MEGAPIXELS if default is None else default,
+                help_text, limits.max_pixels)
+
+
+def define_max_upload_mb(help_text, default):
+  """Defines ``--max_upload_mb``, checked by ``limits.upload_bytes``."""
+  _define_limit("max_upload_mb", default, help_text, limits.upload_bytes)
 
 
 def define_seam_blend():
@@ -105,7 +134,7 @@ def import_tensorflow(verbose=False):
   if verbose or "tensorflow" in sys.modules:
     import tensorflow
     return tensorflow
-  from model.fileio.images import hidden_native_stderr
+  from model.native_stderr import hidden_native_stderr
   with hidden_native_stderr() as captured:
     try:
       import tensorflow

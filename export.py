@@ -1,15 +1,29 @@
-r"""Export a DeepFill checkpoint (ours or an official TF1 v1 one) as a SavedModel for serving.
+r"""Export a DeepFill checkpoint (ours or an official TF1 v1 one) as a SavedModel for serving,
+or as an ONNX or LiteRT (TFLite) model.
 
   python export.py --checkpoint_dir DIR --export_dir OUT [--max_memory_gb 1] [--max_megapixels 100]
                    [--overwrite] [--[no]seam_blend] [--strategy original|resize|crop|auto]
+                   [--signatures all|serving]
+  python export.py --format onnx|tflite --checkpoint_dir DIR --export_dir OUT [--overwrite]
+  python export.py --format web --checkpoint_dir DIR --export_dir OUT [--overwrite]
 
-Signatures (see ``model/inference/serving.py`` and README "Serving"):
+SavedModel signatures (see ``model/inference/serving.py`` and README "Serving"):
   serving_default: image uint8 [B,H,W,3] RGB, mask uint8 [B,H,W,1] (>127 = hole) -> inpainted
   inpaint_bytes:   image_bytes string [B], mask_bytes string [B] (encoded files) -> png_bytes
-The SavedModel is written to a temporary directory beside OUT and renamed into place, so OUT
-is never half-written. Every failure prints one line ``error: ...`` and exits with status 1.
+                   (left out with --signatures serving, the export batch_inpaint.py runs)
+``--format onnx`` writes OUT/model.onnx and ``--format tflite`` OUT/model.tflite: the
+serving_default contract with B = 1 and any H, W, at the photo's own resolution (strategy
+original, whatever the checkpoint declares), without seam blending and with dense attention
+(``model/inference/portable.py``, README "ONNX and LiteRT").
+``--format web`` writes OUT as a static site for any file server (README "In the browser, no
+server"): the page, ``deepfill.js``, the ONNX model and ONNX Runtime Web from ``web/node_modules``
+(``npm ci --prefix web``; ``model/web/portable.py``).
+The export is written to a temporary directory beside OUT and renamed into place, so OUT
+is never half-written. With ``--overwrite`` an existing OUT is replaced only if it holds an
+export of the same format and nothing else, and never if it is or contains the checkpoint
+directory; a symlink OUT stays, the directory it points to is written. Every failure prints
+one line ``error: ...`` and exits with status 1.
 """
-import math
 import os
 import re
 import shutil
@@ -20,6 +34,7 @@ from absl import flags
 from absl import logging
 
 import cli
+from model import limits
 
 FLAGS = flags.FLAGS
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "demo")
@@ -27,12 +42,22 @@ DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c
 flags.DEFINE_string("checkpoint_dir", DEFAULT_CHECKPOINT,
                     "Our checkpoint directory (model.json + weights) or an official TF1 "
                     "DeepFill v1 checkpoint directory.")
-flags.DEFINE_string("export_dir", None, "Directory to write the SavedModel to.")
+flags.DEFINE_string("export_dir", None, "Directory to write the SavedModel (or model file) to.")
 flags.mark_flag_as_required("export_dir")
+flags.DEFINE_enum("format", "savedmodel", ["savedmodel", "onnx", "tflite", "web"],
+                  "savedmodel (TF Serving, tf.saved_model.load), onnx (OUT/model.onnx, ONNX "
+                  "Runtime; needs the onnx extra), tflite (OUT/model.tflite, LiteRT) or web (OUT: "
+                  "a static site running model.onnx in the browser; needs npm ci --prefix web). "
+                  "The ONNX and LiteRT models run the network at the photo's own resolution "
+                  "without seam blending (strategy original) and ignore --strategy, --seam_blend, "
+                  "--max_memory_gb and --max_megapixels.")
 cli.define_max_memory_gb("Working-memory bound of contextual attention per image (GB); the "
                          "attention tile is chosen from it and the image size at serving time.")
 cli.define_max_megapixels("inpaint_bytes refuses an image or mask whose file header declares "
                           "more megapixels (width x height) than this, before decoding it.")
+flags.DEFINE_enum("signatures", "all", ["all", "serving"], "Signatures to export: 'all' "
+                  "(serving_default and inpaint_bytes) or 'serving' (serving_default only: what "
+                  "batch_inpaint.py runs; a smaller graph to load).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty SavedModel directory.")
 cli.define_seam_blend()
 cli.define_verbose()
@@ -42,11 +67,25 @@ class _ExportError(Exception):
   """A problem with the export flags or paths (message is one line)."""
 
 
+# The file that marks a directory as an export of each format (only those are replaced).
+MARKERS = {"savedmodel": "saved_model.pb", "onnx": "model.onnx", "tflite": "model.tflite",
+           "web": "deepfill.js"}
+NPM_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")  # web/package.json
+
+
 _fail = cli.CONSOLE.fail
 
 
-def _check_target(out, overwrite):
-  """Fails early (before TensorFlow loads) if ``out`` must not be written."""
+# What a SavedModel directory holds (tf.saved_model.save, Keras, TF1 builders); with
+# --overwrite only a directory of these entries is replaced.
+SAVED_MODEL_ENTRIES = frozenset({"saved_model.pb", "saved_model.pbtxt", "variables", "assets",
+                                 "assets.extra", "fingerprint.pb", "keras_metadata.pb"})
+
+
+def _check_target(out, overwrite, fmt="savedmodel"):
+  """Fails early (before TensorFlow loads) if ``out`` (symlinks resolved) must not be
+  written: it exists and is not a directory, or is not empty and either ``overwrite`` is off
+  or it holds anything but an export of format ``fmt``."""
   if not os.path.lexists(out):
     return
   if not os.path.isdir(out) or os.path.islink(out):
@@ -56,9 +95,27 @@ def _check_target(out, overwrite):
     return
   if not overwrite:
     raise _ExportError(f"{out} exists and is not empty; pass --overwrite to replace it")
-  if "saved_model.pb" not in entries:
-    raise _ExportError(f"{out} is not a SavedModel directory (no saved_model.pb); "
-                       "refusing to replace it")
+  marker = MARKERS[fmt]
+  if marker not in entries:
+    what = {"savedmodel": "a SavedModel", "web": "a web export"}.get(fmt, f"an {fmt} export")
+    raise _ExportError(f"{out} is not {what} directory (no {marker}); refusing to replace it")
+  if fmt == "savedmodel":
+    foreign = sorted(set(entries) - SAVED_MODEL_ENTRIES)
+    if foreign:
+      shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
+                                        else "")
+      raise _ExportError(f"{out} holds more than a SavedModel ({shown}); refusing to replace it")
+
+
+def _check_not_inside(out, checkpoint_dir):
+  """Refuses an export directory that is, or contains, the checkpoint being exported."""
+  source = checkpoint_dir
+  if not os.path.isdir(source):  # a TF1 checkpoint prefix: its files are in its folder
+    source = os.path.dirname(os.path.abspath(source))
+  source = os.path.realpath(source)
+  if source == out or source.startswith(out.rstrip(os.sep) + os.sep):
+    raise _ExportError(f"--export_dir {out} contains the checkpoint being exported "
+                       f"({checkpoint_dir}); choose another folder")
 
 
 def _remove(path):
@@ -77,7 +134,7 @@ def _write_failure(out, error):
   return _ExportError(f"cannot write {out}: {text}; nothing was written ({advice})")
 
 
-def _write_atomically(out, overwrite, write):
+def _write_atomically(out, overwrite, write, fmt="savedmodel"):
   """Calls ``write(tmp)`` on a fresh directory beside ``out``, then renames it to ``out``."""
   parent = os.path.dirname(out)
   try:
@@ -96,7 +153,7 @@ def _write_atomically(out, overwrite, write):
       if isinstance(e, OSError) or type(e).__module__.startswith("tensorflow."):
         raise _write_failure(out, e) from None
       raise
-    _check_target(out, overwrite)  # it may have appeared while we were exporting
+    _check_target(out, overwrite, fmt)  # it may have appeared while we were exporting
     if os.path.isdir(out) and os.listdir(out):
       old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.old-", dir=parent)
       os.replace(out, old)  # replaces the empty placeholder directory
@@ -111,29 +168,69 @@ def _write_atomically(out, overwrite, write):
     _remove(old)
 
 
+def portable_model(generator, model_config, fmt="onnx", verbose=False):
+  """The bytes of ``model.onnx`` (``fmt="onnx"``) or ``model.tflite`` of a loaded generator
+  (``model/inference/convert.py``); converter log lines are hidden unless ``verbose``."""
+  import logging as std_logging
+  from model.inference import convert
+  if not verbose:  # tf2onnx logs every step, and its optimizers' skipped rewrites
+    std_logging.getLogger("tf2onnx").setLevel(std_logging.ERROR)
+  if fmt == "onnx":
+    return convert.onnx_bytes(generator, model_config)
+  return convert.tflite_bytes(generator, model_config)
+
+
+def _write_file(folder, name, data):
+  with open(os.path.join(folder, name), "wb") as f:
+    f.write(data)
+
+
 def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False, verbose=False,
-           max_megapixels=100.0, seam_blend=None, strategy=None):
-  """Loads the generator from ``checkpoint_dir`` and writes the SavedModel to ``export_dir``."""
+           max_megapixels=100.0, seam_blend=None, signatures="all", fmt="savedmodel",
+           strategy=None):
+  """Loads the generator from ``checkpoint_dir`` and writes the export of format ``fmt``
+  (``MARKERS``' keys) to ``export_dir``; a SavedModel gets the signatures of
+  ``serving.SIGNATURE_SETS[signatures]`` and bakes in ``strategy`` / ``seam_blend`` (None:
+  what the checkpoint declares); the portable formats run the network's own fill at full
+  resolution (``model/inference/portable.py``) and ignore both."""
   if not export_dir:
     raise _ExportError("--export_dir is required")
-  if not (math.isfinite(max_memory_gb) and max_memory_gb > 0):
-    raise _ExportError(f"--max_memory_gb must be a positive number, got {max_memory_gb}")
-  if not (math.isfinite(max_megapixels) and max_megapixels > 0):
-    raise _ExportError(f"--max_megapixels must be a positive number, got {max_megapixels}")
-  out = os.path.abspath(export_dir)
-  _check_target(out, overwrite)
+  try:
+    limits.memory_bytes(max_memory_gb)
+    max_pixels = limits.max_pixels(max_megapixels)
+  except ValueError as e:
+    raise _ExportError(str(e)) from None
+  if fmt not in MARKERS:
+    raise _ExportError(f"--format must be one of {', '.join(MARKERS)}, got {fmt!r}")
+  # A symlink stays: the directory it points to is the one written (replaced with --overwrite).
+  out = os.path.realpath(export_dir)
+  _check_not_inside(out, checkpoint_dir)
+  _check_target(out, overwrite, fmt)
   if not os.path.exists(checkpoint_dir) and not os.path.exists(checkpoint_dir + ".index"):
     raise _ExportError(f"checkpoint directory not found: {checkpoint_dir}")
+  if fmt == "web":
+    from model.web import portable as site
+    site.runtime_dist(NPM_DIR)  # before TensorFlow loads: a missing `npm ci` is one line
 
   cli.import_tensorflow(verbose)
   from model import weights as checkpoints  # heavy imports (TensorFlow) only when needed
   from model.inference import serving
   generator, model_config = checkpoints.load_generator(checkpoint_dir)
+  if fmt == "web":
+    data = portable_model(generator, model_config, "onnx", verbose)
+    write = lambda tmp: site.write_site(tmp, lambda path: _write_file(*os.path.split(path), data),
+                                        NPM_DIR)
+    _write_atomically(out, overwrite, write, fmt)
+    return out
+  if fmt != "savedmodel":
+    data = portable_model(generator, model_config, fmt, verbose)
+    _write_atomically(out, overwrite, lambda tmp: _write_file(tmp, MARKERS[fmt], data), fmt)
+    return out
   archive = serving.ServingModel(generator, model_config, max_memory_gb,
-                                 max_pixels=max(1, int(max_megapixels * 1e6)),
+                                 max_pixels=max_pixels,
                                  seam_blend=seam_blend, strategy=strategy,
                                  inference=checkpoints.inference_defaults(checkpoint_dir)
-                                 ).archive()
+                                 ).archive(signatures)
   _write_atomically(out, overwrite, lambda tmp: archive.write_out(tmp, verbose=False))
   return out
 
@@ -144,8 +241,21 @@ def main(argv):
 
   def run():
     out = export(FLAGS.checkpoint_dir, FLAGS.export_dir, FLAGS.max_memory_gb, FLAGS.overwrite,
-                 FLAGS.verbose, FLAGS.max_megapixels, FLAGS.seam_blend, FLAGS.strategy)
-    print(f"wrote SavedModel to {out} (signatures: serving_default, inpaint_bytes)")
+                 FLAGS.verbose, FLAGS.max_megapixels, FLAGS.seam_blend, FLAGS.signatures,
+                 FLAGS.format, FLAGS.strategy)
+    link = ""
+    if os.path.islink(FLAGS.export_dir.rstrip(os.sep) or os.sep):
+      link = f" (the target of the symlink {FLAGS.export_dir})"
+    if FLAGS.format == "savedmodel":
+      names = ", ".join(("serving_default", "inpaint_bytes")[:1 if FLAGS.signatures == "serving"
+                                                            else 2])
+      print(f"wrote SavedModel to {out}{link} (signatures: {names})")
+    elif FLAGS.format == "web":
+      print(f"wrote the static site {out}{link} (index.html, deepfill.js, model.onnx, ONNX Runtime "
+            f"Web); try it: python -m http.server --directory {out} --bind 127.0.0.1 8080")
+    else:
+      print(f"wrote {os.path.join(out, MARKERS[FLAGS.format])}{link} (image, mask -> inpainted; "
+            "batch 1, any size; strategy original, no seam blending)")
     return 0
 
   return cli.guarded(run, expected=(_ExportError,), argv=argv)

@@ -16,14 +16,14 @@ import dataclasses
 
 from absl import flags as absl_flags
 
+from layers.paddings import PADDINGS
 from model import config as config_lib
 
 from model.training.config import (  # noqa: F401 - the config classes, re-exported
     DEFAULT_CRITIC_STEPS, GANS, L1_REGIONS, MASK_MODES, PRESETS, STRATEGIES, Config, DataConfig,
-    LossConfig, TrainConfig)
+    LossConfig, TrainConfig, parse_scale)
 
 L1_REGION_CHOICES = ("auto",) + L1_REGIONS  # auto: box for box masks, else hole
-PADDINGS = ("zero", "reflect", "symmetric")
 ALIASES = {"train_spe": "checkpoint_every"}  # official name -> ours
 
 # ``--preset tiny``: a seconds-long smoke run. Flags given explicitly still win.
@@ -182,10 +182,6 @@ def define_flags(flag_values=absl_flags.FLAGS):
                             "Training images per image summary.", **fv)
   absl_flags.DEFINE_integer("static_view_size", d.static_view_size,
                             "Fixed validation images shown in summaries (0 = none).", **fv)
-  absl_flags.DEFINE_integer("steps_per_loop", t.steps_per_loop,
-                            "Ignored (accepted so that older commands still run): steps now run "
-                            "one per call, so that a signal stops training between two steps.",
-                            **fv)
 
   # Devices.
   absl_flags.DEFINE_enum("strategy", t.strategy, STRATEGIES,
@@ -196,24 +192,13 @@ def define_flags(flag_values=absl_flags.FLAGS):
                             "0 = off).", **fv)
 
 
-def _parse_scale(text):
-  """``"MIN,MAX"`` -> (min, max) floats; None or empty -> (0, 0) (no rescaling)."""
-  if not text:
-    return 0.0, 0.0
-  try:
-    values = tuple(float(p) for p in text.split(","))
-  except ValueError:
-    values = ()
-  if len(values) != 2:
-    raise ValueError(f"--random_scale must be MIN,MAX (two numbers), got {text!r}")
-  return values
-
-
 def build_config(flag_values=absl_flags.FLAGS):
   """Returns the validated frozen ``Config`` for parsed ``flag_values``.
 
   Every section is built from its dataclass fields: a field takes the flag of the
-  same name unless it is derived below (sentinel defaults, the ``MIN,MAX`` pair).
+  same name, except the model preset and the ``MIN,MAX`` pair of ``--random_scale``.
+  The sentinels (box sizes 0, ``auto`` L1 region, ``--critic_steps -1``) are resolved
+  by ``Config`` itself.
 
   Raises:
     ValueError: an invalid flag value or combination (message names the flag).
@@ -237,21 +222,7 @@ def build_config(flag_values=absl_flags.FLAGS):
   model = config_lib.preset(get("arch"), cnum=get("cnum"),
                             **({} if padding is None else {"padding": padding}))
 
-  s = get("img_size")
-  scale = _parse_scale(get("random_scale"))
-  data = section(DataConfig, {
-      "box_height": get("box_height") or s // 2, "box_width": get("box_width") or s // 2,
-      "max_delta_height": get("max_delta_height") or s // 8,
-      "max_delta_width": get("max_delta_width") or s // 8,
-      "random_scale_min": scale[0], "random_scale_max": scale[1]})
-  region = get("l1_loss_region")
-  if region == "auto":
-    region = "box" if data.mask_mode == "box" else "hole"
-  loss = section(LossConfig, {"l1_loss_region": region})
-  critic_steps = get("critic_steps")
-  if not loss.adversarial:
-    critic_steps = 0  # no critic is built, whatever --critic_steps says
-  elif critic_steps == -1:
-    critic_steps = DEFAULT_CRITIC_STEPS[loss.gan]
-  train = section(TrainConfig, {"critic_steps": critic_steps})
-  return Config(model=model, data=data, loss=loss, train=train)
+  scale = parse_scale(get("random_scale"))
+  data = section(DataConfig, {"random_scale_min": scale[0], "random_scale_max": scale[1]})
+  return Config(model=model, data=data, loss=section(LossConfig, {}),
+                train=section(TrainConfig, {}))

@@ -1,9 +1,14 @@
 r"""Web app: paint a hole on a photo in the browser and inpaint it (HTTP API + page).
 
-  python serve.py [--checkpoint_dir DIR] [--host 127.0.0.1] [--port 8000]
+  python serve.py [--checkpoint_dir DIR ...] [--host 127.0.0.1] [--port 8000]
                   [--max_upload_mb 50] [--max_megapixels 40] [--max_memory_gb 1] [--queue 8]
+                  [--body_timeout 60] [--idle_timeout 10] [--strategy S] [--[no]seam_blend]
 
-Loads the model once, warms it up, then prints the URL to open. The API and its errors are
+Loads every model given (``--checkpoint_dir`` repeated; default: the bundled
+checkpoints/demo and checkpoints/demo_gan that exist), warms each up, then prints the URL to
+open; the page offers the models by folder name, the first is the default. Each model runs the
+pipeline its ``model.json`` declares (scale strategy, seam blending) unless ``--strategy`` /
+``--seam_blend`` override it for all of them. The API and its errors are
 described in README.md ("Web app"). There is no authentication: the default host only
 accepts connections from this machine. A command-line mistake prints one line ``error: ...``
 and exits with status 2, a bad checkpoint or a busy port with status 1; Ctrl+C (or SIGTERM)
@@ -19,24 +24,35 @@ from absl import app
 from absl import flags
 
 import cli
+from model import limits as limits_lib
 
 FLAGS = flags.FLAGS
-DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "demo")
+CHECKPOINTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints")
+BUNDLED = ("demo", "demo_gan")  # offered by default when present, in this order
 
-flags.DEFINE_string("checkpoint_dir", DEFAULT_CHECKPOINT,
-                    "Our checkpoint directory (model.json + weights) or an official TF1 "
-                    "DeepFill v1 checkpoint directory.")
+flags.DEFINE_multi_string("checkpoint_dir", None,
+                          "Our checkpoint directory (model.json + weights) or an official TF1 "
+                          "DeepFill v1 checkpoint directory; repeat it to offer several models "
+                          "(the first is the default; each is named by its folder name, which "
+                          "must differ). Default: checkpoints/demo and checkpoints/demo_gan, "
+                          "those that exist.")
 flags.DEFINE_string("host", "127.0.0.1",
                     "Address to listen on. Anything but a loopback address exposes the app, "
                     "which has no authentication, to the network.")
 flags.DEFINE_integer("port", 8000, "Port to listen on (0 = any free port).", lower_bound=0,
                      upper_bound=65535)
-flags.DEFINE_float("max_upload_mb", 50, "Refuse request bodies larger than this (MB = 2**20 "
-                   "bytes) with 413.", lower_bound=0.001)
-flags.DEFINE_float("max_megapixels", 40, "Refuse images with more pixels than this (read from "
-                   "the file header, before decoding) with 413.", lower_bound=1e-6)
+cli.define_max_upload_mb("Refuse request bodies larger than this (MB = 2**20 bytes) with 413.",
+                         default=50)
+cli.define_max_megapixels("Refuse images with more pixels than this (read from the file header, "
+                          "before decoding) with 413.", default=40)
 cli.define_max_memory_gb()
 cli.define_seam_blend()
+flags.DEFINE_float("body_timeout", 60, "Seconds a request body may take to arrive after its "
+                   "headers; a slower one gets 408 and its connection is closed. No queue slot "
+                   "is held meanwhile.", lower_bound=0.001)
+flags.DEFINE_float("idle_timeout", 10, "A connection is closed when a complete request head "
+                   "(headers) has not arrived this many seconds after it opened or after its "
+                   "previous response.", lower_bound=0.001)
 flags.DEFINE_integer("queue", 8, "Requests that may wait while one is inpainted; more get 503 "
                      "with Retry-After.", lower_bound=0)
 cli.define_verbose()
@@ -81,7 +97,39 @@ def _url(sock):
   return f"http://{host}:{port}/"
 
 
+def _checkpoints(given):
+  """(name, absolute path) of each model to serve: ``given`` or the bundled ones."""
+  if not given:
+    given = [os.path.join(CHECKPOINTS, n) for n in BUNDLED
+             if os.path.isdir(os.path.join(CHECKPOINTS, n))] or [os.path.join(CHECKPOINTS, "demo")]
+  chosen = {}
+  for path in given:
+    path = os.path.abspath(path).rstrip(os.sep) or os.sep
+    name = os.path.basename(path)
+    if name in chosen:
+      raise app.UsageError(f"--checkpoint_dir: two models are named {name!r} (a model is "
+                           "named by its folder name; rename or copy one)", cli.USAGE_STATUS)
+    chosen[name] = path
+  return list(chosen.items())
+
+
+def _load_model(name, checkpoint):
+  """The `ServedModel` of one checkpoint folder: its Inpainter, built as test.py does (the
+  pipeline the checkpoint declares, unless ``--strategy`` / ``--seam_blend`` override it)."""
+  from model.inference import inpainter as inpainter_lib
+  from model.web import app as web_app
+  inpainter = inpainter_lib.Inpainter.from_checkpoint(checkpoint,
+                                                     max_memory_gb=FLAGS.max_memory_gb,
+                                                     seam_blend=FLAGS.seam_blend,
+                                                     strategy=FLAGS.strategy)
+  cfg = inpainter.config
+  return web_app.ServedModel(web_app.ModelInfo(name=name, preset=cfg.arch, cnum=cfg.cnum,
+                                               **inpainter.pipeline()),
+                             inpainter)
+
+
 def _main():
+  checkpoints = _checkpoints(FLAGS.checkpoint_dir)
   if not _is_loopback(FLAGS.host):
     _warn(f"--host {FLAGS.host}: the app has no authentication; anyone who can reach this "
           "address can use it")
@@ -89,24 +137,21 @@ def _main():
   cli.import_tensorflow(FLAGS.verbose)
   import uvicorn
 
-  from model.inference import inpainter as inpainter_lib
   from model.web import app as web_app
-  checkpoint = os.path.abspath(FLAGS.checkpoint_dir)
-  cli.CONSOLE.progress(f"loading {checkpoint}")
-  inpainter = inpainter_lib.Inpainter.from_checkpoint(checkpoint,
-                                                     max_memory_gb=FLAGS.max_memory_gb,
-                                                     seam_blend=FLAGS.seam_blend,
-                                                     strategy=FLAGS.strategy)
-  cli.CONSOLE.progress("warming up the model")
-  seconds = web_app.warm_up(inpainter)
-  cli.CONSOLE.progress(f"model ready (warm-up {seconds:.1f} s)")
-  cli.CONSOLE.end_progress()
-  limits = web_app.Limits(max_upload_bytes=int(FLAGS.max_upload_mb * 2**20),
-                          max_pixels=int(FLAGS.max_megapixels * 1e6), queue=FLAGS.queue)
-  cfg = inpainter.config
-  info = web_app.ModelInfo(name=os.path.basename(checkpoint.rstrip(os.sep)), preset=cfg.arch,
-                           cnum=cfg.cnum, checkpoint=checkpoint, **inpainter.pipeline())
-  web = web_app.create_app(inpainter, info, limits)
+  models = []
+  for name, checkpoint in checkpoints:  # all up front: memory is known once the URL prints
+    cli.CONSOLE.progress(f"loading {checkpoint}")
+    served = _load_model(name, checkpoint)
+    cli.CONSOLE.progress(f"warming up {name}")
+    seconds = web_app.warm_up(served.inpainter)
+    cli.CONSOLE.progress(f"model {name} ready (warm-up {seconds:.1f} s)")
+    cli.CONSOLE.end_progress()
+    models.append(served)
+  limits = web_app.Limits(max_upload_bytes=limits_lib.upload_bytes(FLAGS.max_upload_mb),
+                          max_pixels=limits_lib.max_pixels(FLAGS.max_megapixels), queue=FLAGS.queue,
+                          body_timeout=FLAGS.body_timeout)
+  web = web_app.create_app(models, limits,
+                           web_app.allowed_hosts(FLAGS.host, sock.getsockname()[1]))
   worker = web.state.worker
 
   class Server(uvicorn.Server):
@@ -114,8 +159,7 @@ def _main():
       worker.shut_down()  # requests waiting for the model get their 503 now, not after minutes
       super().handle_exit(sig, frame)
 
-  server = Server(uvicorn.Config(web, log_level="warning", access_log=False,
-                                 server_header=False, timeout_graceful_shutdown=5))
+  server = Server(web_app.server_config(web, idle_timeout=FLAGS.idle_timeout))
   print(f"DeepFill web app: {_url(sock)}  (Ctrl+C to stop)", flush=True)
   # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again: both end here.
   signal.signal(signal.SIGTERM, _interrupt)

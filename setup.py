@@ -1,5 +1,6 @@
 """Install the dependencies: pip install -e ".[cpu,test]" (CPU) or ".[gpu,test]" (CUDA);
-add "serve" for the web app (serve.py) and "beam" for batch_inpaint.py.
+add "serve" for the web app (serve.py), "beam" for batch_inpaint.py and "onnx" for
+export.py --format onnx|tflite.
 
 No module is installed: the code runs from the checkout (python test.py, train.py, ...,
 from the repository root), like the official DeepFill release. See DEVELOPERS.md, "Install".
@@ -30,5 +31,9 @@ setup(
         # Apache Beam for batch_inpaint.py; 2.77.0 installs beside tensorflow-cpu 2.21 without
         # moving it (protobuf goes to 6.33.x, inside TensorFlow's range).
         "beam": ["apache-beam==2.77.0"],
+        # export.py --format onnx|tflite and their tests: tf2onnx converts, ONNX Runtime and
+        # LiteRT run the files. These install beside tensorflow-cpu 2.21 without moving it.
+        "onnx": ["tf2onnx==1.17.0", "onnx==1.23.2", "onnxruntime==1.32.0",
+                 "ai-edge-litert==2.3.0"],
     },
 )

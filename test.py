@@ -13,8 +13,10 @@ from absl import app
 from absl import flags
 
 import cli
+from model import limits
 
 FLAGS = flags.FLAGS
+GRID = 8  # --official_compat crops each side to a multiple of this (the release's grid)
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "demo")
 
 flags.DEFINE_string("image", None, "Input image file, or a folder of images.")
@@ -72,13 +74,18 @@ class _Runner:
     return [n for n in names if os.path.isfile(n)]
 
   def run(self, image_path, mask_path, output_path, flow_path=None, max_pixels=None, label=None):
-    from model.fileio import images as image_io
-    image_io.check_output_path(output_path)
+    """Inpaints one pair; returns True when the flow picture was written too."""
+    from model.errors import UserError
+    from model.fileio import decode, encode, paths
+    paths.check_output_path(output_path)
     if flow_path:
-      image_io.check_output_path(flow_path)
-    rgb, info = image_io.read_image(image_path, max_pixels=max_pixels)
-    image_io.check_output_path(output_path, info)  # e.g. transparency into a JPEG: before the work
-    hole = image_io.read_mask(mask_path, expected_hw=rgb.shape[:2])
+      paths.check_output_path(flow_path)
+    rgb, info, hole = decode.read_pair(image_path, mask_path, max_pixels)
+    paths.check_output_path(output_path, info)  # e.g. transparency into a JPEG: before the work
+    h, w = hole.shape
+    if self.official and min(h, w) < GRID:
+      raise UserError(f"{image_path}: {w}x{h} is too small for --official_compat: the release "
+                      f"crops each side to a multiple of {GRID} pixels, which leaves nothing")
     if label:  # big photos take minutes on a CPU: say what is being worked on
       h, w = hole.shape
       cli.CONSOLE.progress(f"{label}: {w}x{h}, hole {100.0 * hole.mean():.1f} % of the image")
@@ -88,24 +95,28 @@ class _Runner:
       if flow_path:
         _warn("no hole, so no flow picture is written")
     else:
+      if hole.all():
+        _warn(f"mask {mask_path} covers the whole image: there is nothing to borrow from, so "
+              "the result is a flat guess")
       result, flow = self.inpainter().inpaint(
           rgb, hole, official=self.official, with_flow=bool(flow_path))
-    image_io.write_image(output_path, result, info)
+    encode.write_image(output_path, result, info)
     if flow is not None:
-      image_io.write_image(flow_path, flow, None)
+      encode.write_image(flow_path, flow, None)
+    return flow is not None
 
 
 def _run_folder(runner, image_dir, mask_arg, output_dir, max_pixels):
-  from model.fileio import images as image_io
+  from model.fileio import paths
   from model.errors import UserError
-  pairs, unpaired = image_io.pair_by_stem(image_dir, mask_arg)
+  pairs, unpaired = paths.pair_by_stem(image_dir, mask_arg)
   for path in unpaired:
     _warn(f"no mask for {path}; skipped")
   if not pairs:
     raise UserError(f"no image in {image_dir} has a matching mask in {mask_arg}")
   outputs = [os.path.join(output_dir, os.path.basename(image)) for image, _ in pairs]
-  image_io.check_spares_inputs(
-      outputs, image_io.list_images(image_dir) + [mask for _, mask in pairs]
+  paths.check_spares_inputs(
+      outputs, paths.list_images(image_dir) + [mask for _, mask in pairs]
       + runner.checkpoint_files(), "write to another --output folder")
   try:
     os.makedirs(output_dir, exist_ok=True)
@@ -130,7 +141,7 @@ def _main():
   from model.errors import UserError
   runner = _Runner(FLAGS.checkpoint_dir, FLAGS.max_memory_gb, FLAGS.official_compat,
                    FLAGS.verbose, FLAGS.seam_blend, FLAGS.strategy)
-  max_pixels = int(FLAGS.max_megapixels * 1e6)
+  max_pixels = limits.max_pixels(FLAGS.max_megapixels)
   if os.path.isdir(FLAGS.image):
     if FLAGS.flow:
       raise UserError("--flow works with a single image, not a folder")
@@ -140,16 +151,16 @@ def _main():
   else:
     if os.path.isdir(FLAGS.mask):
       raise UserError(f"--image is a file, so --mask must be a file: {FLAGS.mask}")
-    from model.fileio import images as image_io
+    from model.fileio import paths
     outputs = [FLAGS.output] + ([FLAGS.flow] if FLAGS.flow else [])
-    image_io.check_spares_inputs(outputs, [FLAGS.image, FLAGS.mask] + runner.checkpoint_files(),
+    paths.check_spares_inputs(outputs, [FLAGS.image, FLAGS.mask] + runner.checkpoint_files(),
                                  "choose another --output or --flow")
-    if FLAGS.flow and image_io.same_file(FLAGS.flow, FLAGS.output):
+    if FLAGS.flow and paths.same_file(FLAGS.flow, FLAGS.output):
       raise UserError(f"--flow and --output name the same file: {FLAGS.flow}")
-    runner.run(FLAGS.image, FLAGS.mask, FLAGS.output, FLAGS.flow, max_pixels,
-               label=f"[1/1] {os.path.basename(FLAGS.image)}")
+    flow = runner.run(FLAGS.image, FLAGS.mask, FLAGS.output, FLAGS.flow, max_pixels,
+                      label=f"[1/1] {os.path.basename(FLAGS.image)}")
     cli.CONSOLE.end_progress()
-    print(f"wrote {FLAGS.output}")
+    print(f"wrote {FLAGS.output}" + (f" and the attention flow {FLAGS.flow}" if flow else ""))
   return 0
 
 

@@ -34,13 +34,13 @@ import os
 import platform
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 
 import cv2
 import numpy as np
+
+import harness  # bench/harness.py (this script's folder is on sys.path)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Working memory of one photo besides contextual attention (convolution activations of the
@@ -91,17 +91,10 @@ def make_photos(directory, count, min_side, max_side, seed):
 
 def run_command(name, argv, log_path):
   """Runs argv; returns wall seconds, CPU seconds and peak RSS (GB) of its process tree, stdout."""
-  env = dict(os.environ, PYTHONPATH=REPO)
-  start = time.perf_counter()
-  with open(log_path, "w") as log:
-    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-  wall = time.perf_counter() - start
-  code = os.waitstatus_to_exitcode(status)
-  if code != 0:
-    raise SystemExit(f"{name} failed with status {code}; see {log_path}\n{out}")
-  return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2**20, out
+  r = harness.run(argv, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), stderr_path=log_path)
+  if r.status != 0:
+    raise SystemExit(f"{name} failed with status {r.status}; see {log_path}\n{r.stdout}")
+  return r.wall_s, r.cpu_s, r.peak_gb, r.stdout
 
 
 def main():
@@ -140,7 +133,7 @@ def main():
              "runs": {}}
     run_command("export", [py, "export.py", "--checkpoint_dir", args.checkpoint_dir,
                            "--export_dir", export, "--max_memory_gb", str(args.max_memory_gb),
-                           "--overwrite"], os.path.join(work, "export.log"))
+                           "--signatures", "serving", "--overwrite"], os.path.join(work, "export.log"))
   sizes = state["sizes"]
   megapixels = sum(w * h for w, h, _ in sizes) / 1e6
 
@@ -308,8 +301,7 @@ def main():
         "get a larger share of the cores than one), so the CPU ratio is the one that carries "
         "over to an idle machine.",
     ]
-  with open(args.output, "w") as f:
-    f.write("\n".join(lines) + "\n")
+  harness.write_results(args.output, "\n".join(lines))
   print("\n".join(lines[-2 * len(rows) - 10:]))
 
   print(f"wrote {args.output}; work files in {work}")

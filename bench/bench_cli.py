@@ -36,107 +36,90 @@ import sys
 import tempfile
 import time
 
-import machine  # bench/machine.py (this script's folder is on sys.path)
+import harness  # bench/harness.py (this script's folder is on sys.path)
+import machine
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASES = ("readme", "1024", "2048", "folder")
 ALL_CASES = CASES + ("12mp",)
 FOLDER_SIDES = [256, 341, 426, 512, 597, 682, 768, 853, 938, 1024]
 
-# Child: start-up (spawn to model loaded: imports, build, restore), then decode the inputs as
-# test.py does and time Inpainter.inpaint twice per pair (wall and CPU of the second call).
-MARGINAL = r"""
-import json, os, resource, sys, time
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-repo, ckpt, flow, pairs = sys.argv[1], sys.argv[2], sys.argv[3] == "1", json.loads(sys.argv[4])
-spawned = float(sys.argv[5])
-sys.path.insert(0, repo)
-from model.fileio import images as image_io
-from model.inference import inpainter as inpaint
-model = inpaint.Inpainter.from_checkpoint(ckpt)
-usage = resource.getrusage(resource.RUSAGE_SELF)
-startup = {"wall_s": time.time() - spawned, "cpu_s": usage.ru_utime + usage.ru_stime}
-times, cpus, firsts = [], [], []
-for image, mask in pairs:
-  rgb, _ = image_io.read_image(image)
-  hole = image_io.read_mask(mask)
-  for i in range(2):
-    t, c = time.perf_counter(), time.process_time()
-    model.inpaint(rgb, hole, with_flow=flow)
-    elapsed, cpu = time.perf_counter() - t, time.process_time() - c
-    if i == 0:
-      firsts.append(elapsed)
-  times.append(elapsed)
-  cpus.append(cpu)
-print(json.dumps({"times": times, "cpus": cpus, "firsts": firsts, "startup": startup}))
-"""
+# Child (python_command): start-up (spawn to model loaded: imports, build, restore), then decode
+# the inputs as test.py does and time Inpainter.inpaint twice per pair (wall, CPU of the second).
+def marginal_child(repo, ckpt, flow, pairs, spawned):
+  import resource  # pylint: disable=import-outside-toplevel
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  sys.path.insert(0, repo)
+  from model.fileio import decode as image_io  # pylint: disable=import-outside-toplevel
+  from model.inference import inpainter as inpaint  # pylint: disable=import-outside-toplevel
+  model = inpaint.Inpainter.from_checkpoint(ckpt)
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  startup = {"wall_s": time.time() - spawned, "cpu_s": usage.ru_utime + usage.ru_stime}
+  times, cpus, firsts = [], [], []
+  for image, mask in pairs:
+    rgb, _ = image_io.read_image(image)
+    hole = image_io.read_mask(mask)
+    for i in range(2):
+      t, c = time.perf_counter(), time.process_time()
+      model.inpaint(rgb, hole, with_flow=flow)
+      elapsed, cpu = time.perf_counter() - t, time.process_time() - c
+      if i == 0:
+        firsts.append(elapsed)
+    times.append(elapsed)
+    cpus.append(cpu)
+  return {"times": times, "cpus": cpus, "firsts": firsts, "startup": startup}
 
-# Child: test.py's steps for one photo with a wall/CPU timestamp after each (README example).
-BREAKDOWN = r"""
-import json, os, sys, time
-t0, c0 = float(sys.argv[5]), 0.0
-steps = []
-def mark(what):
-  global t0, c0
-  t, c = time.time(), time.process_time()
-  steps.append([what, t - t0, c - c0])
-  t0, c0 = t, c
-repo, ckpt, image, mask = sys.argv[1:5]
-sys.path.insert(0, repo)
-import cli
-mark("Python start-up, absl, cli")
-cli.import_tensorflow()
-mark("import TensorFlow")
-from model.fileio import images as image_io
-from model.inference import inpainter as inpaint
-from model.inference import local_plan
-from model import flow_viz
-mark("import our modules")
-model = inpaint.Inpainter.from_checkpoint(ckpt)
-mark("build model + restore checkpoint")
-rgb, info = image_io.read_image(image)
-hole = image_io.read_mask(mask, expected_hw=rgb.shape[:2])
-mark("read image + mask")
-height, width = (-(-n // 8) * 8 for n in hole.shape)
-fill = model._function(False, True, "full",
-                       local_plan.attention_tiled(height, width, model.budget_bytes))
-fill.get_concrete_function()
-mark("trace (full network, --flow)")
-result, offsets = fill(rgb, hole)
-mark("first call (graph optimisation + run)")
-picture = flow_viz.flow_to_uint8(flow_viz.flow_to_image(offsets, upsample=8)).numpy()
-mark("flow picture")
-out = os.environ["BREAKDOWN_OUT"]
-image_io.write_image(os.path.join(out, "result.png"), result.numpy(), info)
-image_io.write_image(os.path.join(out, "flow.png"), picture[0, :rgb.shape[0], :rgb.shape[1]],
-                     None)
-mark("write both PNGs")
-fill(rgb, hole)
-mark("(a second call, for comparison)")
-print(json.dumps(steps))
-"""
+
+# Child (python_command): test.py's steps for one photo through the public API, a wall/CPU
+# timestamp after each (README example). The first Inpainter.inpaint call includes its tracing.
+def breakdown_child(repo, ckpt, image, mask, spawned, out):
+  t0, c0 = spawned, 0.0
+  steps = []
+
+  def mark(what):
+    nonlocal t0, c0
+    t, c = time.time(), time.process_time()
+    steps.append([what, t - t0, c - c0])
+    t0, c0 = t, c
+
+  sys.path.insert(0, repo)
+  import cli  # pylint: disable=import-outside-toplevel
+  mark("Python start-up, absl, cli")
+  cli.import_tensorflow()
+  mark("import TensorFlow")
+  # pylint: disable=import-outside-toplevel
+  from model.fileio import decode as image_io
+  from model.fileio import encode
+  from model.inference import inpainter as inpaint
+  mark("import our modules")
+  model = inpaint.Inpainter.from_checkpoint(ckpt)
+  mark("build model + restore checkpoint")
+  rgb, info = image_io.read_image(image)
+  hole = image_io.read_mask(mask, expected_hw=rgb.shape[:2])
+  mark("read image + mask")
+  result, picture = model.inpaint(rgb, hole, with_flow=True)
+  mark("first call (trace + graph optimisation + run + flow picture, --flow)")
+  encode.write_image(os.path.join(out, "result.png"), result, info)
+  encode.write_image(os.path.join(out, "flow.png"), picture, None)
+  mark("write both PNGs")
+  model.inpaint(rgb, hole, with_flow=True)
+  mark("(a second call, for comparison)")
+  return steps
 
 
 def _run_measured(cmd, cwd):
   """Runs ``cmd``; returns (wall s, CPU s, peak RSS GB of that process, exit status, stderr
   tail)."""
-  start = time.perf_counter()
-  proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-  stderr = proc.stderr.read()
-  _, status, usage = os.wait4(proc.pid, 0)
-  wall = time.perf_counter() - start
-  proc.returncode = os.waitstatus_to_exitcode(status)
-  tail = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] if stderr else []
-  cpu = usage.ru_utime + usage.ru_stime
-  return wall, cpu, usage.ru_maxrss / 2**20, proc.returncode, tail
+  r = harness.run(cmd, cwd=cwd, stdout_path=os.devnull)
+  return r.wall_s, r.cpu_s, r.peak_gb, r.status, [harness.tail(r.stderr)] if r.stderr else []
 
 
 def _marginal(repo, checkpoint, pairs, flow):
-  proc = subprocess.run([sys.executable, "-c", MARGINAL, repo, checkpoint, "1" if flow else "0",
-                         json.dumps(pairs), repr(time.time())], capture_output=True, text=True)
-  if proc.returncode != 0:
-    raise RuntimeError(f"marginal run failed: {proc.stderr.strip()[-500:]}")
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+  r = harness.run(harness.python_command(__file__, "marginal_child", repo, checkpoint, flow, pairs,
+                                         time.time()))
+  if r.status != 0:
+    raise RuntimeError(f"marginal run failed: {r.stderr.strip()[-500:]}")
+  return harness.last_json(r.stdout)
 
 
 def _photo(work, name, width, height, hole_share):
@@ -222,14 +205,13 @@ def breakdown(repo, work):
   out = os.path.join(work, "breakdown")
   os.makedirs(out, exist_ok=True)
   load = _load()
-  proc = subprocess.run(
-      [sys.executable, "-c", BREAKDOWN, repo, os.path.join(REPO, "checkpoints", "demo"),
-       os.path.join(REPO, "examples", "sklearn_china.png"),
-       os.path.join(REPO, "examples", "sklearn_china_mask.png"), repr(time.time())],
-      capture_output=True, text=True, env=dict(os.environ, BREAKDOWN_OUT=out))
-  if proc.returncode != 0:
-    raise RuntimeError(f"breakdown failed: {proc.stderr.strip()[-500:]}")
-  return {"load": load, "steps": json.loads(proc.stdout.strip().splitlines()[-1])}
+  r = harness.run(harness.python_command(
+      __file__, "breakdown_child", repo, os.path.join(REPO, "checkpoints", "demo"),
+      os.path.join(REPO, "examples", "sklearn_china.png"),
+      os.path.join(REPO, "examples", "sklearn_china_mask.png"), time.time(), out))
+  if r.status != 0:
+    raise RuntimeError(f"breakdown failed: {r.stderr.strip()[-500:]}")
+  return {"load": load, "steps": harness.last_json(r.stdout)}
 
 
 def _breakdown_lines(result):

@@ -16,11 +16,11 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 
-import machine  # bench/machine.py (this script's folder is on sys.path)
+import harness  # bench/harness.py (this script's folder is on sys.path)
+import machine
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SIZES = "256x256,512x512,1024x1024,2048x2048,4000x3000"
@@ -82,7 +82,7 @@ def run_case(args):
     t = time.perf_counter()
     run()
     times.append(time.perf_counter() - t)
-  median = sorted(times)[len(times) // 2] if times else warmup  # --repeats 0: first call
+  median = harness.median(times) if times else warmup  # --repeats 0: first call
   # FLOPs actually computed by the path (the Inpainter picks local only when it pays off).
   box = (y0 // 8 * 8, -(-(y0 + side_h) // 8) * 8, x0 // 8 * 8, -(-(x0 + side_w) // 8) * 8)
   needed = local_inference.needed_queries(gen, m)
@@ -144,14 +144,13 @@ def main():
                str(hole), "--path", path, "--repeats",
                str(args.repeats_large if h * w > LARGE_PIXELS else args.repeats), "--max_memory_gb",
                str(args.max_memory_gb)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
-        if proc.returncode != 0 or not lines:
-          row = f"| {size} | {hole:.0%} | {path} | failed (exit {proc.returncode}) |||||||||"
-          print(row, proc.stderr.strip().splitlines()[-1:] if proc.stderr else "")
+        proc = harness.run(cmd)
+        r = harness.last_json(proc.stdout)
+        if proc.status != 0 or r is None:
+          row = f"| {size} | {hole:.0%} | {path} | failed (exit {proc.status}) |||||||||"
+          print(row, harness.tail(proc.stderr))
           rows.append(row)
           continue
-        r = json.loads(lines[-1])
         timed = f"median of {r['repeats']}" if r["repeats"] else "first call"
         # The floor: the whole generator's convolutions at the conv ceiling.
         floor = r["generator_conv_gflop"] / ceiling["conv3x3_128"]

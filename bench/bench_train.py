@@ -31,12 +31,12 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
 import tempfile
 import time
 
-import machine  # bench/machine.py (this script's folder is on sys.path)
+import harness  # bench/harness.py (this script's folder is on sys.path)
+import machine
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHOTOS = os.path.join(os.path.dirname(REPO), "shared", "data", "train", "photos")
@@ -296,14 +296,12 @@ def main():
     cmd = [sys.executable, os.path.abspath(__file__), "--case", name, "--iterations",
            str(args.iterations), "--photos", args.photos, f"--train_flags={args.train_flags}"]
     cmd += ["--profile"] if args.profile else []
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode or not lines:
-      tail = proc.stderr.strip().splitlines()[-1:] if proc.stderr else []
-      rows.append(f"| {name} | failed (exit {proc.returncode}) |||||||||")
-      print(rows[-1], tail)
+    proc = harness.run(cmd)
+    r = harness.last_json(proc.stdout)
+    if proc.status or r is None:
+      rows.append(f"| {name} | failed (exit {proc.status}) |||||||||")
+      print(rows[-1], harness.tail(proc.stderr))
       continue
-    r = json.loads(lines[-1])
     ceiling = sum(r["conv_ceiling"]) / 2
     floor = r["conv_gflop"] / ceiling
     cpu_floor = r["conv_gflop"] / (sum(r["conv_ceiling_cpu"]) / 2)

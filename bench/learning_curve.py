@@ -4,8 +4,8 @@ r"""Learning curve of a training run on held-out photos, against classical inpai
       --max_sides 256,512 --out checkpoints/demo/curve
 
 ``--snapshots`` holds one folder per kept checkpoint, named ``step_N`` (``model.json`` plus the
-``ckpt-N`` files of a run; any of our checkpoint folders works). Each is scored by ``evaluate.py``
-(seeded box and free-form masks, the same for every method; the network's own fill,
+``ckpt-N`` files of a run; any of our checkpoint folders works). Each is scored by ``evaluate.py``'s
+engine in this process (``model/evaluation/engine.py``; seeded box and free-form masks, the same for every method; the network's own fill,
 ``--noseam_blend``) at every ``--max_sides`` value;
 OpenCV's Telea and Navier–Stokes are scored once on the same masks. Already scored snapshots are
 read back from ``<out>.csv``, so the script can be rerun as training goes on. Writes ``<out>.csv``
@@ -14,10 +14,8 @@ steps, one panel per size, Telea and Navier–Stokes as horizontal lines.
 """
 import csv
 import io
-import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 
@@ -43,23 +41,45 @@ FIELDS = ["step", "max_side", "mask", "method", "psnr_hole", "l1_hole"]
 COLORS = {"box": (200, 80, 30), "free_form": (40, 140, 40)}  # BGR
 
 
+class _Quiet:
+  """Console of the engine: progress and skipped-photo warnings are not shown here."""
+
+  def progress(self, text):
+    del text
+
+  def end_progress(self):
+    pass
+
+  def warn(self, message):
+    del message
+
+
+def _fills(method, checkpoint):
+  """evaluate.py's methods: the checkpoint's own fill (no seam blending), or Telea + NS."""
+  from model.evaluation import classical
+  if method != "model":
+    return {name: (lambda n: lambda given, hole: classical.inpaint(n, given, hole))(name)
+            for name in ("telea", "ns")}
+  import cli
+  cli.import_tensorflow()  # TensorFlow only for the model, its start-up lines hidden
+  from model.inference import inpainter as inpaint
+  # The network's own fill: the curve follows training, not blending.
+  model = inpaint.Inpainter.from_checkpoint(checkpoint, 1.0, seam_blend=False)
+  return {"model": lambda given, hole: model.inpaint(given, hole)[0]}
+
+
 def _evaluate(method, checkpoint, max_side, out_dir):
-  """Runs evaluate.py once; returns {(mask, method): (psnr_hole, l1_hole)}."""
-  argv = [sys.executable, os.path.join(REPO, "evaluate.py"), "--data_dir", FLAGS.data_dir,
-          "--output_dir", out_dir, "--mask_mode", "both", "--max_side", str(max_side),
-          "--seed", str(FLAGS.seed), "--nogrids", "--nosave_masks", "--method", method]
-  if method == "model":  # the network's own fill: the curve follows training, not blending
-    argv += ["--checkpoint_dir", checkpoint, "--noseam_blend"]
-  else:
-    argv += ["--compare", "ns"]
-  proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
-  if proc.returncode:
-    lines = proc.stderr.decode(errors="replace").strip().splitlines() or ["(no message)"]
-    sys.exit(f"error: evaluate.py failed for {checkpoint or method} at {max_side} px: {lines[-1]}")
-  with open(os.path.join(out_dir, "results.json")) as f:
-    summary = json.load(f)
+  """Scores one method with evaluate.py's engine; returns {(mask, method): (psnr_hole, l1_hole)}."""
+  from model.errors import UserError
+  from model.evaluation import engine
+  try:
+    report, _ = engine.run(FLAGS.data_dir, out_dir, lambda: _fills(method, checkpoint),
+                           mask_mode="both", seed=FLAGS.seed, max_side=int(max_side),
+                           grids=False, save_masks=False, console=_Quiet())
+  except UserError as e:
+    sys.exit(f"error: evaluation failed for {checkpoint or method} at {max_side} px: {e}")
   return {(row["mask_mode"], row["method"]): (row["psnr_hole_db"], row["l1_pct"])
-          for row in summary["summary"] if row["image"] == "(mean)"}
+          for row in report["summary"] if row["image"] == "(mean)"}
 
 
 def _read_rows(path):

@@ -1,4 +1,6 @@
 """What the benchmark tables say about the machine they were measured on."""
+import os
+
 
 
 def cpu_model():
@@ -8,3 +10,21 @@ def cpu_model():
       return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
   except (OSError, StopIteration):
     return "unknown"
+
+
+def memory_gb():
+  """Total memory in GB from /proc/meminfo, or None."""
+  try:
+    with open("/proc/meminfo") as f:
+      kib = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
+    return kib / 2**20
+  except (OSError, StopIteration, ValueError):
+    return None
+
+
+def describe():
+  """CPU model, cores, memory and the load averages in one line."""
+  memory = memory_gb()
+  one, five, _ = os.getloadavg()
+  return (f"{cpu_model()}, {os.cpu_count()} cores"
+          + (f", {memory:.0f} GB" if memory else "") + f"; load average {one:.2f} / {five:.2f}")

@@ -1,12 +1,31 @@
 """Generator convolutions of DeepFill (ARCHITECTURE.md §2.1; the gated variant is DeepFill v2's)."""
+import contextlib
+import threading
+
 import keras
 import tensorflow as tf
 
 from layers import resize
 from layers import shapes
+from layers.paddings import PADDINGS
 
-PADDINGS = ("zero", "reflect", "symmetric")
 ACTIVATIONS = ("elu", "relu", None)
+_DIRECT = threading.local()
+
+
+@contextlib.contextmanager
+def direct_dilation():
+  """Within this block (on this thread) ``GenConv`` traces a dilated conv as one ``Conv2D``
+  with ``dilations`` after an explicit zero pad, instead of ``SpaceToBatchND`` + conv +
+  ``BatchToSpaceND``: what graph converters (tf2onnx, TFLite) map to their own dilated
+  convolution for unknown input sizes (tf2onnx 1.17 mistranslates the space-to-batch form
+  when its paddings depend on the size). Same values up to float rounding."""
+  before = getattr(_DIRECT, "on", False)
+  _DIRECT.on = True
+  try:
+    yield
+  finally:
+    _DIRECT.on = before
 
 
 def mirror_pad(x, pad, mode):
@@ -113,6 +132,11 @@ class GenConv(keras.layers.Layer):
     d = self.dilation_rate
     if d == 1:
       x = tf.nn.conv2d(x, kernel, self.strides, "SAME" if same else "VALID")
+    elif getattr(_DIRECT, "on", False):
+      if same:  # SAME of a stride-1 conv: d(k-1)/2 on each side (ONNX Runtime has no SAME here)
+        half = d * (self.kernel_size - 1) // 2
+        x = tf.pad(x, [[0, 0], [half, half], [half, half], [0, 0]])
+      x = tf.nn.conv2d(x, kernel, 1, "VALID", dilations=d)
     else:
       # SAME pads d(k-1), a multiple of d, split as TF does; then up to a multiple of d.
       total = d * (self.kernel_size - 1) if same else 0

@@ -15,7 +15,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import warnings
 
 import cv2
 import numpy as np
@@ -26,13 +28,15 @@ from conftest import EXAMPLES, REPO, png_with_header, require_shared
 
 pytest.importorskip("apache_beam", reason="the beam extra is not installed")
 
-import batch_inpaint  # noqa: E402
 from model import config as config_lib  # noqa: E402
 from model import generator as generator_lib  # noqa: E402
 from model import weights  # noqa: E402
+from model.batch import copies  # noqa: E402
 from model.batch import handler as handler_lib  # noqa: E402
+from model.batch import launch  # noqa: E402
 from model.batch import transforms  # noqa: E402
-from model.fileio import images as image_io  # noqa: E402
+from model.fileio import decode  # noqa: E402
+from model.fileio import paths  # noqa: E402
 
 TEST_PY = os.path.join(REPO, "test.py")
 BATCH_PY = os.path.join(REPO, "batch_inpaint.py")
@@ -96,15 +100,40 @@ def _pngs(directory):
 # A tiny model: checkpoint for test.py, SavedModel for the pipeline.
 
 
+TINY_SEED = 3
+
+
+def _tiny_generator():
+  """The tiny random-weight generator; seeded here, so its weights do not depend on what
+  earlier tests left in the process's global random state (the exported graph and test.py's
+  are byte-identical for these weights, not for every draw: README "Serving")."""
+  import keras
+  cfg = config_lib.preset("v1", cnum=4)
+  keras.utils.set_random_seed(TINY_SEED)
+  return generator_lib.build_generator(cfg), cfg
+
+
+def test_tiny_weights_do_not_depend_on_earlier_tests():
+  import keras
+  keras.utils.set_random_seed(123)  # e.g. what tests/test_local_inference.py leaves behind
+  np.random.default_rng(0).random(3)
+  first = [w.numpy() for w in _tiny_generator()[0].weights]
+  keras.utils.set_random_seed(7)
+  keras.random.uniform((4,))
+  second = [w.numpy() for w in _tiny_generator()[0].weights]
+  assert len(first) == len(second) > 10
+  assert all(np.array_equal(a, b) for a, b in zip(first, second))
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
   from model.inference import serving
   root = tmp_path_factory.mktemp("batch_model")
   ckpt, export = str(root / "ckpt"), str(root / "export")
-  cfg = config_lib.preset("v1", cnum=4)
-  weights.save_generator(generator_lib.build_generator(cfg), cfg, ckpt)
+  gen, cfg = _tiny_generator()
+  weights.save_generator(gen, cfg, ckpt)
   gen, cfg = weights.load_generator(ckpt)
-  serving.ServingModel(gen, cfg, 1.0).archive().write_out(export, verbose=False)
+  serving.ServingModel(gen, cfg, 1.0).archive("serving").write_out(export, verbose=False)
   return {"checkpoint": ckpt, "saved_model": export}
 
 
@@ -140,6 +169,7 @@ def batch_run(tmp_path_factory, tiny):
   h, w = lomiri.shape[:2]
   alpha = (np.add.outer(np.arange(h), np.arange(w)) * 255 // (h + w - 2)).astype(np.uint8)
   good["rgba"] = (np.dstack([lomiri, alpha]), lomiri_mask)
+  good["back\\slash"] = (china[100:164, 120:200], china_mask[100:164, 120:200])  # a legal name
   for name, (pixels, mask) in good.items():
     _write(images / f"{name}.png", pixels)
     _write(ref / "images" / f"{name}.png", pixels)
@@ -191,7 +221,7 @@ def batch_run(tmp_path_factory, tiny):
                   "--output", ref / "rotated.png", "--checkpoint_dir", tiny["checkpoint"],
                   cwd=root)
   try:
-    counts, pattern, worker = batch_inpaint.run(
+    counts, pattern, worker = launch.run(
         str(images / "**"), str(masks), str(out), tiny["saved_model"],
         model_handler=_FailOnBoom(tiny["saved_model"]))
   finally:
@@ -204,7 +234,7 @@ def batch_run(tmp_path_factory, tiny):
 
 def test_outputs_are_byte_identical_to_test_py(batch_run):
   out, ref = batch_run["out"], batch_run["ref"]
-  for name in ("odd", "grey", "rgba"):
+  for name in ("odd", "grey", "rgba", "back\\slash"):
     with open(out / f"{name}.png", "rb") as a, open(ref / "out" / f"{name}.png", "rb") as b:
       assert a.read() == b.read(), f"{name}.png differs from test.py's"
   with open(out / "sub" / "nested.png", "rb") as a, open(ref / "out" / "nested.png", "rb") as b:
@@ -215,7 +245,7 @@ def test_outputs_are_byte_identical_to_test_py(batch_run):
   assert _read(out / "rgba.png").shape[2] == 4  # alpha kept
   # The model really changed the hole (a copy of the input would also be "equal").
   rotated = _read(out / "rotated.png")
-  upright, _ = image_io.read_image(batch_run["images"] / "rotated.jpg")
+  upright, _ = decode.read_image(batch_run["images"] / "rotated.jpg")
   upright = upright[..., ::-1]  # RGB -> BGR as cv2 reads the output
   assert rotated.shape == upright.shape == (120, 160, 3)
   assert not np.array_equal(rotated[batch_run["upright_mask"] > 127],
@@ -224,7 +254,8 @@ def test_outputs_are_byte_identical_to_test_py(batch_run):
 
 def test_every_input_has_one_record(batch_run):
   recs = batch_run["records"]
-  ok = {"odd.png", "grey.png", "rgba.png", "nested.png", "rotated.jpg", "clash.bmp"}
+  ok = {"odd.png", "grey.png", "rgba.png", "back\\slash.png", "nested.png", "rotated.jpg",
+        "clash.bmp"}
   failed = {"corrupt.png": "not a PNG, JPEG, BMP, WebP, GIF or TIFF file",
             "wrongsize.png": "mask is 88x64 but image is 96x64",
             "nomask.png": "no mask matches it",
@@ -262,8 +293,9 @@ def test_no_partial_files_left(batch_run):
   out = batch_run["out"]
   leftovers = [p for p in glob.glob(os.path.join(str(out), "**", ".*"), recursive=True)]
   assert not leftovers, leftovers
-  assert sorted(_pngs(out)) == sorted(["odd.png", "grey.png", "rgba.png", "rotated.png",
-                                       "clash.png", os.path.join("sub", "nested.png")])
+  assert sorted(_pngs(out)) == sorted(["odd.png", "grey.png", "rgba.png", "back\\slash.png",
+                                       "rotated.png", "clash.png",
+                                       os.path.join("sub", "nested.png")])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,7 +320,7 @@ def test_pairing_is_test_py_pairing(tmp_path):
     (masks / name).parent.mkdir(exist_ok=True)
     (masks / name).write_bytes(b"x")
   out = str(tmp_path / "out")
-  expected, unpaired = image_io.pair_by_stem(images, masks)
+  expected, unpaired = paths.pair_by_stem(images, masks)
   assert expected and unpaired  # the case is not trivial
   for images_arg in (str(images), str(images) + "/", str(images / "*")):
     tasks = transforms.list_tasks(images_arg, str(masks), out)
@@ -297,29 +329,94 @@ def test_pairing_is_test_py_pairing(tmp_path):
   assert _pairs(transforms.list_tasks(str(images / "*"), str(masks / "*"), out)) == expected
   # One mask file for every image.
   single = str(masks / "zz.png")
-  expected, _ = image_io.pair_by_stem(images, single)
+  expected, _ = paths.pair_by_stem(images, single)
   assert _pairs(transforms.list_tasks(str(images), single, out)) == expected
   # Ambiguous: test.py refuses the run, the pipeline fails that photo only.
   (masks / "a_mask.png").write_bytes(b"x")
-  with pytest.raises(image_io.UserError, match="several masks match"):
-    image_io.pair_by_stem(images, masks)
+  with pytest.raises(decode.UserError, match="several masks match"):
+    paths.pair_by_stem(images, masks)
   tasks = transforms.list_tasks(str(images), str(masks), out)
   assert [t.image for t in tasks if t.error and "several masks" in t.error] == [str(images / "a.jpg")]
   assert _pairs(tasks) == [(str(images / "b.png"), str(masks / "b_mask.png")),
                            (str(images / "e.webp"), str(masks / "e_mask.JPG"))]
 
 
+_ODD_NAMES = ["plain", "back\\slash", "br[ack]et", "st*r", "qu?stion", "sp ace", "\u00fcml\u00e4ut",
+              "[x]", "a!b"]
+
+
+@pytest.mark.parametrize("folder_name", ["images", "br[ack]et dir", "st*r dir"])
+def test_every_file_name_is_listed(tmp_path, folder_name):
+  """No legal file name is dropped by the listing (Beam's glob '*' skips names with a
+  backslash), and an existing folder is taken literally even with glob characters."""
+  images, masks = tmp_path / folder_name, tmp_path / "masks"
+  for name in _ODD_NAMES:
+    for folder, stem in ((images, name), (masks, name + "_mask")):
+      folder.mkdir(exist_ok=True)
+      (folder / f"{stem}.png").write_bytes(b"x")
+  (images / "sub").mkdir()
+  (images / "sub" / "deep\\er.png").write_bytes(b"x")
+  (masks / "deep\\er.png").write_bytes(b"x")
+  expected, unpaired = paths.pair_by_stem(images, masks)  # test.py's folder mode
+  assert len(expected) == len(_ODD_NAMES) and not unpaired
+  out = str(tmp_path / "out")
+  args = [str(images), str(images) + "/"]
+  if not os.path.exists(images / "*"):
+    args.append(os.path.join(glob.escape(str(images)), "*"))
+  for images_arg in args:
+    tasks = transforms.list_tasks(images_arg, str(masks), out)
+    assert not [t for t in tasks if t.error], (images_arg, tasks)
+    assert _pairs(tasks) == expected, images_arg
+    assert {os.path.basename(t.output) for t in tasks} == {f"{n}.png" for n in _ODD_NAMES}
+  if folder_name == "images":  # '**' reaches the sub-folder too
+    tasks = transforms.list_tasks(str(images / "**"), str(masks), out)
+    assert len(tasks) == len(_ODD_NAMES) + 1 and not [t for t in tasks if t.error], tasks
+  # The launch check agrees: an existing folder is a folder, not a pattern.
+  launch.check_arguments(str(images), str(masks), out, _fake_saved_model(tmp_path), 1)
+
+
+def _fake_saved_model(tmp_path):
+  folder = tmp_path / "sm"
+  folder.mkdir(exist_ok=True)
+  (folder / "saved_model.pb").write_bytes(b"")
+  return str(folder)
+
+
+def test_glob_regex_is_beams_glob_but_star_keeps_backslashes():
+  from apache_beam.io.filesystem import FileSystem
+  import re
+  rng = np.random.default_rng(0)
+  atoms = ["a", "b", "/", "*", "**", "?", "[ab]", "[!a]", "[", "]", ".", "-", "^", "[^a]"]
+  letters = ["a", "b", "/", ".", "-", "^", "!", "[", "]", "\\"]
+  checked = 0
+  for _ in range(3000):
+    pattern = "".join(rng.choice(atoms, rng.integers(1, 6)))
+    path = "".join(rng.choice(letters, rng.integers(0, 8)))
+    ours = re.match(transforms.glob_regex(pattern), path) is not None
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", FutureWarning)  # Beam's class for '[[a]' has a nested '['
+      beams = re.match(FileSystem.translate_pattern(pattern), path) is not None
+    if "\\" not in path:
+      assert ours == beams, (pattern, path)
+      checked += 1
+    elif beams:
+      assert ours, (pattern, path)  # a backslash only ever adds matches
+  assert checked > 1000
+  assert re.match(transforms.glob_regex("in/*.png"), "in/b\\c.png")
+  assert not re.match(transforms.glob_regex("in/*.png"), "in/sub/c.png")
+
+
 def test_pairing_in_one_folder(tmp_path):
   for name in ["a.png", "a_mask.png", "a.jpg", "b.png"]:
     (tmp_path / name).write_bytes(b"x")
-  expected, unpaired = image_io.pair_by_stem(tmp_path, tmp_path)
+  expected, unpaired = paths.pair_by_stem(tmp_path, tmp_path)
   tasks = transforms.list_tasks(str(tmp_path), str(tmp_path), str(tmp_path / "out"))
   assert _pairs(tasks) == expected and len(expected) == 2
   assert _unpaired(tasks) == unpaired == [str(tmp_path / "b.png")]
   # a.jpg and a.png would both write a.png: the second one fails, the first is written.
   assert [t.error is None for t in tasks if t.mask] == [True, False]
   # A single mask inside the image folder is not an image of its own.
-  expected, _ = image_io.pair_by_stem(tmp_path, tmp_path / "a_mask.png")
+  expected, _ = paths.pair_by_stem(tmp_path, tmp_path / "a_mask.png")
   tasks = transforms.list_tasks(str(tmp_path), str(tmp_path / "a_mask.png"), str(tmp_path / "o"))
   assert _pairs(tasks) == expected and len(expected) == 3
 
@@ -354,11 +451,11 @@ def test_launch_errors(tmp_path, tiny):
        "where the images are read from"),  # a later run's '**' would find the outputs
   ]
   for change, text in cases:
-    with pytest.raises(batch_inpaint._LaunchError, match=text):
-      batch_inpaint.run(**{**good, **change})
+    with pytest.raises(launch.LaunchError, match=text):
+      launch.run(**{**good, **change})
   # A typo in a Beam option is a command-line mistake, not an option Beam drops silently.
-  with pytest.raises(batch_inpaint.app.UsageError, match="unknown flags: --runnner"):
-    batch_inpaint.run(**good, beam_args=["--runnner", "DirectRunner"])
+  with pytest.raises(launch.UnknownArguments, match="unknown flags: --runnner"):
+    launch.run(**good, beam_args=["--runnner", "DirectRunner"])
   assert not os.path.exists(tmp_path / "out") or not os.listdir(tmp_path / "out")
 
 
@@ -401,7 +498,7 @@ def test_skip_existing_finishes_after_a_crash(tmp_path, tiny):
   assert not glob.glob(os.path.join(str(out), "results-*.jsonl"))  # records come at the end
   before = {name: os.stat(out / name) for name in done}
 
-  counts, _, _ = batch_inpaint.run(str(images), mask_path, str(out), tiny["saved_model"],
+  counts, _, _ = launch.run(str(images), mask_path, str(out), tiny["saved_model"],
                                    skip_existing=True)
   assert counts == {"ok": 40 - len(done), "skipped": len(done), "failed": 0}, counts
   for name, st in before.items():  # finished files were not rewritten
@@ -411,7 +508,7 @@ def test_skip_existing_finishes_after_a_crash(tmp_path, tiny):
   assert statuses == {f"p{i:02d}.png": "skipped" if f"p{i:02d}.png" in done else "ok"
                       for i in range(40)}
   # The result is that of an uninterrupted run, byte for byte.
-  counts, _, _ = batch_inpaint.run(str(images), mask_path, str(clean), tiny["saved_model"])
+  counts, _, _ = launch.run(str(images), mask_path, str(clean), tiny["saved_model"])
   assert counts["ok"] == 40
   assert _pngs(out) == _pngs(clean)
   for name in _pngs(clean):
@@ -503,8 +600,11 @@ def _memtest_filesystem():
   return MemTestFileSystem
 
 
-def test_remote_filesystem_paths(batch_run, tiny):
+def test_remote_filesystem_paths(batch_run, tiny, tmp_path, monkeypatch):
   filesystem = _memtest_filesystem()  # Beam finds the subclass (while it lives) by its scheme
+  monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the local copy is made
+  stale = tmp_path / f"{copies.COPY_PREFIX}{2**22 + 1}_killed"  # left by a killed process
+  stale.mkdir()
   store = _ObjectStore.objects
   store.clear()
   for root, _, files in os.walk(tiny["saved_model"]):
@@ -520,7 +620,7 @@ def test_remote_filesystem_paths(batch_run, tiny):
   store["memtest://bucket/photos/corrupt.png"] = b"not a PNG"
   store["memtest://bucket/masks/corrupt.png"] = store["memtest://bucket/masks/odd.png"]
 
-  counts, pattern, _ = batch_inpaint.run("memtest://bucket/photos/*.png", "memtest://bucket/masks",
+  counts, pattern, _ = launch.run("memtest://bucket/photos/*.png", "memtest://bucket/masks",
                                          "memtest://bucket/out", "memtest://bucket/model")
   assert counts == {"ok": 2, "skipped": 0, "failed": 1}, counts
   for name in ("odd.png", "grey.png"):  # the bytes of the local run, which are test.py's
@@ -530,10 +630,12 @@ def test_remote_filesystem_paths(batch_run, tiny):
   failed = [r for r in records if r["status"] == "failed"]
   assert len(records) == 3 and failed[0]["image"] == "memtest://bucket/photos/corrupt.png"
   assert "not a PNG, JPEG" in failed[0]["error"]
-  counts, _, _ = batch_inpaint.run("memtest://bucket/photos/*.png", "memtest://bucket/masks/",
+  counts, _, _ = launch.run("memtest://bucket/photos/*.png", "memtest://bucket/masks/",
                                    "memtest://bucket/out", "memtest://bucket/model",
                                    skip_existing=True)
   assert counts == {"ok": 0, "skipped": 2, "failed": 1}, counts
+  # The copy is deleted once loaded, and the stale one at the first load.
+  assert not [n for n in os.listdir(tmp_path) if n.startswith(copies.COPY_PREFIX)]
   del filesystem
 
 
@@ -541,27 +643,29 @@ def test_remote_filesystem_paths(batch_run, tiny):
 # Only serving_default is loaded; the photos are dealt out to the workers largest first.
 
 
-def test_handler_loads_only_serving_default(tiny):
+def test_serving_only_export_is_loaded_in_place(tiny, tmp_path, monkeypatch):
+  """The pipeline's export has serving_default only; the handler loads it as it is, with no
+  copy, and returns what the full export's serving_default returns."""
   import tensorflow as tf
+  from model.inference import serving
   from tensorflow.core.protobuf import saved_model_pb2
-  with open(os.path.join(tiny["saved_model"], "saved_model.pb"), "rb") as f:
-    full = f.read()
-  reduced = saved_model_pb2.SavedModel.FromString(handler_lib.keep_only_signature(full))
-  original = saved_model_pb2.SavedModel.FromString(full)
-  meta, meta0 = reduced.meta_graphs[0], original.meta_graphs[0]
-  names = {f.signature.name for f in meta.graph_def.library.function}
-  assert len(names) < len({f.signature.name for f in meta0.graph_def.library.function})
-  assert not [n for n in names if "serve_bytes" in n], names
-  assert any("serve" in n for n in names), names
-  assert set(meta.signature_def) <= {"serving_default", "__saved_model_init_op"}
-  for node in meta.graph_def.node:  # the graph-mode view calls no removed function
-    assert all(f in names for f in handler_lib._called_functions([node], {n: 0 for n in names})
-               ), node.name
-    assert not (node.op.startswith("__inference") and node.op not in names), node.name
-  with pytest.raises(ValueError, match="no signature 'inpaint_bytes_x'"):
-    handler_lib.keep_only_signature(full, "inpaint_bytes_x")
+  full = str(tmp_path / "full")
+  gen, cfg = weights.load_generator(tiny["checkpoint"])
+  serving.ServingModel(gen, cfg, 1.0).archive().write_out(full, verbose=False)
+  functions = {}
+  for name, path in (("serving", tiny["saved_model"]), ("full", full)):
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+      meta = saved_model_pb2.SavedModel.FromString(f.read()).meta_graphs[0]
+    functions[name] = {f.signature.name for f in meta.graph_def.library.function}
+  assert not [n for n in functions["serving"] if "serve_bytes" in n]
+  assert [n for n in functions["full"] if "serve_bytes" in n]
+  assert len(functions["serving"]) < len(functions["full"])
 
+  temp = tmp_path / "temp"
+  temp.mkdir()
+  monkeypatch.setattr(tempfile, "tempdir", str(temp))
   model = handler_lib.SavedModelHandler(tiny["saved_model"]).load_model()
+  assert os.listdir(temp) == []  # loaded in place: nothing copied
   assert set(model._loaded.signatures) == {"serving_default"}
   assert model.baseline_rss_mb > 100
   rng = np.random.default_rng(5)
@@ -569,12 +673,53 @@ def test_handler_loads_only_serving_default(tiny):
   hole = np.zeros((45, 70), bool)
   hole[10:30, 20:50] = True
   got = model(rgb, hole)
-  serve = tf.saved_model.load(tiny["saved_model"]).signatures["serving_default"]
+  serve = tf.saved_model.load(full).signatures["serving_default"]
   want = serve(image=tf.constant(rgb[None]),
                mask=tf.constant(np.where(hole, 255, 0).astype(np.uint8)[None, :, :, None]))
   assert np.array_equal(got.pixels, want["inpainted"][0].numpy())
   assert not np.array_equal(got.pixels[hole], rgb[hole])
   assert got.baseline_rss_mb == model.baseline_rss_mb and got.setup_cpu_s == model.setup_cpu_s
+  # A full export loads too (both signatures built).
+  assert set(handler_lib.SavedModelHandler(full).load_model()._loaded.signatures) == {
+      "serving_default", "inpaint_bytes"}
+
+
+def test_stale_copies_are_removed(tmp_path):
+  dead = 2**22 + 1  # above Linux's largest pid: no such process
+  for name in (f"{copies.COPY_PREFIX}{dead}_abc", f"{copies.COPY_PREFIX}{os.getpid()}_abc",
+               f"{copies.COPY_PREFIX}{os.getppid()}_abc", f"{copies.COPY_PREFIX}old", "other"):
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "saved_model.pb").write_bytes(b"x")
+  assert copies.remove_stale_copies(str(tmp_path)) == 1
+  assert sorted(os.listdir(tmp_path)) == sorted([
+      f"{copies.COPY_PREFIX}{os.getpid()}_abc", f"{copies.COPY_PREFIX}{os.getppid()}_abc",
+      f"{copies.COPY_PREFIX}old", "other"])
+  assert copies.remove_stale_copies(str(tmp_path), include_own=True) == 1
+  assert f"{copies.COPY_PREFIX}{os.getppid()}_abc" in os.listdir(tmp_path)  # alive, not ours
+
+
+def test_sigterm_removes_the_commands_copy(tmp_path, tiny):
+  """batch_inpaint.py on SIGTERM deletes its own copy (here a stand-in made once it runs)."""
+  temp = tmp_path / "temp"
+  temp.mkdir()
+  _write(tmp_path / "in" / "a.png", np.zeros((16, 16, 3), np.uint8))
+  env = _env()
+  env["TMPDIR"] = str(temp)
+  proc = subprocess.Popen([sys.executable, BATCH_PY, "--images", str(tmp_path / "in"),
+                           "--masks", str(tmp_path / "in" / "a.png"), "--output_dir",
+                           str(tmp_path / "out"), "--saved_model", tiny["saved_model"]],
+                          cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  copy = temp / f"{copies.COPY_PREFIX}{proc.pid}_test"
+  deadline = time.monotonic() + 300
+  while "tensorflow" not in open(f"/proc/{proc.pid}/maps").read():  # main() is running
+    assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+    time.sleep(0.05)
+  copy.mkdir()
+  proc.send_signal(signal.SIGTERM)
+  proc.communicate(timeout=60)
+  assert proc.returncode == -signal.SIGTERM
+  assert not copy.exists()
 
 
 _DEALT = []  # (thread, image) in the order the fake handler saw them
@@ -624,8 +769,8 @@ def test_photos_are_dealt_out_largest_first(tmp_path):
   assert abs(shares[0] - shares[1]) <= max(sizes.values())
 
 
-def test_saved_model_without_object_graph_signatures_loads_whole(tmp_path):
-  """A TF1-style SavedModel (no signature map to reduce to) is loaded as it is."""
+def test_tf1_saved_model_loads(tmp_path):
+  """A TF1-style SavedModel (no object graph) is loaded as any other."""
   import tensorflow as tf
   export = str(tmp_path / "tf1")
   graph = tf.Graph()
@@ -639,9 +784,6 @@ def test_saved_model_without_object_graph_signatures_loads_whole(tmp_path):
           "serving_default": tf.compat.v1.saved_model.predict_signature_def(
               {"image": image, "mask": mask}, {"inpainted": out})})
       builder.save()
-  with open(os.path.join(export, "saved_model.pb"), "rb") as f:
-    with pytest.raises(ValueError, match="no signature"):
-      handler_lib.keep_only_signature(f.read())
   model = handler_lib.SavedModelHandler(export).load_model()
   rgb = np.full((5, 6, 3), 7, np.uint8)
   hole = np.zeros((5, 6), bool)
@@ -649,3 +791,32 @@ def test_saved_model_without_object_graph_signatures_loads_whole(tmp_path):
   got = model(rgb, hole).pixels
   assert np.array_equal(got[hole], np.zeros((4, 3), np.uint8))
   assert np.array_equal(got[~hole], rgb[~hole])
+
+
+def test_output_of_another_shape_is_a_failed_record(tmp_path):
+  """A foreign SavedModel with serving_default(image, mask) -> inpainted that returns 2x2
+  pictures: failed records saying so, no PNG."""
+  import tensorflow as tf
+
+  class Foreign(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8),
+                                  tf.TensorSpec([None, None, None, 1], tf.uint8)])
+    def serve(self, image, mask):
+      return {"inpainted": tf.zeros([tf.shape(image)[0], 2, 2, 3], tf.uint8)}
+
+  foreign = Foreign()
+  export = str(tmp_path / "foreign")
+  tf.saved_model.save(foreign, export, signatures={"serving_default": foreign.serve})
+  images, out = tmp_path / "in", tmp_path / "out"
+  for name, side in (("a", 24), ("b", 40)):
+    _write(images / f"{name}.png", np.full((side, side + 8, 3), 90, np.uint8))
+    mask = np.zeros((side, side + 8), np.uint8)
+    mask[4:12, 4:12] = 255
+    _write(images / f"{name}_mask.png", mask)
+  counts, _, _ = launch.run(str(images), str(images), str(out), export)
+  assert counts == {"ok": 0, "skipped": 0, "failed": 2}, counts
+  recs = _records(out)
+  assert "returned 2x2x3 uint8 pixels for a 32x24 photo (expected 24x32x3 uint8)" in (
+      recs["a.png"]["error"]), recs["a.png"]
+  assert "for a 48x40 photo" in recs["b.png"]["error"]
+  assert _pngs(out) == []

@@ -19,11 +19,12 @@ import cv2
 import numpy as np
 import pytest
 
+import hostile_files as hostile
 from conftest import EXAMPLES, GOLDEN, REPO, png_with_header, require_shared
 
 TEST_PY = os.path.join(REPO, "test.py")
-# Folder-mode progress: "\r[i/n] name\x1b[K"; a complete one is followed by \r, \n or the end.
-_PROGRESS = re.compile(r"\r\[\d+/\d+\] [^\r\n\x1b]*\x1b\[K(?=[\r\n]|$)")
+# Progress updates: stderr is not a terminal here, so each is a plain "[i/n] name..." line.
+_PROGRESS = re.compile(r"^\[\d+/\d+\] [^\r\n\x1b]*(\n|$)", re.M)
 
 
 def _example(name):
@@ -59,11 +60,7 @@ def run_cli(*args, cwd):
 
 
 def stderr_lines(proc):
-  """Non-empty stderr lines with folder-mode progress updates removed.
-
-  A message printed on the same line as a progress update is kept as it is (and so does
-  not start with "error:"/"warning:"): on a terminal the next update would erase it.
-  """
+  """Non-empty stderr lines with the progress lines removed."""
   text = _PROGRESS.sub("", proc.stderr)
   return [line for line in text.split("\n") if line.strip()]
 
@@ -283,7 +280,8 @@ def test_single_image_with_official_checkpoint_and_flow(tmp_path):
   src, out = _read(image), _read(output)
   # What is being worked on (big photos take minutes), as a progress line ended before exit.
   hole_pct = 100.0 * _hole(mask).mean()
-  assert f"\r[1/1] photo.png: 301x203, hole {hole_pct:.1f} % of the image\x1b[K\n" in proc.stderr
+  assert f"[1/1] photo.png: 301x203, hole {hole_pct:.1f} % of the image\n" in proc.stderr
+  assert "\r" not in proc.stderr and "\x1b" not in proc.stderr  # not a terminal: plain lines
   assert out.shape == (203, 301, 3)
   _assert_inpainted(out, src, _hole(mask))
   picture = _read(flow)
@@ -302,6 +300,35 @@ def test_single_image_all_black_mask_returns_input(tmp_path, tiny_checkpoint):
   assert len(warnings) == 2 and "no hole" in warnings[0] and "flow" in warnings[1], proc.stderr
   assert np.array_equal(_read(output), _read(image))
   assert not flow.exists()
+
+
+@pytest.mark.parametrize("height, width", [(1, 1), (1, 10000), (7, 64)])
+def test_official_compat_on_an_image_the_grid_crop_empties(tmp_path, tiny_checkpoint, height,
+                                                           width):
+  """Issue 24.11: was "error: unexpected InvalidArgumentError" from inside the graph."""
+  image = _write(tmp_path / "thin.png", np.full((height, width, 3), 120, np.uint8))
+  mask = _write(tmp_path / "thin_mask.png", np.full((height, width), 255, np.uint8))
+  output = tmp_path / "out.png"
+  proc = run_cli("--image", image, "--mask", mask, "--output", output, "--official_compat",
+                 "--checkpoint_dir", tiny_checkpoint, cwd=tmp_path)
+  assert_failed(proc, output, match=rf"thin\.png: {width}x{height} is too small for "
+                r"--official_compat: the release crops each side to a multiple of 8 pixels, "
+                r"which leaves nothing$")
+
+
+def test_whole_image_hole_warns_and_flow_is_named(tmp_path, tiny_checkpoint):
+  """A 100 % hole has nothing to borrow from: a warning, as for an empty hole; the --flow file
+  written is named on stdout."""
+  image = _write(tmp_path / "photo.png", _read(_example("sklearn_flower.png"))[:64, :96])
+  mask = _write(tmp_path / "all.png", np.full((64, 96), 255, np.uint8))
+  output, flow = tmp_path / "out.png", tmp_path / "flow.png"
+  proc = run_cli("--image", image, "--mask", mask, "--output", output, "--flow", flow,
+                 "--checkpoint_dir", tiny_checkpoint, cwd=tmp_path)
+  warnings = assert_succeeded(proc)
+  assert warnings == [f"warning: mask {mask} covers the whole image: there is nothing to borrow "
+                      "from, so the result is a flat guess"], proc.stderr
+  assert proc.stdout == f"wrote {output} and the attention flow {flow}\n"
+  assert output.exists() and flow.exists()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,6 +419,32 @@ def _case_unreadable(tmp):
 def _case_mask_size_mismatch(tmp):
   mask = _example("lomiri_picture_0b_by_freespace_mask.png")  # 512x346, the image is 512x342
   return _single(tmp, mask=mask), r"mask is 512x346 but image is 512x342"
+
+
+def _case_tiff_float_strip_offsets(tmp):  # issue 24 item 11: was "unexpected TypeError"
+  path = tmp / "float.tif"
+  path.write_bytes(hostile.tiff_float_strip_offsets())
+  mask = _write(tmp / "mask.png", np.full((16, 16), 255, np.uint8))
+  return _single(tmp, image=path, mask=mask), r"float\.tif: truncated or corrupt TIFF data"
+
+
+def _case_damaged_g4_tiff(tmp):  # was accepted, with libtiff's lines on stderr
+  path = tmp / "fax.tif"
+  path.write_bytes(hostile.g4_tiff(damaged=True))
+  mask = _write(tmp / "mask.png", np.full((64, 64), 255, np.uint8))
+  return _single(tmp, image=path, mask=mask), r"fax\.tif: corrupt TIFF data \(libtiff: Fax4Decode"
+
+
+def _case_jpeg_scan_bomb(tmp):  # issue 24 item 5
+  path = tmp / "scans.jpg"
+  path.write_bytes(hostile.many_scans_jpeg(5000))
+  return _single(tmp, image=path), r"scans\.jpg: JPEG has more than 100 scans"
+
+
+def _case_mask_size_mismatch_from_headers(tmp):  # found before the 4000x4000 decode
+  path = tmp / "big.jpg"
+  path.write_bytes(hostile.jpeg_header_only(4000, 4000))
+  return _single(tmp, image=path), r"mask is 512x342 but image is 4000x4000"
 
 
 def _case_output_dir_missing(tmp):

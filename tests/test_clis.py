@@ -53,6 +53,29 @@ def test_stray_argument_and_missing_flag_exit_with_the_same_status(script, args,
   assert os.listdir(tmp_path) == []
 
 
+_REQUIRED = {
+    "test.py": ["--image", "a.png", "--mask", "m.png", "--output", "o.png"],
+    "export.py": ["--export_dir", "out"],
+    "serve.py": [],
+    "evaluate.py": ["--data_dir", "photos", "--output_dir", "out"],
+    "batch_inpaint.py": ["--images", "photos", "--masks", "masks", "--output_dir", "out",
+                         "--saved_model", "export"],
+}
+
+
+@pytest.mark.parametrize("script, flag", [
+    ("test.py", "max_megapixels"), ("export.py", "max_megapixels"),
+    ("serve.py", "max_megapixels"), ("batch_inpaint.py", "max_megapixels"),
+    ("serve.py", "max_upload_mb"), ("test.py", "max_memory_gb"), ("export.py", "max_memory_gb"),
+    ("serve.py", "max_memory_gb"), ("evaluate.py", "max_memory_gb")])
+@pytest.mark.parametrize("value", ["inf", "nan", "1e308"])
+def test_limit_flags_refuse_non_finite_and_absurd_values(script, flag, value, tmp_path):
+  """Issue 24 item 11: one check (model/limits.py) per limit, before anything runs."""
+  proc = _run(script, *_REQUIRED[script], f"--{flag}={value}", cwd=tmp_path)
+  _assert_usage_error(proc, f"--{flag} must be a positive number")
+  assert os.listdir(tmp_path) == []
+
+
 @pytest.fixture
 def small_pair(tmp_path):
   """A bundled example and its mask shrunk to 96x64 (a few seconds of inference)."""
@@ -69,7 +92,7 @@ def test_verbose_shows_what_is_hidden_by_default(small_pair, tmp_path):
   args = ("--image", image, "--mask", mask, "--output", tmp_path / "out.png")
   quiet = _run("test.py", *args, env=env, timeout=600)
   assert quiet.returncode == 0 and quiet.stdout == f"wrote {tmp_path / 'out.png'}\n", quiet
-  assert re.fullmatch(r"\r\[1/1\] photo\.png: 96x64, hole [\d.]+ % of the image\x1b\[K\n",
+  assert re.fullmatch(r"\[1/1\] photo\.png: 96x64, hole [\d.]+ % of the image\n",
                       quiet.stderr), quiet.stderr
   loud = _run("test.py", *args, "--verbose", env=env, timeout=600)
   assert loud.returncode == 0 and "oneDNN custom operations are on" in loud.stderr, loud.stderr
@@ -84,3 +107,24 @@ def test_parity_and_quiet_output_with_onednn(onednn):
                          os.path.join("tests", "test_golden.py")], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=1800)
   assert proc.returncode == 0 and " passed" in proc.stdout, proc.stdout[-4000:]
+
+
+def test_progress_rewrites_its_line_only_on_a_terminal():
+  """Issue 24.11: a log file or pipe got "\\r...ESC[K" updates; it now gets plain lines."""
+  import io
+
+  import cli
+
+  class Terminal(io.StringIO):
+    def isatty(self):
+      return True
+
+  for stream, expected in (
+      (io.StringIO(), "[1/2] a.png\nwarning: odd\n[2/2] b.png\n"),
+      (Terminal(), "\r[1/2] a.png\x1b[K\nwarning: odd\n\r[2/2] b.png\x1b[K\n")):
+    console = cli.Console(stream)
+    console.progress("[1/2] a.png")
+    console.warn("odd")
+    console.progress("[2/2] b.png")
+    console.end_progress()
+    assert stream.getvalue() == expected

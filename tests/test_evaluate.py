@@ -24,8 +24,8 @@ PHOTOS = os.path.join(SHARED, "data", "dev", "photos")
 NAMES = ("lxqt_valendas.jpg", "mate_ladybird.jpg", "tiktok_pexels-36236147.jpg")
 COLUMNS = ["image", "mask_mode", "method", "width", "height", "hole_pct", "l1_pct", "l2_pct",
            "psnr_hole_db", "psnr_db", "ssim", "tv_pct", "tv_hole_pct", "truth_tv_pct",
-           "truth_tv_hole_pct", "seconds"]
-_PROGRESS = re.compile(r"\r\[\d+/\d+\] [^\r\n\x1b]*\x1b\[K")
+           "truth_tv_hole_pct", "detail", "seconds"]
+_PROGRESS = re.compile(r"^\[\d+/\d+\] [^\r\n\x1b]*(\n|$)", re.M)  # plain lines: not a tty
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,7 +91,8 @@ def test_mask_arguments_are_checked():
 
 
 def test_eval_masks_and_metrics_do_not_import_tensorflow():
-  code = ("import sys; from model.evaluation import masks as eval_masks, metrics; "
+  code = ("import sys; from model.evaluation import masks as eval_masks, metrics, engine, "
+          "classical; "
           "eval_masks.eval_mask('free_form', 64, 64, 0, 0); "
           "assert 'tensorflow' not in sys.modules, 'TF imported'")
   subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
@@ -192,6 +193,7 @@ def test_opencv_methods_end_to_end(opencv_run):
     assert float(r["l2_pct"]) < float(r["l1_pct"])
     assert float(r["psnr_db"]) > float(r["psnr_hole_db"]) > 5
     assert 0 < float(r["ssim"]) < 1 and float(r["tv_pct"]) > 0
+    assert 0 < float(r["detail"]) < 1  # diffusion fills are smoother than the photos
   box_telea = [float(r["l1_pct"]) for r in per_image if r["mask_mode"] == "box"
                and r["method"] == "telea"]
   mean = next(r for r in means if r["mask_mode"] == "box" and r["method"] == "telea")
@@ -203,10 +205,11 @@ def test_opencv_methods_end_to_end(opencv_run):
   assert report["settings"]["mask_modes"] == ["box", "free_form"]
   assert len(report["images"]) == 12 and len(report["summary"]) == 4
   assert set(COLUMNS[5:]) <= set(report["summary"][0]) and report["summary"][0]["images"] == 3
-  assert "tv_pct" in report["definitions"]
+  assert "tv_pct" in report["definitions"] and "Laplacian" in report["definitions"]["detail"]
 
   table = proc.stdout.splitlines()
   assert table[0].split()[:4] == ["mask_mode", "method", "images", "hole%"]
+  assert table[0].split()[-2:] == ["detail", "s/img"]
   assert sum(1 for line in table if line.split()[:2] == ["free_form", "ns"]) == 1
 
   grids = sorted(os.listdir(os.path.join(out, "grids")))
@@ -286,6 +289,7 @@ def test_model_with_baselines_end_to_end(photos, tiny_checkpoint, tmp_path):
   assert len(rows) == 2 * 2 * 3 + 2 * 3
   model_rows = [r for r in rows if r["method"] == "model" and r["image"] != "(mean)"]
   assert all(0 < float(r["l1_pct"]) < 100 and 0 < float(r["ssim"]) <= 1 for r in model_rows)
+  assert all(float(r["detail"]) > 0 for r in model_rows)
   report = json.load(open(tmp_path / "results.json"))
   assert report["settings"]["checkpoint_dir"] == os.path.abspath(tiny_checkpoint)
   grid = cv2.imread(str(tmp_path / "grids" / "lxqt_valendas_free_form.png"))
@@ -301,11 +305,12 @@ def test_model_with_baselines_end_to_end(photos, tiny_checkpoint, tmp_path):
     (["--data_dir", "{tmp}/missing"], "no such directory", 1),
     (["--data_dir", "{tmp}"], "no images in", 1),
     (["--data_dir", "{photos}", "--method", "telea", "--compare", "telea,bogus"],
-     "unknown method 'bogus'", 1),
+     "unknown method 'bogus'", 2),
     (["--data_dir", "{photos}", "--checkpoint_dir", "{tmp}/nope"], "checkpoint directory not found",
      1),
-    (["--data_dir", "{photos}", "--method", "ns", "--max_side", "8"], "--max_side", 1),
-    (["--data_dir", "{photos}", "--mask_dir", "{photos}", "--mask_mode", "box"], "--mask_mode", 1),
+    (["--data_dir", "{photos}", "--method", "ns", "--max_side", "8"], "--max_side", 2),
+    (["--data_dir", "{photos}", "--method", "ns", "--max_side", "1"], "--max_side", 2),
+    (["--data_dir", "{photos}", "--mask_dir", "{photos}", "--mask_mode", "box"], "--mask_mode", 2),
     (["--data_dir", "{photos}", "--mask_dir", "{tmp}/nope"], "--mask_dir", 1),
     (["--data_dir", "{photos}", "--method", "paint"], "--method", 2),
     (["--data_dir", "{photos}", "--max_images", "0", "--method", "ns"], "--max_images", 2),

@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import hostile_files as hostile
 from conftest import GOLDEN, REPO, png_with_header, require_shared
 from model import weights as checkpoints
 from model import config as config_lib
 from model import generator as generator_lib
-from model.fileio import images as image_io
+from model.fileio import decode
 from model.inference import inpainter as inpaint
 from model.inference import serving
 
@@ -60,6 +61,13 @@ if job["bytes"]:
   pngs = loaded.signatures["inpaint_bytes"](image_bytes=images, mask_bytes=masks)["png_bytes"]
   for i, data in enumerate(pngs.numpy()):
     results["png_%d" % i] = np.frombuffer(data, np.uint8)
+if job.get("exif"):
+  read = lambda p: open(p, "rb").read()
+  pngs = loaded.signatures["inpaint_bytes"](
+      image_bytes=tf.constant([read(i) for i, _ in job["exif"]]),
+      mask_bytes=tf.constant([read(m) for _, m in job["exif"]]))["png_bytes"]
+  for i, data in enumerate(pngs.numpy()):
+    results["exif_png_%d" % i] = np.frombuffer(data, np.uint8)
 try:  # a mask of the wrong size is refused
   default(image=tf.zeros([1, 16, 16, 3], tf.uint8), mask=tf.zeros([1, 16, 8, 1], tf.uint8))
   results["mismatch_refused"] = np.array(False)
@@ -108,12 +116,13 @@ def _run_export(*args, cwd):
                         capture_output=True, text=True, timeout=1200)
 
 
-def _load_and_call(export_dir, tmp, batches, pairs, refusals=None):
+def _load_and_call(export_dir, tmp, batches, pairs, refusals=None, exif=()):
   """Runs LOADER in a separate process; returns its outputs (dict of arrays)."""
   job = os.path.join(tmp, "job.json")
   result = os.path.join(tmp, "result.npz")
   with open(job, "w") as f:
-    json.dump({"batches": batches, "bytes": pairs, "refusals": refusals or {}}, f)
+    json.dump({"batches": batches, "bytes": pairs, "refusals": refusals or {},
+               "exif": list(exif)}, f)
   proc = subprocess.run([sys.executable, "-c", LOADER, str(export_dir), job, result],
                         cwd=str(tmp), env=_env(), capture_output=True, text=True, timeout=1200)
   assert proc.returncode == 0, f"loading the SavedModel failed:\n{proc.stdout}\n{proc.stderr}"
@@ -161,7 +170,8 @@ def tiny_export(tmp_path_factory):
   out = tmp / "models" / "deepfill"
   out.mkdir(parents=True)
   (out / "saved_model.pb").write_bytes(b"old")
-  (out / "stale.txt").write_text("old export")
+  (out / "variables").mkdir()
+  (out / "variables" / "stale.index").write_text("old export")
   export = _start(EXPORT_PY, "--checkpoint_dir", ckpt, "--export_dir", out, "--overwrite",
                   "--max_memory_gb", TINY_BUDGET_GB, "--max_megapixels", MAX_MEGAPIXELS, cwd=tmp)
 
@@ -185,13 +195,31 @@ def tiny_export(tmp_path_factory):
     batches[key] = str(tmp / f"{key}.npz")
     np.savez(batches[key], image=np.stack(images), mask=np.stack(masks))
 
+  exif = _exif_pairs(tmp / "exif", photo)
   cli = _start(TEST_PY, "--image", tmp / "images", "--mask", tmp / "masks",
                "--output", tmp / "expected", "--checkpoint_dir", ckpt,
                "--max_memory_gb", TINY_BUDGET_GB, cwd=tmp)
   _finish(cli, "test.py")
   stdout, stderr = _finish(export, "export.py")
   return dict(tmp=tmp, out=out, batches=batches, pairs=pairs, names=names,
-              stdout=stdout, stderr=stderr)
+              stdout=stdout, stderr=stderr, ckpt=ckpt, exif=exif)
+
+
+def _exif_pairs(folder, photo):
+  """A 24x40 photo stored as JPEG with each EXIF orientation 1..8, and a mask drawn on the
+  photo as displayed (no tag): [(image, mask)]."""
+  folder.mkdir()
+  stored = np.ascontiguousarray(photo[100:124, 200:240])
+  pairs = []
+  for tag in range(1, 9):
+    image = folder / f"photo_{tag}.jpg"
+    image.write_bytes(hostile.with_exif_orientation(stored, "JPEG", tag, quality=95))
+    h, w = (40, 24) if tag >= 5 else (24, 40)
+    hole = np.zeros((h, w), bool)
+    hole[h // 4:h // 2, w // 3:w // 2 + 2] = True
+    pairs.append([str(image), _write_image(folder / f"mask_{tag}.png",
+                                           hole.astype(np.uint8) * 255)])
+  return pairs
 
 
 
@@ -204,7 +232,11 @@ def _refusal_files(tmp, good_image, good_mask):
                  lossless=True)
   (tmp / "bomb.png").write_bytes(png_with_header(101, 100))   # 10,100 pixels > cap
   (tmp / "text.png").write_bytes(b"not an image at all")
-  return {"image_above_cap": (str(tmp / "bomb.png"), good_mask),
+  (tmp / "liar.gif").write_bytes(hostile.gif_frame_beyond_screen(8, 300))  # 90,000 > cap
+  (tmp / "scans.jpg").write_bytes(hostile.many_scans_jpeg(101))
+  return {"gif_frame_above_cap": (str(tmp / "liar.gif"), good_mask),
+          "jpeg_scans": (str(tmp / "scans.jpg"), good_mask),
+          "image_above_cap": (str(tmp / "bomb.png"), good_mask),
           "mask_above_cap": (good_image, str(tmp / "bomb.png")),
           "animated_webp": (str(tmp / "anim.webp"), good_mask),
           "not_an_image": (str(tmp / "text.png"), good_mask)}
@@ -214,7 +246,7 @@ def _refusal_files(tmp, good_image, good_mask):
 def tiny_results(tiny_export):
   e = tiny_export
   refusals = _refusal_files(e["tmp"], *e["pairs"][0])
-  return _load_and_call(e["out"], e["tmp"], e["batches"], e["pairs"], refusals)
+  return _load_and_call(e["out"], e["tmp"], e["batches"], e["pairs"], refusals, e["exif"])
 
 
 def test_export_writes_saved_model_atomically(tiny_export):
@@ -222,7 +254,7 @@ def test_export_writes_saved_model_atomically(tiny_export):
   assert "wrote SavedModel" in tiny_export["stdout"]
   assert not tiny_export["stderr"].strip(), tiny_export["stderr"]
   assert (out / "saved_model.pb").stat().st_size > 1000  # the old placeholder is gone
-  assert not (out / "stale.txt").exists()
+  assert not (out / "variables" / "stale.index").exists()
   assert (out / "variables").is_dir()
   assert sorted(os.listdir(out.parent)) == ["deepfill"]  # no temporary directory left
 
@@ -251,6 +283,19 @@ def test_inpaint_bytes_equals_test_py(tiny_export, tiny_results):
     np.testing.assert_array_equal(decoded[..., ::-1], expected, err_msg=image_path)
 
 
+def test_inpaint_bytes_turns_photos_as_test_py(tiny_export, tiny_results):
+  """EXIF orientation 1..8: the SavedModel returns test.py's pixels (decode.read_pair,
+  Inpainter.inpaint with the export's checkpoint and budget) in test.py's orientation."""
+  runner = inpaint.Inpainter.from_checkpoint(str(tiny_export["ckpt"]),
+                                             max_memory_gb=float(TINY_BUDGET_GB))
+  for i, (image_path, mask_path) in enumerate(tiny_export["exif"]):
+    rgb, info, hole = decode.read_pair(image_path, mask_path)
+    assert info.orientation == i + 1
+    expected, _ = runner.inpaint(rgb, hole)
+    got = cv2.imdecode(tiny_results[f"exif_png_{i}"], cv2.IMREAD_UNCHANGED)[..., ::-1]
+    np.testing.assert_array_equal(got, expected, err_msg=f"orientation {i + 1}")
+
+
 def test_wrong_mask_size_refused_and_empty_batch(tiny_results):
   assert tiny_results["mismatch_refused"]
   assert list(tiny_results["empty_shape"]) == [0, 16, 16, 3]
@@ -261,7 +306,9 @@ def test_wrong_mask_size_refused_and_empty_batch(tiny_results):
     ("image_above_cap", "image is 101x100 pixels: empty, or above the limit"),
     ("mask_above_cap", "mask is 101x100 pixels"),
     ("animated_webp", "animated WebP is not supported"),
-    ("not_an_image", "unsupported image data")])
+    ("not_an_image", "unsupported image data"),
+    ("gif_frame_above_cap", "image is 300x300 pixels: empty, or above the limit"),
+    ("jpeg_scans", "image: JPEG has more than 100 scans")])
 def test_serving_refuses_bad_input_clearly(tiny_results, name, fragment):
   """serving_default enforces [B,H,W,1] masks; inpaint_bytes checks the header (pixel cap set
   at export, before decoding: the 'bomb' has no valid pixel data) and refuses animations."""
@@ -269,7 +316,7 @@ def test_serving_refuses_bad_input_clearly(tiny_results, name, fragment):
   assert message, f"{name} was accepted"
   assert fragment in message, message
   if "cap" in name:
-    assert "0.01 megapixels set at export" in message
+    assert "0.01 megapixels set at export" in message  # the GIF's header says 8x8
 
 
 def test_saved_model_cli_lists_signatures(tiny_export):
@@ -323,6 +370,58 @@ def test_export_errors_are_one_line(tmp_path):
   proc = _run_export("--export_dir", tmp_path / "x", "stray", cwd=tmp_path)
   _assert_one_line_error(proc, "unexpected arguments: stray", status=2)
   assert sorted(os.listdir(tmp_path)) == ["out"]  # nothing else was created
+
+
+def _fake_saved_model(folder, *extra):
+  folder.mkdir(parents=True, exist_ok=True)
+  (folder / "saved_model.pb").write_bytes(b"old")
+  (folder / "variables").mkdir(exist_ok=True)
+  (folder / "variables" / "variables.index").write_bytes(b"old")
+  for name in extra:
+    (folder / name).write_text("not part of a SavedModel")
+  return folder
+
+
+def _tree(folder):
+  return sorted(os.path.relpath(os.path.join(root, name), folder)
+                for root, dirs, files in os.walk(folder) for name in dirs + files)
+
+
+def test_overwrite_replaces_only_a_saved_model(tmp_path):
+  ckpt_parent = _fake_saved_model(tmp_path / "P")
+  ckpt = ckpt_parent / "ckpt"
+  cfg = config_lib.preset("v1", cnum=4)
+  checkpoints.save_generator(generator_lib.build_generator(cfg), cfg, str(ckpt))
+  before = _tree(ckpt_parent)
+  # The export dir holds the checkpoint being exported (or is it): refused, nothing touched.
+  for out in (ckpt_parent, ckpt, tmp_path / "Plink"):
+    if out.name == "Plink":
+      os.symlink(ckpt_parent, out)
+    proc = _run_export("--checkpoint_dir", ckpt, "--export_dir", out, "--overwrite",
+                       cwd=tmp_path)
+    _assert_one_line_error(proc, "contains the checkpoint being exported")
+    assert _tree(ckpt_parent) == before
+  # A SavedModel with other files beside it is not replaced either.
+  other = _fake_saved_model(tmp_path / "Q", "notes.txt")
+  proc = _run_export("--checkpoint_dir", ckpt, "--export_dir", other, "--overwrite",
+                     cwd=tmp_path)
+  _assert_one_line_error(proc, "holds more than a SavedModel (notes.txt)")
+  assert (other / "notes.txt").exists() and (other / "saved_model.pb").read_bytes() == b"old"
+  # A symlink to a SavedModel: the link stays, the directory it points to is replaced.
+  target = _fake_saved_model(tmp_path / "models" / "v1")
+  link = tmp_path / "current"
+  os.symlink(target, link)
+  # (--signatures serving: the pipeline's export, serving_default only.)
+  proc = _run_export("--checkpoint_dir", ckpt, "--export_dir", link, "--overwrite",
+                     "--signatures", "serving", cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  assert (f"wrote SavedModel to {target} (the target of the symlink {link}) (signatures: "
+          "serving_default)") in proc.stdout
+  assert os.path.islink(link) and os.path.realpath(link) == str(target)
+  assert (target / "saved_model.pb").stat().st_size > 1000
+  assert not (target / "variables" / "variables.index").read_bytes() == b"old"
+  assert sorted(os.listdir(target.parent)) == ["v1"]  # no temporary directory left
+  assert set(tf.saved_model.load(str(link)).signatures) == {"serving_default"}
 
 
 _FULL_DISK = r"""
@@ -402,37 +501,6 @@ def test_network_input_is_not_rewritten_by_grappler():
   np.testing.assert_array_equal(fn(values).numpy(), expected)
 
 
-def test_decoding_matches_image_io(tmp_path):
-  """inpaint_bytes decodes files to the pixels and holes test.py reads (image_io)."""
-  rng = np.random.default_rng(1)
-  h, w = 9, 13
-  bgr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-  images = {"rgb.png": bgr, "grey.png": bgr[..., 0], "rgba.png": np.dstack([bgr, bgr[..., 0]]),
-            "rgb16.png": rng.integers(0, 65536, (h, w, 3), dtype=np.uint16),
-            "photo.jpg": cv2.GaussianBlur(bgr, (5, 5), 2), "rgb.bmp": bgr}
-  decode = tf.function(lambda data: serving.decode_pixels(data, 3),
-                       input_signature=[tf.TensorSpec([], tf.string)])
-  for name, pixels in images.items():
-    path = _write_image(tmp_path / name, pixels)  # the format follows the name
-    expected, _ = image_io.read_image(path)
-    np.testing.assert_array_equal(decode(open(path, "rb").read()).numpy(), expected, name)
-
-  grey = (rng.random((h, w)) * 255).astype(np.uint8)
-  colour = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-  alpha = rng.integers(0, 256, (h, w, 1), dtype=np.uint8)
-  alpha[0, 0] = grey[0, 0] = 255  # one opaque white pixel, so read_mask accepts every file
-  colour[0, 0] = 255
-  masks = {"grey": grey[..., None], "rgb": colour, "rgba": np.dstack([colour, alpha]),
-           "grey_alpha": np.dstack([grey, alpha]),
-           "grey16": rng.integers(0, 65536, (h, w, 1), dtype=np.uint16)}
-  decode_mask = tf.function(serving.decode_mask, input_signature=[tf.TensorSpec([], tf.string)])
-  for name, pixels in masks.items():
-    path = tmp_path / f"mask_{name}.png"
-    path.write_bytes(tf.io.encode_png(pixels).numpy())  # encode_png keeps the channels
-    expected = image_io.read_mask(str(path))
-    np.testing.assert_array_equal(decode_mask(path.read_bytes()).numpy(), expected, name)
-
-
 def test_golden_official_checkpoint_export(tmp_path):
   ckpt = require_shared(os.path.join(GOLDEN, "checkpoint"))
   case = require_shared(os.path.join(GOLDEN, "cases", "c00_256x256_center_china"))
@@ -446,7 +514,7 @@ def test_golden_official_checkpoint_export(tmp_path):
   _finish(export, "export.py")
 
   image = _rgb(image_path)
-  hole = image_io.read_mask(mask_path)
+  hole = decode.read_mask(mask_path)
   batch = str(tmp_path / "golden.npz")
   np.savez(batch, image=image[None], mask=(hole[None, ..., None] * 255).astype(np.uint8))
   results = _load_and_call(out, tmp_path, {"golden": batch}, [[image_path, mask_path]])

@@ -32,7 +32,7 @@ def test_defaults_are_official_v1_and_frozen():
   assert (config.data.img_size, config.data.batch_size) == (256, 16)
   assert (config.data.box_height, config.data.box_width) == (128, 128)
   assert (config.data.max_delta_height, config.data.max_delta_width) == (32, 32)
-  assert config.loss == flags_lib.LossConfig()
+  assert config.loss == flags_lib.Config().loss and config.loss.l1_loss_region == "box"
   assert config.loss.gan_loss_alpha == 0.001 and config.loss.spatial_discounting_gamma == 0.9
   assert (config.train.lr, config.train.beta1, config.train.beta2) == (1e-4, 0.5, 0.9)
   assert config.train.critic_steps == 5
@@ -117,12 +117,49 @@ def test_micro_batches():
   assert _config("--gan=sn_patch", "--pretrain_coarse_network").micro_batches() == 4
 
 
+def test_config_built_in_code_resolves_the_sentinels_as_flags_do():
+  """Box sizes, the auto L1 region and the critic-step default come from Config, not flags.py."""
+  C = flags_lib
+  small = C.Config(data=C.DataConfig(img_size=64, mask_mode="free_form"),
+                   loss=C.LossConfig(gan="sn_patch"))
+  assert small == _config("--img_size=64", "--mask_mode=free_form", "--gan=sn_patch")
+  assert (small.data.box_height, small.data.box_width) == (32, 32)
+  assert (small.data.max_delta_height, small.data.max_delta_width) == (8, 8)
+  assert small.loss.l1_loss_region == "hole" and small.train.critic_steps == 1
+  default = C.Config()
+  assert default == _config()
+  assert (default.data.box_height, default.loss.l1_loss_region) == (128, "box")
+  assert default.train.critic_steps == 5
+  assert C.Config(loss=C.LossConfig(gan="none")).train.critic_steps == 0
+  assert C.parse_scale("1,3") == (1.0, 3.0) and C.parse_scale(None) == (0.0, 0.0)
+  with pytest.raises(ValueError, match="MIN,MAX"):
+    C.parse_scale("1,nan")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--lr=nan"], "--lr must be a finite number"),
+    (["--lr=inf"], "--lr must be a finite number"),
+    (["--critic_lr=nan"], "--critic_lr must be a finite number"),
+    (["--gan_loss_alpha=inf"], "--gan_loss_alpha must be a finite number"),
+    (["--l1_loss_alpha=nan"], "--l1_loss_alpha must be a finite number"),
+    (["--beta1=nan"], "--beta1 must be a finite number"),
+])
+def test_non_finite_numbers_are_refused(argv, message):
+  with pytest.raises(ValueError, match=re.escape(message)):
+    _config(*argv)
+
+
 def test_json_round_trip_and_validation():
   config = _config("--arch=gated", "--preset=tiny", "--train_flist=a.flist", "--seed=3")
   text = config.to_json()
   assert flags_lib.Config.from_json(text) == config
   assert flags_lib.Config.from_json("{}") == flags_lib.Config()
   assert flags_lib.Config.from_json('{"train": {"seed": 1}}').train.micro_batch == -1  # older runs
+  # steps_per_loop (retired, it never did anything) is still in older runs' config.json
+  assert flags_lib.Config.from_json('{"train": {"steps_per_loop": 10}}') == flags_lib.Config()
+  with open(os.path.join(REPO, "checkpoints", "demo_run", "config.json")) as f:
+    demo = flags_lib.Config.from_json(f.read())
+  assert (demo.loss.gan, demo.data.img_size, demo.model.cnum) == ("none", 192, 16)
   with pytest.raises(ValueError, match="unknown train config keys"):
     flags_lib.Config.from_json('{"train": {"speed": 1}}')
   with pytest.raises(ValueError, match="unknown top-level config keys"):

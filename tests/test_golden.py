@@ -99,7 +99,7 @@ def test_cli_reproduces_official_png(tmp_path):
   stdout, stderr = proc.stdout.decode(), proc.stderr.decode()
   assert proc.returncode == 0, stderr
   assert stdout == f"wrote {out}\n", stdout
-  assert re.fullmatch(r"\r\[1/1\] input\.png: \d+x\d+, hole [\d.]+ % of the image\x1b\[K\n",
+  assert re.fullmatch(r"\[1/1\] input\.png: \d+x\d+, hole [\d.]+ % of the image\n",
                       stderr), stderr
   got = cv2.imread(str(out), cv2.IMREAD_COLOR).astype(int)
   ref = cv2.imread(os.path.join(case, "output.png"), cv2.IMREAD_COLOR).astype(int)

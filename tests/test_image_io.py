@@ -12,7 +12,9 @@ import pytest
 from PIL import Image, ImageOps
 
 from conftest import EXAMPLES, REPO, png_with_header, require_shared
-from model.fileio import images as image_io
+from model.fileio import decode
+from model.fileio import encode
+from model.fileio import paths
 from model.errors import UserError
 
 ORIENTATIONS = range(1, 9)
@@ -66,8 +68,8 @@ def _assert_user_error(func, *args, match, capfd=None, **kwargs):
 def test_rgb_round_trip(tmp_path, ext):
   rgb = _photo()
   out = tmp_path / f"out{ext}"
-  image_io.write_image(out, rgb, image_io.ImageInfo(path="src", mode="rgb"))
-  back, info = image_io.read_image(out)
+  encode.write_image(out, rgb, decode.ImageInfo(path="src", mode="rgb"))
+  back, info = decode.read_image(out)
   assert back.dtype == np.uint8 and back.shape == rgb.shape
   assert info.mode == "rgb" and info.alpha is None and info.orientation == 1
   if ext in (".png", ".bmp", ".tif"):
@@ -81,14 +83,14 @@ def test_rgb_round_trip(tmp_path, ext):
 def test_grey_round_trip(tmp_path, fmt):
   grey = _photo()[:, :, 1]
   src = _write(tmp_path / f"grey.{fmt.lower()}", _encode(grey, fmt))
-  rgb, info = image_io.read_image(src)
+  rgb, info = decode.read_image(src)
   assert info.mode == "grey" and info.format == fmt.lower()
   assert rgb.shape == grey.shape + (3,)
   assert (rgb == rgb[:, :, :1]).all()
   expected = cv2.imdecode(np.frombuffer(open(src, "rb").read(), np.uint8), cv2.IMREAD_GRAYSCALE)
   np.testing.assert_array_equal(rgb[:, :, 0], expected)
   out = tmp_path / "out.png"
-  image_io.write_image(out, rgb, info)
+  encode.write_image(out, rgb, info)
   written = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
   assert written.ndim == 2
   np.testing.assert_array_equal(written, expected)
@@ -98,32 +100,32 @@ def test_rgba_round_trip_keeps_alpha(tmp_path):
   rgb = _photo()
   alpha = np.tile(np.linspace(0, 255, rgb.shape[1]).astype(np.uint8), (rgb.shape[0], 1))
   src = _write(tmp_path / "rgba.png", _encode(np.dstack([rgb, alpha]), "PNG"))
-  back, info = image_io.read_image(src)
+  back, info = decode.read_image(src)
   assert info.mode == "rgba"
   np.testing.assert_array_equal(back, rgb)
   np.testing.assert_array_equal(info.alpha, alpha)
   for ext in (".png", ".tif"):
     out = tmp_path / f"out{ext}"
-    image_io.write_image(out, back, info)
+    encode.write_image(out, back, info)
     with Image.open(out) as im:
       assert im.mode == "RGBA"
       np.testing.assert_array_equal(np.asarray(im), np.dstack([rgb, alpha]))
   # A result cropped to a multiple of 8 (official mode) gets the matching alpha crop.
-  image_io.write_image(tmp_path / "crop.png", back[:40, :72].copy(), info)
+  encode.write_image(tmp_path / "crop.png", back[:40, :72].copy(), info)
   with Image.open(tmp_path / "crop.png") as im:
     np.testing.assert_array_equal(np.asarray(im)[:, :, 3], alpha[:40, :72])
 
 
 def test_rgba_to_jpeg(tmp_path):
   rgb = _photo()
-  opaque = image_io.ImageInfo(path="a.png", mode="rgba",
+  opaque = decode.ImageInfo(path="a.png", mode="rgba",
                               alpha=np.full(rgb.shape[:2], 255, np.uint8))
-  image_io.write_image(tmp_path / "ok.jpg", rgb, opaque)  # nothing lost: alpha dropped
+  encode.write_image(tmp_path / "ok.jpg", rgb, opaque)  # nothing lost: alpha dropped
   assert cv2.imread(str(tmp_path / "ok.jpg"), cv2.IMREAD_UNCHANGED).shape == rgb.shape
   alpha = opaque.alpha.copy()
   alpha[:10] = 0
-  see_through = image_io.ImageInfo(path="a.png", mode="rgba", alpha=alpha)
-  _assert_user_error(image_io.write_image, tmp_path / "bad.jpg", rgb, see_through,
+  see_through = decode.ImageInfo(path="a.png", mode="rgba", alpha=alpha)
+  _assert_user_error(encode.write_image, tmp_path / "bad.jpg", rgb, see_through,
                      match="JPEG cannot keep the transparency of a.png")
   assert not (tmp_path / "bad.jpg").exists()
 
@@ -131,7 +133,7 @@ def test_rgba_to_jpeg(tmp_path):
 def test_16_bit_png_is_scaled_to_8_bit(tmp_path):
   values = np.arange(0, 65536, 257 * 5, dtype=np.uint16).reshape(4, -1)
   src = _write(tmp_path / "deep.png", _encode(Image.fromarray(values), "PNG"))
-  rgb, info = image_io.read_image(src)
+  rgb, info = decode.read_image(src)
   assert info.bit_depth == 16 and info.mode == "grey"
   np.testing.assert_array_equal(rgb[:, :, 0], values // 257)
 
@@ -141,7 +143,7 @@ def test_16_bit_colour_is_rounded_not_truncated(tmp_path, channels):
   values = np.random.default_rng(0).integers(0, 65536, (5, 7, channels), dtype=np.uint16)
   path = tmp_path / "deep.png"
   assert cv2.imwrite(str(path), values)  # BGR[A]
-  rgb, info = image_io.read_image(path)
+  rgb, info = decode.read_image(path)
   rounded = ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
   rounded = cv2.cvtColor(rounded, cv2.COLOR_BGR2RGB if channels == 3 else cv2.COLOR_BGRA2RGBA)
   assert info.bit_depth == 16 and info.mode == ("rgb" if channels == 3 else "rgba")
@@ -158,7 +160,7 @@ def test_16_bit_colour_png_with_exif_orientation_quietly(tmp_path, capfd):
   body = exif.tobytes()  # with its "Exif\0\0" prefix, which libpng warns about (on stderr)
   chunk = struct.pack(">I", len(body)) + b"eXIf" + body + struct.pack(">I", zlib.crc32(b"eXIf" + body))
   at = png.index(b"IDAT") - 4
-  rgb, info = image_io.read_image(_write(tmp_path / "deep.png", png[:at] + chunk + png[at:]))
+  rgb, info = decode.read_image(_write(tmp_path / "deep.png", png[:at] + chunk + png[at:]))
   rounded = ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)[..., ::-1]
   assert info.orientation == 6 and info.bit_depth == 16
   np.testing.assert_array_equal(rgb, np.rot90(rounded, -1))  # 6: turned clockwise
@@ -169,7 +171,7 @@ def test_png_with_damaged_compressed_data_is_refused(tmp_path, capfd):
   data = bytearray(_encode(_photo(), "PNG"))
   start = data.find(b"IDAT") + 200
   data[start:start + 50] = bytes(b ^ 0x55 for b in data[start:start + 50])
-  _assert_user_error(image_io.read_image, _write(tmp_path / "bad.png", bytes(data)),
+  _assert_user_error(decode.read_image, _write(tmp_path / "bad.png", bytes(data)),
                      match="truncated or corrupt PNG data", capfd=capfd)
 
 
@@ -178,10 +180,10 @@ def test_non_ascii_path(tmp_path):
   folder = tmp_path / "фото ü"
   folder.mkdir()
   out = folder / "çà 写真.png"
-  image_io.write_image(out, rgb)
-  back, _ = image_io.read_image(out)
+  encode.write_image(out, rgb)
+  back, _ = decode.read_image(out)
   np.testing.assert_array_equal(back, rgb)
-  assert image_io.read_mask(out, expected_hw=rgb.shape[:2]).shape == rgb.shape[:2]
+  assert decode.read_mask(out, expected_hw=rgb.shape[:2]).shape == rgb.shape[:2]
 
 
 @pytest.mark.parametrize("fmt, extra", [("PNG", {}), ("JPEG", {}), ("BMP", {}), ("GIF", {}),
@@ -189,12 +191,12 @@ def test_non_ascii_path(tmp_path):
 def test_formats_sizes_and_pixels(tmp_path, fmt, extra):
   rgb = _photo(30, 50)
   data = _encode(rgb, fmt, **extra)
-  got, info = image_io.read_image(_write(tmp_path / f"a.{fmt.lower()}", data))
+  got, info = decode.read_image(_write(tmp_path / f"a.{fmt.lower()}", data))
   assert info.format == fmt.lower() and got.shape == (30, 50, 3) and info.orientation == 1
   with Image.open(io.BytesIO(data)) as im:  # the pixels Pillow decodes (first frame for GIF)
     np.testing.assert_array_equal(got, np.asarray(im.convert("RGB")))
   vp8x = _encode(rgb, "WEBP", orientation=3)  # EXIF forces the extended (VP8X) WebP layout
-  got, info = image_io.read_image(_write(tmp_path / "o.webp", vp8x))
+  got, info = decode.read_image(_write(tmp_path / "o.webp", vp8x))
   assert info.orientation == 3 and got.shape == (30, 50, 3)
 
 
@@ -210,17 +212,17 @@ def test_exif_little_endian_after_xmp(tmp_path, value, expected):
   xmp = b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta tiff:Orientation='3'/>"
   jpeg = _encode(_photo(30, 50), "JPEG")
   data = jpeg[:2] + _app1(xmp) + _app1(b"Exif\0\0" + exif) + jpeg[2:]
-  rgb, info = image_io.read_image(_write(tmp_path / "x.jpg", data))
+  rgb, info = decode.read_image(_write(tmp_path / "x.jpg", data))
   assert info.orientation == expected  # the EXIF tag wins over XMP; invalid values mean none
   assert rgb.shape == ((50, 30, 3) if expected in (5, 6, 7, 8) else (30, 50, 3))
   cut = data[:2] + _app1(b"Exif\0\0" + exif[:9]) + jpeg[2:]  # an EXIF block cut short
-  assert image_io.read_image(_write(tmp_path / "cut.jpg", cut))[1].orientation == 1
+  assert decode.read_image(_write(tmp_path / "cut.jpg", cut))[1].orientation == 1
 
 
 @pytest.mark.parametrize("orientation", ORIENTATIONS)
 def test_jpeg_orientation_matches_exif_transpose(tmp_path, orientation):
   data = _encode(_photo(), "JPEG", orientation, quality=95)
-  rgb, info = image_io.read_image(_write(tmp_path / "o.jpg", data))
+  rgb, info = decode.read_image(_write(tmp_path / "o.jpg", data))
   assert info.orientation == orientation and info.mode == "rgb"
   expected = _pillow_display(data)
   assert rgb.shape == expected.shape
@@ -236,7 +238,7 @@ def test_jpeg_orientation_matches_exif_transpose(tmp_path, orientation):
 @pytest.mark.parametrize("orientation", ORIENTATIONS)
 def test_grey_jpeg_orientation(tmp_path, orientation):
   data = _encode(_photo()[:, :, 0], "JPEG", orientation, quality=95)
-  rgb, info = image_io.read_image(_write(tmp_path / "o.jpg", data))
+  rgb, info = decode.read_image(_write(tmp_path / "o.jpg", data))
   assert info.mode == "grey"
   expected = _pillow_display(data)
   assert rgb.shape[:2] == expected.shape
@@ -252,7 +254,7 @@ def test_rgba_orientation_png_webp_tiff(tmp_path, orientation, fmt):
   data = _encode(np.dstack([rgb, alpha]), fmt, orientation, **extra)
   if fmt == "PNG":
     assert b"eXIf" in data
-  pixels, info = image_io.read_image(_write(tmp_path / f"o.{fmt.lower()}", data))
+  pixels, info = decode.read_image(_write(tmp_path / f"o.{fmt.lower()}", data))
   assert info.orientation == orientation and info.mode == "rgba"
   expected = _pillow_display(data)
   np.testing.assert_array_equal(info.alpha, expected[:, :, 3])
@@ -263,7 +265,7 @@ def test_mask_orientation(tmp_path):
   hole = np.zeros((40, 64), np.uint8)
   hole[5:15, 40:60] = 255
   data = _encode(hole, "JPEG", 6)
-  mask = image_io.read_mask(_write(tmp_path / "m.jpg", data), expected_hw=(64, 40))
+  mask = decode.read_mask(_write(tmp_path / "m.jpg", data), expected_hw=(64, 40))
   np.testing.assert_array_equal(mask, _pillow_display(data) > 127)
 
 
@@ -271,11 +273,11 @@ def test_mask_orientation(tmp_path):
 
 def test_example_masks_match_their_images():
   images = require_shared(EXAMPLES)
-  pairs, unpaired = image_io.pair_by_stem(images, images)
+  pairs, unpaired = paths.pair_by_stem(images, images)
   assert len(pairs) == 3 and unpaired == []
   for image_path, mask_path in pairs:
-    rgb, _ = image_io.read_image(image_path)
-    mask = image_io.read_mask(mask_path, expected_hw=rgb.shape[:2])
+    rgb, _ = decode.read_image(image_path)
+    mask = decode.read_mask(mask_path, expected_hw=rgb.shape[:2])
     assert mask.dtype == bool and mask.shape == rgb.shape[:2]
     np.testing.assert_array_equal(mask, cv2.imread(mask_path, cv2.IMREAD_GRAYSCALE) > 127)
     assert 0 < mask.mean() < 0.5
@@ -290,7 +292,7 @@ def test_jpeg_noisy_mask(tmp_path, channels):
   data = _encode(pixels, "JPEG", quality=60)
   decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
   assert len(np.unique(decoded)) > 2  # really noisy
-  mask = image_io.read_mask(_write(tmp_path / "m.jpg", data), expected_hw=hole.shape)
+  mask = decode.read_mask(_write(tmp_path / "m.jpg", data), expected_hw=hole.shape)
   truth = hole > 127
   kernel = np.ones((5, 5), np.uint8)
   far_from_edges = cv2.dilate(hole, kernel) == cv2.erode(hole, kernel)
@@ -301,28 +303,28 @@ def test_jpeg_noisy_mask(tmp_path, channels):
 def test_mask_colour_and_alpha_rules(tmp_path):
   red = np.zeros((20, 30, 3), np.uint8)
   red[5:10, 5:10] = (255, 0, 0)  # any bright channel is a hole
-  mask = image_io.read_mask(_write(tmp_path / "red.png", _encode(red, "PNG")))
+  mask = decode.read_mask(_write(tmp_path / "red.png", _encode(red, "PNG")))
   assert mask.sum() == 25 and mask[5:10, 5:10].all()
 
   layer = np.zeros((20, 30, 4), np.uint8)  # white strokes on a transparent layer
   layer[..., :3] = 255  # hidden colour under alpha 0 must not count
   layer[2:6, 3:9, 3] = 255
-  mask = image_io.read_mask(_write(tmp_path / "layer.png", _encode(layer, "PNG")))
+  mask = decode.read_mask(_write(tmp_path / "layer.png", _encode(layer, "PNG")))
   assert mask.sum() == 24 and mask[2:6, 3:9].all()
 
   alpha_only = np.zeros((20, 30, 4), np.uint8)  # holes painted into alpha: ambiguous, refused
   alpha_only[..., 3] = 255
   alpha_only[2:6, 3:9, 3] = 0
-  _assert_user_error(image_io.read_mask, _write(tmp_path / "alpha.png", _encode(alpha_only, "PNG")),
+  _assert_user_error(decode.read_mask, _write(tmp_path / "alpha.png", _encode(alpha_only, "PNG")),
                      match="transparent areas but no white pixels")
 
 
 def test_mask_size_mismatch_is_an_error(tmp_path):
   path = _write(tmp_path / "m.png", _encode(np.zeros((8, 10), np.uint8), "PNG"))
-  message = _assert_user_error(image_io.read_mask, path, expected_hw=(8, 12),
+  message = _assert_user_error(decode.read_mask, path, expected_hw=(8, 12),
                                match="mask is 10x8 but image is 12x8")
   assert message.startswith(path)
-  assert image_io.read_mask(path, expected_hw=(8, 10)).shape == (8, 10)
+  assert decode.read_mask(path, expected_hw=(8, 10)).shape == (8, 10)
 
 
 # ---- bad inputs
@@ -353,7 +355,7 @@ def _bad_inputs(tmp_path):
 @pytest.mark.parametrize("reader", ["read_image", "read_mask"])
 def test_bad_inputs_raise_user_error_quietly(tmp_path, capfd, reader):
   for name, (path, match) in _bad_inputs(tmp_path).items():
-    message = _assert_user_error(getattr(image_io, reader), path, match=match, capfd=capfd)
+    message = _assert_user_error(getattr(decode, reader), path, match=match, capfd=capfd)
     assert message.startswith(path), name
 
 
@@ -362,7 +364,7 @@ def test_damaged_but_complete_jpeg_decodes_as_viewers_show_it(tmp_path, capfd):
   garbled = bytearray(jpeg)
   garbled[len(jpeg) // 2:len(jpeg) // 2 + 200] = np.random.default_rng(0).integers(
       0, 256, 200, dtype=np.uint8).tobytes()
-  rgb, _ = image_io.read_image(_write(tmp_path / "garbled.jpg", bytes(garbled)))
+  rgb, _ = decode.read_image(_write(tmp_path / "garbled.jpg", bytes(garbled)))
   with Image.open(io.BytesIO(bytes(garbled))) as im:
     np.testing.assert_array_equal(rgb, np.asarray(im))
   assert capfd.readouterr().err == ""  # no libjpeg chatter on the console
@@ -372,16 +374,16 @@ def test_huge_jpeg_header_rejected_before_decoding(tmp_path, capfd):
   data = bytearray(_encode(_photo(), "JPEG"))
   sof = data.index(b"\xff\xc0")
   data[sof + 5:sof + 9] = struct.pack(">HH", 60000, 60000)  # height, width
-  _assert_user_error(image_io.read_image, _write(tmp_path / "huge.jpg", bytes(data)),
+  _assert_user_error(decode.read_image, _write(tmp_path / "huge.jpg", bytes(data)),
                      match="60000x60000", capfd=capfd)
-  assert Image.MAX_IMAGE_PIXELS == image_io.Image.MAX_IMAGE_PIXELS > 0  # Pillow's own is back
+  assert Image.MAX_IMAGE_PIXELS == decode.Image.MAX_IMAGE_PIXELS > 0  # Pillow's own is back
 
 
 def test_max_pixels_limit(tmp_path):
   path = _write(tmp_path / "p.png", _encode(_photo(), "PNG"))
-  _assert_user_error(image_io.read_image, path, max_pixels=1000,
+  _assert_user_error(decode.read_image, path, max_pixels=1000,
                      match="above the limit of 0.001 megapixels")
-  assert image_io.read_image(path, max_pixels=None)[0].shape == (48, 80, 3)
+  assert decode.read_image(path, max_pixels=None)[0].shape == (48, 80, 3)
 
 
 def _animated_webp(frames=3, height=16, width=24):
@@ -397,64 +399,64 @@ def _animated_webp(frames=3, height=16, width=24):
 def test_check_header_decides_from_the_header_alone():
   """Servers check uploads with `check_header` before decoding: size limit, format, empties."""
   png = _encode(_photo(), "PNG")
-  assert image_io.check_header(png, "image", max_pixels=48 * 80) == ("png", (80, 48))
-  assert image_io.check_header(_encode(_photo(), "JPEG"), "image")[1] == (80, 48)
-  with pytest.raises(image_io.ImageTooLarge, match=r"^image: image is 80x48 .* 0.001 megapixels"):
-    image_io.check_header(png, "image", max_pixels=1000)
+  assert decode.check_header(png, "image", max_pixels=48 * 80) == ("png", (80, 48))
+  assert decode.check_header(_encode(_photo(), "JPEG"), "image")[1] == (80, 48)
+  with pytest.raises(decode.ImageTooLarge, match=r"^image: image is 80x48 .* 0.001 megapixels"):
+    decode.check_header(png, "image", max_pixels=1000)
   bomb = png_with_header(100000, 100000)  # a few bytes that declare 10 gigapixels
-  with pytest.raises(image_io.ImageTooLarge, match="100000x100000"):
-    image_io.check_header(bomb, "mask")
+  with pytest.raises(decode.ImageTooLarge, match="100000x100000"):
+    decode.check_header(bomb, "mask")
   ppm = b"P6\n2 2\n255\n" + bytes(12)  # decodable, but its size is not checked before decoding
   assert cv2.imdecode(np.frombuffer(ppm, np.uint8), cv2.IMREAD_UNCHANGED) is not None
   for data, match in ((ppm, "unsupported file"), (b"", "empty"), (b"text" * 10, "unsupported"),
                       (_animated_webp(), "animated WebP")):
     with pytest.raises(UserError, match=match) as raised:
-      image_io.check_header(data, "image")
-    assert not isinstance(raised.value, image_io.ImageTooLarge)
+      decode.check_header(data, "image")
+    assert not isinstance(raised.value, decode.ImageTooLarge)
   # read_image's own limit is the same error type, so callers can tell "too large" apart.
-  with pytest.raises(image_io.ImageTooLarge):
-    image_io.read_image("upload", max_pixels=1000, data=png)
+  with pytest.raises(decode.ImageTooLarge):
+    decode.read_image("upload", max_pixels=1000, data=png)
 
 
 @pytest.mark.parametrize("reader", ["read_image", "read_mask"])
 def test_animated_webp_is_refused_clearly(tmp_path, reader):
   """One behaviour with the SavedModel, whose TensorFlow decoder cannot read animations."""
   path = _write(tmp_path / "anim.webp", _animated_webp())
-  message = _assert_user_error(getattr(image_io, reader), path, match="animated WebP")
+  message = _assert_user_error(getattr(decode, reader), path, match="animated WebP")
   assert message.startswith(path) and "PNG" in message
   still = _write(tmp_path / "still.webp", _encode(_photo(), "WEBP", lossless=True))
-  assert image_io.read_image(still)[0].shape == (48, 80, 3)
+  assert decode.read_image(still)[0].shape == (48, 80, 3)
 
 
 def test_unreadable_file(tmp_path, monkeypatch):
   path = _write(tmp_path / "secret.png", _encode(_photo(), "PNG"))
   if os.geteuid() != 0:  # root reads anything, so simulate below as well
     os.chmod(path, 0)
-    _assert_user_error(image_io.read_image, path, match="permission denied")
+    _assert_user_error(decode.read_image, path, match="permission denied")
     os.chmod(path, 0o644)
 
   def denied(*args, **kwargs):
     raise PermissionError(13, "Permission denied")
-  monkeypatch.setattr(image_io, "open", denied, raising=False)
-  _assert_user_error(image_io.read_image, path, match="secret.png: permission denied")
+  monkeypatch.setattr(decode, "open", denied, raising=False)
+  _assert_user_error(decode.read_image, path, match="secret.png: permission denied")
 
 
 # ---- output paths and atomic writes
 
 @pytest.mark.parametrize("name", ["out.xyz", "out", "out.gif"])
 def test_bad_output_extension(tmp_path, name):
-  _assert_user_error(image_io.check_output_path, tmp_path / name,
+  _assert_user_error(paths.check_output_path, tmp_path / name,
                      match="unsupported output extension")
-  _assert_user_error(image_io.write_image, tmp_path / name, _photo(), match="use one of .png")
+  _assert_user_error(encode.write_image, tmp_path / name, _photo(), match="use one of .png")
   assert os.listdir(tmp_path) == []
 
 
 def test_bad_output_locations(tmp_path):
   rgb = _photo()
-  _assert_user_error(image_io.write_image, tmp_path / "missing" / "out.png", rgb,
+  _assert_user_error(encode.write_image, tmp_path / "missing" / "out.png", rgb,
                      match="output directory .*missing does not exist")
   (tmp_path / "taken.png").mkdir()
-  _assert_user_error(image_io.write_image, tmp_path / "taken.png", rgb, match="is a directory")
+  _assert_user_error(encode.write_image, tmp_path / "taken.png", rgb, match="is a directory")
   assert sorted(os.listdir(tmp_path)) == ["taken.png"]
 
 
@@ -463,7 +465,7 @@ def test_unwritable_output_directory(tmp_path):
   locked = tmp_path / "locked"
   locked.mkdir(mode=0o500)
   try:
-    _assert_user_error(image_io.write_image, locked / "out.png", _photo(), match="not writable")
+    _assert_user_error(encode.write_image, locked / "out.png", _photo(), match="not writable")
     assert os.listdir(locked) == []
   finally:
     locked.chmod(0o700)
@@ -476,10 +478,10 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch, failure
 
   def fail(*args):
     raise failure
-  monkeypatch.setattr(image_io.os, "fsync", fail)
+  monkeypatch.setattr(encode.os, "fsync", fail)
   expected = UserError if isinstance(failure, OSError) else KeyboardInterrupt
   with pytest.raises(expected) as info:
-    image_io.write_image(out, _photo())
+    encode.write_image(out, _photo())
   if expected is UserError:
     assert "No space left on device" in str(info.value) and str(out) in str(info.value)
   assert os.listdir(tmp_path) == ["out.png"]
@@ -493,8 +495,8 @@ def test_temp_file_creation_failure(tmp_path, monkeypatch):
     if os.path.dirname(path) == str(tmp_path):
       raise PermissionError(13, "Permission denied")
     return real_open(path, *args, **kwargs)
-  monkeypatch.setattr(image_io.os, "open", denied)
-  _assert_user_error(image_io.write_image, tmp_path / "out.png", _photo(),
+  monkeypatch.setattr(encode.os, "open", denied)
+  _assert_user_error(encode.write_image, tmp_path / "out.png", _photo(),
                      match="Permission denied")
   assert os.listdir(tmp_path) == []
 
@@ -502,9 +504,9 @@ def test_temp_file_creation_failure(tmp_path, monkeypatch):
 def test_overwrite_is_atomic_and_clean(tmp_path):
   out = tmp_path / "out.webp"
   for value in (10, 200):
-    image_io.write_image(out, np.full((16, 24, 3), value, np.uint8))
+    encode.write_image(out, np.full((16, 24, 3), value, np.uint8))
     assert os.listdir(tmp_path) == ["out.webp"]
-  assert abs(int(image_io.read_image(out)[0].mean()) - 200) <= 1
+  assert abs(int(decode.read_image(out)[0].mean()) - 200) <= 1
 
 
 # ---- folders
@@ -514,10 +516,21 @@ def test_list_images(tmp_path):
     (tmp_path / name).write_bytes(b"x")
   (tmp_path / "sub.png").mkdir()
   (tmp_path / "sub.png" / "deep.png").write_bytes(b"x")
-  names = [os.path.basename(p) for p in image_io.list_images(tmp_path)]
+  names = [os.path.basename(p) for p in paths.list_images(tmp_path)]
   assert names == ["a.jpg", "b.PNG", "c.webp", "e.jpeg", "f.tiff"]
-  _assert_user_error(image_io.list_images, tmp_path / "nope", match="no such directory")
-  _assert_user_error(image_io.list_images, tmp_path / "d.txt", match="is not a directory")
+  _assert_user_error(paths.list_images, tmp_path / "nope", match="no such directory")
+  _assert_user_error(paths.list_images, tmp_path / "d.txt", match="is not a directory")
+
+
+def test_one_listing_rule_also_when_recursive(tmp_path):
+  """Training's recursive listing uses the same name rule: hidden files (e.g. macOS '._x.jpg')
+  and hidden folders are skipped, names in any case, sorted by path."""
+  for rel in ["b.PNG", "._a.jpg", "sub/c.JPEG", "sub/.d.png", ".cache/e.png", "sub/x.txt"]:
+    (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / rel).write_bytes(b"x")
+  found = [os.path.relpath(p, tmp_path) for p in paths.list_images(tmp_path, recursive=True)]
+  assert found == ["b.PNG", os.path.join("sub", "c.JPEG")]
+  assert [os.path.basename(p) for p in paths.list_images(tmp_path)] == ["b.PNG"]
 
 
 def test_pair_by_stem(tmp_path):
@@ -528,33 +541,34 @@ def test_pair_by_stem(tmp_path):
     (images / name).write_bytes(b"x")
   for name in ["a.png", "b_mask.png", "zz.png"]:
     (masks / name).write_bytes(b"x")
-  pairs, unpaired = image_io.pair_by_stem(images, masks)
+  pairs, unpaired = paths.pair_by_stem(images, masks)
   assert pairs == [(str(images / "a.jpg"), str(masks / "a.png")),
                    (str(images / "b.png"), str(masks / "b_mask.png"))]
   assert unpaired == [str(images / "c.png")]
 
   single = str(masks / "zz.png")
-  pairs, unpaired = image_io.pair_by_stem(images, single)
+  pairs, unpaired = paths.pair_by_stem(images, single)
   assert [m for _, m in pairs] == [single] * 3 and unpaired == []
 
   (masks / "a_mask.png").write_bytes(b"x")
-  _assert_user_error(image_io.pair_by_stem, images, masks, match="a.jpg: several masks match")
-  _assert_user_error(image_io.pair_by_stem, images, tmp_path / "nope",
+  _assert_user_error(paths.pair_by_stem, images, masks, match="a.jpg: several masks match")
+  _assert_user_error(paths.pair_by_stem, images, tmp_path / "nope",
                      match="no such mask file or directory")
 
 
 def test_pair_in_one_folder(tmp_path):
   for name in ["a.png", "a_mask.png", "a.jpg", "b.png"]:
     (tmp_path / name).write_bytes(b"x")
-  pairs, unpaired = image_io.pair_by_stem(tmp_path, tmp_path)
+  pairs, unpaired = paths.pair_by_stem(tmp_path, tmp_path)
   assert pairs == [(str(tmp_path / "a.jpg"), str(tmp_path / "a_mask.png")),
                    (str(tmp_path / "a.png"), str(tmp_path / "a_mask.png"))]
   assert unpaired == [str(tmp_path / "b.png")]
   # A single mask file inside the image folder is not paired with itself.
-  pairs, _ = image_io.pair_by_stem(tmp_path, tmp_path / "a_mask.png")
+  pairs, _ = paths.pair_by_stem(tmp_path, tmp_path / "a_mask.png")
   assert str(tmp_path / "a_mask.png") not in [i for i, _ in pairs] and len(pairs) == 3
 
 
 def test_module_does_not_import_tensorflow():
-  code = "import sys, model.fileio.images; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+  code = ("import sys, model.fileio.decode, model.fileio.encode, model.fileio.paths, model.limits, "
+          "model.native_stderr; assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
   subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)

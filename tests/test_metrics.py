@@ -203,7 +203,8 @@ def test_image_metrics():
   pred = target.copy()
   pred[hole] = np.clip(pred[hole].astype(int) + 51, 0, 255).astype(np.uint8)
   m = metrics.image_metrics(pred, target, hole)
-  assert set(m) == {"hole_fraction", "l1", "l2", "psnr_hole", "psnr", "ssim", "tv", "tv_hole"}
+  assert set(m) == {"hole_fraction", "l1", "l2", "psnr_hole", "psnr", "ssim", "tv", "tv_hole",
+                    "detail"}
   assert m["hole_fraction"] == pytest.approx(128 / 1024)
   error = (pred[hole].astype(float) - target[hole]) / 255
   assert m["l1"] == pytest.approx(np.abs(error).mean())
@@ -214,3 +215,53 @@ def test_image_metrics():
   assert m["tv"] == pytest.approx(metrics.total_variation(pred))
   perfect = metrics.image_metrics(target, target, hole)
   assert perfect["l1"] == 0.0 and perfect["ssim"] == pytest.approx(1.0)
+  assert perfect["detail"] == 1.0 and m["detail"] == metrics.detail_ratio(pred, target, hole)
+
+
+# Detail (high-frequency energy of the hole relative to the truth's)
+
+
+def _reference_energy(rgb, hole):
+  """Loop-by-loop reference: mean |4Y - up - down - left - right| over interior hole pixels."""
+  rgb = np.asarray(rgb, np.float64) / (255.0 if np.asarray(rgb).dtype == np.uint8 else 1.0)
+  h, w = hole.shape
+  y = [[0.299 * rgb[i, j, 0] + 0.587 * rgb[i, j, 1] + 0.114 * rgb[i, j, 2] for j in range(w)]
+       for i in range(h)]
+  values = [abs(4 * y[i][j] - y[i - 1][j] - y[i + 1][j] - y[i][j - 1] - y[i][j + 1])
+            for i in range(1, h - 1) for j in range(1, w - 1) if hole[i][j]]
+  return sum(values) / len(values) if values else 0.0
+
+
+def test_laplacian_energy_matches_a_loop_reference():
+  rng = np.random.default_rng(3)
+  rgb = rng.integers(0, 256, (13, 17, 3), dtype=np.uint8)
+  hole = rng.uniform(size=(13, 17)) < 0.4
+  hole[0, :] = True  # border pixels have no four neighbours: never counted
+  assert metrics.laplacian_energy(rgb, hole) == pytest.approx(_reference_energy(rgb, hole),
+                                                              rel=1e-12)
+  edge_only = np.zeros((13, 17), bool)
+  edge_only[:, 0] = True
+  assert metrics.laplacian_energy(rgb, edge_only) == 0.0
+
+
+def test_detail_ratio_values():
+  rng = np.random.default_rng(4)
+  truth = rng.integers(40, 216, (24, 24, 3), dtype=np.uint8)  # noisy: lots of fine detail
+  hole = _hole(24, 24, 6, 6, 18, 18)
+  flat = truth.copy()
+  flat[hole] = truth[hole].mean(axis=0).astype(np.uint8)  # a reconstruction-only-like fill
+  e_truth = _reference_energy(truth, hole)
+  e_flat = _reference_energy(flat, hole)
+  assert metrics.detail_ratio(flat, truth, hole) == pytest.approx(
+      (e_flat + 1e-4) / (e_truth + 1e-4), rel=1e-12)
+  assert metrics.detail_ratio(flat, truth, hole) < 0.5
+  assert metrics.detail_ratio(truth, truth, hole) == 1.0
+  assert metrics.detail_ratio(truth, flat, hole) > 2.0
+  grey = np.full((24, 24, 3), 90, np.uint8)
+  assert metrics.detail_ratio(grey, grey, hole) == 1.0  # flat filled flat: no division by zero
+  # The luminance weights: a change of green alone counts 0.587 / 0.114 times one of blue alone.
+  g, b = grey.copy(), grey.copy()
+  g[12, 12, 1] += 50
+  b[12, 12, 2] += 50
+  ratio = metrics.laplacian_energy(g, hole) / metrics.laplacian_energy(b, hole)
+  assert ratio == pytest.approx(0.587 / 0.114)

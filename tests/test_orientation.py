@@ -1,5 +1,5 @@
 """model/inference/orientation.py: EXIF orientation of file bytes in TF ops, equal to what
-test.py reads (model/fileio/images.py, i.e. PIL.ImageOps.exif_transpose), for the formats a
+test.py reads (model/fileio/decode.py, i.e. PIL.ImageOps.exif_transpose), for the formats a
 SavedModel decodes (JPEG, PNG, WebP)."""
 import io
 import struct
@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from model.fileio import images as image_io
+from model.fileio import decode
 from model.inference import orientation
 
 
@@ -39,7 +39,7 @@ def test_upright_pixels_equal_test_py(tmp_path, fmt, kwargs, tag):
   data = _encode(pixels, fmt, tag, **kwargs)
   path = tmp_path / f"photo.{fmt.lower()}"
   path.write_bytes(data)
-  expected, info = image_io.read_image(str(path))
+  expected, info = decode.read_image(str(path))
   assert int(orientation.exif_orientation(tf.constant(data))) == info.orientation
   np.testing.assert_array_equal(_upright(tf.constant(data)).numpy(), expected)
 

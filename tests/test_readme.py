@@ -62,3 +62,12 @@ def test_ci_runs_the_readme_test_command():
   _, test_command = _first_commands()
   ci = open(os.path.join(REPO, ".ci", "run")).read()
   assert test_command in ci
+
+
+def test_test_command_keeps_pytest_status():
+  """pytest's exit status 5 (no tests collected) must fail CI, not pass as success."""
+  _, test_command = _first_commands()
+  ci = open(os.path.join(REPO, ".ci", "run")).read()
+  for text in (test_command, ci):
+    assert "rc=0" not in text and "-eq 5" not in text
+    assert text.rstrip().endswith("python -m pytest -q tests")

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import hostile_files as hostile
 from conftest import REPO
 import serve_helpers as helpers
 
@@ -105,7 +106,8 @@ def setup(tmp_path_factory):
   """The tiny server, the inputs and test.py's outputs for them."""
   tmp = tmp_path_factory.mktemp("serve")
   ckpt = helpers.write_tiny_checkpoint(tmp / "ckpt")
-  server = helpers.Server("--checkpoint_dir", ckpt, "--queue", QUEUE,
+  other = helpers.write_tiny_checkpoint(tmp / "other", seed=4)  # a second model, other weights
+  server = helpers.Server("--checkpoint_dir", ckpt, "--checkpoint_dir", other, "--queue", QUEUE,
                           "--max_upload_mb", MAX_UPLOAD_MB, "--max_megapixels", MAX_MEGAPIXELS,
                           cwd=tmp)
   pairs = _pairs(tmp)
@@ -152,6 +154,10 @@ def _host_port(url):
   return parsed.hostname, parsed.port
 
 
+def _authority(url):
+  return urllib.parse.urlsplit(url).netloc
+
+
 def _raw(url, request, read_timeout=60):
   """Sends raw bytes on a new connection; returns (status, headers dict, body)."""
   with socket.create_connection(_host_port(url), timeout=read_timeout) as sock:
@@ -183,8 +189,12 @@ def test_health_describes_the_model_and_limits(client):
   health = response.json()
   assert health["ready"] is True
   assert (health["model"], health["preset"], health["cnum"]) == ("ckpt", "v1", 4)
-  assert health["pipeline"] == {"strategy": "original", "seam_blend": True}  # what runs (legacy model.json)
-  assert os.path.isdir(health["checkpoint"])
+  pipeline = {"strategy": "original", "seam_blend": True}  # what runs (legacy model.json)
+  assert health["pipeline"] == pipeline
+  assert "checkpoint" not in health and "/" not in response.text  # no filesystem path
+  assert health["models"] == [{"name": "ckpt", "preset": "v1", "cnum": 4, "pipeline": pipeline},
+                              {"name": "other", "preset": "v1", "cnum": 4, "pipeline": pipeline}]
+  assert health["default"] == "ckpt"
   assert health["queue"]["limit"] == QUEUE
   assert health["limits"] == {"max_upload_mb": MAX_UPLOAD_MB, "max_megapixels": MAX_MEGAPIXELS}
 
@@ -209,6 +219,24 @@ def test_inpaint_returns_what_test_py_writes(setup, client, name):
     source = helpers.decode(image.read_bytes())
     assert np.array_equal(got[~hole], source[~hole])
     assert np.abs(got[hole].astype(int) - source[hole]).mean() > 5
+
+
+def test_the_model_field_chooses_the_model(setup, client):
+  image, mask = setup["pairs"]["rgb.png"]
+  files = _files(image.read_bytes(), mask.read_bytes())
+  default = client.post("/api/inpaint", files=files)
+  named = client.post("/api/inpaint", files=files, data={"model": "ckpt"})
+  other = client.post("/api/inpaint", files=files, data={"model": "other"})
+  for response in (default, named, other):
+    assert response.status_code == 200, response.text
+  assert named.content == default.content == setup["outputs"]["rgb.png"].read_bytes()
+  hole = helpers.decode(mask.read_bytes(), cv2.IMREAD_GRAYSCALE) > 127
+  got, want = helpers.decode(other.content), helpers.decode(default.content)
+  assert np.array_equal(got[~hole], want[~hole])
+  assert np.abs(got[hole].astype(int) - want[hole]).mean() > 1  # the other weights filled it
+  message = _assert_error(client.post("/api/inpaint", files=files, data={"model": "/tmp/x"}),
+                          422, "unknown model", "ckpt, other")
+  assert str(setup["tmp"]) not in message
 
 
 def test_page_and_assets_are_served_without_external_urls(client):
@@ -276,7 +304,7 @@ def test_unknown_routes_and_methods_answer_json(client):
 def test_declared_upload_over_the_limit_is_413_before_the_body_is_sent(setup):
   url = setup["server"].url
   declared = 100 * 2**20
-  request = (f"POST /api/inpaint HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+  request = (f"POST /api/inpaint HTTP/1.1\r\nHost: {_authority(url)}\r\nContent-Type: multipart/form-data; "
              f"boundary=b\r\nContent-Length: {declared}\r\n\r\n").encode()
   status, headers, body = _raw(url, request)  # nothing of the 100 MB is ever sent
   assert status == 413
@@ -325,6 +353,26 @@ def test_mask_that_does_not_fit_is_422(setup, client):
                 "mask is 61x83 but image is 83x61")
   empty = helpers.mask_png(np.zeros((61, 83), bool))
   _assert_error(client.post("/api/inpaint", files=_files(data, empty)), 422, "no hole")
+
+
+def test_hostile_files_are_one_line_4xx(setup, client):
+  """Issue 24 items 5 and 11: a TIFF with float StripOffsets was a 500, a damaged G4 TIFF was
+  inpainted with libtiff's lines in the server log, a JPEG's scans were not bounded, and a
+  mask of the wrong size was found only after the image was decoded."""
+  mask16, mask64 = (helpers.mask_png(np.ones((n, n), bool)) for n in (16, 64))
+  _assert_error(client.post("/api/inpaint", files=_files(hostile.tiff_float_strip_offsets(),
+                                                         mask16)),
+                400, "image: truncated or corrupt TIFF data")
+  _assert_error(client.post("/api/inpaint", files=_files(hostile.g4_tiff(True), mask64)),
+                400, "image: corrupt TIFF data (libtiff: Fax4Decode")
+  _assert_error(client.post("/api/inpaint", files=_files(hostile.many_scans_jpeg(5000),
+                                                         mask64)),
+                400, "image: JPEG has more than 100 scans")
+  _assert_error(client.post("/api/inpaint", files=_files(hostile.jpeg_header_only(1000, 1000),
+                                                         helpers.mask_png(np.ones((32, 48),
+                                                                                  bool)))),
+                422, "mask is 48x32 but image is 1000x1000")
+  assert "Fax4Decode" not in setup["server"].stderr
 
 
 # ---------------------------------------------------------------- concurrency
@@ -388,8 +436,8 @@ def test_health_and_page_answer_while_the_model_is_busy(setup, client):
 def test_abandoned_uploads_give_their_slot_back(setup, client):
   url = setup["server"].url
   for _ in range(QUEUE + 3):  # more than the slots
-    request = (b"POST /api/inpaint HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
-               b"boundary=b\r\nContent-Length: 500000\r\n\r\n--b\r\n")
+    request = (f"POST /api/inpaint HTTP/1.1\r\nHost: {_authority(url)}\r\nContent-Type: "
+               "multipart/form-data; boundary=b\r\nContent-Length: 500000\r\n\r\n--b\r\n").encode()
     with socket.create_connection(_host_port(url)) as sock:
       sock.sendall(request)
       time.sleep(0.05)
@@ -434,11 +482,29 @@ def test_cli_errors_are_one_line(tmp_path):
   proc = _serve("stray", cwd=tmp_path)
   assert proc.returncode == usage
   _one_error_line(proc, "unexpected arguments: stray")
+  proc = _serve("--checkpoint_dir", tmp_path / "a" / "demo", "--checkpoint_dir",
+                tmp_path / "b" / "demo", cwd=tmp_path)
+  assert proc.returncode == usage
+  _one_error_line(proc, "two models are named 'demo'")
   proc = _serve("--port", "0", "--checkpoint_dir", tmp_path / "missing", cwd=tmp_path)
   assert proc.returncode == 1
   _one_error_line(proc, "checkpoint directory not found")
   assert proc.stdout == "" and "InitializeLog" not in proc.stderr, proc.stderr  # TF is quiet
   assert "oneDNN" not in proc.stderr, proc.stderr
+
+
+def test_bundled_models_are_offered_by_default(tmp_path):
+  """Without --checkpoint_dir: checkpoints/demo, then checkpoints/demo_gan, those present."""
+  code = ("import json, sys, serve; root = sys.argv[1]\n"
+          "for present in ([], ['demo'], ['demo_gan'], ['demo_gan', 'demo']):\n"
+          "  serve.CHECKPOINTS = root + '/' + '-'.join(present or ['none'])\n"
+          "  for name in present:\n"
+          "    __import__('os').makedirs(serve.CHECKPOINTS + '/' + name)\n"
+          "  print(json.dumps([n for n, _ in serve._checkpoints(None)]))\n")
+  out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, env=helpers.env(),
+                       capture_output=True, text=True, timeout=120, check=True).stdout
+  assert [json.loads(line) for line in out.splitlines()] == [
+      ["demo"], ["demo"], ["demo_gan"], ["demo", "demo_gan"]]
 
 
 def test_busy_port_is_one_line(tmp_path):

@@ -217,6 +217,16 @@ def test_train_config_declares_its_crop_and_holes():
   assert (demo.inference_defaults().hole_min, demo.inference_defaults().hole_max) == (80, 112)
 
 
+def test_a_training_run_folder_declares_its_pipeline(tmp_path):
+  """The run folder's model.json (written by the training runner) holds the config's block."""
+  from model.training import config as train_config
+  from model.training import run_folder
+  cfg = train_config.Config(data=train_config.DataConfig(img_size=192))
+  run_folder.prepare(cfg, str(tmp_path), log=lambda message: None)
+  assert weights.inference_defaults(str(tmp_path)) == cfg.inference_defaults()
+  assert weights.inference_defaults(str(tmp_path)).crop_size == 192
+
+
 def _test_py(tmp_path, ckpt, image, mask, *flags):
   out = tmp_path / f"out{len(list(tmp_path.iterdir()))}.png"
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

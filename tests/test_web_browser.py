@@ -60,7 +60,9 @@ def browser():
 def server(tmp_path_factory):
   _browser_or_skip()
   tmp = tmp_path_factory.mktemp("web")
-  running = helpers.Server("--checkpoint_dir", helpers.DEMO_CHECKPOINT, cwd=tmp)
+  other = helpers.write_tiny_checkpoint(tmp / "other")  # a second model to choose on the page
+  running = helpers.Server("--checkpoint_dir", helpers.DEMO_CHECKPOINT, "--checkpoint_dir", other,
+                           cwd=tmp)
   running.url  # noqa: B018 - waits until it listens
   yield running
   assert running.stop() == 0
@@ -269,6 +271,23 @@ def test_narrow_window_scales_the_photo_not_the_mask(browser, server, tmp_path):
   result = session.inpaint("narrow.png")
   _check_round(session, painted_stroke, photo, result)
   session.screenshot("web_inpaint_narrow.png")
+  assert not session.errors, session.errors
+  page.close()
+
+
+def test_the_model_chosen_on_the_page_is_sent(browser, server, tmp_path):
+  session = Session(browser, server.url, 1280, 800, str(tmp_path))
+  page = session.page
+  names = page.eval_on_selector_all("#model-choice option", "els => els.map(e => e.value)")
+  assert names == ["demo", "other"] and page.input_value("#model-choice") == "demo"
+  page.select_option("#model-choice", "other")
+  page.wait_for_selector("#model:text-matches('^model other ')")
+  assert page.locator("#model").text_content() == "model other (v1, cnum 4; original, seam-blended)"
+  session.open_photo(PHOTO)
+  session.stroke([(0.4, 0.4), (0.6, 0.5)])
+  session.inpaint("other.png")
+  _, body = session.uploads[-1]
+  assert b'name="model"\r\n\r\nother\r\n' in body, body[-300:]
   assert not session.errors, session.errors
   page.close()
 

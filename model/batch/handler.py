@@ -7,10 +7,11 @@ loads with ``tf.saved_model.load`` and calls the ``serving_default`` signature o
 photo: photos differ in size, so they are never stacked into a batch (RunInference is told
 to make batches of one).
 
-Only ``serving_default`` is loaded: :func:`keep_only_signature` drops the other signatures
-(``inpaint_bytes`` and what only it calls: half of the 16,000 nodes of the demo export)
-before ``tf.saved_model.load``, which builds every function of the file whether it is called
-or not (0.13 GB less per worker for the demo model). One model per worker process
+The SavedModel is loaded as it is: ``tf.saved_model.load`` builds every function of the
+file whether it is called or not, so the export for the pipeline is a serving-only one
+(``export.py --signatures serving``; the full export also loads, with ``inpaint_bytes``
+built for nothing). A local export is loaded in place; one on another Beam filesystem is
+copied to a local temporary folder that is deleted once loaded. One model per worker process
 (RunInference shares it between the threads of a process) that inpaints one photo at a time
 (a lock), so a process needs the inference working memory of one photo; its attention part
 is bounded by the ``--max_memory_gb`` given to ``export.py``. TensorFlow is imported only in
@@ -31,6 +32,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference import base
 from google.protobuf.message import DecodeError
+
+from model.batch import copies
 
 
 class _DropBeamMemoryWarning(logging.Filter):
@@ -73,105 +76,6 @@ class Inpainted:
 
 
 SIGNATURE = "serving_default"
-FINGERPRINT = "fingerprint.pb"  # a checksum of the full saved_model.pb: left out of the copy
-
-
-def _function_names(attr_value, out):
-  if attr_value.HasField("func"):
-    out.append(attr_value.func.name)
-  if attr_value.HasField("list"):
-    out.extend(f.name for f in attr_value.list.func)
-
-
-def _called_functions(nodes, library):
-  """Names of the library functions that ``nodes`` (NodeDefs) call or take as attributes."""
-  out = []
-  for node in nodes:
-    if node.op in library:
-      out.append(node.op)
-    for value in node.attr.values():
-      _function_names(value, out)
-  return out
-
-
-def keep_only_signature(saved_model_pb, name=SIGNATURE):
-  """A ``saved_model.pb`` (bytes) reduced to the signature ``name`` and the functions it calls.
-
-  The object graph keeps its nodes (node ids stay valid): the ones holding other functions
-  become empty objects that nothing refers to, and the function library loses every
-  function ``name`` does not reach. Variables are untouched. Raises ``ValueError`` when
-  the file has no such signature.
-  """
-  from tensorflow.core.protobuf import saved_model_pb2
-  model = saved_model_pb2.SavedModel.FromString(saved_model_pb)
-  if len(model.meta_graphs) != 1:
-    raise ValueError(f"expected one MetaGraph, found {len(model.meta_graphs)}")
-  meta = model.meta_graphs[0]
-  graph = meta.object_graph_def
-  root = graph.nodes[0].children if graph.nodes else []  # TF1 SavedModels have no object graph
-  signatures = [graph.nodes[c.node_id] for c in root if c.local_name == "signatures"]
-  wanted = [c.node_id for s in signatures for c in s.children if c.local_name == name]
-  if not wanted or graph.nodes[wanted[0]].WhichOneof("kind") != "bare_concrete_function":
-    raise ValueError(f"no signature {name!r}")
-  library = {f.signature.name: f for f in meta.graph_def.library.function}
-  # Roots: the signature's function and what the graph-mode (TF1) view's other nodes call
-  # (its saver), minus the nodes that are other signatures' outputs.
-  others = [key for key in meta.signature_def if key != name and not key.startswith("__")]
-  other_outputs = {t.name.split(":")[0] for key in others
-                   for t in meta.signature_def[key].outputs.values()}
-  stack = [graph.nodes[wanted[0]].bare_concrete_function.concrete_function_name]
-  stack += _called_functions([n for n in meta.graph_def.node if n.name not in other_outputs],
-                             library)
-  kept = set()
-  while stack:
-    fname = stack.pop()
-    if fname in library and fname not in kept:
-      kept.add(fname)
-      stack.extend(_called_functions(library[fname].node_def, library))
-  dropped = set()
-  for node_id, node in enumerate(graph.nodes):
-    kind = node.WhichOneof("kind")
-    if kind == "function":
-      names = set(node.function.concrete_functions)
-    elif kind == "bare_concrete_function":
-      names = {node.bare_concrete_function.concrete_function_name}
-    else:
-      continue
-    if not names <= kept:
-      dropped.add(node_id)
-      node.Clear()
-      node.user_object.identifier = "_generic_user_object"
-  for node in graph.nodes:
-    for field in (node.children, node.dependencies):
-      refs = [ref for ref in field if ref.node_id not in dropped]
-      if len(refs) != len(field):
-        del field[:]
-        field.extend(refs)
-  for fname in [f for f in graph.concrete_functions if f not in kept]:
-    del graph.concrete_functions[fname]
-  functions = [f for f in meta.graph_def.library.function if f.signature.name in kept]
-  del meta.graph_def.library.function[:]
-  meta.graph_def.library.function.extend(functions)
-  gradients = [g for g in meta.graph_def.library.registered_gradients
-               if g.gradient_func in kept]
-  del meta.graph_def.library.registered_gradients[:]
-  meta.graph_def.library.registered_gradients.extend(gradients)
-  # Graph-mode (TF1) view: drop the other signatures and the nodes calling removed functions.
-  for key in others:
-    del meta.signature_def[key]
-  nodes = [n for n in meta.graph_def.node
-           if all(f in kept for f in _called_functions([n], library))]
-  del meta.graph_def.node[:]
-  meta.graph_def.node.extend(nodes)
-  return model.SerializeToString()
-
-
-def _link_or_copy(source, target):
-  try:
-    os.symlink(source, target)
-  except OSError:
-    shutil.copytree(source, target)
-
 
 WARM_UP_SIDE = 64  # the warm-up photo: 64 x 64 with a 16 x 16 hole
 
@@ -185,9 +89,8 @@ class LoadedModel:
   and ``setup_cpu_s`` the CPU time the process has used so far (all its threads).
   """
 
-  def __init__(self, loaded, folder=None):
+  def __init__(self, loaded):
     self._loaded = loaded  # keeps the variables alive
-    self._folder = folder  # the reduced copy (assets are read from it)
     self._serve = loaded.signatures[SIGNATURE]
     self._lock = threading.Lock()
     self.baseline_rss_mb = self.setup_cpu_s = None  # set once the warm-up call below is done
@@ -264,32 +167,19 @@ class SavedModelHandler(base.ModelHandler):
         tf.config.threading.set_intra_op_parallelism_threads(self._intra_op_threads)
       except RuntimeError:  # the runtime is already initialised in this process
         pass
-    folder = tempfile.TemporaryDirectory(prefix="deepfill_saved_model_")
     try:
-      local = folder.name
       if FileSystems.get_scheme(self._saved_model_dir) is None:
-        source = os.path.abspath(self._saved_model_dir)
-        for entry in os.listdir(source):
-          if entry not in ("saved_model.pb", FINGERPRINT):
-            _link_or_copy(os.path.join(source, entry), os.path.join(local, entry))
-      else:
-        copy_tree(self._saved_model_dir, local)
-        if os.path.exists(os.path.join(local, FINGERPRINT)):
-          os.remove(os.path.join(local, FINGERPRINT))
-        source = local
-      with open(os.path.join(source, "saved_model.pb"), "rb") as f:
-        full = f.read()
-      try:
-        reduced = keep_only_signature(full)
-      except ValueError:  # not export.py's layout (e.g. a TF1 SavedModel): loaded whole
-        reduced = full
-      with open(os.path.join(local, "saved_model.pb"), "wb") as f:
-        f.write(reduced)
-      return LoadedModel(tf.saved_model.load(local), folder)
-    except BaseException as e:
-      folder.cleanup()
-      if not isinstance(e, (OSError, ValueError, KeyError, DecodeError, tf.errors.OpError)):
-        raise
+        loaded = tf.saved_model.load(self._saved_model_dir)
+      else:  # TensorFlow reads local files: a copy, deleted once the model is in memory
+        copies.remove_stale_copies()
+        folder = tempfile.mkdtemp(prefix=copies.prefix())
+        try:
+          copy_tree(self._saved_model_dir, folder)
+          loaded = tf.saved_model.load(folder)
+        finally:
+          shutil.rmtree(folder, ignore_errors=True)
+      return LoadedModel(loaded)
+    except (OSError, ValueError, KeyError, DecodeError, tf.errors.OpError) as e:
       lines = str(e).strip().splitlines()
       raise RuntimeError(f"{self._saved_model_dir}: cannot load the SavedModel "
                          f"({lines[0] if lines else type(e).__name__})") from e

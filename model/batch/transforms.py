@@ -5,8 +5,8 @@ by one worker, as Beam's own ``MatchFiles`` does); it orders the photos largest 
 and keys each by its rank, and a ``GroupByKey`` on those keys breaks fusion so the list is
 spread over all workers before the expensive steps (the DirectRunner deals the keys out in
 that order, round robin, so its worker processes get equal shares of the work and finish on
-small photos). Images and masks are paired by ``fileio.images.pair_paths``, the rule of
-``test.py``'s folder mode, and read and written with ``image_io`` as ``test.py`` does, so
+small photos). Images and masks are paired by ``fileio.paths.pair_paths``, the rule of
+``test.py``'s folder mode, and read and written with ``fileio`` as ``test.py`` does, so
 each output PNG has ``test.py``'s bytes.
 
 Every input ends as one record (``results-*.jsonl``): ``ok``, ``skipped`` (output exists
@@ -22,13 +22,15 @@ import os
 import re
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystem import FileSystem
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference import base
 
-from model.fileio import images as image_io
+from model.fileio import decode
+from model.fileio import encode
+from model.fileio import paths as paths_lib
 from model.fileio.atomic import atomic_write
 from model.batch import handler as handler_lib
 from model.errors import UserError
@@ -62,23 +64,124 @@ def has_glob(path):
   return any(c in path for c in GLOB_CHARS)
 
 
-def _match(pattern, sizes=None):
-  """Paths matching ``pattern``; their sizes in bytes go into the dict ``sizes`` if given."""
+def exists(path):
+  """Whether ``path`` names an existing file or folder (an object elsewhere)."""
+  if is_local(path):
+    return os.path.exists(path)
   try:
-    found = FileSystems.match([pattern])[0].metadata_list
+    return FileSystems.exists(path)
+  except Exception:  # noqa: BLE001 - e.g. a scheme without its client library
+    return False
+
+
+def is_pattern(arg):
+  """Whether ``arg`` is a glob: it has ``*?[`` and names no existing file or folder (an
+  existing path is taken literally, brackets and all)."""
+  return has_glob(arg) and not exists(arg)
+
+
+def glob_regex(pattern):
+  """The regular expression of a glob in Beam's syntax (``FileSystem.translate_pattern``:
+  ``**`` any characters, ``?`` one, ``[...]`` a class), except that ``*`` stops only at
+  ``/``: Beam's also stops at a backslash, an ordinary character in POSIX and object-store
+  names, so it would silently drop such files."""
+  out, i, n = [], 0, len(pattern)
+  while i < n:
+    c = pattern[i]
+    i += 1
+    if c == "*":
+      if i < n and pattern[i] == "*":
+        out.append(".*")
+        i += 1
+      else:
+        out.append("[^/]*")
+    elif c == "?":
+      out.append(".")
+    elif c == "[":
+      j = i + (i < n and pattern[i] == "!")
+      j += j < n and pattern[j] == "]"
+      while j < n and pattern[j] != "]":
+        j += 1
+      if j >= n:
+        out.append(re.escape(c))
+        continue
+      body = pattern[i:j].replace("\\", "\\\\").replace("[", "\\[")
+      i = j + 1
+      if body.startswith("!"):
+        body = "^" + body[1:]
+      elif body.startswith("^"):
+        body = "\\" + body
+      out.append(f"[{body}]")
+    else:
+      out.append(re.escape(c))
+  return "(?ms)" + "".join(out) + r"\Z"
+
+
+def _listing_error(what, e):
+  text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+  return UserError(f"{what}: cannot list the files ({text})")
+
+
+def _files_below(prefix):
+  """(path, size) of every file whose path starts with the literal ``prefix``, at any depth
+  (local: the folder holding ``prefix`` is walked, as Beam's local match does)."""
+  if is_local(prefix):
+    root = prefix if prefix.endswith(os.sep) else os.path.dirname(prefix)
+    found = []
+    try:
+      for folder, _, names in os.walk(root or os.curdir):
+        for name in names:
+          path = os.path.join(folder, name) if root else os.path.relpath(
+              os.path.join(folder, name))
+          if path.startswith(prefix):
+            try:
+              found.append((path, os.path.getsize(path)))
+            except OSError:  # gone meanwhile
+              pass
+    except OSError as e:
+      raise _listing_error(prefix, e) from None
+    return found
+  if has_glob(prefix):
+    raise UserError(f"{prefix}: a name with one of {GLOB_CHARS} cannot be listed literally "
+                    "on this filesystem; rename it")
+  try:
+    found = FileSystems.match([prefix + "**"])[0].metadata_list
   except Exception as e:  # noqa: BLE001 - Beam wraps filesystem errors in its own types
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise UserError(f"{pattern}: cannot list the files ({text})") from None
+    raise _listing_error(prefix, e) from None
+  return [(m.path, m.size_in_bytes) for m in found]
+
+
+def match_glob(pattern, sizes=None):
+  """Paths matching the glob ``pattern`` (`glob_regex`); their sizes in bytes go into the dict
+  ``sizes`` if given."""
+  prefix = re.match(r"[^*?\[]*", pattern).group(0)
+  regex = re.compile(glob_regex(pattern))
+  found = [(p, size) for p, size in _files_below(prefix) if regex.match(p)]
   if sizes is not None:
-    sizes.update((m.path, m.size_in_bytes) for m in found)
-  return [m.path for m in found]
+    sizes.update(found)
+  return [p for p, _ in found]
+
+
+def _folder_files(folder, sizes=None):
+  """Paths of the files directly in ``folder`` (taken literally); sizes into ``sizes``."""
+  if is_local(folder):
+    try:
+      found = [(e.path, e.stat().st_size) for e in os.scandir(folder) if e.is_file()]
+    except OSError as e:
+      raise _listing_error(folder, e) from None
+  else:
+    prefix = folder.rstrip("/") + "/"
+    found = [(p, size) for p, size in _files_below(prefix) if "/" not in p[len(prefix):]]
+  if sizes is not None:
+    sizes.update(found)
+  return [p for p, _ in found]
 
 
 def is_folder(path):
   """Local: a directory. Elsewhere: a path ending in '/' or that is no object itself."""
   if is_local(path):
     return os.path.isdir(path)
-  return path.endswith("/") or path not in _match(path)
+  return path.endswith("/") or not exists(path)
 
 
 def _join(folder, name):
@@ -95,31 +198,34 @@ def glob_base(pattern):
 
 def pattern_reaches(arg, base, output_dir):
   """Whether ``arg`` (a glob, or the folder ``base``) would match files written into ``output_dir``."""
-  pattern = arg if has_glob(arg) else _join(base, "*")
-  if is_local(pattern):
-    pattern, output_dir = os.path.abspath(pattern), os.path.abspath(output_dir)
-  probe = _join(output_dir, "x" + OUTPUT_EXTENSION)
-  return re.match(FileSystem.translate_pattern(pattern), probe) is not None
+  if is_pattern(arg):
+    pattern = arg
+    if is_local(pattern):
+      pattern, output_dir = os.path.abspath(pattern), os.path.abspath(output_dir)
+    probe = _join(output_dir, "x" + OUTPUT_EXTENSION)
+    return re.match(glob_regex(pattern), probe) is not None
+  return identity(base.rstrip("/") or "/") == identity(output_dir.rstrip("/") or "/")
 
 
 def expand(arg, what, sizes=None):
-  """Resolves a glob, a folder or one file to (paths, base folder, is_one_file).
+  """Resolves a glob, a folder or one file to (paths, base folder, is_one_file). An existing
+  path is never a glob (`is_pattern`).
 
-  Folders and globs keep only image names (``image_io.is_image_name``), sorted, as
+  Folders and globs keep only image names (``paths_lib.is_image_name``), sorted, as
   ``test.py`` lists a folder; their file sizes go into the dict ``sizes`` if given.
   Raises ``UserError`` when ``arg`` names nothing.
   """
-  if has_glob(arg):
-    paths = _match(arg, sizes)
+  if is_pattern(arg):
+    paths = match_glob(arg, sizes)
     base = glob_base(arg)
   elif is_folder(arg):
-    paths = _match(_join(arg, "*"), sizes)
+    paths = _folder_files(arg, sizes)
     base = arg
   else:
     if not (os.path.isfile(arg) if is_local(arg) else FileSystems.exists(arg)):
       raise UserError(f"{arg}: no such {what} file or folder")
     return [arg], os.path.dirname(arg) or ".", True
-  paths = sorted(p for p in paths if image_io.is_image_name(os.path.basename(p.rstrip("/"))))
+  paths = sorted(p for p in paths if paths_lib.is_image_name(os.path.basename(p.rstrip("/"))))
   if is_local(arg):
     paths = [p for p in paths if os.path.isfile(p)]
   return paths, base, False
@@ -155,16 +261,16 @@ def list_tasks(images_arg, masks_arg, output_dir, sizes=None):
   except UserError as e:
     return [Task(images_arg, masks_arg, None, str(e))]
   if one_mask:
-    pairs, unpaired, ambiguous = image_io.pair_paths(images, masks[0], identity=identity)
+    pairs, unpaired, ambiguous = paths_lib.pair_paths(images, masks[0], identity=identity)
   else:
     same_folder = bool({identity(p) for p in images} & {identity(p) for p in masks})
-    pairs, unpaired, ambiguous = image_io.pair_paths(images, masks, same_folder=same_folder,
+    pairs, unpaired, ambiguous = paths_lib.pair_paths(images, masks, same_folder=same_folder,
                                                      identity=identity)
   tasks = [Task(i, m, output_path(i, image_base, output_dir), None) for i, m in pairs]
   tasks += [Task(i, None, output_path(i, image_base, output_dir), f"{i}: no mask matches it")
             for i in unpaired]
   tasks += [Task(i, None, output_path(i, image_base, output_dir),
-                 image_io.several_masks_message(i, found)) for i, found in ambiguous]
+                 paths_lib.several_masks_message(i, found)) for i, found in ambiguous]
   inputs = {identity(p) for p in images} | {identity(p) for p in masks}
   owner = {}
   checked = []
@@ -210,14 +316,14 @@ def read_checked(path, what, max_pixels):
   so no decompression bomb is ever decoded (``check_header``, as the web app does).
   """
   if is_local(path):
-    data = image_io.read_bytes(path, what)  # test.py's messages for missing/unreadable files
+    data = decode.read_bytes(path, what)  # test.py's messages for missing/unreadable files
   else:
     try:
       with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         data = f.read()
     except Exception as e:  # noqa: BLE001 - filesystem clients raise many types
       raise UserError(f"{path}: cannot read the {what} file ({one_line(type(e), e)})") from None
-  image_io.check_header(data, path, max_pixels)
+  decode.check_header(data, path, max_pixels)
   return data
 
 
@@ -281,12 +387,10 @@ class ReadPhotos(beam.DoFn):
       yield beam.pvalue.TaggedOutput(self.RECORDS, record(task, "skipped"))
       return
     try:
-      rgb, info = image_io.read_image(
-          task.image, max_pixels=self._max_pixels,
-          data=read_checked(task.image, "image", self._max_pixels))
-      hole = image_io.read_mask(
-          task.mask, expected_hw=rgb.shape[:2], max_pixels=self._max_pixels,
-          data=read_checked(task.mask, "mask", self._max_pixels))
+      rgb, info, hole = decode.read_pair(
+          task.image, task.mask, self._max_pixels,
+          read_checked(task.image, "image", self._max_pixels),
+          read_checked(task.mask, "mask", self._max_pixels))
     except UserError as e:
       yield beam.pvalue.TaggedOutput(self.RECORDS, record(task, "failed", str(e)))
       return
@@ -295,6 +399,17 @@ class ReadPhotos(beam.DoFn):
           self.RECORDS, record(task, "failed", f"unexpected {one_line(type(e), e)}"))
       return
     yield handler_lib.Photo(task=task, rgb=rgb, hole=hole, info=info)
+
+
+def check_pixels(pixels, rgb):
+  """Raises `UserError` unless the model's ``pixels`` are uint8 with the photo's shape (a
+  SavedModel with the same signature may return anything)."""
+  if not (isinstance(pixels, np.ndarray) and pixels.dtype == np.uint8
+          and pixels.shape == rgb.shape):
+    got = "x".join(map(str, getattr(pixels, "shape", ()))) or "no array"
+    h, w = rgb.shape[:2]
+    raise UserError(f"the SavedModel returned {got} {getattr(pixels, 'dtype', '')} pixels for a "
+                    f"{w}x{h} photo (expected {h}x{w}x3 uint8); is it an export.py export?")
 
 
 class WriteOutputs(beam.DoFn):
@@ -310,7 +425,8 @@ class WriteOutputs(beam.DoFn):
     task = photo.task
     size = dict(hw=photo.rgb.shape[:2], hole_fraction=float(photo.hole.mean()))
     try:
-      payload = image_io.encode_image(task.output, inpainted.pixels, photo.info,
+      check_pixels(inpainted.pixels, photo.rgb)
+      payload = encode.encode_image(task.output, inpainted.pixels, photo.info,
                                       check_path=False)
       write_output(task.output, payload)
     except UserError as e:

@@ -1,4 +1,4 @@
-"""Inpainting quality metrics (pure NumPy): hole L1/L2, PSNR, total variation, SSIM.
+"""Inpainting quality metrics (pure NumPy): hole L1/L2, PSNR, total variation, SSIM, detail.
 
 NumPy, not ``tf.image.ssim``: ``evaluate.py`` scores OpenCV's Telea / Navier-Stokes without
 importing TensorFlow (seconds of start-up and gigabytes it does not need); the SSIM below
@@ -29,6 +29,15 @@ down exactly:
   population (not sample) variances, statistics only where the window fits
   inside the image ("valid" filtering, as the authors' ``ssim_index.m``; no
   automatic downscaling), mean of the SSIM map, then mean over the RGB channels.
+* ``detail_ratio``: fine detail of the fill relative to the truth's, the hole's
+  high-frequency energy (ARCHITECTURE.md §8). Luminance Y = 0.299 R + 0.587 G +
+  0.114 B (BT.601) on the [0, 1] scale; 4-neighbour Laplacian
+  L = 4 Y(y, x) - Y(y-1, x) - Y(y+1, x) - Y(y, x-1) - Y(y, x+1) at every pixel whose
+  four neighbours lie inside the image (no padding); E(image) = mean |L| over those
+  pixels that are in the hole; ratio = (E(pred) + eps) / (E(target) + eps) with
+  eps = ``DETAIL_EPS`` (1e-4, a fortieth of one 8-bit level) so that a flat hole
+  filled flat scores 1. 1.0 = as much fine detail as the photo; a blurry fill sits
+  below 1, a noisy one above.
 """
 import numpy as np
 
@@ -37,6 +46,8 @@ SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of R, G, B
+DETAIL_EPS = 1e-4
 
 
 def to_unit(image):
@@ -164,6 +175,33 @@ def ssim(pred, target):
   return float(np.mean(values))
 
 
+def luminance(image):
+  """``[H, W, 3]`` RGB (uint8 or [0, 1] float) -> float64 ``[H, W]`` BT.601 luma; 2-D passes."""
+  image = to_unit(image)
+  if image.ndim == 2:
+    return image
+  if image.ndim != 3 or image.shape[2] != 3:
+    raise ValueError(f"expected an [H, W, 3] RGB image, got shape {image.shape}")
+  return image @ np.asarray(LUMA)
+
+
+def laplacian_energy(image, hole):
+  """Mean |4-neighbour Laplacian| of the luminance over the hole's interior pixels (0 if none)."""
+  y = luminance(image)
+  hole = np.asarray(hole, bool)
+  if hole.shape != y.shape:
+    raise ValueError(f"hole mask {hole.shape} does not match image {y.shape}")
+  lap = 4.0 * y[1:-1, 1:-1] - y[:-2, 1:-1] - y[2:, 1:-1] - y[1:-1, :-2] - y[1:-1, 2:]
+  inside = hole[1:-1, 1:-1]
+  return float(np.abs(lap[inside]).mean()) if inside.any() else 0.0
+
+
+def detail_ratio(pred, target, hole):
+  """High-frequency energy of ``pred`` in the hole / that of ``target`` (1 = as much detail)."""
+  return ((laplacian_energy(pred, hole) + DETAIL_EPS)
+          / (laplacian_energy(target, hole) + DETAIL_EPS))
+
+
 def image_metrics(pred, target, hole):
   """All metrics of one completed image against its ground truth.
 
@@ -172,7 +210,7 @@ def image_metrics(pred, target, hole):
     hole: bool ``[H, W]``, True = hole (must not be empty).
   Returns:
     dict of floats: ``hole_fraction``, ``l1``, ``l2``, ``psnr_hole``, ``psnr``,
-    ``ssim``, ``tv``, ``tv_hole`` (fractions, not %; PSNR in dB).
+    ``ssim``, ``tv``, ``tv_hole`` (fractions, not %; PSNR in dB), ``detail`` (ratio).
   """
   pred_u, target_u = _pair(pred, target)
   hole = _hole(hole, pred_u.shape)
@@ -186,4 +224,5 @@ def image_metrics(pred, target, hole):
       "ssim": ssim(pred_u, target_u),
       "tv": total_variation(pred_u),
       "tv_hole": total_variation(pred_u, hole),
+      "detail": detail_ratio(pred_u, target_u, hole),
   }

@@ -18,9 +18,12 @@ Galerkin coarse operators ``P^T A P``: the hole's exact shape, its Dirichlet edg
 image border's natural edges reach every grid, and every grid keeps a 5-point stencil),
 with one damped Jacobi sweep before and after the coarse correction and the correction
 over-weighted (aggregation under-corrects smooth errors by about 2, Braess 1995; Notay
-2010). The V-cycle is symmetric positive definite, so CG stays valid. A V-cycle costs
-O(N) on an N-pixel box and CG needs a few tens of them whatever N (plain CG on the
-Laplacian needs O(sqrt N) steps, O(N^1.5) in all): O(N log N) at worst (the grids' count).
+2010). The V-cycle is symmetric positive definite, so CG stays valid. Why this and not a
+fast sine transform of the box as preconditioner: that one is exact for a rectangle but
+degrades with the hole's shape (a thin stroke in a large box), while the Galerkin grids
+follow any shape. Cost: a V-cycle is O(N) on an N-pixel box (4/3 N pixel updates); the
+CG steps grow like log N (steps per hole box size: ``bench/BLENDING_RESULTS.md``), so
+O(N log N) in all, where plain CG on the Laplacian needs O(sqrt N) steps, O(N^1.5).
 
 Each hole region (``model/inference/regions.py``) is solved on its own tight box grown by
 one pixel, one after the other, so cost and memory follow the regions' boxes, not the
@@ -28,15 +31,17 @@ distance between them; hole pixels of different regions are never 4-adjacent, so
 regions' equations are independent.
 """
 
+import numpy as np
 import tensorflow as tf
 
 from model.inference import regions as regions_lib
 
-LEVELS = 14             # grids of the V-cycle: a box of 8,192 pixels a side ends on one cell
+LEVELS = 12             # grids of the V-cycle: a box of 2,048 pixels a side ends on one cell
 CG_STEPS = 200          # at most this many preconditioned CG steps
 TOLERANCE = 1e-5        # stop when |residual| <= TOLERANCE * |right-hand side| (per channel)
 OMEGA = 0.8             # damping of the Jacobi sweeps
-OVER_CORRECTION = 1.7   # weight of the coarse-grid correction
+OVER_CORRECTION = 1.5   # weight of the coarse-grid correction
+EVEN_LEVELS = 3         # the finest box is padded to a multiple of 2^EVEN_LEVELS
 
 
 def _neighbour_sum(x):
@@ -45,95 +50,89 @@ def _neighbour_sum(x):
   return p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:]
 
 
-def _kernel(taps, channels):
-  """Depthwise kernel [3, 3, C, len(taps)] whose output m is the input at offset taps[m]."""
-  k = [[[float((dy, dx) == t) for t in taps] for dx in (-1, 0, 1)] for dy in (-1, 0, 1)]
-  return tf.tile(tf.constant(k)[:, :, None, :], [1, 1, channels, 1])
+_OFFSETS = ((0, 1), (0, -1), (1, 0), (-1, 0))   # right, left, down, up
+
+
+def _kernels(channels):
+  """Depthwise kernels: ``[3, 3, C, 4]`` whose output ``4c + m`` is channel c at offset
+  ``_OFFSETS[m]``, and ``[3, 3, C, 1]`` of their sum (the neighbour sum)."""
+  k = np.zeros([3, 3, channels, 4], np.float32)
+  for m, (dy, dx) in enumerate(_OFFSETS):
+    k[1 + dy, 1 + dx, :, m] = 1.0
+  return tf.constant(k), tf.constant(k.sum(-1, keepdims=True))
 
 
 def _conv(x, kernel):
   return tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "SAME")
 
 
-def _even(x):
-  """``x`` [1, H, W, C] padded with zeros to even H and W."""
-  h, w = tf.shape(x)[1], tf.shape(x)[2]
-  return tf.pad(x, [[0, 0], [0, h % 2], [0, w % 2], [0, 0]])
-
-
-def _restrict(x):
-  """``P^T x``: sums over 2x2 cells (odd sizes padded with zeros)."""
-  return tf.nn.avg_pool2d(_even(x), 2, 2, "VALID") * 4.0
-
-
-def _prolong(x, shape):
-  """``P x``: each cell's value on its 2x2 pixels, cropped to ``shape`` [1, H, W, C]."""
-  up = tf.image.resize(x, 2 * tf.shape(x)[1:3], "nearest")
-  return up[:, :shape[1], :shape[2]]
-
-
 class _Grid:
-  """One grid of the V-cycle: ``A x = d x - sum over the 4 neighbours of w x``.
+  """One grid of the V-cycle: ``A x = d x - sum over the 4 neighbours of w x``, scaled by
+  ``4^-level`` (so that restriction is a plain 2x2 mean).
 
-  ``weights`` [1, H, W, 4C] holds, for each pixel and channel, the weights to its neighbours
-  at the offsets of ``_OFFSETS`` (the order of a depthwise conv's outputs); the finest grid
-  instead uses its 0/1 hole mask (``inside``) with a plain neighbour sum.
+  The finest grid has 0/1 weights, given by its hole mask ``inside`` (a neighbour sum);
+  coarser ones keep ``right`` and ``down`` [1, H, W, C] (the weights to the pixel at the
+  right and below) and ``weights`` [1, H, W, 4C], all four in the depthwise conv's output
+  order. Grids with ``even`` sizes need no padding to be restricted.
   """
 
-  def __init__(self, d, weights=None, inside=None):
-    self.d, self.weights, self.inside = d, weights, inside
-    self.jacobi = tf.where(d > 0.5, OMEGA / tf.maximum(d, 0.5), 0.0)
-    self.mask = tf.cast(d > 0.5, tf.float32)
-    channels = d.shape[-1]
-    self.shifts = _kernel(_OFFSETS, channels)
-    self.cross = tf.reduce_sum(self.shifts, -1, keepdims=True)
+  def __init__(self, kernels, d, even, inside=None, right=None, down=None):
+    self.kernels, self.d, self.even, self.inside = kernels, d, even, inside
+    self.shape = tf.shape(d)
+    self.jacobi = tf.math.divide_no_nan(OMEGA, d)
+    self.correct = OVER_CORRECTION * tf.cast(d > 0, tf.float32)
+    if inside is not None:
+      right = _conv(inside, kernels[0][..., 0:1]) * inside
+      down = _conv(inside, kernels[0][..., 2:3]) * inside
+    else:
+      left = tf.pad(right[:, :, :-1], [[0, 0], [0, 0], [1, 0], [0, 0]])
+      up = tf.pad(down[:, :-1], [[0, 0], [1, 0], [0, 0], [0, 0]])
+      self.weights = tf.reshape(tf.stack([right, left, down, up], -1),
+                                self.shape * [1, 1, 1, 4])
+      self.shape5 = tf.concat([self.shape, [4]], 0)
+    self.right, self.down = right, down
+    if not even:
+      self.pad = tf.stack([[0, 0], [0, self.shape[1] % 2], [0, self.shape[2] % 2], [0, 0]])
 
   def apply(self, x):
-    if self.weights is None:
-      return self.d * x - self.inside * _conv(x, self.cross)
-    x4 = _conv(x, self.shifts)
-    shape = tf.shape(x)
-    near = tf.reduce_sum(tf.reshape(self.weights * x4, tf.concat([shape, [4]], 0)), -1)
-    return self.d * x - near
+    if self.inside is not None:
+      return self.d * x - self.inside * _conv(x, self.kernels[1])
+    near = tf.reshape(self.weights * _conv(x, self.kernels[0]), self.shape5)
+    return self.d * x - tf.reduce_sum(near, -1)
 
-  def neighbour_weights(self):
-    """[1, H, W, C, 4] weights to the neighbours at ``_OFFSETS``."""
-    if self.weights is None:
-      near = _conv(self.inside, self.shifts)   # is the neighbour a hole pixel?
-      w = tf.reshape(near, tf.concat([tf.shape(self.d), [4]], 0))
-      return w * self.inside[..., None]
-    return tf.reshape(self.weights, tf.concat([tf.shape(self.d), [4]], 0))
+  def _even(self, x):
+    return x if self.even else tf.pad(x, self.pad)
 
-  def coarsen(self):
-    """The Galerkin grid ``P^T A P`` on 2x2 aggregates (again 5-point)."""
-    w = self.neighbour_weights()            # [1, H, W, C, 4]: right, left, down, up
-    right = _even(w[..., 0])
-    down = _even(w[..., 2])
+  def restrict(self, x):
+    """``P^T x / 4``: means over 2x2 cells (odd sizes padded with zeros)."""
+    return tf.nn.avg_pool2d(self._even(x), 2, 2, "VALID")
+
+  def prolong(self, x):
+    """``P x``: each cell's value of the next coarser grid on its 2x2 pixels of this one."""
+    up = tf.nn.depth_to_space(tf.tile(x, [1, 1, 1, 4]), 2)
+    return up if self.even else up[:, :self.shape[1], :self.shape[2]]
+
+  def coarsen(self, even):
+    """The Galerkin grid ``P^T A P / 4`` on 2x2 aggregates (again 5-point)."""
+    t = self._even(tf.concat([self.d, self.right, self.down], -1))
+    a, b, c, e = t[:, 0::2, 0::2], t[:, 1::2, 0::2], t[:, 0::2, 1::2], t[:, 1::2, 1::2]
+    n = self.d.shape[-1]
     # Weights inside an aggregate are counted twice in P^T A P's diagonal (both directions).
-    r_in = right[:, 0::2, 0::2] + right[:, 1::2, 0::2]
-    r_out = right[:, 0::2, 1::2] + right[:, 1::2, 1::2]
-    d_in = down[:, 0::2, 0::2] + down[:, 0::2, 1::2]
-    d_out = down[:, 1::2, 0::2] + down[:, 1::2, 1::2]
-    d = _restrict(self.d) - 2.0 * (r_in + d_in)
-    zero_col = [[0, 0], [0, 0], [1, 0], [0, 0]]
-    zero_row = [[0, 0], [1, 0], [0, 0], [0, 0]]
-    left = tf.pad(r_out[:, :, :-1], zero_col)
-    up = tf.pad(d_out[:, :-1], zero_row)
-    return _Grid(d, tf.reshape(tf.stack([r_out, left, d_out, up], -1),
-                               tf.concat([tf.shape(d)[:3], [-1]], 0)))
-
-
-_OFFSETS = ((0, 1), (0, -1), (1, 0), (-1, 0))   # right, left, down, up
+    inner = (a + b)[..., n:2 * n] + (a + c)[..., 2 * n:]
+    d = ((a + b + c + e)[..., :n] - 2.0 * inner) * 0.25
+    return _Grid(self.kernels, d, even, right=(c + e)[..., n:2 * n] * 0.25,
+                 down=(b + e)[..., 2 * n:] * 0.25)
 
 
 def _v_cycle(grids, b, level=0):
-  """One V-cycle for ``A x = b`` on ``grids[level]``, from zero (symmetric in ``b``)."""
+  """One V-cycle for ``A x = b`` on ``grids[level]``, from zero (symmetric in ``b``); the
+  coarsest grid gets one Jacobi step (exact on one cell)."""
   grid = grids[level]
   if level == len(grids) - 1:
     return b * grid.jacobi / OMEGA
   x = grid.jacobi * b
-  coarse = _v_cycle(grids, _restrict(b - grid.apply(x)), level + 1)
-  x = x + OVER_CORRECTION * grid.mask * _prolong(coarse, tf.shape(b))
+  coarse = _v_cycle(grids, grid.restrict(b - grid.apply(x)), level + 1)
+  x = x + grid.correct * grid.prolong(coarse)
   return x + grid.jacobi * (b - grid.apply(x))
 
 
@@ -147,11 +146,16 @@ def correction_and_steps(known, fill, hole):
   rhs = (_neighbour_sum(known * outside) - edges * fill) * inside
   # Equations: count_p h_p - sum of hole-neighbour h = rhs (count: in-image neighbours).
   count = _neighbour_sum(tf.ones_like(inside)) * inside
+  # Padded (no unknowns there) so that the first EVEN_LEVELS grids have even sizes.
+  size = tf.shape(hole)
+  pad = tf.stack([[0, 0], [0, tf.math.floormod(-size[0], 2 ** EVEN_LEVELS)],
+                  [0, tf.math.floormod(-size[1], 2 ** EVEN_LEVELS)], [0, 0]])
   tile = [1, 1, 1, channels]
-  grids = [_Grid(tf.tile(count[None], tile), inside=tf.tile(inside[None], tile))]
-  for _ in range(LEVELS - 1):
-    grids.append(grids[-1].coarsen())
-  rhs = rhs[None]
+  grids = [_Grid(_kernels(channels), tf.pad(tf.tile(count[None], tile), pad), True,
+                 inside=tf.pad(tf.tile(inside[None], tile), pad))]
+  for level in range(1, LEVELS):
+    grids.append(grids[-1].coarsen(even=level < EVEN_LEVELS))
+  rhs = tf.pad(rhs[None], pad)
 
   # Dot products: float32 sums along rows (each row's order is fixed), then float64 over the
   # rows; step sizes in float32. The order of a whole sum (which depends on the thread count
@@ -163,27 +167,28 @@ def correction_and_steps(known, fill, hole):
   def ratio(a, b):
     return tf.cast(a / tf.maximum(b, 1e-30), tf.float32)
 
-  x = tf.zeros_like(rhs)
-  r = rhs
-  z = _v_cycle(grids, r)
-  p = z
   tol = 1e-12 + TOLERANCE ** 2 * dot(rhs, rhs)
 
+  # Preconditioned CG, the first step's direction being the V-cycle of the right-hand side
+  # (p = 0 before it, so the first beta does not matter).
   def step(i, x, r, p, rz, rr):
-    ap = grids[0].apply(p)
-    alpha = ratio(rz, dot(p, ap))
-    x = x + alpha * p
-    r = r - alpha * ap
     z = _v_cycle(grids, r)
     rz_new = dot(r, z)
     p = z + ratio(rz_new, rz) * p
+    ap = grids[0].apply(p)
+    alpha = ratio(rz_new, dot(p, ap))
+    x = x + alpha * p
+    r = r - alpha * ap
     return i + 1, x, r, p, rz_new, dot(r, r)
 
   def going(i, x, r, p, rz, rr):
     return tf.logical_and(i < CG_STEPS, tf.reduce_any(rr > tol))
 
-  steps, x = tf.while_loop(going, step, (tf.constant(0), x, r, p, dot(r, z), dot(r, r)))[:2]
-  return x[0] * inside, steps
+  zero = tf.zeros_like(rhs)
+  ones = tf.ones([channels], tf.float64)
+  start = (tf.constant(0), zero, rhs, zero, ones, dot(rhs, rhs))
+  steps, x = tf.while_loop(going, step, start)[:2]
+  return x[0, :size[0], :size[1]] * inside, steps
 
 
 def harmonic_correction(known, fill, hole):

@@ -43,7 +43,7 @@ def grid_pad_indices(size, use_reflect, grid=GRID):
   ``np.pad(..., (0, pad), mode="reflect")`` (periodic reflection, so pads beyond the size
   work) when ``use_reflect``, else ``mode="edge"``. Returns int32 ``[padded]``.
   """
-  padded = size + tf.math.floormod(-size, grid)
+  padded = (size + grid - 1) // grid * grid  # no modulo of a negative: tf2onnx 1.17 truncates it
   i = tf.range(padded)
   period = tf.maximum(2 * (size - 1), 1)
   j = tf.math.floormod(i, period)

@@ -3,10 +3,9 @@
 Composes the generator's stage methods on crops; margins and FLOPs come from its layer
 table (``generator.table``, ARCHITECTURE.md §2.6). Measured costs: bench/RESULTS.md.
 """
-import math
-
 import tensorflow as tf
 
+from model import limits
 from model.generator import ATTENTION
 from model.inference import regions
 
@@ -304,11 +303,8 @@ _TILE_COPIES = 12
 
 
 def budget_bytes_of(max_memory_gb):
-  """``--max_memory_gb`` in bytes; ValueError unless it is a finite number above 0."""
-  if not (isinstance(max_memory_gb, (int, float)) and math.isfinite(max_memory_gb)
-          and max_memory_gb > 0):
-    raise ValueError(f"max_memory_gb must be a positive number, got {max_memory_gb}")
-  return float(max_memory_gb) * 2**30
+  """``--max_memory_gb`` in bytes (``limits.memory_bytes``: ValueError unless valid)."""
+  return limits.memory_bytes(max_memory_gb)
 
 
 def attention_tile(height, width, budget_bytes, batch=1):

@@ -1,9 +1,9 @@
 """EXIF orientation of encoded image bytes, in TensorFlow ops (so a SavedModel can apply it).
 
 ``test.py`` shows photos the way viewers do (``PIL.ImageOps.exif_transpose`` in
-``model/fileio/images.py``); TensorFlow's decoders ignore the Orientation tag. These two
-functions let a graph that receives file bytes (the ``inpaint_bytes`` signature) do the same:
-``apply_orientation(decoded, exif_orientation(data))``.
+``model/fileio/decode.py``); TensorFlow's decoders ignore the Orientation tag. These two
+functions let a graph that receives file bytes do the same (``bytes_decode.decode_upright``,
+used by the ``inpaint_bytes`` signature): ``apply_orientation(decoded, exif_orientation(data))``.
 
 ``exif_orientation`` finds the EXIF block of a JPEG (APP1 "Exif" segment), a PNG (eXIf chunk)
 or a WebP (EXIF chunk) and reads tag 0x0112 of its first IFD; anything else, a malformed block

@@ -3,13 +3,20 @@
 ``DataConfig`` (images and masks), ``LossConfig`` (loss weights and critics, read by
 ``model.training.step`` as is), ``TrainConfig`` (optimisation, schedule, devices) and
 ``Config`` (the three plus the generator's ``ModelConfig``). No TensorFlow, no flags:
-``flags.py`` builds a ``Config`` from the command line, ``train.py`` saves it as
+``flags.py`` builds a ``Config`` from the command line, the training runner saves it as
 ``config.json`` beside the checkpoints and ``Config.from_json`` rebuilds it. Defaults
 are the values of the official v1 release's ``inpaint.yml`` (ARCHITECTURE.md §6.4) except
 where a comment says otherwise.
+
+The sentinels are resolved here, so a ``Config`` built in code gets the same values as
+one built from flags: box sizes 0 -> from ``img_size`` (``box_*`` = S/2, ``max_delta_*`` =
+S/8), ``l1_loss_region="auto"`` -> box for box masks, else hole, ``critic_steps=-1`` ->
+the ``gan``'s default (0 without critics). ``parse_scale`` reads ``--random_scale``'s
+``MIN,MAX``. Saved JSON holds the resolved values.
 """
 import dataclasses
 import json
+import math
 
 from model import config as config_lib
 
@@ -33,6 +40,29 @@ def _check(ok, message):
     raise ValueError(message)
 
 
+def _check_finite(obj, names):
+  for name in names:
+    value = getattr(obj, name)
+    try:
+      finite = math.isfinite(value)
+    except TypeError:
+      finite = False
+    _check(finite, f"--{name} must be a finite number, got {value}")
+
+
+def parse_scale(text):
+  """``"MIN,MAX"`` -> (min, max) floats; None or empty -> (0, 0) (no rescaling)."""
+  if not text:
+    return 0.0, 0.0
+  try:
+    values = tuple(float(p) for p in text.split(","))
+  except ValueError:
+    values = ()
+  if len(values) != 2 or not all(math.isfinite(v) for v in values):
+    raise ValueError(f"--random_scale must be MIN,MAX (two numbers), got {text!r}")
+  return values
+
+
 def _check_keys(cls, values, section):
   _check(isinstance(values, dict), f"{section} config must be a JSON object")
   unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
@@ -43,15 +73,22 @@ def _check_keys(cls, values, section):
 class _Section:
   """``from_dict`` for a config dataclass: unknown keys raise, missing ones take defaults."""
   SECTION = ""
+  RETIRED = ()  # keys older config.json files hold that no longer mean anything (dropped)
 
   @classmethod
   def from_dict(cls, values):
+    if isinstance(values, dict):
+      values = {k: v for k, v in values.items() if k not in cls.RETIRED}
     return cls(**_check_keys(cls, values, cls.SECTION))
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig(_Section):
-  """Input images and training masks (ARCHITECTURE.md §6.1–6.2). ``batch_size`` is global."""
+  """Input images and training masks (ARCHITECTURE.md §6.1–6.2). ``batch_size`` is global.
+
+  Box sizes 0 are derived from ``img_size`` S: ``box_height/width`` S // 2, ``max_delta_*``
+  S // 8 (the release's 128 and 32 at 256).
+  """
   SECTION = "data"
   train_flist: str | None = None
   val_flist: str | None = None
@@ -64,16 +101,22 @@ class DataConfig(_Section):
   val_count: int = 100
   static_view_size: int = 30
   mask_mode: str = "box"
-  box_height: int = 128
-  box_width: int = 128
-  max_delta_height: int = 32
-  max_delta_width: int = 32
+  box_height: int = 0           # 0 = img_size // 2
+  box_width: int = 0
+  max_delta_height: int = 0     # 0 = img_size // 8
+  max_delta_width: int = 0
   vertical_margin: int = 0
   horizontal_margin: int = 0
 
   def __post_init__(self):
     s = self.img_size
-    _check(s >= 32 and s % 16 == 0, f"--img_size must be a multiple of 16 and >= 32, got {s}")
+    _check(s >= 32 and s % 16 == 0,
+           f"--img_size must be a multiple of 16 and >= 32, got {s}")
+    for name, share in (("box_height", 2), ("box_width", 2), ("max_delta_height", 8),
+                        ("max_delta_width", 8)):
+      if getattr(self, name) == 0:
+        object.__setattr__(self, name, s // share)
+    _check_finite(self, ("random_scale_min", "random_scale_max"))
     _check(self.batch_size >= 1, f"--batch_size must be >= 1, got {self.batch_size}")
     lo, hi = self.random_scale_min, self.random_scale_max
     _check((lo, hi) == (0, 0) or 0 < lo <= hi,
@@ -121,19 +164,22 @@ class LossConfig(_Section):
   spatial_discounting_gamma: float = 0.9
   pretrain_coarse_network: bool = False
   critic_cnum: int = 64
-  l1_loss_region: str = "box"
+  l1_loss_region: str = "auto"  # auto: box for --mask_mode box, else hole (resolved by Config)
 
   def __post_init__(self):
     _check(self.gan in GANS, f"--gan must be one of {GANS}, got {self.gan!r}")
-    for name in ("gan_loss_alpha", "wgan_gp_lambda", "coarse_l1_alpha", "l1_loss_alpha",
-                 "ae_loss_alpha", "global_wgan_loss_alpha"):
+    weights = ("gan_loss_alpha", "wgan_gp_lambda", "coarse_l1_alpha", "l1_loss_alpha",
+               "ae_loss_alpha", "global_wgan_loss_alpha")
+    _check_finite(self, weights + ("spatial_discounting_gamma",))
+    for name in weights:
       value = getattr(self, name)
       _check(value >= 0, f"--{name} must be >= 0, got {value}")
     gamma = self.spatial_discounting_gamma
     _check(0 < gamma <= 1, f"--spatial_discounting_gamma must be in (0, 1], got {gamma}")
     _check(self.critic_cnum >= 1, f"--critic_cnum must be >= 1, got {self.critic_cnum}")
-    _check(self.l1_loss_region in L1_REGIONS,
-           f"--l1_loss_region must be one of {L1_REGIONS}, got {self.l1_loss_region!r}")
+    _check(self.l1_loss_region in L1_REGIONS + ("auto",),
+           f"--l1_loss_region must be one of {L1_REGIONS + ('auto',)}, "
+           f"got {self.l1_loss_region!r}")
 
   @property
   def adversarial(self):
@@ -150,12 +196,13 @@ class LossConfig(_Section):
 class TrainConfig(_Section):
   """Optimisation, schedule, logging and devices (ARCHITECTURE.md §6.3). Periods count G steps."""
   SECTION = "train"
+  RETIRED = ("steps_per_loop",)  # never did anything (steps run one per call)
   checkpoint_dir: str = "checkpoints/run"
   max_iters: int = 1_000_000
   lr: float = 1e-4
   beta1: float = 0.5
   beta2: float = 0.9
-  critic_steps: int = 5
+  critic_steps: int = -1  # -1 = the gan's default (DEFAULT_CRITIC_STEPS; resolved by Config)
   critic_lr: float = 0.0  # 0 = lr
   critic_warmup: int = 0  # first steps of a run that update only the critics
   gradient_clip: bool = False
@@ -164,7 +211,6 @@ class TrainConfig(_Section):
   val_psteps: int = 1000
   log_every: int = 100
   val_every: int = 5000
-  steps_per_loop: int = 10  # unused; kept so that older config.json files load
   viz_max_out: int = 10
   strategy: str = "default"
   virtual_cpu_devices: int = 0
@@ -174,6 +220,7 @@ class TrainConfig(_Section):
   micro_batch: int = -1  # samples per micro-batch: 0 = whole batch, -1 = auto (micro_batches)
 
   def __post_init__(self):
+    _check_finite(self, ("lr", "beta1", "beta2", "critic_lr", "gradient_clip_value"))
     _check(self.max_iters >= 1, f"--max_iters must be >= 1, got {self.max_iters}")
     _check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
     for name in ("beta1", "beta2"):
@@ -182,11 +229,10 @@ class TrainConfig(_Section):
     _check(self.critic_lr >= 0 and self.critic_lr == self.critic_lr,
            f"--critic_lr must be >= 0 (0 = --lr), got {self.critic_lr}")
     _check(self.critic_warmup >= 0, f"--critic_warmup must be >= 0, got {self.critic_warmup}")
-    _check(self.critic_steps >= 0,
+    _check(self.critic_steps >= -1,
            f"--critic_steps must be >= 1 (or -1 for the --gan default), got {self.critic_steps}")
     _check(self.gradient_clip_value > 0,
            f"--gradient_clip_value must be > 0, got {self.gradient_clip_value}")
-    _check(self.steps_per_loop >= 1, f"--steps_per_loop must be >= 1, got {self.steps_per_loop}")
     for name, minimum in (("checkpoint_every", 1), ("log_every", 1), ("val_every", 0),
                           ("val_psteps", 0)):
       value = getattr(self, name)
@@ -210,6 +256,17 @@ class Config:
   train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
   def __post_init__(self):
+    loss, train = self.loss, self.train
+    if loss.l1_loss_region == "auto":
+      region = "box" if self.data.mask_mode == "box" else "hole"
+      object.__setattr__(self, "loss", dataclasses.replace(loss, l1_loss_region=region))
+    steps = train.critic_steps
+    if not self.loss.adversarial:
+      steps = 0  # no critic is built, whatever critic_steps says
+    elif steps == -1:
+      steps = DEFAULT_CRITIC_STEPS[self.loss.gan]
+    if steps != train.critic_steps:
+      object.__setattr__(self, "train", dataclasses.replace(train, critic_steps=steps))
     data, train = self.data, self.train
     _check(train.critic_steps >= 1 or not self.loss.adversarial,
            f"--critic_steps must be >= 1 (or -1 for the --gan default), got {train.critic_steps}")
@@ -227,15 +284,33 @@ class Config:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
   def inference_defaults(self, strategy=TRAINED_STRATEGY, seam_blend=True):
-    """The ``inference`` block ``train.py`` writes into the run's ``model.json``: the crop
-    side and the box holes' side range (box shrunk by up to ``max_delta // 2`` per side) of
-    this run, and how such a model is run by default."""
+    """The ``inference`` block ``run_folder.prepare`` writes into the run's ``model.json``:
+    the crop side and the box holes' side range (box shrunk by up to ``max_delta // 2`` per
+    side) of this run, and how such a model is run by default."""
     d = self.data
     smallest = min(d.box_height - 2 * (d.max_delta_height // 2),
                    d.box_width - 2 * (d.max_delta_width // 2))
     return config_lib.InferenceConfig(strategy=strategy, seam_blend=seam_blend,
                                       crop_size=d.img_size, hole_min=max(1, smallest),
                                       hole_max=max(d.box_height, d.box_width))
+
+  def checkpoint_layout(self):
+    """``{flag: value}`` of the settings that decide which objects and shapes a checkpoint holds.
+
+    A resumed run must build exactly these (the generator; whether there are critics, of
+    which kind, width, input channels and input sizes); every other setting (learning
+    rates, loss weights, schedule, logging) may change on resume.
+    """
+    m, loss, data = self.model, self.loss, self.data
+    layout = {"arch": m.arch, "cnum": m.cnum, "padding": m.padding, "gated": m.gated,
+              "channel_order": m.channel_order,
+              "gan": loss.gan if loss.adversarial else "none (no critics)"}
+    if loss.adversarial:
+      layout["critic_cnum"] = loss.critic_cnum
+      if loss.gan == "wgan_gp":  # the dense layers of both critics depend on their input sizes
+        layout.update(gan_with_mask=loss.gan_with_mask, img_size=data.img_size,
+                      box_height=data.box_height, box_width=data.box_width)
+    return layout
 
   @property
   def critic_steps(self):

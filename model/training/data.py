@@ -15,13 +15,14 @@ exactly where it stopped from nothing but the number of consumed batches:
 Unreadable files (missing, corrupt or truncated data, non-images) and degenerate
 images whose shorter side is below ``MIN_SIDE`` pixels are **skipped**: they are
 dropped from the stream, and counted in ``skip_counter`` (an int64 ``tf.Variable``)
-and printed to stderr once each during the first epoch this dataset iterates. A
+and printed to stderr once each, the first time this dataset meets them failing (in any
+epoch: a file that breaks after the first one is counted too). A
 skipped file shifts the batch boundaries after it, so if ``k`` skipped files lie
 before a resume point the resumed stream is ``k`` elements off the uninterrupted
 one (still deterministic, nothing crashes). When a whole pass over the files finds
 no readable one, an unsharded stream ends (even with ``repeat``) instead of waiting forever.
 
-Files are read exactly as ``test.py`` reads them (``model/fileio/images.py``, called through
+Files are read exactly as ``test.py`` reads them (``model/fileio/decode.py``, called through
 ``tf.numpy_function``): PNG, JPEG, BMP, WebP, TIFF, GIF (first frame), 16-bit sources rounded
 to 8 bits, EXIF orientation applied; grey becomes 3 channels and alpha is dropped.
 """
@@ -33,8 +34,8 @@ import numpy as np
 import tensorflow as tf
 
 from model.errors import UserError
-from model.fileio import images as image_io
-from model.fileio.images import IMAGE_EXTENSIONS
+from model.fileio import decode as image_io
+from model.fileio import paths
 MIN_SIDE = 8  # images with a shorter side (pixels) are skipped as degenerate
 CHANNEL_ORDERS = ("bgr", "rgb")
 
@@ -48,8 +49,9 @@ def list_files(spec):
   """Returns the image paths named by ``spec``.
 
   Args:
-    spec: a directory (searched recursively for ``IMAGE_EXTENSIONS``, any case;
-      sorted by path, so the result is deterministic) or a text file list with one
+    spec: a directory (searched recursively with the one listing rule,
+      ``paths.list_images(spec, recursive=True)``: image extensions in any case, hidden
+      files and folders skipped; sorted by path, so the result is deterministic) or a text file list with one
       image path per line (relative paths are resolved against the list file's
       folder; blank lines and lines starting with ``#`` are ignored; the paths are
       not checked here, unreadable ones are skipped by the pipeline).
@@ -62,14 +64,10 @@ def list_files(spec):
   """
   spec = os.fspath(spec)
   if os.path.isdir(spec):
-    files = []
-    for root, dirs, names in os.walk(spec):
-      dirs.sort()
-      files.extend(os.path.join(root, n) for n in names
-                   if n.lower().endswith(IMAGE_EXTENSIONS))
-    files.sort()
+    files = paths.list_images(spec, recursive=True)
     if not files:
-      raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under directory {spec}")
+      raise UserError(f"no images ({', '.join(paths.IMAGE_EXTENSIONS)}) found under directory "
+                      f"{spec}")
     return files
   if not os.path.isfile(spec):
     raise UserError(f"image list not found: {spec} (expected a directory or a file list)")
@@ -207,7 +205,7 @@ def make_dataset(files, img_size, batch_size, seed, shuffle=True, random_crop=Tr
     drop_remainder: drop a last incomplete batch.
     channel_order: ``"bgr"`` (official v1 weights) or ``"rgb"``.
     skip_counter: optional int64 ``tf.Variable`` (``make_skip_counter()``) incremented
-      once for every bad file met in the first epoch read.
+      once for every file this stream meets failing (the first time it does).
     start_batch: index of the first batch to produce (resumption).
     num_shards, shard_index: this pipeline reads every ``num_shards``-th position of
       each epoch, starting at ``shard_index``.
@@ -240,15 +238,17 @@ def make_dataset(files, img_size, batch_size, seed, shuffle=True, random_crop=Tr
   blank = tf.zeros([img_size, img_size, 3], tf.float32)
 
   def load(file_index, element_id, epoch):
+    del epoch
     path = tf.gather(paths, file_index)
     image = _decode(path)
     ok = tf.reduce_min(tf.shape(image)[:2]) >= MIN_SIDE
     image = tf.cond(ok, lambda: _train_view(image, element_id, img_size, seed, random_crop,
                                             random_flip, random_scale), lambda: blank)
-    return image, ok, path, epoch
+    return image, ok, file_index
 
   def failed(file_index, element_id, epoch):
-    return blank, tf.constant(False), tf.gather(paths, file_index), epoch
+    del element_id, epoch
+    return blank, tf.constant(False), file_index
 
   def load_or_flag(*element):
     # Decode errors cannot be caught inside a graph, so each file gets a tiny dataset
@@ -257,20 +257,14 @@ def make_dataset(files, img_size, batch_size, seed, shuffle=True, random_crop=Tr
     one = tf.data.Dataset.from_tensors(element)
     return one.map(load).ignore_errors().concatenate(one.map(failed)).take(1)
 
-  def warn(path):
+  def report(reported, file_index):
+    # Count and log each bad file once, the first time it fails in this stream (a file
+    # that breaks in a later epoch counts too).
     if skip_counter is not None:
       skip_counter.assign_add(1)
-    tf.print("skipping unreadable or tiny image:", path, output_stream=sys.stderr)
-    return tf.constant(True)
-
-  def report(path, epoch):
-    # Count and log each bad file once: only during the first epoch this dataset reads.
-    tf.cond(tf.equal(epoch, first_epoch), lambda: warn(path), lambda: tf.constant(False))
-    return tf.constant(False)
-
-  def account(image, ok, path, epoch):
-    tf.cond(ok, lambda: tf.constant(True), lambda: report(path, epoch))
-    return image, ok
+    tf.print("skipping unreadable or tiny image:", tf.gather(paths, file_index),
+             output_stream=sys.stderr)
+    return tf.tensor_scatter_nd_update(reported, [[file_index]], [True])
 
   # After ``full_pass`` elements every file has been tried at least once (the stream
   # may start mid-epoch); if none of them was readable, none ever will be: the stream
@@ -281,53 +275,22 @@ def make_dataset(files, img_size, batch_size, seed, shuffle=True, random_crop=Tr
     full_pass = np.iinfo(np.int64).max
 
   def count(state, element):
-    seen, good = state
-    image, ok = element
+    seen, good, reported = state
+    image, ok, file_index = element
     seen, good = seen + 1, good + tf.cast(ok, tf.int64)
-    return (seen, good), (image, ok, tf.logical_or(good > 0, seen < full_pass))
+    reported = tf.cond(ok | tf.gather(reported, file_index), lambda: reported,
+                       lambda: report(reported, file_index))
+    return (seen, good, reported), (image, ok, tf.logical_or(good > 0, seen < full_pass))
 
   zero = tf.constant(0, tf.int64)
   ds = stream.interleave(load_or_flag, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  ds = ds.map(account).scan((zero, zero), count)
+  ds = ds.scan((zero, zero, tf.zeros([len(files)], tf.bool)), count)
   ds = ds.take_while(lambda image, ok, readable: readable)
   ds = ds.filter(lambda image, ok, readable: ok)
   ds = ds.map(lambda image, ok, readable: _to_model_range(image, channel_order),
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.batch(batch_size, drop_remainder=drop_remainder)
   return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def make_distributed_dataset(strategy, files, global_batch_size, img_size, seed, start_step=0,
-                             **kwargs):
-  """Per-replica input for ``strategy`` via ``distribute_datasets_from_function``.
-
-  Each input pipeline batches ``global_batch_size / num_replicas`` images (dropping
-  remainders) from its shard of every epoch (``num_shards`` = number of input
-  pipelines); its local replicas take consecutive batches.
-
-  Args:
-    strategy: a ``tf.distribute.Strategy``.
-    files, img_size, seed, kwargs: as for ``make_dataset`` (not ``batch_size``,
-      ``start_batch``, ``num_shards``, ``shard_index``, ``drop_remainder``).
-    global_batch_size: images per step over all replicas; must divide evenly.
-    start_step: number of steps already consumed (resumption).
-
-  Returns:
-    A ``tf.distribute.DistributedDataset`` of per-replica float32 ``[b, S, S, 3]``.
-  """
-  for reserved in ("batch_size", "start_batch", "num_shards", "shard_index", "drop_remainder"):
-    if reserved in kwargs:
-      raise TypeError(f"make_distributed_dataset sets {reserved} itself")
-
-  def dataset_fn(input_context):
-    per_replica = input_context.get_per_replica_batch_size(global_batch_size)
-    local_replicas = input_context.num_replicas_in_sync // input_context.num_input_pipelines
-    return make_dataset(files, img_size, per_replica, seed, drop_remainder=True,
-                        start_batch=start_step * local_replicas,
-                        num_shards=input_context.num_input_pipelines,
-                        shard_index=input_context.input_pipeline_id, **kwargs)
-
-  return strategy.distribute_datasets_from_function(dataset_fn)
 
 
 def _center_view(image, img_size):

@@ -27,6 +27,7 @@
     busy: false,
     showingBefore: false,
     limits: null,        // from /api/health
+    models: null,        // [{name, preset, cnum}] from /api/health; the <select> holds the choice
     downloadUrl: null,
   };
 
@@ -63,16 +64,34 @@
     return `Inpainting failed: ${text}`;
   }
 
-  // ---------------------------------------------------------------- health
+  // ---------------------------------------------------------------- health and models
+
+  function describeModel() {
+    const name = $("model-choice").value;
+    const m = (state.models || []).find((x) => x.name === name);
+    if (!m) return;
+    const p = m.pipeline;
+    $("model").textContent = `model ${m.name} (${m.preset}, cnum ${m.cnum}` +
+      (p ? `; ${p.strategy}, ${p.seam_blend ? "seam-blended" : "no blending"})` : ")");
+  }
 
   async function loadHealth() {
     try {
       const response = await fetch("/api/health", { cache: "no-store" });
       const health = await response.json();
       state.limits = health.limits;
-      $("model").textContent =
-        `model ${health.model} (${health.preset}, cnum ${health.cnum}; ` +
-        `${health.pipeline.strategy}, ${health.pipeline.seam_blend ? "seam-blended" : "no blending"})`;
+      state.models = health.models || [
+        { name: health.model, preset: health.preset, cnum: health.cnum, pipeline: health.pipeline }];
+      const choice = $("model-choice");
+      choice.replaceChildren(...state.models.map((m) => {
+        const option = document.createElement("option");
+        option.value = m.name;
+        option.textContent = m.name;
+        option.selected = m.name === (health.default || health.model);
+        return option;
+      }));
+      choice.disabled = state.models.length < 2;
+      describeModel();
     } catch (e) {
       $("model").textContent = "server not reachable";
       showError(`Cannot reach the server (${e.message}).`);
@@ -349,6 +368,7 @@
       const form = new FormData();
       form.append("image", state.photo.blob, state.photo.fileName);
       form.append("mask", mask.blob, "mask.png");
+      form.append("model", $("model-choice").value);
       setStatus(`Inpainting ${mask.holes} pixels…`);
       const response = await fetch("/api/inpaint", { method: "POST", body: form });
       if (!response.ok) {
@@ -413,6 +433,7 @@
 
   // ---------------------------------------------------------------- wiring
 
+  $("model-choice").addEventListener("change", describeModel);
   $("file").addEventListener("change", (event) => {
     openFile(event.target.files[0]);
     event.target.value = "";   // opening the same file again fires "change" again
