@@ -140,7 +140,8 @@ def _convolutions(concrete):
 
 def test_crop_traces_one_network_path_with_the_graphs_bytes(tiny):
   """test.py decides each region's path eagerly: one network copy in the traced graph (the
-  in-graph decision holds four), and the same bytes as deciding in the graph."""
+  in-graph decision holds two, it held four before the resampling alone was conditional),
+  and the same bytes as deciding in the graph."""
   gen, cfg = tiny
   model = inpaint.Inpainter(gen, cfg, seam_blend=True, strategy="crop", inference=SMALL)
   rgb, hole = _photo(67, 115), _holes(67, 115)
@@ -157,7 +158,7 @@ def test_crop_traces_one_network_path_with_the_graphs_bytes(tiny):
   single = _convolutions(plain._function(False, False, path, tiled, "original")
                          .get_concrete_function())
   assert one == single
-  assert _convolutions(in_graph.get_concrete_function()) >= 3 * single
+  assert _convolutions(in_graph.get_concrete_function()) > single   # local and full
 
 
 def test_crop_regions_far_apart_do_not_affect_each_other(tiny):
