@@ -131,6 +131,36 @@ def test_auto_decided_in_the_graph_equals_eager_with_blending(tiny):
   np.testing.assert_array_equal(graph(tf.constant(rgb), tf.constant(hole)).numpy(), out)
 
 
+def _convolutions(concrete):
+  """Conv2D nodes of a traced function, its cond branches and loop bodies included."""
+  graph = concrete.graph.as_graph_def()
+  nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+  return sum(n.op == "Conv2D" for n in nodes)
+
+
+def test_crop_traces_one_network_path_with_the_graphs_bytes(tiny):
+  """test.py decides each region's path eagerly: one network copy in the traced graph (the
+  in-graph decision holds two, it held four before the resampling alone was conditional),
+  and the same bytes as deciding in the graph."""
+  gen, cfg = tiny
+  model = inpaint.Inpainter(gen, cfg, seam_blend=True, strategy="crop", inference=SMALL)
+  rgb, hole = _photo(67, 115), _holes(67, 115)
+  deep = np.zeros_like(hole)
+  deep[6:46, 8:50] = True
+  in_graph = model._function(False, False, "auto", None, "crop")
+  for h in (hole, deep):
+    np.testing.assert_array_equal(model.inpaint(rgb, h)[0],
+                                  in_graph(tf.constant(rgb), tf.constant(h)).numpy())
+  path, tiled = model.choose_crop_path(deep)
+  assert path in ("local", "full")
+  one = _convolutions(model._function(False, False, path, tiled, "crop").get_concrete_function())
+  plain = inpaint.Inpainter(gen, cfg, strategy="original", inference=SMALL)
+  single = _convolutions(plain._function(False, False, path, tiled, "original")
+                         .get_concrete_function())
+  assert one == single
+  assert _convolutions(in_graph.get_concrete_function()) > single   # local and full
+
+
 def test_crop_regions_far_apart_do_not_affect_each_other(tiny):
   """Each region is filled from its own context box: adding a far hole leaves it unchanged."""
   gen, cfg = tiny

@@ -137,21 +137,25 @@ class Inpainter:
     out = tf.cast(tf.clip_by_value(out, 0.0, 255.0), tf.uint8)  # the release's saturate_cast
     return (out, offsets) if with_flow else out
 
-  def _scaled_fill(self, image, hole, scale):
+  def _scaled_fill(self, image, hole, scale, path="auto", attention_tiled=None):
     """The network's hole pixels (uint8 ``[H, W, 3]``, the input elsewhere) computed at
-    ``scale`` (float32 ≤ 1): area-downscaled photo, fill composited there, bicubic back."""
+    ``scale`` (float32 ≤ 1): area-downscaled photo, fill composited there, bicubic back.
+    Only the resampling is conditional, so the network appears once in a graph."""
     h, w = tf.shape(hole)[0], tf.shape(hole)[1]
+    shrink = scale < 1.0
 
-    def scaled():
+    def scaled_input():
       size = scaling.scaled_size(h, w, scale)
-      small, small_hole = scaling.downscale(image, size), scaling.downscale_hole(hole, size)
-      small_fill = tf.where(small_hole[..., None], self._network_fill(small, small_hole), small)
+      return scaling.downscale(image, size), scaling.downscale_hole(hole, size)
+
+    small, small_hole = tf.cond(shrink, scaled_input, lambda: (image, hole))
+    net = self._network_fill(small, small_hole, path, attention_tiled)
+
+    def scaled_output():
+      small_fill = tf.where(small_hole[..., None], net, small)
       return tf.where(hole[..., None], scaling.upscale(small_fill, tf.stack([h, w])), image)
 
-    def native():
-      return tf.where(hole[..., None], self._network_fill(image, hole), image)
-
-    return tf.cond(scale < 1.0, scaled, native)
+    return tf.cond(shrink, scaled_output, lambda: tf.where(hole[..., None], net, image))
 
   def _regions(self, hole):
     """Hole regions: boxes int32 [N, 4], cell labels, and each region's scale float32 [N]."""
@@ -164,9 +168,10 @@ class Inpainter:
     scales = self._regions(hole)[2]
     return self._scaled_fill(image, hole, tf.reduce_min(tf.concat([scales, [1.0]], 0)))
 
-  def _crop_fill(self, image, hole):
+  def _crop_fill(self, image, hole, path="auto", attention_tiled=None):
     """``crop``: each hole region in its context box at its own scale, pasted back (only
-    that region's hole pixels), one region after another."""
+    that region's hole pixels), one region after another. ``path``, ``attention_tiled``:
+    every region's network (``choose_crop_path``; default: decided per region in the graph)."""
     boxes, labels, scales = self._regions(hole)
     height, width = tf.shape(hole)[0], tf.shape(hole)[1]
     inf = self.inference
@@ -174,7 +179,8 @@ class Inpainter:
     def body(i, out):
       box, scale = boxes[i], scales[i]
       c = scaling.context_box(box, scale, inf.crop_size, height, width)
-      filled = self._scaled_fill(image[c[0]:c[2], c[1]:c[3]], hole[c[0]:c[2], c[1]:c[3]], scale)
+      filled = self._scaled_fill(image[c[0]:c[2], c[1]:c[3]], hole[c[0]:c[2], c[1]:c[3]], scale,
+                                 path, attention_tiled)
       inner = filled[box[0] - c[0]:box[2] - c[0], box[1] - c[1]:box[3] - c[1]]
       own = tf.logical_and(hole[box[0]:box[2], box[1]:box[3]],
                            scaling.owned(labels, box, i, REGION_CELL))
@@ -196,7 +202,7 @@ class Inpainter:
     if strategy == "resize":
       return self._resize_fill(image, hole)
     if strategy == "crop":
-      return self._crop_fill(image, hole)
+      return self._crop_fill(image, hole, path, attention_tiled)
     return tf.cond(self.needs_scaling(hole), lambda: self._crop_fill(image, hole),
                    lambda: self._network_fill(image, hole))
 
@@ -278,6 +284,25 @@ class Inpainter:
     mask = tf.cast(pad_to_grid(hole, hole)[1], tf.float32)[None, :, :, None]
     return "local" if local_plan.use_local(self.generator, mask) else "full"
 
+  def choose_crop_path(self, hole):
+    """``(path, None)``: the network path (``local`` or ``full``) of every ``crop`` region for
+    a bool [H, W] hole, decided eagerly as the graph decides it, so one network is traced;
+    ``("auto", None)`` (decided per region in the graph) when the regions disagree. Dense or
+    tiled attention stays decided in the graph: that choice alone moved bytes on the README
+    example, and it duplicates no convolution."""
+    hole = tf.constant(hole)
+    boxes, _, scales = self._regions(hole)
+    height, width = tf.shape(hole)[0], tf.shape(hole)[1]
+    paths = set()
+    for i in range(int(tf.shape(boxes)[0])):
+      box, scale = boxes[i], scales[i]
+      c = scaling.context_box(box, scale, self.inference.crop_size, height, width)
+      sub = hole[c[0]:c[2], c[1]:c[3]]
+      if bool(scale < 1.0):
+        sub = scaling.downscale_hole(sub, scaling.scaled_size(c[2] - c[0], c[3] - c[1], scale))
+      paths.add(self.choose_path(sub))
+    return (paths.pop() if len(paths) == 1 else "auto"), None
+
   def choose_strategy(self, hole):
     """The strategy this inpainter runs on a bool [H, W] hole: ``self.strategy``, with
     ``auto`` resolved eagerly as the graph resolves it."""
@@ -327,6 +352,8 @@ class Inpainter:
       if path == "full":
         height, width = (-(-n // GRID) * GRID for n in grid_hole.shape)
         tiled = local_plan.attention_tiled(height, width, self.budget_bytes)
+    elif strategy == "crop":
+      path, tiled = self.choose_crop_path(hole)
     else:
       path = "auto"
     fill = self._function(official, with_flow, path, tiled, strategy)
