@@ -117,6 +117,17 @@ class Inpainter:
     """uint8 pixels -> float32 ``pixels / 127.5 - 1`` with the release's rounding."""
     return tf.cast(pixels, tf.float32) / self.pixel_scale - 1.0
 
+  def _stage2(self, x_in, mask, with_flow, path, attention_tiled):
+    """The refined image ``x2`` of the padded input and, with ``with_flow``, the full
+    network's attention offsets (else None: only what reaches the hole is computed)."""
+    if with_flow:
+      tile = local_plan.attention_tile(tf.shape(mask)[1], tf.shape(mask)[2], self.budget_bytes)
+      _, x2, offsets = self.generator((x_in, mask), attention_tile=tile,
+                                      attention_tiled=attention_tiled)
+      return x2, offsets
+    return local_plan.refine(self.generator, x_in, mask, self.budget_bytes, path=path,
+                             attention_tiled=attention_tiled), None
+
   def _network_fill(self, image, hole, path="auto", attention_tiled=None, with_flow=False):
     """The network at the image's own scale: uint8 ``[H, W, 3]`` whose hole pixels are the
     network's (others are meaningless), and the offsets with ``with_flow``."""
@@ -124,14 +135,7 @@ class Inpainter:
     net_image, net_hole = pad_to_grid(image, hole)
     mask = tf.cast(net_hole, tf.float32)[None, :, :, None]
     x_in = self.network_input(self._network_order(net_image))[None] * (1.0 - mask)
-    offsets = None
-    if with_flow:
-      tile = local_plan.attention_tile(tf.shape(mask)[1], tf.shape(mask)[2], self.budget_bytes)
-      _, x2, offsets = self.generator((x_in, mask), attention_tile=tile,
-                                      attention_tiled=attention_tiled)
-    else:
-      x2 = local_plan.refine(self.generator, x_in, mask, self.budget_bytes, path=path,
-                             attention_tiled=attention_tiled)
+    x2, offsets = self._stage2(x_in, mask, with_flow, path, attention_tiled)
     # Hole pixels: x2 * 1 + x_in * 0 is x2 exactly, so ours skips the full-size composite.
     out = self._network_order(((x2 + 1.0) * 127.5)[0, :h, :w])
     out = tf.cast(tf.clip_by_value(out, 0.0, 255.0), tf.uint8)  # the release's saturate_cast
@@ -254,14 +258,7 @@ class Inpainter:
     image, hole = image[:h, :w], hole[:h, :w]
     mask = tf.cast(hole, tf.float32)[None, :, :, None]
     x_in = self.network_input(self._network_order(image))[None] * (1.0 - mask)
-    offsets = None
-    if with_flow:
-      tile = local_plan.attention_tile(tf.shape(mask)[1], tf.shape(mask)[2], self.budget_bytes)
-      _, x2, offsets = self.generator((x_in, mask), attention_tile=tile,
-                                      attention_tiled=attention_tiled)
-    else:
-      x2 = local_plan.refine(self.generator, x_in, mask, self.budget_bytes, path=path,
-                             attention_tiled=attention_tiled)
+    x2, offsets = self._stage2(x_in, mask, with_flow, path, attention_tiled)
     x2 = x2 * mask + x_in * (1.0 - mask)
     out = self._network_order(((x2 + 1.0) * 127.5)[0, :h, :w])
     out = tf.cast(tf.clip_by_value(out, 0.0, 255.0), tf.uint8)
