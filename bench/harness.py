@@ -1,7 +1,8 @@
 """The benchmarks' spawn-and-measure plumbing: one child process, its wall time, CPU time and peak RSS.
 
-Figures come from ``os.wait4`` on the child: user + system CPU seconds and ``ru_maxrss``, the
-largest resident set of the child or of any descendant it waited for (Linux: KiB). A Python
+Figures come from ``os.wait4`` on the child, forked by a small launcher (``_LAUNCHER``): user +
+system CPU seconds and ``ru_maxrss``, the largest resident set of the child or of any descendant
+it waited for (Linux: KiB). A Python
 callable runs in a fresh interpreter through ``python_command`` (a function of a script file,
 JSON arguments in, a JSON value out on the last stdout line), so no benchmark embeds a program as
 a string. Results go to a Markdown file and a JSON file, both written atomically.
@@ -29,8 +30,26 @@ _TRAMPOLINE = ("import json, os, runpy, sys; sys.path.insert(0, os.path.dirname(
                "print(json.dumps(f(*json.loads(sys.argv[3]))), flush=True)")
 
 
+# Runs argv[2:] as its own child and writes the child's [exit code, CPU s, ru_maxrss KB] to fd
+# argv[1]. A child forked straight from a large process (a test session, a bench script that
+# loaded TensorFlow) reports at least that process's resident size as its peak: Linux keeps the
+# forked copy's high-water mark across exec. This small launcher is forked instead.
+_LAUNCHER = ("import json, os, sys\n"
+             "pid = os.fork()\n"
+             "if pid == 0:\n"
+             "  try:\n"
+             "    os.execvp(sys.argv[2], sys.argv[2:])\n"
+             "  finally:\n"
+             "    os._exit(127)\n"
+             "_, status, usage = os.wait4(pid, 0)\n"
+             "code = os.waitstatus_to_exitcode(status)\n"
+             "os.write(int(sys.argv[1]), json.dumps([code, usage.ru_utime + usage.ru_stime, "
+             "usage.ru_maxrss]).encode())\n"
+             "sys.exit(code if code >= 0 else 128 - code)\n")
+
+
 class _Reader(threading.Thread):
-  """Drains one pipe so that ``wait4``, not Popen, reaps the child (and keeps its rusage)."""
+  """Drains one of the child's pipes while it runs (so a chatty child never blocks)."""
 
   def __init__(self, pipe):
     super().__init__(daemon=True)
@@ -69,14 +88,21 @@ def run(argv, cwd=None, env=None, stdout_path=None, stderr_path=None):
   at_start = load()
   with _sink(stdout_path) as out, _sink(stderr_path) as err:
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=err, text=True)
+    report_r, report_w = os.pipe()
+    try:
+      proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(report_w)] + list(argv),
+                              cwd=cwd, env=env, stdout=out, stderr=err, text=True,
+                              pass_fds=(report_w,))
+    finally:
+      os.close(report_w)
     readers = [_Reader(proc.stdout), _Reader(proc.stderr)]
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc.wait()
     wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    with os.fdopen(report_r, "rb") as f:
+      report = f.read()
     stdout, stderr = (r.text() for r in readers)
-  return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2**20, proc.returncode,
-             stdout, stderr, at_start)
+  code, cpu_s, maxrss_kb = json.loads(report) if report else (proc.returncode, 0.0, 0)
+  return Run(wall, cpu_s, maxrss_kb / 2**20, code, stdout, stderr, at_start)
 
 
 def python_command(script, function, *args):
