@@ -389,6 +389,8 @@ def runs(tmp_path_factory):
   for i in range(2):
     (unreadable / f"empty{i}.png").write_bytes(b"")
   os.mkfifo(blocked / "waiting.png")  # reading it blocks until a writer opens it: never
+  # Folder listings take regular files only, so the FIFO is named in a file list.
+  (root / "blocked.flist").write_text("blocked/waiting.png\n")
   d = {name: root / name for name in ("ref", "first", "resumed", "nonfinite", "workers",
                                       "killed", "corrupt", "recon", "warm", "warm_bad",
                                       "nonfinite_fresh", "unreadable_run", "blocked_run",
@@ -446,7 +448,7 @@ def runs(tmp_path_factory):
       d["unreadable_run"], unreadable, "--val_flist", photos, "--max_iters", 1000), {})],
       split_stderr=True, timeout=180)
   blocked_run = Job("blocked_run", lambda: [(_train(
-      d["blocked_run"], blocked, "--val_flist", photos, "--max_iters", 1000,
+      d["blocked_run"], root / "blocked.flist", "--val_flist", photos, "--max_iters", 1000,
       "--checkpoint_every", 1000, "--val_every", 0), {})],
       signal_on=(r"^1 training images", signal.SIGTERM, 5), timeout=180)
   foreign = Job("foreign", lambda: [(_train(d["foreign"], photos, "--max_iters", 1), {})],
