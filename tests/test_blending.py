@@ -291,3 +291,122 @@ def test_whole_image_hole_and_one_pixel_image_keep_the_fill():
     out = blending.blend(tf.constant(known, tf.float32), tf.constant(fill, tf.float32),
                          tf.ones(shape[:2], tf.bool))
     np.testing.assert_array_equal(out.numpy(), fill.astype(np.float32))
+
+
+def _dense_operator(hole):
+  """The finest grid's matrix: rows of the hole equations, identity-free zero rows elsewhere
+  (known pixels of the box are not unknowns)."""
+  height, width = hole.shape
+  n = height * width
+  a = np.zeros((n, n))
+  for i, j in np.argwhere(hole):
+    k = i * width + j
+    for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+      y, x = i + di, j + dj
+      if 0 <= y < height and 0 <= x < width:
+        a[k, k] += 1
+        if hole[y, x]:
+          a[k, y * width + x] -= 1
+  return a
+
+
+def _aggregation(height, width):
+  """P: each pixel of a height x width grid to its 2x2 cell of the next coarser grid."""
+  ch, cw = -(-height // 2), -(-width // 2)
+  p = np.zeros((height * width, ch * cw))
+  for i in range(height):
+    for j in range(width):
+      p[i * width + j, (i // 2) * cw + j // 2] = 1
+  return p, (ch, cw)
+
+
+def _stencil_matrix(d, right, down):
+  """The matrix of a 5-point grid given its diagonal and right/down weights [H, W]."""
+  height, width = d.shape
+  a = np.diag(d.ravel()).astype(np.float64)
+  for i in range(height):
+    for j in range(width):
+      k = i * width + j
+      if j + 1 < width:
+        a[k, k + 1] = a[k + 1, k] = -right[i, j]
+      if i + 1 < height:
+        a[k, k + width] = a[k + width, k] = -down[i, j]
+  return a
+
+
+@pytest.mark.parametrize("shape", [(9, 13), (8, 8), (1, 5)])
+def test_coarse_grids_are_galerkin_operators(shape):
+  # Every grid of the V-cycle is P^T A P / 4 of the one above (NumPy reference), odd sizes too.
+  rng = np.random.default_rng(9)
+  hole = rng.uniform(size=shape) < 0.7
+  hole[0, 0] = False
+  inside = hole.astype(np.float32)[None, :, :, None]
+  count = blending._neighbour_sum(tf.ones_like(tf.constant(inside))).numpy() * inside
+  right = inside * np.pad(inside[:, :, 1:], [[0, 0], [0, 0], [0, 1], [0, 0]])
+  down = inside * np.pad(inside[:, 1:], [[0, 0], [0, 1], [0, 0], [0, 0]])
+  grids = blending._Hierarchy(tf.constant(count), tf.constant(right), tf.constant(down))
+  a = _dense_operator(hole)
+  size = shape
+  levels = int(grids.levels)
+  assert levels == int(np.ceil(np.log2(max(shape)))) + 1
+  for level in range(levels):
+    d, r, _, dn, _ = (g.numpy()[0, :, :, 0] for g in grids.grid(level))
+    assert d.shape == size
+    np.testing.assert_allclose(_stencil_matrix(d, r, dn), a, atol=1e-6)
+    p, size = _aggregation(*size)
+    a = p.T @ a @ p / 4
+  assert size == (1, 1)
+
+
+def test_levels_halve_to_one_cell():
+  sides = np.array([1, 2, 3, 4, 5, 255, 256, 257, 511, 512, 513, 1024, 2047, 2048, 2049, 4097])
+  got = [int(blending._levels(tf.constant(int(n)), tf.constant(1))) for n in sides]
+  expected = []
+  for n in sides:
+    levels = 1
+    while n > 1:
+      n, levels = -(-n // 2), levels + 1
+    expected.append(levels)
+  assert got == expected
+
+
+@pytest.mark.parametrize("graph", [False, True])
+def test_v_cycle_is_a_symmetric_positive_definite_preconditioner(graph):
+  # CG needs a symmetric positive definite preconditioner: u.V(v) = v.V(u) and v.V(v) > 0.
+  rng = np.random.default_rng(12)
+  hole = _more_holes(36, 44)["stroke"] | _more_holes(36, 44)["boxes"]
+  inside = hole.astype(np.float32)[None, :, :, None]
+  count = blending._neighbour_sum(tf.ones_like(tf.constant(inside))).numpy() * inside
+  right = inside * np.pad(inside[:, :, 1:], [[0, 0], [0, 0], [0, 1], [0, 0]])
+  down = inside * np.pad(inside[:, 1:], [[0, 0], [0, 1], [0, 0], [0, 0]])
+
+  def cycle(u):
+    return blending._Hierarchy(tf.constant(count), tf.constant(right),
+                               tf.constant(down)).v_cycle(u)
+
+  fn = tf.function(cycle, autograph=False) if graph else cycle
+  u = (rng.normal(size=(3, 36, 44, 1)) * inside).astype(np.float32)
+  v = (rng.normal(size=(3, 36, 44, 1)) * inside).astype(np.float32)
+  vu, vv = fn(tf.constant(u)).numpy(), fn(tf.constant(v)).numpy()
+  for c in range(3):
+    np.testing.assert_allclose(np.sum(u[c] * vv[c]), np.sum(v[c] * vu[c]), rtol=1e-4)
+    assert np.sum(v[c] * vv[c]) > 0 and np.sum(u[c] * vu[c]) > 0
+  assert not vu[:, ~hole].any()       # no value off the hole
+
+
+def test_traced_blend_matches_blend_and_compiles_in_the_background():
+  rng = np.random.default_rng(13)
+  known = rng.integers(0, 256, (40, 52, 3), dtype=np.uint8)
+  fill = rng.integers(0, 256, (40, 52, 3), dtype=np.uint8)
+  hole = np.zeros((40, 52), bool)
+  hole[6:30, 10:41] = True
+  traced = blending.TracedBlend()
+  traced.prepare()
+  traced.prepare()                     # once: the same thread
+  thread = traced._thread
+  expected = blending.blend_uint8(tf.constant(known), tf.constant(fill), tf.constant(hole))
+  got = traced(known, fill, hole)
+  assert traced._thread is thread and not thread.is_alive()
+  np.testing.assert_array_equal(got.numpy(), expected.numpy())
+  assert (got.numpy()[hole] != fill[hole]).mean() > 0.5
+  np.testing.assert_array_equal(got.numpy()[~hole], known[~hole])

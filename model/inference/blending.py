@@ -31,151 +31,186 @@ distance between them; hole pixels of different regions are never 4-adjacent, so
 regions' equations are independent.
 """
 
+import threading
+
 import numpy as np
 import tensorflow as tf
 
 from model.inference import regions as regions_lib
 
-LEVELS = 12             # grids of the V-cycle: a box of 2,048 pixels a side ends on one cell
 CG_STEPS = 200          # at most this many preconditioned CG steps
 TOLERANCE = 1e-5        # stop when |residual| <= TOLERANCE * |right-hand side| (per channel)
 OMEGA = 0.8             # damping of the Jacobi sweeps
 OVER_CORRECTION = 1.5   # weight of the coarse-grid correction
-EVEN_LEVELS = 3         # the finest box is padded to a multiple of 2^EVEN_LEVELS
+SWEEPS = 1              # Jacobi sweeps before and after the coarse correction
+
+
+_CROSS = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], np.float32)
 
 
 def _neighbour_sum(x):
-  """Sum of the four neighbours of every pixel of ``x`` [H, W, C] (zero outside)."""
-  p = tf.pad(x, [[1, 1], [1, 1], [0, 0]])
-  return p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:]
-
-
-_OFFSETS = ((0, 1), (0, -1), (1, 0), (-1, 0))   # right, left, down, up
-
-
-def _kernels(channels):
-  """Depthwise kernels: ``[3, 3, C, 4]`` whose output ``4c + m`` is channel c at offset
-  ``_OFFSETS[m]``, and ``[3, 3, C, 1]`` of their sum (the neighbour sum)."""
-  k = np.zeros([3, 3, channels, 4], np.float32)
-  for m, (dy, dx) in enumerate(_OFFSETS):
-    k[1 + dy, 1 + dx, :, m] = 1.0
-  return tf.constant(k), tf.constant(k.sum(-1, keepdims=True))
-
-
-def _conv(x, kernel):
+  """Sum of the four neighbours of every pixel of ``x`` [1, H, W, C] (zero outside)."""
+  kernel = np.tile(_CROSS[:, :, None, None], [1, 1, x.shape[-1], 1])
   return tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "SAME")
 
 
-class _Grid:
-  """One grid of the V-cycle: ``A x = d x - sum over the 4 neighbours of w x``, scaled by
-  ``4^-level`` (so that restriction is a plain 2x2 mean).
-
-  The finest grid has 0/1 weights, given by its hole mask ``inside`` (a neighbour sum);
-  coarser ones keep ``right`` and ``down`` [1, H, W, C] (the weights to the pixel at the
-  right and below) and ``weights`` [1, H, W, 4C], all four in the depthwise conv's output
-  order. Grids with ``even`` sizes need no padding to be restricted.
-  """
-
-  def __init__(self, kernels, d, even, inside=None, right=None, down=None):
-    self.kernels, self.d, self.even, self.inside = kernels, d, even, inside
-    self.shape = tf.shape(d)
-    self.jacobi = tf.math.divide_no_nan(OMEGA, d)
-    self.correct = OVER_CORRECTION * tf.cast(d > 0, tf.float32)
-    if inside is not None:
-      right = _conv(inside, kernels[0][..., 0:1]) * inside
-      down = _conv(inside, kernels[0][..., 2:3]) * inside
-    else:
-      left = tf.pad(right[:, :, :-1], [[0, 0], [0, 0], [1, 0], [0, 0]])
-      up = tf.pad(down[:, :-1], [[0, 0], [1, 0], [0, 0], [0, 0]])
-      self.weights = tf.reshape(tf.stack([right, left, down, up], -1),
-                                self.shape * [1, 1, 1, 4])
-      self.shape5 = tf.concat([self.shape, [4]], 0)
-    self.right, self.down = right, down
-    if not even:
-      self.pad = tf.stack([[0, 0], [0, self.shape[1] % 2], [0, self.shape[2] % 2], [0, 0]])
-
-  def apply(self, x):
-    if self.inside is not None:
-      return self.d * x - self.inside * _conv(x, self.kernels[1])
-    near = tf.reshape(self.weights * _conv(x, self.kernels[0]), self.shape5)
-    return self.d * x - tf.reduce_sum(near, -1)
-
-  def _even(self, x):
-    return x if self.even else tf.pad(x, self.pad)
-
-  def restrict(self, x):
-    """``P^T x / 4``: means over 2x2 cells (odd sizes padded with zeros)."""
-    return tf.nn.avg_pool2d(self._even(x), 2, 2, "VALID")
-
-  def prolong(self, x):
-    """``P x``: each cell's value of the next coarser grid on its 2x2 pixels of this one."""
-    up = tf.nn.depth_to_space(tf.tile(x, [1, 1, 1, 4]), 2)
-    return up if self.even else up[:, :self.shape[1], :self.shape[2]]
-
-  def coarsen(self, even):
-    """The Galerkin grid ``P^T A P / 4`` on 2x2 aggregates (again 5-point)."""
-    t = self._even(tf.concat([self.d, self.right, self.down], -1))
-    a, b, c, e = t[:, 0::2, 0::2], t[:, 1::2, 0::2], t[:, 0::2, 1::2], t[:, 1::2, 1::2]
-    n = self.d.shape[-1]
-    # Weights inside an aggregate are counted twice in P^T A P's diagonal (both directions).
-    inner = (a + b)[..., n:2 * n] + (a + c)[..., 2 * n:]
-    d = ((a + b + c + e)[..., :n] - 2.0 * inner) * 0.25
-    return _Grid(self.kernels, d, even, right=(c + e)[..., n:2 * n] * 0.25,
-                 down=(b + e)[..., 2 * n:] * 0.25)
+def _even(x):
+  """``x`` [1, H, W, C] padded with zeros to even H and W."""
+  shape = tf.shape(x)
+  return tf.pad(x, [[0, 0], [0, shape[1] % 2], [0, shape[2] % 2], [0, 0]])
 
 
-def _v_cycle(grids, b, level=0):
-  """One V-cycle for ``A x = b`` on ``grids[level]``, from zero (symmetric in ``b``); the
-  coarsest grid gets one Jacobi step (exact on one cell)."""
-  grid = grids[level]
-  if level == len(grids) - 1:
-    return b * grid.jacobi / OMEGA
-  x = grid.jacobi * b
-  coarse = _v_cycle(grids, grid.restrict(b - grid.apply(x)), level + 1)
-  x = x + grid.correct * grid.prolong(coarse)
-  return x + grid.jacobi * (b - grid.apply(x))
+def _restrict(x):
+  """``P^T x / 4``: means over 2x2 cells (odd sizes padded with zeros)."""
+  return tf.nn.avg_pool2d(_even(x), 2, 2, "VALID")
+
+
+def _prolong(x, height, width):
+  """``P x``: each cell of ``x`` on its 2x2 pixels of the ``height`` x ``width`` grid."""
+  s = tf.shape(x)
+  up = tf.broadcast_to(x[:, :, None, :, None, :], [s[0], s[1], 2, s[2], 2, s[3]])
+  return tf.reshape(up, [s[0], 2 * s[1], 2 * s[2], s[3]])[:, :height, :width]
+
+
+def _apply(x, grid):
+  """``A x`` for the 5-point operator ``grid = (d, right, left, down, up)`` (weights to the
+  four neighbours; zero across the grid's edge)."""
+  d, right, left, down, up = grid
+  p = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+  return d * x - (right * p[:, 1:-1, 2:] + left * p[:, 1:-1, :-2]
+                  + down * p[:, 2:, 1:-1] + up * p[:, :-2, 1:-1])
+
+
+def _coarsen(d, right, down):
+  """The Galerkin operator ``P^T A P / 4`` on 2x2 aggregates (again 5-point), from the
+  diagonal and the weights to the right and below, all [1, H, W, C]."""
+  n = d.shape[-1]
+  t = _even(tf.concat([d, right, down], -1))
+  a, b, c, e = t[:, 0::2, 0::2], t[:, 1::2, 0::2], t[:, 0::2, 1::2], t[:, 1::2, 1::2]
+  # Weights inside an aggregate are counted twice in P^T A P's diagonal (both directions).
+  inner = (a + b)[..., n:2 * n] + (a + c)[..., 2 * n:]
+  return (((a + b + c + e)[..., :n] - 2.0 * inner) * 0.25, (c + e)[..., n:2 * n] * 0.25,
+          (b + e)[..., 2 * n:] * 0.25)
+
+
+def _levels(height, width):
+  """Grids of the V-cycle for a ``height`` x ``width`` box: halving to one cell."""
+  longest = tf.cast(tf.maximum(tf.maximum(height, width), 1), tf.float32)
+  # log2(n - 1/2) rounds up to the halvings n needs, away from float ties at powers of 2.
+  halvings = tf.math.ceil(tf.math.log(longest - 0.5) / np.log(2.0))
+  return tf.maximum(tf.cast(halvings, tf.int32), 0) + 1
+
+
+class _Hierarchy:
+  """The V-cycle's grids, level 0 the box itself, as TensorArrays indexed by level (a loop
+  over levels, so the graph does not grow with the box)."""
+
+  FIELDS = 7  # d, right, left, down, up, Jacobi weights, coarse-correction weights
+
+  def __init__(self, d, right, down):
+    self.levels = _levels(tf.shape(d)[1], tf.shape(d)[2])
+    arrays = tuple(self._array() for _ in range(self.FIELDS))
+    arrays = self._store(arrays, 0, d, right, down)
+
+    def grow(level, d, right, down, *arrays):
+      d, right, down = _coarsen(d, right, down)
+      return (level + 1, d, right, down) + self._store(arrays, level, d, right, down)
+
+    grid = tf.TensorShape([1, None, None, 1])
+    out = tf.while_loop(
+        lambda level, *_: level < self.levels, grow, (tf.constant(1), d, right, down) + arrays,
+        shape_invariants=(tf.TensorShape([]), grid, grid, grid)
+        + (tf.TensorShape(None),) * self.FIELDS)
+    self.arrays = out[4:]
+
+  def _array(self):
+    return tf.TensorArray(tf.float32, size=self.levels, infer_shape=False,
+                          element_shape=[None, None, None, 1], clear_after_read=False)
+
+  def _store(self, arrays, level, d, right, down):
+    left = tf.pad(right[:, :, :-1], [[0, 0], [0, 0], [1, 0], [0, 0]])
+    up = tf.pad(down[:, :-1], [[0, 0], [1, 0], [0, 0], [0, 0]])
+    values = (d, right, left, down, up, tf.math.divide_no_nan(OMEGA, d),
+              OVER_CORRECTION * tf.cast(d > 0, tf.float32))
+    return tuple(a.write(level, v) for a, v in zip(arrays, values))
+
+  def grid(self, level):
+    return tuple(a.read(level) for a in self.arrays[:5])
+
+  def apply(self, level, x):
+    return _apply(x, self.grid(level))
+
+  def v_cycle(self, b):
+    """One V-cycle for ``A x = b`` on level 0, from zero (symmetric in ``b``): a damped Jacobi
+    sweep before and after the over-weighted coarse correction; the coarsest grid (one cell)
+    gets one exact Jacobi step."""
+    jacobi, correct = self.arrays[5], self.arrays[6]
+    shape = tf.TensorShape([None, None, None, 1])
+
+    def down(level, b, bs, xs):
+      w = jacobi.read(level)
+      x = w * b
+      for _ in range(SWEEPS - 1):
+        x = x + w * (b - self.apply(level, x))
+      return (level + 1, _restrict(b - self.apply(level, x)), bs.write(level, b),
+              xs.write(level, x))
+
+    _, coarse, bs, xs = tf.while_loop(
+        lambda level, *_: level < self.levels - 1, down,
+        (tf.constant(0), b, self._array(), self._array()),
+        shape_invariants=(tf.TensorShape([]), shape, tf.TensorShape(None), tf.TensorShape(None)))
+    x = tf.math.divide_no_nan(coarse, self.arrays[0].read(self.levels - 1))
+
+    def up(level, coarse):
+      b = bs.read(level)
+      size = tf.shape(b)
+      x = xs.read(level) + correct.read(level) * _prolong(coarse, size[1], size[2])
+      w = jacobi.read(level)
+      for _ in range(SWEEPS):
+        x = x + w * (b - self.apply(level, x))
+      return level - 1, x
+
+    return tf.while_loop(lambda level, _: level >= 0, up, (self.levels - 2, x),
+                         shape_invariants=(tf.TensorShape([]), shape))[1]
 
 
 def correction_and_steps(known, fill, hole):
   """:func:`harmonic_correction` and the number of CG steps it took (int32 scalar)."""
   channels = known.shape[-1]
-  inside = tf.cast(hole, tf.float32)[..., None]
+  inside = tf.cast(hole, tf.float32)[None, :, :, None]
   outside = 1.0 - inside
+  # Per pixel: known neighbours, the sum of their values, in-image neighbours (one pass;
+  # sums of integers or of uint8 values, so exact in any order).
+  sums = _neighbour_sum(tf.concat([outside, known[None] * outside, tf.ones_like(inside)], -1))
+  edges, near, count = sums[..., :1], sums[..., 1:1 + channels], sums[..., 1 + channels:]
   # Right-hand side: for each hole pixel, the sum over its known neighbours q of x_q - y_p.
-  edges = _neighbour_sum(outside) * inside
-  rhs = (_neighbour_sum(known * outside) - edges * fill) * inside
+  # The solve holds channels as the batch [C, H, W, 1]: per-channel step sizes and the
+  # grids [1, H, W, 1] then broadcast over the leading axis, which is fast.
+  rhs = tf.transpose((near - edges * fill[None]) * inside, [3, 1, 2, 0])
   # Equations: count_p h_p - sum of hole-neighbour h = rhs (count: in-image neighbours).
-  count = _neighbour_sum(tf.ones_like(inside)) * inside
-  # Padded (no unknowns there) so that the first EVEN_LEVELS grids have even sizes.
-  size = tf.shape(hole)
-  pad = tf.stack([[0, 0], [0, tf.math.floormod(-size[0], 2 ** EVEN_LEVELS)],
-                  [0, tf.math.floormod(-size[1], 2 ** EVEN_LEVELS)], [0, 0]])
-  tile = [1, 1, 1, channels]
-  grids = [_Grid(_kernels(channels), tf.pad(tf.tile(count[None], tile), pad), True,
-                 inside=tf.pad(tf.tile(inside[None], tile), pad))]
-  for level in range(1, LEVELS):
-    grids.append(grids[-1].coarsen(even=level < EVEN_LEVELS))
-  rhs = tf.pad(rhs[None], pad)
+  right = inside * tf.pad(inside[:, :, 1:], [[0, 0], [0, 0], [0, 1], [0, 0]])
+  down = inside * tf.pad(inside[:, 1:], [[0, 0], [0, 1], [0, 0], [0, 0]])
+  grids = _Hierarchy(count * inside, right, down)
 
-  # Dot products: float32 sums along rows (each row's order is fixed), then float64 over the
-  # rows; step sizes in float32. The order of a whole sum (which depends on the thread count
-  # and the graph) then never moves a step size, so test.py's graph and the SavedModel's
-  # give the same bytes.
+  # Dot products (one per channel): float32 sums along rows (each row's order is fixed),
+  # then float64 over the rows; step sizes in float32. The order of a whole sum (which
+  # depends on the thread count and the graph) then never moves a step size, so test.py's
+  # graph and the SavedModel's give the same bytes.
   def dot(a, b):
-    return tf.reduce_sum(tf.cast(tf.reduce_sum(a * b, axis=2), tf.float64), axis=[0, 1])
+    return tf.reduce_sum(tf.cast(tf.reduce_sum(a * b, axis=2), tf.float64), axis=[1, 2])
 
   def ratio(a, b):
-    return tf.cast(a / tf.maximum(b, 1e-30), tf.float32)
+    return tf.reshape(tf.cast(a / tf.maximum(b, 1e-30), tf.float32), [-1, 1, 1, 1])
 
   tol = 1e-12 + TOLERANCE ** 2 * dot(rhs, rhs)
 
   # Preconditioned CG, the first step's direction being the V-cycle of the right-hand side
   # (p = 0 before it, so the first beta does not matter).
   def step(i, x, r, p, rz, rr):
-    z = _v_cycle(grids, r)
+    z = grids.v_cycle(r)
     rz_new = dot(r, z)
     p = z + ratio(rz_new, rz) * p
-    ap = grids[0].apply(p)
+    ap = grids.apply(0, p)
     alpha = ratio(rz_new, dot(p, ap))
     x = x + alpha * p
     r = r - alpha * ap
@@ -188,7 +223,7 @@ def correction_and_steps(known, fill, hole):
   ones = tf.ones([channels], tf.float64)
   start = (tf.constant(0), zero, rhs, zero, ones, dot(rhs, rhs))
   steps, x = tf.while_loop(going, step, start)[:2]
-  return x[0, :size[0], :size[1]] * inside, steps
+  return tf.transpose(x * inside, [3, 1, 2, 0])[0], steps
 
 
 def harmonic_correction(known, fill, hole):
@@ -241,3 +276,44 @@ def blend(known, fill, hole):
   h = tf.scatter_nd(at, tf.reshape(values.concat(), [tf.shape(at)[0], tf.shape(known)[2]]),
                     tf.shape(known, out_type=tf.int64))
   return tf.where(hole[..., None], fill + h, known)
+
+
+def blend_uint8(image, fill, hole):
+  """:func:`blend` of uint8 ``image`` and ``fill`` [H, W, 3], rounded to uint8."""
+  blended = blend(tf.cast(image, tf.float32), tf.cast(fill, tf.float32), hole)
+  return tf.cast(tf.clip_by_value(tf.round(blended), 0.0, 255.0), tf.uint8)
+
+
+class TracedBlend:
+  """:func:`blend_uint8` traced once (any size), first compiled in a background thread.
+
+  Tracing and optimising the solver's graph costs about half a second per process; started
+  (``prepare``) before the network's own first call, it overlaps that call (TensorFlow
+  releases the GIL while a graph is optimised and run). The result is the same ops as the
+  blending inside ``Inpainter.fill``, so the same bytes.
+  """
+
+  def __init__(self):
+    spec = tf.TensorSpec([None, None, 3], tf.uint8)
+    self._function = tf.function(blend_uint8, autograph=False, input_signature=[
+        spec, spec, tf.TensorSpec([None, None], tf.bool)])
+    self._thread = None
+    self._lock = threading.Lock()
+
+  def _compile(self):
+    pixels = np.zeros([2, 2, 3], np.uint8)
+    self._function(pixels, pixels, np.eye(2, dtype=bool))
+
+  def prepare(self):
+    """Starts compiling in the background (once)."""
+    with self._lock:
+      if self._thread is None:
+        self._thread = threading.Thread(target=self._compile, daemon=True,
+                                        name="seam-blend-compile")
+        self._thread.start()
+
+  def __call__(self, image, fill, hole):
+    """uint8 [H, W, 3]: ``fill`` blended into ``image`` on bool ``hole`` [H, W]."""
+    self.prepare()
+    self._thread.join()
+    return self._function(image, fill, hole)

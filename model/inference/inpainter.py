@@ -34,6 +34,8 @@ from model.inference import scaling
 GRID = 8
 IMAGE_SPEC = tf.TensorSpec([None, None, 3], tf.uint8)
 HOLE_SPEC = tf.TensorSpec([None, None], tf.bool)
+# Seam blending as run by ``Inpainter.inpaint``: one traced function per process.
+_BLEND = blending.TracedBlend()
 REGION_CELL = 16  # px per labelling cell of the hole regions (regions.region_boxes)
 
 
@@ -211,7 +213,7 @@ class Inpainter:
                    lambda: self._network_fill(image, hole))
 
   def fill(self, image, hole, official=False, with_flow=False, path="auto",
-           attention_tiled=None, strategy=None):
+           attention_tiled=None, strategy=None, seam_blend=None):
     """The inference pipeline on one image, as TensorFlow ops (eager or in a graph).
 
     Args:
@@ -226,6 +228,7 @@ class Inpainter:
       attention_tiled: for the full network, whether its attention runs in tiles
         (``local_plan.attention_tiled`` of the padded size); None tests it in the graph.
       strategy: overrides ``self.strategy`` for this call (``inpaint`` resolves ``auto``).
+      seam_blend: overrides ``self.seam_blend`` for this call.
     Returns:
       uint8 ``[H, W, 3]``, or ``(that, int32 offsets [1, H/8, W/8, 2])`` with ``with_flow``.
     """
@@ -242,12 +245,11 @@ class Inpainter:
         out = self._strategy_fill(image, hole, strategy, "auto", None)
     else:
       out = self._strategy_fill(image, hole, strategy, path, attention_tiled)
-    if self.seam_blend:
+    if self.seam_blend if seam_blend is None else seam_blend:
       # Blends the uint8 fill, so graphs whose network outputs agree in bytes (test.py's and
       # the SavedModel's) agree after blending too; rounded, as the blended values are ours.
       # blend() returns the input's pixels outside the hole, so it is also the composite.
-      blended = blending.blend(tf.cast(image, tf.float32), tf.cast(out, tf.float32), hole)
-      out = tf.cast(tf.clip_by_value(tf.round(blended), 0.0, 255.0), tf.uint8)
+      out = blending.blend_uint8(image, out, hole)
     else:
       out = tf.where(hole[:, :, None], out, image)
     return (out, offsets) if with_flow else out
@@ -264,13 +266,15 @@ class Inpainter:
     out = tf.cast(tf.clip_by_value(out, 0.0, 255.0), tf.uint8)
     return (out, offsets) if with_flow else out
 
-  def _function(self, official, with_flow, path, attention_tiled=None, strategy=None):
+  def _function(self, official, with_flow, path, attention_tiled=None, strategy=None,
+                seam_blend=None):
     """``fill`` traced once per variant (dynamic sizes, so every photo size reuses it)."""
-    key = (official, with_flow, path, attention_tiled, strategy)
+    key = (official, with_flow, path, attention_tiled, strategy, seam_blend)
     if key not in self._traced:
       def fn(image, hole):
         return self.fill(image, hole, official=official, with_flow=with_flow, path=path,
-                         attention_tiled=attention_tiled, strategy=strategy)
+                         attention_tiled=attention_tiled, strategy=strategy,
+                         seam_blend=seam_blend)
       self._traced[key] = tf.function(fn, input_signature=[IMAGE_SPEC, HOLE_SPEC],
                                       autograph=False)
     return self._traced[key]
@@ -353,10 +357,20 @@ class Inpainter:
       path, tiled = self.choose_crop_path(hole)
     else:
       path = "auto"
-    fill = self._function(official, with_flow, path, tiled, strategy)
+    # Blending runs as its own function, compiled in the background while the network's
+    # first call runs (same ops as inside ``fill``, so the same bytes); started after the
+    # network is traced, as both tracings need the GIL.
+    blend = self.seam_blend and not official
+    fill = self._function(official, with_flow, path, tiled, strategy, seam_blend=False)
+    if blend:
+      fill.get_concrete_function()
+      _BLEND.prepare()
     if not with_flow:
-      return fill(rgb, hole).numpy(), None
+      result = fill(rgb, hole)
+      return (_BLEND(rgb, result, hole) if blend else result).numpy(), None
     result, offsets = fill(rgb, hole)
+    if blend:
+      result = _BLEND(rgb, result, hole)
     picture = flow_viz.flow_to_image(offsets, upsample=GRID)
     h, w = result.shape[:2]
     return result.numpy(), flow_viz.flow_to_uint8(picture).numpy()[0, :h, :w]

@@ -65,7 +65,8 @@ def label_cells(hole, cell=CELL):
   def step(labels, previous):
     return _propagate(labels, occupied), labels
 
-  labels = tf.while_loop(changing, step, (_propagate(labels, occupied), labels))[0]
+  # Starts from a "previous" that differs everywhere, so the loop runs at least once.
+  labels = tf.while_loop(changing, step, (labels, labels - 1))[0]
   # Converged: every cell holds the least flat index of its region, whose cell is the root.
   roots = tf.logical_and(occupied, tf.equal(labels, index))
   rank = tf.cumsum(tf.reshape(tf.cast(roots, tf.int32), [-1]), exclusive=True)
@@ -101,11 +102,11 @@ def region_boxes(hole, cell=CELL):
   left = tf.reduce_min(tf.where(cols, col0, big), axis=2)
   right = tf.reduce_max(tf.where(cols, col0, -1), axis=2) + 1
 
-  occupied = labels >= 0
-  ids = tf.boolean_mask(labels, occupied)
+  # Cells without a hole pixel go to an extra segment, dropped afterwards.
+  ids = tf.reshape(tf.where(labels >= 0, labels, count), [-1])
 
   def segment(x, reduce):
-    return reduce(tf.boolean_mask(x, occupied), ids, count)
+    return reduce(tf.reshape(x, [-1]), ids, count + 1)[:count]
 
   boxes = tf.stack([segment(top, tf.math.unsorted_segment_min),
                     segment(left, tf.math.unsorted_segment_min),
