@@ -334,7 +334,7 @@ def _stencil_matrix(d, right, down):
   return a
 
 
-@pytest.mark.parametrize("shape", [(9, 13), (8, 8), (1, 5)])
+@pytest.mark.parametrize("shape", [(37, 45), (33, 16), (1, 70)])
 def test_coarse_grids_are_galerkin_operators(shape):
   # Every grid of the V-cycle is P^T A P / 4 of the one above (NumPy reference), odd sizes too.
   rng = np.random.default_rng(9)
@@ -348,23 +348,24 @@ def test_coarse_grids_are_galerkin_operators(shape):
   a = _dense_operator(hole)
   size = shape
   levels = int(grids.levels)
-  assert levels == int(np.ceil(np.log2(max(shape)))) + 1
+  assert levels == {45: 3, 33: 3, 70: 4}[max(shape)]
   for level in range(levels):
     d, r, _, dn, _ = (g.numpy()[0, :, :, 0] for g in grids.grid(level))
     assert d.shape == size
     np.testing.assert_allclose(_stencil_matrix(d, r, dn), a, atol=1e-6)
     p, size = _aggregation(*size)
     a = p.T @ a @ p / 4
-  assert size == (1, 1)
+  assert max(size) <= blending.COARSEST
 
 
-def test_levels_halve_to_one_cell():
-  sides = np.array([1, 2, 3, 4, 5, 255, 256, 257, 511, 512, 513, 1024, 2047, 2048, 2049, 4097])
+def test_levels_halve_to_the_coarsest_grid():
+  sides = np.array([1, 2, 15, 16, 17, 31, 32, 33, 64, 65, 255, 256, 257, 511, 512, 513, 1024,
+                    2047, 2048, 2049, 4097])
   got = [int(blending._levels(tf.constant(int(n)), tf.constant(1))) for n in sides]
   expected = []
   for n in sides:
     levels = 1
-    while n > 1:
+    while n > blending.COARSEST:
       n, levels = -(-n // 2), levels + 1
     expected.append(levels)
   assert got == expected
@@ -410,3 +411,16 @@ def test_traced_blend_matches_blend_and_compiles_in_the_background():
   np.testing.assert_array_equal(got.numpy(), expected.numpy())
   assert (got.numpy()[hole] != fill[hole]).mean() > 0.5
   np.testing.assert_array_equal(got.numpy()[~hole], known[~hole])
+
+
+def test_small_boxes_are_solved_exactly_in_one_step():
+  # A box of at most COARSEST cells a side is the coarsest grid itself: one exact step.
+  rng = np.random.default_rng(14)
+  known, fill = _photo(rng, 16, 14)
+  hole = np.ones((16, 14), bool)
+  hole[0, :] = hole[:, 0] = False
+  hole[7, 5] = False
+  h, steps = blending.correction_and_steps(tf.constant(known), tf.constant(fill),
+                                           tf.constant(hole))
+  assert int(steps) == 1
+  np.testing.assert_allclose(h.numpy(), dense_correction(known, fill, hole), atol=0.02)

@@ -42,6 +42,7 @@ CG_STEPS = 200          # at most this many preconditioned CG steps
 TOLERANCE = 1e-5        # stop when |residual| <= TOLERANCE * |right-hand side| (per channel)
 OMEGA = 0.8             # damping of the Jacobi sweeps
 OVER_CORRECTION = 1.5   # weight of the coarse-grid correction
+COARSEST = 16           # the coarsest grid has at most this many cells a side, solved exactly
 SWEEPS = 1              # Jacobi sweeps before and after the coarse correction
 
 
@@ -94,11 +95,30 @@ def _coarsen(d, right, down):
 
 
 def _levels(height, width):
-  """Grids of the V-cycle for a ``height`` x ``width`` box: halving to one cell."""
+  """Grids of the V-cycle for a ``height`` x ``width`` box: halving until the grid has at
+  most ``COARSEST`` cells a side."""
   longest = tf.cast(tf.maximum(tf.maximum(height, width), 1), tf.float32)
-  # log2(n - 1/2) rounds up to the halvings n needs, away from float ties at powers of 2.
-  halvings = tf.math.ceil(tf.math.log(longest - 0.5) / np.log(2.0))
+  # The least k with ceil(n / 2^k) <= COARSEST; n - 1/2 keeps float ties away.
+  halvings = tf.math.ceil(tf.math.log((longest - 0.5) / COARSEST) / np.log(2.0))
   return tf.maximum(tf.cast(halvings, tf.int32), 0) + 1
+
+
+def _coarse_inverse(d, right, down):
+  """The inverse of the coarsest grid's matrix [n, n] (n = its cells), symmetrised. Cells
+  without unknowns (d = 0) get an identity row; the rest a relative 1e-6 on the diagonal,
+  so a region with no known neighbour (a singular grid, whose right-hand side is zero)
+  still inverts."""
+  n = tf.size(d)
+  width = tf.shape(d)[2]
+  d, right, down = tf.reshape(d, [-1]), tf.reshape(right, [-1]), tf.reshape(down, [-1])
+  cells = tf.range(n)
+  across = tf.stack([cells[:-1], cells[:-1] + 1], 1)            # to the right
+  below = tf.stack([cells[:n - width], cells[:n - width] + width], 1)
+  upper = tf.scatter_nd(tf.concat([across, below], 0),
+                        tf.concat([right[:-1], down[:n - width]], 0), [n, n])
+  diagonal = tf.where(d > 0, d * (1.0 + 1e-6), 1.0)
+  inverse = tf.linalg.inv(tf.linalg.diag(diagonal) - upper - tf.transpose(upper))
+  return 0.5 * (inverse + tf.transpose(inverse))
 
 
 class _Hierarchy:
@@ -122,6 +142,8 @@ class _Hierarchy:
         shape_invariants=(tf.TensorShape([]), grid, grid, grid)
         + (tf.TensorShape(None),) * self.FIELDS)
     self.arrays = out[4:]
+    last = self.levels - 1
+    self.inverse = _coarse_inverse(*(self.arrays[k].read(last) for k in (0, 1, 3)))
 
   def _array(self):
     return tf.TensorArray(tf.float32, size=self.levels, infer_shape=False,
@@ -142,8 +164,8 @@ class _Hierarchy:
 
   def v_cycle(self, b):
     """One V-cycle for ``A x = b`` on level 0, from zero (symmetric in ``b``): a damped Jacobi
-    sweep before and after the over-weighted coarse correction; the coarsest grid (one cell)
-    gets one exact Jacobi step."""
+    sweep before and after the over-weighted coarse correction; the coarsest grid is solved
+    exactly."""
     jacobi, correct = self.arrays[5], self.arrays[6]
     shape = tf.TensorShape([None, None, None, 1])
 
@@ -159,7 +181,9 @@ class _Hierarchy:
         lambda level, *_: level < self.levels - 1, down,
         (tf.constant(0), b, self._array(), self._array()),
         shape_invariants=(tf.TensorShape([]), shape, tf.TensorShape(None), tf.TensorShape(None)))
-    x = tf.math.divide_no_nan(coarse, self.arrays[0].read(self.levels - 1))
+    # The coarsest grid exactly: each channel's cells times the (symmetric) inverse.
+    size = tf.shape(coarse)
+    x = tf.reshape(tf.linalg.matmul(tf.reshape(coarse, [size[0], -1]), self.inverse), size)
 
     def up(level, coarse):
       b = bs.read(level)
