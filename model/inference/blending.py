@@ -18,12 +18,20 @@ Galerkin coarse operators ``P^T A P``: the hole's exact shape, its Dirichlet edg
 image border's natural edges reach every grid, and every grid keeps a 5-point stencil),
 with one damped Jacobi sweep before and after the coarse correction and the correction
 over-weighted (aggregation under-corrects smooth errors by about 2, Braess 1995; Notay
-2010). The V-cycle is symmetric positive definite, so CG stays valid. Why this and not a
-fast sine transform of the box as preconditioner: that one is exact for a rectangle but
-degrades with the hole's shape (a thin stroke in a large box), while the Galerkin grids
-follow any shape. Cost: a V-cycle is O(N) on an N-pixel box (4/3 N pixel updates); the
-CG steps grow like log N (steps per hole box size: ``bench/BLENDING_RESULTS.md``), so
-O(N log N) in all, where plain CG on the Laplacian needs O(sqrt N) steps, O(N^1.5).
+2010); the coarsest grid, at most ``COARSEST`` cells a side, is solved exactly with its
+inverse (computed once per region). The V-cycle is symmetric positive definite, so CG stays
+valid. Why this and not a fast sine transform of the box as preconditioner: that one is
+exact for a rectangle but degrades with the hole's shape (a thin stroke in a large box),
+while the Galerkin grids follow any shape. Cost: a V-cycle is O(N) on an N-pixel box (4/3 N
+pixel updates, plus a fixed 256² coarse product); the CG steps grow like log N (12 for a
+217² box, 21 for 512², ``bench/BLENDING_RESULTS.md``), so O(N log N) in all, where plain CG
+on the Laplacian needs O(sqrt N) steps, O(N^1.5).
+
+Graph size: the grids live in TensorArrays and the V-cycle is a loop over levels, so the
+traced graph does not grow with the number of levels (tracing and optimising it is a fixed
+cost per process, which :class:`TracedBlend` moves off the critical path). Channels are the
+batch axis of every solver array ``[C, H, W, 1]``, so per-channel CG step sizes and the
+single-channel grids broadcast over the leading axis (fast), not the last one.
 
 Each hole region (``model/inference/regions.py``) is solved on its own tight box grown by
 one pixel, one after the other, so cost and memory follow the regions' boxes, not the
@@ -43,16 +51,13 @@ TOLERANCE = 1e-5        # stop when |residual| <= TOLERANCE * |right-hand side| 
 OMEGA = 0.8             # damping of the Jacobi sweeps
 OVER_CORRECTION = 1.5   # weight of the coarse-grid correction
 COARSEST = 16           # the coarsest grid has at most this many cells a side, solved exactly
-SWEEPS = 1              # Jacobi sweeps before and after the coarse correction
-
-
-_CROSS = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], np.float32)
 
 
 def _neighbour_sum(x):
-  """Sum of the four neighbours of every pixel of ``x`` [1, H, W, C] (zero outside)."""
-  kernel = np.tile(_CROSS[:, :, None, None], [1, 1, x.shape[-1], 1])
-  return tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "SAME")
+  """Sum of the four neighbours of every pixel of ``x`` [N, H, W, C] (zero outside); shifted
+  slices, faster here than a convolution."""
+  p = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+  return p[:, :-2, 1:-1] + p[:, 2:, 1:-1] + p[:, 1:-1, :-2] + p[:, 1:-1, 2:]
 
 
 def _even(x):
@@ -95,12 +100,12 @@ def _coarsen(d, right, down):
 
 
 def _levels(height, width):
-  """Grids of the V-cycle for a ``height`` x ``width`` box: halving until the grid has at
-  most ``COARSEST`` cells a side."""
+  """Grids of the V-cycle for a ``height`` x ``width`` box: halving (at least once) until the
+  grid has at most ``COARSEST`` cells a side."""
   longest = tf.cast(tf.maximum(tf.maximum(height, width), 1), tf.float32)
   # The least k with ceil(n / 2^k) <= COARSEST; n - 1/2 keeps float ties away.
   halvings = tf.math.ceil(tf.math.log((longest - 0.5) / COARSEST) / np.log(2.0))
-  return tf.maximum(tf.cast(halvings, tf.int32), 0) + 1
+  return tf.maximum(tf.cast(halvings, tf.int32), 1) + 1    # at least one coarse grid
 
 
 def _coarse_inverse(d, right, down):
@@ -127,8 +132,12 @@ class _Hierarchy:
 
   FIELDS = 7  # d, right, left, down, up, Jacobi weights, coarse-correction weights
 
-  def __init__(self, d, right, down):
+  def __init__(self, d, right, down, inside):
     self.levels = _levels(tf.shape(d)[1], tf.shape(d)[2])
+    # Level 0 again, for the V-cycle's first and last steps and CG (``finest``).
+    self.finest_d, self.inside = d, inside
+    self.finest_jacobi = tf.math.divide_no_nan(OMEGA, d)
+    self.finest_correct = OVER_CORRECTION * inside
     arrays = tuple(self._array() for _ in range(self.FIELDS))
     arrays = self._store(arrays, 0, d, right, down)
 
@@ -162,24 +171,27 @@ class _Hierarchy:
   def apply(self, level, x):
     return _apply(x, self.grid(level))
 
+  def finest(self, x):
+    """``A x`` on level 0 for ``x`` zero off the hole (every vector CG and the V-cycle make
+    there): its 0/1 weights make the neighbour terms a plain neighbour sum."""
+    return self.finest_d * x - self.inside * _neighbour_sum(x)
+
   def v_cycle(self, b):
     """One V-cycle for ``A x = b`` on level 0, from zero (symmetric in ``b``): a damped Jacobi
     sweep before and after the over-weighted coarse correction; the coarsest grid is solved
     exactly."""
     jacobi, correct = self.arrays[5], self.arrays[6]
     shape = tf.TensorShape([None, None, None, 1])
+    x0 = self.finest_jacobi * b
 
     def down(level, b, bs, xs):
-      w = jacobi.read(level)
-      x = w * b
-      for _ in range(SWEEPS - 1):
-        x = x + w * (b - self.apply(level, x))
+      x = jacobi.read(level) * b
       return (level + 1, _restrict(b - self.apply(level, x)), bs.write(level, b),
               xs.write(level, x))
 
     _, coarse, bs, xs = tf.while_loop(
         lambda level, *_: level < self.levels - 1, down,
-        (tf.constant(0), b, self._array(), self._array()),
+        (tf.constant(1), _restrict(b - self.finest(x0)), self._array(), self._array()),
         shape_invariants=(tf.TensorShape([]), shape, tf.TensorShape(None), tf.TensorShape(None)))
     # The coarsest grid exactly: each channel's cells times the (symmetric) inverse.
     size = tf.shape(coarse)
@@ -189,13 +201,13 @@ class _Hierarchy:
       b = bs.read(level)
       size = tf.shape(b)
       x = xs.read(level) + correct.read(level) * _prolong(coarse, size[1], size[2])
-      w = jacobi.read(level)
-      for _ in range(SWEEPS):
-        x = x + w * (b - self.apply(level, x))
-      return level - 1, x
+      return level - 1, x + jacobi.read(level) * (b - self.apply(level, x))
 
-    return tf.while_loop(lambda level, _: level >= 0, up, (self.levels - 2, x),
-                         shape_invariants=(tf.TensorShape([]), shape))[1]
+    coarse = tf.while_loop(lambda level, _: level >= 1, up, (self.levels - 2, x),
+                           shape_invariants=(tf.TensorShape([]), shape))[1]
+    size = tf.shape(b)
+    x = x0 + self.finest_correct * _prolong(coarse, size[1], size[2])
+    return x + self.finest_jacobi * (b - self.finest(x))
 
 
 def correction_and_steps(known, fill, hole):
@@ -214,7 +226,7 @@ def correction_and_steps(known, fill, hole):
   # Equations: count_p h_p - sum of hole-neighbour h = rhs (count: in-image neighbours).
   right = inside * tf.pad(inside[:, :, 1:], [[0, 0], [0, 0], [0, 1], [0, 0]])
   down = inside * tf.pad(inside[:, 1:], [[0, 0], [0, 1], [0, 0], [0, 0]])
-  grids = _Hierarchy(count * inside, right, down)
+  grids = _Hierarchy(count * inside, right, down, inside)
 
   # Dot products (one per channel): float32 sums along rows (each row's order is fixed),
   # then float64 over the rows; step sizes in float32. The order of a whole sum (which
@@ -234,7 +246,7 @@ def correction_and_steps(known, fill, hole):
     z = grids.v_cycle(r)
     rz_new = dot(r, z)
     p = z + ratio(rz_new, rz) * p
-    ap = grids.apply(0, p)
+    ap = grids.finest(p)
     alpha = ratio(rz_new, dot(p, ap))
     x = x + alpha * p
     r = r - alpha * ap
@@ -296,10 +308,10 @@ def blend(known, fill, hole):
 
   _, where, values = tf.while_loop(lambda i, *_: i < count, solve,
                                    (tf.constant(0), where, values))
+  # Every hole pixel is in exactly one region: write fill + h there, over the photo.
   at = tf.reshape(where.concat(), [-1, 2])
-  h = tf.scatter_nd(at, tf.reshape(values.concat(), [tf.shape(at)[0], tf.shape(known)[2]]),
-                    tf.shape(known, out_type=tf.int64))
-  return tf.where(hole[..., None], fill + h, known)
+  h = tf.reshape(values.concat(), [tf.shape(at)[0], tf.shape(known)[2]])
+  return tf.tensor_scatter_nd_update(known, at, tf.gather_nd(fill, at) + h)
 
 
 def blend_uint8(image, fill, hole):
