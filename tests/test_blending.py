@@ -334,16 +334,22 @@ def _stencil_matrix(d, right, down):
   return a
 
 
+def _finest_grid(hole):
+  """Level 0 of the V-cycle for a bool hole [H, W]: ``(d, right, down, inside)`` [1, H, W, 1]."""
+  inside = hole.astype(np.float32)[None, :, :, None]
+  count = blending._neighbour_sum(tf.ones_like(tf.constant(inside))).numpy() * inside
+  right = inside * np.pad(inside[:, :, 1:], [[0, 0], [0, 0], [0, 1], [0, 0]])
+  down = inside * np.pad(inside[:, 1:], [[0, 0], [0, 1], [0, 0], [0, 0]])
+  return count, right, down, inside
+
+
 @pytest.mark.parametrize("shape", [(37, 45), (33, 16), (1, 70)])
 def test_coarse_grids_are_galerkin_operators(shape):
   # Every grid of the V-cycle is P^T A P / 4 of the one above (NumPy reference), odd sizes too.
   rng = np.random.default_rng(9)
   hole = rng.uniform(size=shape) < 0.7
   hole[0, 0] = False
-  inside = hole.astype(np.float32)[None, :, :, None]
-  count = blending._neighbour_sum(tf.ones_like(tf.constant(inside))).numpy() * inside
-  right = inside * np.pad(inside[:, :, 1:], [[0, 0], [0, 0], [0, 1], [0, 0]])
-  down = inside * np.pad(inside[:, 1:], [[0, 0], [0, 1], [0, 0], [0, 0]])
+  count, right, down, inside = _finest_grid(hole)
   grids = blending._Hierarchy(tf.constant(count), tf.constant(right), tf.constant(down),
                               tf.constant(inside))
   a = _dense_operator(hole)
@@ -377,10 +383,7 @@ def test_v_cycle_is_a_symmetric_positive_definite_preconditioner(graph):
   # CG needs a symmetric positive definite preconditioner: u.V(v) = v.V(u) and v.V(v) > 0.
   rng = np.random.default_rng(12)
   hole = _more_holes(36, 44)["stroke"] | _more_holes(36, 44)["boxes"]
-  inside = hole.astype(np.float32)[None, :, :, None]
-  count = blending._neighbour_sum(tf.ones_like(tf.constant(inside))).numpy() * inside
-  right = inside * np.pad(inside[:, :, 1:], [[0, 0], [0, 0], [0, 1], [0, 0]])
-  down = inside * np.pad(inside[:, 1:], [[0, 0], [0, 1], [0, 0], [0, 0]])
+  count, right, down, inside = _finest_grid(hole)
 
   def cycle(u):
     return blending._Hierarchy(tf.constant(count), tf.constant(right), tf.constant(down),
@@ -432,10 +435,7 @@ def test_finest_operator_is_the_level_0_grid(graph):
   # The convolution form of level 0 equals its 5-point weights on vectors zero off the hole.
   rng = np.random.default_rng(15)
   hole = _more_holes(36, 44)["stroke"] | _more_holes(36, 44)["border"]
-  inside = hole.astype(np.float32)[None, :, :, None]
-  count = blending._neighbour_sum(tf.ones_like(tf.constant(inside))).numpy() * inside
-  right = inside * np.pad(inside[:, :, 1:], [[0, 0], [0, 0], [0, 1], [0, 0]])
-  down = inside * np.pad(inside[:, 1:], [[0, 0], [0, 1], [0, 0], [0, 0]])
+  count, right, down, inside = _finest_grid(hole)
   x = (rng.normal(size=(3, 36, 44, 1)) * inside).astype(np.float32)
 
   def both(x):
