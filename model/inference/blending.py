@@ -191,7 +191,9 @@ class _Hierarchy:
 
     _, coarse, bs, xs = tf.while_loop(
         lambda level, *_: level < self.levels - 1, down,
-        (tf.constant(1), _restrict(b - self.finest(x0)), self._array(), self._array()),
+        # b - A x0 with x0 = J0 b: A's diagonal times J0 is OMEGA on the hole, zero off it.
+        (tf.constant(1), _restrict((1.0 - OMEGA) * b + self.inside * _neighbour_sum(x0)),
+         self._array(), self._array()),
         shape_invariants=(tf.TensorShape([]), shape, tf.TensorShape(None), tf.TensorShape(None)))
     # The coarsest grid exactly: each channel's cells times the (symmetric) inverse.
     size = tf.shape(coarse)
