@@ -338,8 +338,7 @@ def _finest_grid(hole):
   """Level 0 of the V-cycle for a bool hole [H, W]: ``(d, right, down, inside)`` [1, H, W, 1]."""
   inside = hole.astype(np.float32)[None, :, :, None]
   count = blending._neighbour_sum(tf.ones_like(tf.constant(inside))).numpy() * inside
-  right = inside * np.pad(inside[:, :, 1:], [[0, 0], [0, 0], [0, 1], [0, 0]])
-  down = inside * np.pad(inside[:, 1:], [[0, 0], [0, 1], [0, 0], [0, 0]])
+  right, down = (w.numpy() for w in blending._hole_weights(tf.constant(inside)))
   return count, right, down, inside
 
 
@@ -432,7 +431,7 @@ def test_small_boxes_take_few_steps():
 
 @pytest.mark.parametrize("graph", [False, True])
 def test_finest_operator_is_the_level_0_grid(graph):
-  # The convolution form of level 0 equals its 5-point weights on vectors zero off the hole.
+  # The neighbour-sum form of level 0 equals its 5-point weights on vectors zero off the hole.
   rng = np.random.default_rng(15)
   hole = _more_holes(36, 44)["stroke"] | _more_holes(36, 44)["border"]
   count, right, down, inside = _finest_grid(hole)

@@ -61,7 +61,7 @@ def _neighbour_sum(x):
 
 
 def _even(x):
-  """``x`` [1, H, W, C] padded with zeros to even H and W."""
+  """``x`` [N, H, W, C] padded with zeros to even H and W."""
   shape = tf.shape(x)
   return tf.pad(x, [[0, 0], [0, shape[1] % 2], [0, shape[2] % 2], [0, 0]])
 
@@ -89,7 +89,7 @@ def _apply(x, grid):
 
 def _coarsen(d, right, down):
   """The Galerkin operator ``P^T A P / 4`` on 2x2 aggregates (again 5-point), from the
-  diagonal and the weights to the right and below, all [1, H, W, C]."""
+  diagonal and the weights to the right and below, all [1, H, W, 1]."""
   n = d.shape[-1]
   t = _even(tf.concat([d, right, down], -1))
   a, b, c, e = t[:, 0::2, 0::2], t[:, 1::2, 0::2], t[:, 0::2, 1::2], t[:, 1::2, 1::2]
@@ -97,6 +97,14 @@ def _coarsen(d, right, down):
   inner = (a + b)[..., n:2 * n] + (a + c)[..., 2 * n:]
   return (((a + b + c + e)[..., :n] - 2.0 * inner) * 0.25, (c + e)[..., n:2 * n] * 0.25,
           (b + e)[..., 2 * n:] * 0.25)
+
+
+def _hole_weights(inside):
+  """Level 0's weights to the right and below, [1, H, W, 1]: 1 between two hole pixels
+  (``inside`` is the 0/1 hole [1, H, W, 1]), else 0."""
+  right = inside * tf.pad(inside[:, :, 1:], [[0, 0], [0, 0], [0, 1], [0, 0]])
+  down = inside * tf.pad(inside[:, 1:], [[0, 0], [0, 1], [0, 0], [0, 0]])
+  return right, down
 
 
 def _levels(height, width):
@@ -134,10 +142,7 @@ class _Hierarchy:
 
   def __init__(self, d, right, down, inside):
     self.levels = _levels(tf.shape(d)[1], tf.shape(d)[2])
-    # Level 0 again, for the V-cycle's first and last steps and CG (``finest``).
     self.finest_d, self.inside = d, inside
-    self.finest_jacobi = tf.math.divide_no_nan(OMEGA, d)
-    self.finest_correct = OVER_CORRECTION * inside
     arrays = tuple(self._array() for _ in range(self.FIELDS))
     arrays = self._store(arrays, 0, d, right, down)
 
@@ -151,6 +156,8 @@ class _Hierarchy:
         shape_invariants=(tf.TensorShape([]), grid, grid, grid)
         + (tf.TensorShape(None),) * self.FIELDS)
     self.arrays = out[4:]
+    # Level 0's smoothing weights, for the V-cycle's first and last steps (outside its loops).
+    self.finest_jacobi, self.finest_correct = (a.read(0) for a in self.arrays[5:])
     last = self.levels - 1
     self.inverse = _coarse_inverse(*(self.arrays[k].read(last) for k in (0, 1, 3)))
 
@@ -226,9 +233,7 @@ def correction_and_steps(known, fill, hole):
   # grids [1, H, W, 1] then broadcast over the leading axis, which is fast.
   rhs = tf.transpose((near - edges * fill[None]) * inside, [3, 1, 2, 0])
   # Equations: count_p h_p - sum of hole-neighbour h = rhs (count: in-image neighbours).
-  right = inside * tf.pad(inside[:, :, 1:], [[0, 0], [0, 0], [0, 1], [0, 0]])
-  down = inside * tf.pad(inside[:, 1:], [[0, 0], [0, 1], [0, 0], [0, 0]])
-  grids = _Hierarchy(count * inside, right, down, inside)
+  grids = _Hierarchy(count * inside, *_hole_weights(inside), inside)
 
   # Dot products (one per channel): float32 sums along rows (each row's order is fixed),
   # then float64 over the rows; step sizes in float32. The order of a whole sum (which

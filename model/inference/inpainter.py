@@ -365,12 +365,11 @@ class Inpainter:
     if blend:
       fill.get_concrete_function()
       _BLEND.prepare()
-    if not with_flow:
-      result = fill(rgb, hole)
-      return (_BLEND(rgb, result, hole) if blend else result).numpy(), None
-    result, offsets = fill(rgb, hole)
+    result, offsets = fill(rgb, hole) if with_flow else (fill(rgb, hole), None)
     if blend:
       result = _BLEND(rgb, result, hole)
+    if offsets is None:
+      return result.numpy(), None
     picture = flow_viz.flow_to_image(offsets, upsample=GRID)
     h, w = result.shape[:2]
     return result.numpy(), flow_viz.flow_to_uint8(picture).numpy()[0, :h, :w]
