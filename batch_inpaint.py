@@ -15,7 +15,7 @@ a problem found before the start (no SavedModel, nothing to read), a pipeline th
 whole, or a run with ``failed`` records (after writing everything else) exits with status 1.
 TensorFlow's own start-up lines are hidden unless ``--verbose``. The launch (checks, Beam
 options, the run) is ``model/batch/launch.py``; the SavedModel to give it is a serving-only
-export (``export.py --signatures serving``). See README "Batch inpainting with Apache Beam".
+export (``export.py --signatures serving``). See docs/BATCH.md.
 """
 import functools
 import logging

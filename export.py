@@ -7,16 +7,15 @@ or as an ONNX or LiteRT (TFLite) model.
   python export.py --format onnx|tflite --checkpoint_dir DIR --export_dir OUT [--overwrite]
   python export.py --format web --checkpoint_dir DIR --export_dir OUT [--overwrite]
 
-SavedModel signatures (see ``model/inference/serving.py`` and README "Serving"):
+SavedModel signatures (see ``model/inference/serving.py`` and docs/SERVING.md):
   serving_default: image uint8 [B,H,W,3] RGB, mask uint8 [B,H,W,1] (>127 = hole) -> inpainted
   inpaint_bytes:   image_bytes string [B], mask_bytes string [B] (encoded files) -> png_bytes
                    (left out with --signatures serving, the export batch_inpaint.py runs)
 ``--format onnx`` writes OUT/model.onnx and ``--format tflite`` OUT/model.tflite: the
 serving_default contract with B = 1 and any H, W, at the photo's own resolution (strategy
 original, whatever the checkpoint declares), without seam blending and with dense attention
-(``model/inference/portable.py``, README "ONNX and LiteRT").
-``--format web`` writes OUT as a static site for any file server (README "In the browser, no
-server"): the page, ``deepfill.js``, the ONNX model and ONNX Runtime Web from ``web/node_modules``
+(``model/inference/portable.py``, docs/EXPORT.md).
+``--format web`` writes OUT as a static site for any file server (docs/BROWSER.md): the page, ``deepfill.js``, the ONNX model and ONNX Runtime Web from ``web/node_modules``
 (``npm ci --prefix web``; ``model/web/portable.py``).
 The export is written to a temporary directory beside OUT and renamed into place, so OUT
 is never half-written. With ``--overwrite`` an existing OUT is replaced only if it holds an

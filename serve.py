@@ -9,7 +9,7 @@ checkpoints/demo and checkpoints/demo_gan that exist), warms each up, then print
 open; the page offers the models by folder name, the first is the default. Each model runs the
 pipeline its ``model.json`` declares (scale strategy, seam blending) unless ``--strategy`` /
 ``--seam_blend`` override it for all of them. The API and its errors are
-described in README.md ("Web app"). There is no authentication: the default host only
+described in docs/WEB.md. There is no authentication: the default host only
 accepts connections from this machine. A command-line mistake prints one line ``error: ...``
 and exits with status 2, a bad checkpoint or a busy port with status 1; Ctrl+C (or SIGTERM)
 stops the server with status 0.

@@ -15,8 +15,8 @@ SavedModel, then runs each mode as a real command, one after another:
   ``--with_all_cores_variant`` also a run where each uses all cores, ``--intra_op_threads 0``
   being replaced by the core count).
 
-Every pipeline run is checked against the per-worker memory bound of README "Batch inpainting
-with Apache Beam": peak <= the worker's own baseline (its peak before its first photo, model
+Every pipeline run is checked against the per-worker memory bound of docs/BATCH.md
+("Memory per worker process"): peak <= the worker's own baseline (its peak before its first photo, model
 loaded and warmed up, which the command reports) + ``--max_memory_gb`` (the attention
 budget given to export.py) + ACTIVATION_GB_PER_MP x the largest photo's megapixels.
 
@@ -46,7 +46,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Working memory of one photo besides contextual attention (convolution activations of the
 # hole-local or full network, and the memory allocator's and oneDNN's per-shape caches
 # that grow as photos of new sizes arrive), per megapixel of the largest photo: the
-# README's bound for the demo model (cnum 16).
+# bound of docs/BATCH.md for the demo model (cnum 16).
 ACTIVATION_GB_PER_MP = 0.25
 WORKER_LINE = re.compile(r"peak memory of a worker process ([\d.]+) GB \(([\d.]+) GB and "
                          r"([\d.]+) s CPU before its first photo\)")
@@ -264,8 +264,8 @@ def main():
                  f"{row['identical']} | {walls} |")
   lines += [
       "",
-      "Memory per worker process against the bound of README \"Batch inpainting with Apache "
-      "Beam\": peak <= baseline + `--max_memory_gb` (export) + "
+      "Memory per worker process against the bound of docs/BATCH.md: peak <= baseline + "
+      "`--max_memory_gb` (export) + "
       f"{ACTIVATION_GB_PER_MP:g} GB/MP × the largest photo ({largest_mp:.2f} MP). Baseline: "
       "the worker's peak before its first photo (model loaded, one warm-up call), as the "
       "command reports it; peak: the worker's own report at the end; process peak: largest "

@@ -106,7 +106,7 @@ TINY_SEED = 3
 def _tiny_generator():
   """The tiny random-weight generator; seeded here, so its weights do not depend on what
   earlier tests left in the process's global random state (the exported graph and test.py's
-  are byte-identical for these weights, not for every draw: README "Serving")."""
+  are byte-identical for these weights, not for every draw: docs/SERVING.md)."""
   import keras
   cfg = config_lib.preset("v1", cnum=4)
   keras.utils.set_random_seed(TINY_SEED)

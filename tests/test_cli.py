@@ -6,7 +6,7 @@ mask, an all-black mask, an unpaired image and a bad file; one uses a single mas
 one single-image run uses the golden official TF1 checkpoint. Bad inputs are detected before
 TensorFlow is imported, so those runs are cheap (~0.3 s) and get one run each.
 
-Contract under test (README "Inpainting from the command line"): a failure exits non-zero with
+Contract under test (docs/CLI.md, "Errors, outputs and inputs"): a failure exits non-zero with
 exactly one stderr line `error: ...` (never a traceback) and leaves no output file behind.
 """
 import os

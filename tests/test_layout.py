@@ -1,4 +1,4 @@
-"""Layout rules of DEVELOPERS.md, checked on the source with ast (no imports run).
+"""Import rules of docs/ARCHITECTURE.md §9.1, checked on the source with ast (no imports run).
 
 Training and inference never import each other, ``layers/`` imports nothing from ``model/``, and file I/O and
 evaluation import neither training nor inference. Imports are followed through the project's own modules, so a

@@ -7,7 +7,7 @@
 ``x / 127.5 - 1`` in the network's channel order, the full generator, ``(x + 1) · 127.5``
 saturated, cropped back, and the known pixels copied from the input.
 
-What differs from the SavedModel (README "ONNX and LiteRT"): the whole generator runs on the
+What differs from the SavedModel (docs/EXPORT.md): the whole generator runs on the
 whole image (no hole-local path, whose crops depend on the hole's values), contextual
 attention is the dense path over all background patches (no memory-bounded tiles: those
 loop over a value-dependent number of tiles), dilated convolutions are single dilated

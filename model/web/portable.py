@@ -5,7 +5,7 @@ The page and ``deepfill.js`` are in ``model/web/portable/``; the runtime comes f
 package pinned in ``web/package.json`` / ``web/package-lock.json`` (``npm ci --prefix web``).
 Only the WebAssembly backend is copied: ``ort.wasm.min.mjs`` and its threaded SIMD build
 (``ort-wasm-simd-threaded.{mjs,wasm}``), which runs on one thread when the page is not
-cross-origin isolated (README "In the browser, no server").
+cross-origin isolated (docs/BROWSER.md, "Threads").
 """
 import json
 import os

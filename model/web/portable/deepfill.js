@@ -1,6 +1,6 @@
 // DeepFill v1 in the browser: `inpaint(image, mask)` runs `model.onnx` (the folder this file is
 // in) with ONNX Runtime Web's WebAssembly backend. The model and the runtime are fetched from
-// this folder; the pixels never leave the page. See README "In the browser, no server".
+// this folder; the pixels never leave the page. See docs/BROWSER.md.
 //
 //   import { inpaint } from "./deepfill.js";
 //   const result = await inpaint(imageData, maskData);   // ImageData -> ImageData
