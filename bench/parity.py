@@ -2,6 +2,7 @@ r"""Parity with the official release on the golden fixtures: the measured errors
 
   python bench/parity.py                                # prints one Markdown table per golden case
   TF_ENABLE_ONEDNN_OPTS=1 python bench/parity.py        # oneDNN's kernels forced on (or =0: off)
+  python bench/parity.py --onnx                         # also: ONNX Runtime against test.py
 
 Loads ``../shared/golden/deepfill_v1/checkpoint`` (random weights in the official TF1 format)
 through the loader users take, runs each case as the release does (grid-8 crop, BGR in [-1, 1])
@@ -10,12 +11,17 @@ beside the tolerances ``tests/test_golden.py`` enforces. TensorFlow turns oneDNN
 only on some CPUs; each table says whether it was on. ``output.png`` is compared twice: our
 ``--official_compat`` bytes, and the default path's hole pixels (an official checkpoint runs
 ``original`` without seam blending; known pixels are copied from the input).
+
+``--onnx`` (the ``onnx`` extra) also converts the golden checkpoint and the demo model with
+``export.py --format onnx``'s converter and counts the hole values ONNX Runtime gives differently
+from ``test.py --strategy original --noseam_blend``, on the golden case and the bundled flower.
 """
 import os
 import sys
 
 import cv2
 import numpy as np
+from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -66,6 +72,25 @@ def measure(inpainter, path):
   ]
 
 
+def onnx_rows(checkpoint, image_path, mask_path):
+  """Rows (what, hole values differing from test.py, their largest difference) for one pair."""
+  import onnxruntime as ort  # pylint: disable=import-outside-toplevel  (the onnx extra)
+  from model.inference import convert  # pylint: disable=import-outside-toplevel
+  rgb = np.asarray(Image.open(image_path).convert("RGB"))
+  hole = np.asarray(Image.open(mask_path).convert("L")) > 127
+  reference = inpaint.Inpainter.from_checkpoint(checkpoint, strategy="original",
+                                                seam_blend=False)
+  expected, _ = reference.inpaint(rgb, hole)
+  session = ort.InferenceSession(convert.onnx_bytes(reference.generator, reference.config),
+                                 providers=["CPUExecutionProvider"])
+  mask = np.where(hole, 255, 0).astype(np.uint8)
+  got = session.run(["inpainted"], {"image": rgb[None], "mask": mask[None, :, :, None]})[0][0]
+  known_equal = np.array_equal(got[~hole], rgb[~hole])
+  diff = np.abs(got[hole].astype(int) - expected[hole].astype(int))
+  return (f"{int((diff > 0).sum()):,} of {diff.size:,}", str(diff.max()),
+          "yes" if known_equal else "NO")
+
+
 def _onednn():
   """Whether TensorFlow runs oneDNN's kernels in this process (``?`` if it cannot say)."""
   try:
@@ -87,6 +112,18 @@ def main():
     for row in measure(inpainter, os.path.join(cases, name)):
       print("| " + " | ".join(row) + " |")
     print()
+  if "--onnx" in sys.argv[1:]:
+    example = os.path.join(REPO, "examples", "sklearn_flower")
+    pairs = [("golden checkpoint, its 256² case", os.path.join(GOLDEN, "checkpoint"),
+              os.path.join(cases, sorted(os.listdir(cases))[0], "input.png"),
+              os.path.join(cases, sorted(os.listdir(cases))[0], "mask.png")),
+             ("demo model, examples/sklearn_flower.png", os.path.join(REPO, "checkpoints", "demo"),
+              example + ".png", example + "_mask.png")]
+    print("ONNX Runtime against `test.py --strategy original --noseam_blend`\n")
+    print("| model, photo | hole values that differ | largest difference | known pixels equal |")
+    print("|---|---|---|---|")
+    for what, checkpoint, image, mask in pairs:
+      print(f"| {what} | " + " | ".join(onnx_rows(checkpoint, image, mask)) + " |")
 
 
 if __name__ == "__main__":
