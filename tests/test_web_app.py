@@ -193,6 +193,42 @@ def test_cross_site_requests_to_the_api_are_403():
   run(main())
 
 
+def test_a_browser_site_is_offered_with_wasm_allowed(tmp_path):
+  from model.web import site
+  folder = tmp_path / "exported"
+  (folder / "ort").mkdir(parents=True)
+  for name in ["deepfill.js", site.MODEL_FILE] + [f"ort/{n}" for n in site.RUNTIME_FILES]:
+    (folder / name).write_text("x")
+  site.check_site(str(folder))
+  plain, _ = _app()
+  limits = uploads.Limits(max_upload_bytes=2**20, max_pixels=10**6, queue=1)
+  offering = web_app.create_app([web_app.ServedModel(web_app.ModelInfo("demo", "v1", 4),
+                                                     StandIn())],
+                                limits, hosts.allowed_hosts("127.0.0.1", PORT),
+                                browser_site=str(folder))
+
+  async def main():
+    async with _client(plain) as c:
+      assert (await c.get("/api/health")).json()["browser"] is None
+      page = await c.get("/")
+      assert "wasm" not in page.headers["content-security-policy"]
+      assert "cross-origin-embedder-policy" not in page.headers
+      assert (await c.get("/browser/deepfill.js")).status_code == 404
+    async with _client(offering) as c:
+      assert (await c.get("/api/health")).json()["browser"] == {"path": "/browser/",
+                                                                "name": "exported"}
+      page = await c.get("/")
+      assert "script-src 'self' 'wasm-unsafe-eval'" in page.headers["content-security-policy"]
+      assert page.headers["cross-origin-opener-policy"] == "same-origin"
+      assert page.headers["cross-origin-embedder-policy"] == "require-corp"
+      for name, kind in (("deepfill.js", "javascript"), ("ort/ort.wasm.min.mjs", "javascript"),
+                         ("ort/ort-wasm-simd-threaded.wasm", "application/wasm")):
+        response = await c.get(f"/browser/{name}")
+        assert response.status_code == 200 and kind in response.headers["content-type"], name
+      assert (await c.get("/browser/../app.py")).status_code == 404
+  run(main())
+
+
 def test_health_reveals_no_path():
   app, _ = _app()
 
