@@ -495,6 +495,9 @@ def test_cli_errors_are_one_line(tmp_path):
   _one_error_line(proc, "checkpoint directory not found")
   assert proc.stdout == "" and "InitializeLog" not in proc.stderr, proc.stderr  # TF is quiet
   assert "oneDNN" not in proc.stderr, proc.stderr
+  proc = _serve("--port", "0", "--web_export", tmp_path, cwd=tmp_path)
+  assert proc.returncode == 1
+  _one_error_line(proc, "is not a folder of export.py --format web (no deepfill.js, model.onnx")
 
 
 def test_bundled_models_are_offered_by_default(tmp_path):

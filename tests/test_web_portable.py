@@ -373,6 +373,40 @@ def test_page_keeps_every_known_value_of_a_semi_transparent_photo(browser, stand
   offline.close()
 
 
+def test_without_webgl_opaque_photos_work_and_transparent_ones_are_refused(browser, standin_site,
+                                                                           tmp_path):
+  from PIL import Image
+  rgba = np.dstack([helpers.example_rgb()[:31, :45], np.full((31, 45), 255, np.uint8)])
+  hole = np.zeros((31, 45), bool)
+  hole[5:20, 10:30] = True
+  (tmp_path / "mask.png").write_bytes(helpers.mask_png(hole))
+  Image.fromarray(rgba[..., :3]).save(tmp_path / "opaque.png")
+  rgba[0, 0, 3] = 254
+  Image.fromarray(rgba, "RGBA").save(tmp_path / "clear.png")
+  chromium = browser.browser_type.launch(executable_path=web_helpers.chromium_executable(),
+                                         args=web_helpers.CHROMIUM_ARGS + ["--disable-webgl"])
+  try:
+    offline = web_helpers.OfflinePage(chromium, standin_site.url)
+    page = offline.page
+    assert page.evaluate("!document.createElement('canvas').getContext('webgl')")
+    _open_photo(offline, tmp_path / "opaque.png")
+    page.set_input_files("#mask-file", str(tmp_path / "mask.png"))
+    page.wait_for_selector("#inpaint:not([disabled])")
+    out = _press_inpaint_and_download(offline, tmp_path / "out.png")
+    np.testing.assert_array_equal(out, _standin(rgba[..., :3], hole))
+    _open_photo(offline, tmp_path / "clear.png")
+    page.set_input_files("#mask-file", str(tmp_path / "mask.png"))
+    page.wait_for_selector("#inpaint:not([disabled])")
+    page.click("#inpaint")
+    page.wait_for_selector("#message:not([hidden])")
+    text = page.locator("#message-text").text_content()
+    assert "cannot read the exact colours of a semi-transparent image without WebGL" in text
+    assert not offline.blocked and not offline.errors, (offline.blocked, offline.errors)
+    offline.close()
+  finally:
+    chromium.close()
+
+
 # ---------------------------------------------------------------- the real model vs test.py
 
 def _golden_or_skip():
