@@ -16,7 +16,7 @@ serving_default contract with B = 1 and any H, W, at the photo's own resolution 
 original, whatever the checkpoint declares), without seam blending and with dense attention
 (``model/inference/portable.py``, docs/EXPORT.md).
 ``--format web`` writes OUT as a static site for any file server (docs/BROWSER.md): the page, ``deepfill.js``, the ONNX model and ONNX Runtime Web from ``web/node_modules``
-(``npm ci --prefix web``; ``model/web/portable.py``).
+(``npm ci --prefix web``; ``model/web/site.py``).
 The export is written to a temporary directory beside OUT and renamed into place, so OUT
 is never half-written. With ``--overwrite`` an existing OUT is replaced only if it holds an
 export of the same format and nothing else, and never if it is or contains the checkpoint
@@ -208,7 +208,7 @@ def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False, verbo
   if not os.path.exists(checkpoint_dir) and not os.path.exists(checkpoint_dir + ".index"):
     raise _ExportError(f"checkpoint directory not found: {checkpoint_dir}")
   if fmt == "web":
-    from model.web import portable as site
+    from model.web import site
     site.runtime_dist(NPM_DIR)  # before TensorFlow loads: a missing `npm ci` is one line
 
   cli.import_tensorflow(verbose)

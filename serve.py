@@ -3,12 +3,15 @@ r"""Web app: paint a hole on a photo in the browser and inpaint it (HTTP API + p
   python serve.py [--checkpoint_dir DIR ...] [--host 127.0.0.1] [--port 8000]
                   [--max_upload_mb 50] [--max_megapixels 40] [--max_memory_gb 1] [--queue 8]
                   [--body_timeout 60] [--idle_timeout 10] [--strategy S] [--[no]seam_blend]
+                  [--web_export DIR]
 
 Loads every model given (``--checkpoint_dir`` repeated; default: the bundled
 checkpoints/demo and checkpoints/demo_gan that exist), warms each up, then prints the URL to
 open; the page offers the models by folder name, the first is the default. Each model runs the
 pipeline its ``model.json`` declares (scale strategy, seam blending) unless ``--strategy`` /
-``--seam_blend`` override it for all of them. The API and its errors are
+``--seam_blend`` override it for all of them. With ``--web_export`` (a folder of
+``export.py --format web``) the page also offers "Run in this browser": that model then runs in
+the visitor's browser and the photo is not uploaded. The API and its errors are
 described in docs/WEB.md. There is no authentication: the default host only
 accepts connections from this machine. A command-line mistake prints one line ``error: ...``
 and exits with status 2, a bad checkpoint or a busy port with status 1; Ctrl+C (or SIGTERM)
@@ -55,6 +58,10 @@ flags.DEFINE_float("idle_timeout", 10, "A connection is closed when a complete r
                    "previous response.", lower_bound=0.001)
 flags.DEFINE_integer("queue", 8, "Requests that may wait while one is inpainted; more get 503 "
                      "with Retry-After.", lower_bound=0)
+flags.DEFINE_string("web_export", None, "A folder written by export.py --format web: the page "
+                    "then offers 'Run in this browser', which runs that model (model.onnx, "
+                    "strategy original, no seam blending) in the visitor's browser instead of "
+                    "on this server.")
 cli.define_verbose()
 
 _fail = cli.CONSOLE.fail
@@ -133,11 +140,17 @@ def _main():
   if not _is_loopback(FLAGS.host):
     _warn(f"--host {FLAGS.host}: the app has no authentication; anyone who can reach this "
           "address can use it")
+  if FLAGS.web_export:
+    from model.web import site
+    site.check_site(FLAGS.web_export)
   sock = _bind(FLAGS.host, FLAGS.port)  # a busy port fails before the slow imports and loading
   cli.import_tensorflow(FLAGS.verbose)
   import uvicorn
 
   from model.web import app as web_app
+  from model.web import hosts
+  from model.web import transport
+  from model.web import uploads
   models = []
   for name, checkpoint in checkpoints:  # all up front: memory is known once the URL prints
     cli.CONSOLE.progress(f"loading {checkpoint}")
@@ -147,11 +160,11 @@ def _main():
     cli.CONSOLE.progress(f"model {name} ready (warm-up {seconds:.1f} s)")
     cli.CONSOLE.end_progress()
     models.append(served)
-  limits = web_app.Limits(max_upload_bytes=limits_lib.upload_bytes(FLAGS.max_upload_mb),
+  limits = uploads.Limits(max_upload_bytes=limits_lib.upload_bytes(FLAGS.max_upload_mb),
                           max_pixels=limits_lib.max_pixels(FLAGS.max_megapixels), queue=FLAGS.queue,
                           body_timeout=FLAGS.body_timeout)
-  web = web_app.create_app(models, limits,
-                           web_app.allowed_hosts(FLAGS.host, sock.getsockname()[1]))
+  web = web_app.create_app(models, limits, hosts.allowed_hosts(FLAGS.host, sock.getsockname()[1]),
+                           browser_site=FLAGS.web_export)
   worker = web.state.worker
 
   class Server(uvicorn.Server):
@@ -159,7 +172,7 @@ def _main():
       worker.shut_down()  # requests waiting for the model get their 503 now, not after minutes
       super().handle_exit(sig, frame)
 
-  server = Server(web_app.server_config(web, idle_timeout=FLAGS.idle_timeout))
+  server = Server(transport.server_config(web, idle_timeout=FLAGS.idle_timeout))
   print(f"DeepFill web app: {_url(sock)}  (Ctrl+C to stop)", flush=True)
   # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again: both end here.
   signal.signal(signal.SIGTERM, _interrupt)

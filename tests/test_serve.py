@@ -242,14 +242,18 @@ def test_the_model_field_chooses_the_model(setup, client):
 def test_page_and_assets_are_served_without_external_urls(client):
   page = client.get("/")
   assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-  assert "/static/app.js" in page.text and "/static/app.css" in page.text
+  assert '"server.js"' in page.text and '"app.css"' in page.text
   assert "default-src 'self'" in page.headers["content-security-policy"]
-  for asset, kind in (("/static/app.js", "javascript"), ("/static/app.css", "text/css")):
+  for asset, kind in (("/server.js", "javascript"), ("/paint.js", "javascript"),
+                      ("/pixels.js", "javascript"), ("/browser.js", "javascript"),
+                      ("/app.css", "text/css")):
     response = client.get(asset)
     assert response.status_code == 200 and kind in response.headers["content-type"], asset
-  static = os.path.join(REPO, "model", "web", "static")
-  for name in os.listdir(static):
-    text = open(os.path.join(static, name), encoding="utf-8").read()
+  for name in ("site.js", "deepfill.js", "page", "..%2Fapp.py"):
+    assert client.get("/" + name).status_code == 404, name  # the static site's files only
+  folder = os.path.join(REPO, "model", "web", "page")
+  for name in os.listdir(folder):
+    text = open(os.path.join(folder, name), encoding="utf-8").read()
     assert "http://" not in text and "https://" not in text and "//cdn" not in text, name
 
 
@@ -491,6 +495,9 @@ def test_cli_errors_are_one_line(tmp_path):
   _one_error_line(proc, "checkpoint directory not found")
   assert proc.stdout == "" and "InitializeLog" not in proc.stderr, proc.stderr  # TF is quiet
   assert "oneDNN" not in proc.stderr, proc.stderr
+  proc = _serve("--port", "0", "--web_export", tmp_path, cwd=tmp_path)
+  assert proc.returncode == 1
+  _one_error_line(proc, "is not a folder of export.py --format web (no deepfill.js, model.onnx")
 
 
 def test_bundled_models_are_offered_by_default(tmp_path):

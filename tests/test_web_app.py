@@ -1,11 +1,11 @@
-"""The web app's request handling (model/web/app.py) in this process, with a stand-in model.
+"""The web app's request handling (model/web/: app, hosts, uploads, worker, transport) in this process, with a stand-in model.
 
 What is tested here does not depend on the network's pixels (tests/test_serve.py compares
 those with test.py against a real `python serve.py`): HEAD, the Host and Origin policy, the
 queue and its slots, requests whose client is gone, body and idle timeouts. The stand-in
 `inpaint` returns the photo unchanged and can be held at a gate, so that a test decides when
 the "model" finishes. The timeout tests run the app under uvicorn with the server settings
-serve.py uses (`app.server_config`), in a thread, on a free loopback port.
+serve.py uses (`transport.server_config`), in a thread, on a free loopback port.
 """
 import asyncio
 import contextlib
@@ -19,6 +19,9 @@ import pytest
 
 import serve_helpers as helpers
 from model.web import app as web_app
+from model.web import hosts
+from model.web import transport
+from model.web import uploads
 
 PORT = 8123
 HOST = f"127.0.0.1:{PORT}"
@@ -45,13 +48,13 @@ def _app(queue=2, port=PORT, others=(), pipelines=None, **limits):
   (``pipelines``: ``{name: {"strategy": ..., "seam_blend": ...}}`` its `ModelInfo` states);
   returns (app, demo's stand-in) or, with ``others``, (app, {name: stand-in})."""
   model = StandIn()
-  limits = web_app.Limits(max_upload_bytes=limits.pop("max_upload_bytes", 2**20),
+  limits = uploads.Limits(max_upload_bytes=limits.pop("max_upload_bytes", 2**20),
                           max_pixels=10**6, queue=queue, **limits)
   stand_ins = {"demo": model, **{name: StandIn() for name in others}}
   models = [web_app.ServedModel(web_app.ModelInfo(name=name, preset="v1", cnum=4,
                                                   **(pipelines or {}).get(name, {})), m)
             for name, m in stand_ins.items()]
-  app = web_app.create_app(models, limits, web_app.allowed_hosts("127.0.0.1", port))
+  app = web_app.create_app(models, limits, hosts.allowed_hosts("127.0.0.1", port))
   return app, (stand_ins if others else model)
 
 
@@ -85,7 +88,7 @@ def test_head_answers_like_get_without_a_body():
 
   async def main():
     async with _client(app) as c:
-      for path in ("/", "/api/health", "/static/app.js"):
+      for path in ("/", "/api/health", "/paint.js"):
         get, head = await c.get(path), await c.head(path)
         assert get.status_code == head.status_code == 200, (path, head.status_code, head.text)
         assert head.content == b"" and get.content, path
@@ -111,7 +114,7 @@ def test_only_the_servers_own_host_names_are_answered():
         assert response.status_code == 200, (host, response.text)
       for host in ("evil.example", f"evil.example:{PORT}", "127.0.0.1", f"127.0.0.1:{PORT + 1}",
                    f"127.0.0.2:{PORT}", f"localhost.evil.example:{PORT}", "", f"[::1:{PORT}"):
-        for path in ("/", "/api/health", "/static/app.js"):
+        for path in ("/", "/api/health", "/paint.js"):
           response = await c.get(path, headers={"host": host})
           assert response.status_code == 400, (host, path, response.status_code)
           assert "is not an address of this server" in response.json()["error"]
@@ -121,14 +124,44 @@ def test_only_the_servers_own_host_names_are_answered():
   run(main())
 
 
+def test_ports_that_are_not_ascii_digits_are_400_not_500():
+  """'²' is a digit to str.isdigit() but not to int(); a port of thousands of digits is more
+  than int() reads. Each is a bad Host (400) or a cross-site Origin (403), never a 500."""
+  app, model = _app()
+  bad_ports = ["²", "¹²³", f"{PORT}³", "1" * 5000, "0" * 4999 + str(PORT)]
+  latin1 = lambda text: text.encode("latin-1")  # HTTP header bytes as the server decodes them
+
+  async def main():
+    async with _client(app) as c:
+      for port in bad_ports[:-1]:
+        for host in (f"127.0.0.1:{port}", f"[::1]:{port}"):
+          response = await c.get("/api/health", headers={"host": latin1(host)})
+          assert response.status_code == 400, (host[:30], response.status_code)
+          assert "is not an address of this server" in response.json()["error"]
+        response = await c.post("/api/inpaint", files=_upload(),
+                                headers={"origin": latin1(f"http://127.0.0.1:{port}")})
+        assert response.status_code == 403, (port[:30], response.status_code)
+      # Leading zeros are the same port, however many.
+      response = await c.get("/api/health", headers={"host": f"127.0.0.1:{bad_ports[-1]}"})
+      assert response.status_code == 200, response.text
+      body, kind = _multipart(_upload())
+      for length in ("²", "1" * 5000):
+        response = await c.post("/api/inpaint", content=body,
+                                headers={"content-type": kind,
+                                         "content-length": latin1(length)})
+        assert response.status_code in (400, 413), (length[:30], response.status_code)
+      assert model.calls == 0
+  run(main())
+
+
 def test_allowed_hosts_follow_the_listening_address():
-  policy = web_app.allowed_hosts("::1", 8000)
+  policy = hosts.allowed_hosts("::1", 8000)
   assert policy.allows("[::1]:8000") and policy.allows("localhost:8000")
   assert not policy.allows("[::1]:8001") and not policy.allows("evil.example:8000")
-  lan = web_app.allowed_hosts("192.168.7.9", 80)
+  lan = hosts.allowed_hosts("192.168.7.9", 80)
   assert lan.allows("192.168.7.9") and lan.allows("192.168.7.9:80")
   assert not lan.allows("10.0.0.1") and not lan.allows("evil.example")
-  anywhere = web_app.allowed_hosts("0.0.0.0", 8000)
+  anywhere = hosts.allowed_hosts("0.0.0.0", 8000)
   assert anywhere.allows("10.1.2.3:8000") and anywhere.allows("[fe80::1]:8000")
   assert anywhere.allows(f"{socket.gethostname()}:8000")
   assert not anywhere.allows("evil.example:8000") and not anywhere.allows("10.1.2.3:9")
@@ -157,6 +190,42 @@ def test_cross_site_requests_to_the_api_are_403():
         assert response.status_code == 200, (headers, response.text)
       # The page itself may be opened from a link on another site.
       assert (await c.get("/", headers={"sec-fetch-site": "cross-site"})).status_code == 200
+  run(main())
+
+
+def test_a_browser_site_is_offered_with_wasm_allowed(tmp_path):
+  from model.web import site
+  folder = tmp_path / "exported"
+  (folder / "ort").mkdir(parents=True)
+  for name in ["deepfill.js", site.MODEL_FILE] + [f"ort/{n}" for n in site.RUNTIME_FILES]:
+    (folder / name).write_text("x")
+  site.check_site(str(folder))
+  plain, _ = _app()
+  limits = uploads.Limits(max_upload_bytes=2**20, max_pixels=10**6, queue=1)
+  offering = web_app.create_app([web_app.ServedModel(web_app.ModelInfo("demo", "v1", 4),
+                                                     StandIn())],
+                                limits, hosts.allowed_hosts("127.0.0.1", PORT),
+                                browser_site=str(folder))
+
+  async def main():
+    async with _client(plain) as c:
+      assert (await c.get("/api/health")).json()["browser"] is None
+      page = await c.get("/")
+      assert "wasm" not in page.headers["content-security-policy"]
+      assert "cross-origin-embedder-policy" not in page.headers
+      assert (await c.get("/browser/deepfill.js")).status_code == 404
+    async with _client(offering) as c:
+      assert (await c.get("/api/health")).json()["browser"] == {"path": "/browser/",
+                                                                "name": "exported"}
+      page = await c.get("/")
+      assert "script-src 'self' 'wasm-unsafe-eval'" in page.headers["content-security-policy"]
+      assert page.headers["cross-origin-opener-policy"] == "same-origin"
+      assert page.headers["cross-origin-embedder-policy"] == "require-corp"
+      for name, kind in (("deepfill.js", "javascript"), ("ort/ort.wasm.min.mjs", "javascript"),
+                         ("ort/ort-wasm-simd-threaded.wasm", "application/wasm")):
+        response = await c.get(f"/browser/{name}")
+        assert response.status_code == 200 and kind in response.headers["content-type"], name
+      assert (await c.get("/browser/../app.py")).status_code == 404
   run(main())
 
 
@@ -242,12 +311,12 @@ def test_a_model_sent_as_a_file_is_400():
 
 
 def test_model_names_must_be_distinct_folder_names():
-  limits = web_app.Limits(max_upload_bytes=2**20, max_pixels=10**6, queue=1)
-  hosts = web_app.allowed_hosts("127.0.0.1", PORT)
+  limits = uploads.Limits(max_upload_bytes=2**20, max_pixels=10**6, queue=1)
+  policy = hosts.allowed_hosts("127.0.0.1", PORT)
   for names in (["a", "a"], ["a/b"], [""], []):
     models = [web_app.ServedModel(web_app.ModelInfo(n, "v1", 4), StandIn()) for n in names]
     with pytest.raises(ValueError):
-      web_app.create_app(models, limits, hosts)
+      web_app.create_app(models, limits, policy)
 
 
 # ---------------------------------------------------------------- the queue
@@ -366,7 +435,7 @@ def _served(queue=1, idle_timeout=0.5, body_timeout=1.0):
   sock.listen(128)
   port = sock.getsockname()[1]
   app, model = _app(queue=queue, port=port, body_timeout=body_timeout)
-  server = uvicorn.Server(web_app.server_config(app, idle_timeout=idle_timeout))
+  server = uvicorn.Server(transport.server_config(app, idle_timeout=idle_timeout))
   thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
   thread.start()
   deadline = time.monotonic() + 30
@@ -451,7 +520,7 @@ def test_connections_without_a_complete_request_head_are_closed():
       assert head.startswith(b"HTTP/1.1 200 ") and b"content-length: " in head and rest == b""
     # A request head over the limit is refused by the HTTP parser.
     with socket.create_connection(("127.0.0.1", port)) as sock:
-      sock.sendall(b"GET / HTTP/1.1\r\nX-Big: " + b"a" * web_app.MAX_HEAD_BYTES + b"\r\n\r\n")
+      sock.sendall(b"GET / HTTP/1.1\r\nX-Big: " + b"a" * transport.MAX_HEAD_BYTES + b"\r\n\r\n")
       assert _read_until_closed(sock, 5).startswith(b"HTTP/1.1 400 ")
 
 

@@ -6,7 +6,9 @@ again on it (iterative editing), compare before/after, undo/redo, erase, clear; 
 phone-width window where the photo is shown scaled. The checks are on the files that went over
 the wire: the mask the page sent has the photo's full size and covers the painted stroke; the
 download keeps every pixel outside the mask, changes the stroke, and is exactly what
-`python test.py` writes for that photo and mask. Screenshots are saved under tests/artifacts/.
+`python test.py` writes for that photo and mask. The server also offers a stand-in
+`export.py --format web` site (`--web_export`): with "Run in this browser" on, the page runs it
+and uploads nothing. Screenshots are saved under tests/artifacts/.
 
 The browser comes from the system (`apt-get install chromium`; README's test command installs
 it). Without it the tests skip with the reason, except where DEEPFILL_REQUIRE_BROWSER=1 (CI),
@@ -22,6 +24,7 @@ import pytest
 
 from conftest import REPO
 import serve_helpers as helpers
+import web_helpers
 
 ARTIFACTS = os.path.join(REPO, "tests", "artifacts")
 PHOTO = os.path.join(REPO, "examples", "sklearn_china.png")
@@ -61,12 +64,28 @@ def server(tmp_path_factory):
   _browser_or_skip()
   tmp = tmp_path_factory.mktemp("web")
   other = helpers.write_tiny_checkpoint(tmp / "other")  # a second model to choose on the page
+  site = _standin_site(tmp / "browser_model")
   running = helpers.Server("--checkpoint_dir", helpers.DEMO_CHECKPOINT, "--checkpoint_dir", other,
-                           cwd=tmp)
+                           *(("--web_export", site) if site else ()), cwd=tmp)
   running.url  # noqa: B018 - waits until it listens
+  running.site = site
   yield running
   assert running.stop() == 0
   assert "Traceback" not in running.stderr, running.stderr
+
+
+def _standin_site(folder):
+  """A static site with web_helpers' stand-in graph (grey in the hole), or None without the
+  onnx extra or `npm ci --prefix web`."""
+  from model.errors import UserError
+  from model.web import site
+  try:
+    import onnx  # noqa: F401
+    os.makedirs(folder)
+    site.write_site(str(folder), web_helpers.write_standin_model, os.path.join(REPO, "web"))
+  except (ImportError, UserError):
+    return None
+  return str(folder)
 
 
 class Session:
@@ -337,5 +356,42 @@ def test_drop_paste_and_errors_are_shown_in_the_page(browser, server, tmp_path):
   text = page.locator("#message-text").text_content()
   assert text.startswith("Inpainting failed: image: unsupported file"), text
   assert not page.locator("#inpaint").is_disabled()  # ready for another try
+  assert not session.errors, session.errors
+  page.close()
+
+
+def test_run_in_this_browser_uploads_nothing(browser, server, tmp_path):
+  if not server.site:
+    pytest.skip("no stand-in site (needs the onnx extra and npm ci --prefix web)")
+  session = Session(browser, server.url, 1280, 800, str(tmp_path))
+  page = session.page
+  assert page.locator("#privacy").is_hidden()
+  page.check("#run-here")
+  page.wait_for_selector("#model:text-matches('^model browser_model in this browser .*ready')",
+                         timeout=60_000)
+  text = page.locator("#model").text_content()
+  assert "threads" in text or "1 thread" in text, text
+  assert page.locator("#privacy").is_visible() and page.locator("#model-choice").is_disabled()
+  photo = helpers.decode(open(PHOTO, "rb").read(), cv2.IMREAD_COLOR)
+  session.open_photo(PHOTO)
+  session.stroke([(0.30, 0.35), (0.62, 0.40)])
+  page.click("#inpaint")
+  page.wait_for_selector("#download[aria-disabled=false]", timeout=120_000)
+  assert page.locator("#message").is_hidden(), page.locator("#message-text").text_content()
+  assert not session.uploads, "the photo was not sent to the server"
+  with page.expect_download() as info:
+    page.click("#download")
+  info.value.save_as(str(tmp_path / "here.png"))
+  result = cv2.imread(str(tmp_path / "here.png"), cv2.IMREAD_COLOR)
+  grey = (result == web_helpers.GREY).all(axis=2)
+  assert grey.sum() > 500, "the stand-in filled the stroke with grey"
+  assert np.array_equal(result[~grey], photo[~grey]), "every other pixel is the photo's"
+  # Off again: the server inpaints.
+  page.uncheck("#run-here")
+  assert page.locator("#privacy").is_hidden()
+  page.wait_for_selector("#model:text-matches('^model demo ')")
+  session.stroke([(0.7, 0.7), (0.8, 0.75)])
+  session.inpaint("server.png")
+  assert session.uploads, "sent to the server"
   assert not session.errors, session.errors
   page.close()

@@ -23,7 +23,7 @@ import serve_helpers as helpers
 import web_helpers
 
 from model.errors import UserError
-from model.web import portable
+from model.web import site
 
 NPM_DIR = os.path.join(REPO, "web")
 ARTIFACTS = os.path.join(REPO, "tests", "artifacts")
@@ -40,7 +40,7 @@ def _browser_or_skip():
     reason = "no chromium on PATH (apt-get install chromium; sh tests/install_browser.sh)"
   if reason is None:
     try:
-      portable.runtime_dist(NPM_DIR)
+      site.runtime_dist(NPM_DIR)
     except UserError as e:
       reason = str(e)
   if reason:
@@ -65,7 +65,7 @@ def standin_site(tmp_path_factory):
   _browser_or_skip()
   pytest.importorskip("onnx", reason="the stand-in graph needs the onnx extra")
   folder = tmp_path_factory.mktemp("standin_site")
-  portable.write_site(str(folder), web_helpers.write_standin_model, NPM_DIR)
+  site.write_site(str(folder), web_helpers.write_standin_model, NPM_DIR)
   server = web_helpers.StaticServer(str(folder))
   yield server
   server.close()
@@ -115,21 +115,24 @@ def _standin(rgb, hole):
 
 def test_site_holds_the_page_the_runtime_and_the_model(tmp_path):
   pytest.importorskip("onnx", reason="the stand-in graph needs the onnx extra")
-  sizes = portable.write_site(str(tmp_path), web_helpers.write_standin_model, NPM_DIR) \
+  sizes = site.write_site(str(tmp_path), web_helpers.write_standin_model, NPM_DIR) \
       if _runtime_installed() else pytest.skip("npm ci --prefix web has not run")
-  assert set(sizes) == {"index.html", "page.js", "deepfill.js", "app.css", "model.onnx",
-                        "NOTICE.txt", "ort/ort.wasm.min.mjs", "ort/ort-wasm-simd-threaded.mjs",
-                        "ort/ort-wasm-simd-threaded.wasm"}
-  for name in ("index.html", "page.js", "deepfill.js"):
+  pages = {"index.html", "app.css", "paint.js", "pixels.js", "browser.js", "site.js", "deepfill.js"}
+  assert set(sizes) == pages | {"model.onnx", "NOTICE.txt", "ort/ort.wasm.min.mjs",
+                                "ort/ort-wasm-simd-threaded.mjs", "ort/ort-wasm-simd-threaded.wasm"}
+  index = (tmp_path / "index.html").read_text()
+  assert '<script type="module" src="site.js"></script>' in index and "server.js" not in index
+  site.check_site(str(tmp_path))
+  for name in pages:
     text = (tmp_path / name).read_text()
     assert "://" not in text.replace("http.server", ""), f"{name} names an outside address"
   assert 'import * as ort from "./ort/ort.wasm.min.mjs"' in (tmp_path / "deepfill.js").read_text()
-  assert portable.pinned_version(NPM_DIR) in (tmp_path / "NOTICE.txt").read_text()
+  assert site.pinned_version(NPM_DIR) in (tmp_path / "NOTICE.txt").read_text()
 
 
 def _runtime_installed():
   try:
-    portable.runtime_dist(NPM_DIR)
+    site.runtime_dist(NPM_DIR)
     return True
   except UserError:
     return False
@@ -140,17 +143,20 @@ def test_missing_or_stale_runtime_is_one_line_with_the_fix(tmp_path):
   npm.mkdir()
   (npm / "package.json").write_text('{"dependencies": {"onnxruntime-web": "1.30.0"}}')
   with pytest.raises(UserError, match=r"not installed in .*npm ci --prefix"):
-    portable.runtime_dist(str(npm))
+    site.runtime_dist(str(npm))
   installed = npm / "node_modules" / "onnxruntime-web"
   installed.mkdir(parents=True)
   (installed / "package.json").write_text('{"version": "1.29.0"}')
   with pytest.raises(UserError, match=r"is version 1.29.0 but package.json pins 1.30.0"):
-    portable.runtime_dist(str(npm))
-  site = tmp_path / "site"
-  site.mkdir()
+    site.runtime_dist(str(npm))
+  folder = tmp_path / "site"
+  folder.mkdir()
   with pytest.raises(UserError):
-    portable.write_site(str(site), web_helpers.write_standin_model, str(npm))
-  assert not os.listdir(site), "nothing is written before the runtime is found"
+    site.write_site(str(folder), web_helpers.write_standin_model, str(npm))
+  assert not os.listdir(folder), "nothing is written before the runtime is found"
+  with pytest.raises(UserError, match=r"is not a folder of export.py --format web \(no "
+                     r"deepfill.js, model.onnx, ort/"):
+    site.check_site(str(folder))
 
 
 _EXPORT_WITH_NPM_DIR = r"""
@@ -266,9 +272,9 @@ def _press_inpaint_and_download(offline, path, timeout=600_000):
   with page.expect_download() as info:
     page.click("#download")
   info.value.save_as(str(path))
-  pixels = helpers.decode(path.read_bytes())  # a canvas PNG: BGRA
-  assert pixels.shape[2] == 4 and (pixels[..., 3] == 255).all(), "an opaque photo stays opaque"
-  return np.ascontiguousarray(pixels[..., 2::-1])  # RGB
+  pixels = helpers.decode(path.read_bytes())
+  assert pixels.ndim == 3 and pixels.shape[2] == 3, "an opaque photo gives an RGB PNG"
+  return np.ascontiguousarray(pixels[..., ::-1])  # RGB
 
 
 def _stroke(page, points):
@@ -334,6 +340,73 @@ def test_page_opens_photo_and_mask_paints_and_downloads(browser, standin_site, t
   offline.close()
 
 
+def test_page_keeps_every_known_value_of_a_semi_transparent_photo(browser, standin_site,
+                                                                  tmp_path):
+  """RGB under alpha 0..254 is read and written as the file holds it (a 2D canvas would store
+  it premultiplied: up to 255 levels off where alpha is 0), and the alpha is the photo's."""
+  from PIL import Image
+  offline = web_helpers.OfflinePage(browser, standin_site.url)
+  page = offline.page
+  rng = np.random.default_rng(7)
+  h, w = 37, 53
+  rgba = rng.integers(0, 256, (h, w, 4), np.uint8)
+  rgba[..., 3] = rng.choice(np.array([0, 1, 2, 77, 128, 254, 255], np.uint8), (h, w))
+  hole = np.zeros((h, w), bool)
+  hole[9:25, 14:40] = True
+  Image.fromarray(rgba, "RGBA").save(tmp_path / "photo.png")
+  (tmp_path / "mask.png").write_bytes(helpers.mask_png(hole))
+  _open_photo(offline, tmp_path / "photo.png")
+  page.set_input_files("#mask-file", str(tmp_path / "mask.png"))
+  page.wait_for_selector("#inpaint:not([disabled])")
+  page.click("#inpaint")
+  page.wait_for_selector("#download[aria-disabled=false]", timeout=120_000)
+  assert page.locator("#message").is_hidden(), page.locator("#message-text").text_content()
+  with page.expect_download() as info:
+    page.click("#download")
+  info.value.save_as(str(tmp_path / "out.png"))
+  out = np.asarray(Image.open(tmp_path / "out.png"))
+  assert out.shape == (h, w, 4), out.shape
+  np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
+  np.testing.assert_array_equal(out[~hole], rgba[~hole])
+  assert (out[..., :3][hole] == web_helpers.GREY).all()
+  assert not offline.blocked and not offline.errors, (offline.blocked, offline.errors)
+  offline.close()
+
+
+def test_without_webgl_opaque_photos_work_and_transparent_ones_are_refused(browser, standin_site,
+                                                                           tmp_path):
+  from PIL import Image
+  rgba = np.dstack([helpers.example_rgb()[:31, :45], np.full((31, 45), 255, np.uint8)])
+  hole = np.zeros((31, 45), bool)
+  hole[5:20, 10:30] = True
+  (tmp_path / "mask.png").write_bytes(helpers.mask_png(hole))
+  Image.fromarray(rgba[..., :3]).save(tmp_path / "opaque.png")
+  rgba[0, 0, 3] = 254
+  Image.fromarray(rgba, "RGBA").save(tmp_path / "clear.png")
+  chromium = browser.browser_type.launch(executable_path=web_helpers.chromium_executable(),
+                                         args=web_helpers.CHROMIUM_ARGS + ["--disable-webgl"])
+  try:
+    offline = web_helpers.OfflinePage(chromium, standin_site.url)
+    page = offline.page
+    assert page.evaluate("!document.createElement('canvas').getContext('webgl')")
+    _open_photo(offline, tmp_path / "opaque.png")
+    page.set_input_files("#mask-file", str(tmp_path / "mask.png"))
+    page.wait_for_selector("#inpaint:not([disabled])")
+    out = _press_inpaint_and_download(offline, tmp_path / "out.png")
+    np.testing.assert_array_equal(out, _standin(rgba[..., :3], hole))
+    _open_photo(offline, tmp_path / "clear.png")
+    page.set_input_files("#mask-file", str(tmp_path / "mask.png"))
+    page.wait_for_selector("#inpaint:not([disabled])")
+    page.click("#inpaint")
+    page.wait_for_selector("#message:not([hidden])")
+    text = page.locator("#message-text").text_content()
+    assert "cannot read the exact colours of a semi-transparent image without WebGL" in text
+    assert not offline.blocked and not offline.errors, (offline.blocked, offline.errors)
+    offline.close()
+  finally:
+    chromium.close()
+
+
 # ---------------------------------------------------------------- the real model vs test.py
 
 def _golden_or_skip():
@@ -348,10 +421,10 @@ def golden_case(tmp_path_factory):
   _browser_or_skip()
   checkpoint = _golden_or_skip()
   tmp = tmp_path_factory.mktemp("golden_site")
-  site = tmp / "site"
+  exported = tmp / "site"
   export = subprocess.Popen(
       [sys.executable, os.path.join(REPO, "export.py"), "--format", "web",
-       "--checkpoint_dir", checkpoint, "--export_dir", str(site)],
+       "--checkpoint_dir", checkpoint, "--export_dir", str(exported)],
       cwd=str(tmp), env=helpers.env(), stdout=subprocess.PIPE,
       stderr=subprocess.PIPE, text=True)
   rgb = helpers.example_rgb()[101:168, 203:300]  # 97 x 67
@@ -367,7 +440,7 @@ def golden_case(tmp_path_factory):
   helpers.finish(export, "export.py --format web")
   helpers.finish(cli, "test.py")
   expected = helpers.decode((tmp / "cli.png").read_bytes())[..., ::-1]
-  server = web_helpers.StaticServer(str(site))
+  server = web_helpers.StaticServer(str(exported))
   yield {"server": server, "rgb": rgb, "hole": hole, "expected": expected, "tmp": tmp}
   server.close()
 
@@ -417,7 +490,7 @@ def test_page_inpaint_matches_test_py(browser, golden_case):
 def test_cross_origin_isolated_server_gives_threads(browser, tmp_path):
   """With COOP/COEP headers the page is cross-origin isolated and ONNX Runtime gets threads."""
   pytest.importorskip("onnx", reason="the stand-in graph needs the onnx extra")
-  portable.write_site(str(tmp_path), web_helpers.write_standin_model, NPM_DIR)
+  site.write_site(str(tmp_path), web_helpers.write_standin_model, NPM_DIR)
   server = web_helpers.StaticServer(str(tmp_path), web_helpers.ISOLATION_HEADERS)
   try:
     offline = web_helpers.OfflinePage(browser, server.url)

@@ -1,4 +1,4 @@
-"""Helpers of the static-site tests (tests/test_web_portable.py) and bench/bench_web.py: a
+"""Helpers of the static-site tests (tests/test_web_portable.py, test_web_browser.py) and bench/bench_web.py: a
 stand-in ONNX graph with export.py --format onnx's contract, a static file server in a thread,
 and a Chromium page that may fetch nothing outside that server."""
 import functools

@@ -1,8 +1,9 @@
-"""The static folder of ``export.py --format web``: the painting page, ``deepfill.js``,
+"""The static site of ``export.py --format web``: the painting page, ``deepfill.js``,
 ``model.onnx`` and ONNX Runtime Web's WebAssembly files, for any static file server.
 
-The page and ``deepfill.js`` are in ``model/web/portable/``; the runtime comes from the npm
-package pinned in ``web/package.json`` / ``web/package-lock.json`` (``npm ci --prefix web``).
+The page is serve.py's (``model/web/page/``) with ``site.js`` as its entry instead of
+``server.js``; the runtime comes from the npm package pinned in ``web/package.json`` /
+``web/package-lock.json`` (``npm ci --prefix web``).
 Only the WebAssembly backend is copied: ``ort.wasm.min.mjs`` and its threaded SIMD build
 (``ort-wasm-simd-threaded.{mjs,wasm}``), which runs on one thread when the page is not
 cross-origin isolated (docs/BROWSER.md, "Threads").
@@ -13,9 +14,10 @@ import shutil
 
 from model.errors import UserError
 
-PAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "portable")
-PAGE_FILES = ("index.html", "page.js", "deepfill.js")
-STYLESHEET = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "app.css")
+PAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page")
+PAGE_FILES = ("app.css", "paint.js", "pixels.js", "browser.js", "site.js", "deepfill.js")
+SERVER_ENTRY = '<script type="module" src="server.js"></script>'
+SITE_ENTRY = '<script type="module" src="site.js"></script>'
 RUNTIME_PACKAGE = "onnxruntime-web"
 RUNTIME_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 MODEL_FILE = "model.onnx"
@@ -69,7 +71,12 @@ def write_site(folder, write_model, npm_dir):
   dist, version = runtime_dist(npm_dir)  # before the (slow) model export
   for name in PAGE_FILES:
     shutil.copyfile(os.path.join(PAGE_DIR, name), os.path.join(folder, name))
-  shutil.copyfile(STYLESHEET, os.path.join(folder, "app.css"))
+  with open(os.path.join(PAGE_DIR, "index.html"), encoding="utf-8") as f:
+    page = f.read()
+  if page.count(SERVER_ENTRY) != 1:
+    raise ValueError(f"{PAGE_DIR}/index.html must load its entry as {SERVER_ENTRY}")
+  with open(os.path.join(folder, "index.html"), "w", encoding="utf-8") as f:
+    f.write(page.replace(SERVER_ENTRY, SITE_ENTRY))
   os.makedirs(os.path.join(folder, "ort"))
   for name in RUNTIME_FILES:
     shutil.copyfile(os.path.join(dist, name), os.path.join(folder, "ort", name))
@@ -82,3 +89,13 @@ def write_site(folder, write_model, npm_dir):
       path = os.path.join(root, name)
       sizes[os.path.relpath(path, folder).replace(os.sep, "/")] = os.path.getsize(path)
   return dict(sorted(sizes.items()))
+
+
+def check_site(folder):
+  """Raises UserError (one line) unless ``folder`` holds what `write_site` writes that a page
+  needs to run its model: ``deepfill.js``, ``model.onnx`` and the runtime's files."""
+  needed = ["deepfill.js", MODEL_FILE] + [f"ort/{name}" for name in RUNTIME_FILES]
+  missing = [name for name in needed if not os.path.isfile(os.path.join(folder, name))]
+  if missing:
+    raise UserError(f"{folder} is not a folder of export.py --format web (no "
+                    f"{', '.join(missing)})")

@@ -1,50 +1,67 @@
-// DeepFill web page: open a photo, paint the hole, inpaint through /api/inpaint, repeat, download.
+// The painting page, shared by serve.py's page (server.js) and the static site of export.py
+// --format web (site.js): open a photo, paint the hole or open a mask, inpaint, look, paint
+// again, download. Where the inpainting runs is the engine's business (ARCHITECTURE.md §9.6):
 //
-// The photo canvas and the mask canvas have the photo's full resolution; CSS only scales what
-// is shown, so the mask is painted and sent at full resolution. The mask is kept as a list of
-// actions (strokes and clears) replayed for undo/redo. The photo is sent as the bytes that were
-// opened (or the PNG the server returned), never re-encoded by the browser, so the server sees
-// exactly the file a user would give to `python test.py`.
-"use strict";
+//   engine.admit(file, width, height) -> {refuse: text} | {warn: text} | undefined  (may be async)
+//   engine.inpaint(photo, mask) -> {blob (PNG), pixels (ImageData, optional)}; throws Error(text)
+//   engine.where() -> "" | " in this browser"  (for the status line)
+//
+// photo: {blob (the file as opened, or the last result), bitmap (decoded with pixels.DECODE),
+// pixels (its exact RGBA once an engine has read them), name (stem), fileName}; mask: {image
+// (ImageData, opaque: white holes on black, at the photo's size), holes (count)}.
+//
+// The photo and mask canvases have the photo's full resolution; CSS only scales what is shown,
+// so holes are painted at full resolution. The mask is a list of actions (strokes, opened
+// masks, clears) replayed for undo/redo.
+import { decodeImage, readPixels } from "./pixels.js";
 
-(() => {
-  const $ = (id) => document.getElementById(id);
+export const $ = (id) => document.getElementById(id);
+
+const HOLE_COLOUR = "rgb(255, 48, 96)";
+const MIN_SIZE = 4;
+const MAX_SIZE = 200;
+
+export function showError(text) {
+  $("message-text").textContent = text;
+  $("message").hidden = false;
+}
+
+function hideError() {
+  $("message").hidden = true;
+}
+
+function setStatus(text) {
+  $("status").textContent = text;
+}
+
+function stem(name) {
+  const base = (name || "photo").split(/[\\/]/).pop();
+  const dot = base.lastIndexOf(".");
+  return dot > 0 ? base.slice(0, dot) : base;
+}
+
+function nextFrame() {  // lets the browser paint the busy state before the work starts
+  return new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+}
+
+/** Wires the page's controls to `engine` (see the top of this file). */
+export function startPage(engine) {
   const photoCanvas = $("photo");
   const maskCanvas = $("mask");
   const photoCtx = photoCanvas.getContext("2d");
-  const maskCtx = maskCanvas.getContext("2d");
-  const HOLE_COLOUR = "rgb(255, 48, 96)";
-  const MIN_SIZE = 4;
-  const MAX_SIZE = 200;
+  const maskCtx = maskCanvas.getContext("2d", { willReadFrequently: true });
 
   const state = {
-    photo: null,         // {blob, bitmap, name (stem), fileName}
+    photo: null,         // see the top of this file
     before: null,        // the photo before the last inpainting, or null
-    actions: [],         // {kind: "stroke", erase, size, points} | {kind: "clear"}
+    actions: [],         // {kind: "stroke", erase, size, points} | {kind: "mask", canvas} | {kind: "clear"}
     redo: [],
     stroke: null,        // the stroke being painted
     tool: "brush",
     busy: false,
     showingBefore: false,
-    limits: null,        // from /api/health
-    models: null,        // [{name, preset, cnum}] from /api/health; the <select> holds the choice
     downloadUrl: null,
   };
-
-  // ---------------------------------------------------------------- messages and status
-
-  function showError(text) {
-    $("message-text").textContent = text;
-    $("message").hidden = false;
-  }
-
-  function hideError() {
-    $("message").hidden = true;
-  }
-
-  function setStatus(text) {
-    $("status").textContent = text;
-  }
 
   function describePhoto() {
     if (!state.photo) return "No photo.";
@@ -53,88 +70,91 @@
     return `${state.photo.fileName}: ${photoCanvas.width}×${photoCanvas.height} px, shown at ${scale} %.`;
   }
 
-  async function errorText(response) {
-    let text = `${response.status} ${response.statusText}`;
+  // -------------------------------------------------------------- opening files
+
+  // The file decoded, or null (with a message) when the browser cannot decode it.
+  async function decode(file) {
     try {
-      const body = await response.json();
-      if (body && body.error) text = body.error;
-    } catch (_) { /* not JSON: keep the status line */ }
-    const retry = response.headers.get("Retry-After");
-    if (response.status === 503 && retry) text += ` (retry in ${retry} s)`;
-    return `Inpainting failed: ${text}`;
-  }
-
-  // ---------------------------------------------------------------- health and models
-
-  function describeModel() {
-    const name = $("model-choice").value;
-    const m = (state.models || []).find((x) => x.name === name);
-    if (!m) return;
-    const p = m.pipeline;
-    $("model").textContent = `model ${m.name} (${m.preset}, cnum ${m.cnum}` +
-      (p ? `; ${p.strategy}, ${p.seam_blend ? "seam-blended" : "no blending"})` : ")");
-  }
-
-  async function loadHealth() {
-    try {
-      const response = await fetch("/api/health", { cache: "no-store" });
-      const health = await response.json();
-      state.limits = health.limits;
-      state.models = health.models || [
-        { name: health.model, preset: health.preset, cnum: health.cnum, pipeline: health.pipeline }];
-      const choice = $("model-choice");
-      choice.replaceChildren(...state.models.map((m) => {
-        const option = document.createElement("option");
-        option.value = m.name;
-        option.textContent = m.name;
-        option.selected = m.name === (health.default || health.model);
-        return option;
-      }));
-      choice.disabled = state.models.length < 2;
-      describeModel();
-    } catch (e) {
-      $("model").textContent = "server not reachable";
-      showError(`Cannot reach the server (${e.message}).`);
+      return await decodeImage(file);
+    } catch (_) {
+      showError(`Cannot open ${file.name || "the pasted data"}: not an image this browser can ` +
+                "decode (use PNG, JPEG, WebP, BMP or GIF).");
+      return null;
     }
   }
 
-  // ---------------------------------------------------------------- opening a photo
-
-  function stem(name) {
-    const base = (name || "photo").split(/[\\/]/).pop();
-    const dot = base.lastIndexOf(".");
-    return dot > 0 ? base.slice(0, dot) : base;
-  }
-
-  async function openFile(file) {
+  async function openPhoto(file) {
     if (!file) return;
     if (state.busy) {
       showError("Wait for the current inpainting to finish before opening another photo.");
       return;
     }
-    if (state.limits && file.size > state.limits.max_upload_mb * 1048576) {
-      showError(`${file.name} is ${(file.size / 1048576).toFixed(1)} MB; the server accepts ` +
-                `up to ${state.limits.max_upload_mb} MB.`);
-      return;
-    }
-    let bitmap;
-    try {
-      bitmap = await createImageBitmap(file);
-    } catch (_) {
-      showError(`Cannot open ${file.name || "the pasted data"}: not an image this browser can ` +
-                "decode (use PNG, JPEG, WebP, BMP or GIF).");
-      return;
-    }
-    const megapixels = (bitmap.width * bitmap.height) / 1e6;
-    if (state.limits && megapixels > state.limits.max_megapixels) {
-      showError(`${file.name} has ${megapixels.toFixed(1)} megapixels; the server accepts up to ` +
-                `${state.limits.max_megapixels}.`);
+    const bitmap = await decode(file);
+    if (!bitmap) return;
+    const fileName = file.name || "pasted.png";
+    const verdict = (await engine.admit(file, bitmap.width, bitmap.height)) || {};
+    if (verdict.refuse) {
+      showError(verdict.refuse);
       bitmap.close();
       return;
     }
     hideError();
-    const fileName = file.name || "pasted.png";
-    setPhoto({ blob: file, bitmap, name: stem(fileName), fileName }, null);
+    setPhoto({ blob: file, bitmap, pixels: null, name: stem(fileName), fileName }, null);
+    if (verdict.warn) showError(verdict.warn);
+  }
+
+  // A mask file: a pixel is a hole when its brightest colour channel, composited over black by
+  // its alpha, is > 127 (as test.py reads masks). It is added to the painted hole.
+  async function openMask(file) {
+    if (!file || !state.photo || state.busy) return;
+    const bitmap = await decode(file);
+    if (!bitmap) return;
+    const { width, height } = photoCanvas;
+    if (bitmap.width !== width || bitmap.height !== height) {
+      showError(`${file.name}: mask is ${bitmap.width}x${bitmap.height} but the photo is ` +
+                `${width}x${height} (width x height); masks are not resized, save the mask at ` +
+                "the photo's size.");
+      bitmap.close();
+      return;
+    }
+    let src;
+    try {
+      src = readPixels(bitmap).data;
+    } catch (e) {
+      showError(`${file.name}: ${e.message}`);
+      return;
+    } finally {
+      bitmap.close();
+    }
+    const holes = new ImageData(width, height);
+    const out = holes.data;
+    let count = 0;
+    for (let i = 0; i < src.length; i += 4) {
+      const value = Math.max(src[i], src[i + 1], src[i + 2]);
+      if (Math.floor((value * src[i + 3] + 127) / 255) > 127) {
+        out[i] = 255; out[i + 1] = 48; out[i + 2] = 96; out[i + 3] = 255;
+        count++;
+      }
+    }
+    if (!count) {
+      showError(`${file.name}: the mask has no hole (holes are white, > 127, on black).`);
+      return;
+    }
+    hideError();
+    const canvas = document.createElement("canvas");
+    canvas.width = width;
+    canvas.height = height;
+    canvas.getContext("2d").putImageData(holes, 0, 0);
+    state.actions.push({ kind: "mask", canvas });
+    state.redo = [];
+    redrawMask();
+    updateButtons();
+    setStatus(`${file.name}: ${count} hole pixels added. ` + describePhoto());
+  }
+
+  function showBitmap(bitmap) {
+    photoCtx.clearRect(0, 0, photoCanvas.width, photoCanvas.height);
+    photoCtx.drawImage(bitmap, 0, 0);
   }
 
   function setPhoto(photo, before) {
@@ -145,14 +165,14 @@
     state.before = before;
     state.showingBefore = false;
     $("compare").setAttribute("aria-pressed", "false");
+    $("compare").textContent = "Before";
     $("canvas-wrap").classList.remove("before");
     const { width, height } = photo.bitmap;
     for (const canvas of [photoCanvas, maskCanvas]) {
-      // Setting a size clears the canvas even when it does not change.
-      canvas.width = width;
+      canvas.width = width;   // setting a size clears the canvas even when it does not change
       canvas.height = height;
     }
-    photoCtx.drawImage(photo.bitmap, 0, 0);
+    showBitmap(photo.bitmap);
     state.actions = [];
     state.redo = [];
     $("empty").hidden = true;
@@ -162,7 +182,7 @@
     setStatus(describePhoto());
   }
 
-  // ---------------------------------------------------------------- painting
+  // -------------------------------------------------------------- painting
 
   function drawSegment(ctx, stroke, a, b) {
     ctx.globalCompositeOperation = stroke.erase ? "destination-out" : "source-over";
@@ -185,11 +205,14 @@
   function drawAction(ctx, action) {
     if (action.kind === "clear") {
       ctx.clearRect(0, 0, ctx.canvas.width, ctx.canvas.height);
-      return;
+    } else if (action.kind === "mask") {
+      ctx.globalCompositeOperation = "source-over";
+      ctx.drawImage(action.canvas, 0, 0);
+    } else {
+      const points = action.points;
+      drawSegment(ctx, action, points[0], points[0]);
+      for (let i = 1; i < points.length; i++) drawSegment(ctx, action, points[i - 1], points[i]);
     }
-    const points = action.points;
-    drawSegment(ctx, action, points[0], points[0]);
-    for (let i = 1; i < points.length; i++) drawSegment(ctx, action, points[i - 1], points[i]);
   }
 
   function redrawMask() {
@@ -198,8 +221,7 @@
     for (const action of state.actions) drawAction(maskCtx, action);
   }
 
-  // Photo pixels per CSS pixel of the displayed canvas.
-  function displayScale() {
+  function displayScale() {  // photo pixels per CSS pixel of the displayed canvas
     const rect = maskCanvas.getBoundingClientRect();
     return rect.width ? maskCanvas.width / rect.width : 1;
   }
@@ -303,8 +325,8 @@
     updateButtons();
   }
 
-  // True when a brush stroke was made since the last clear (erasing may still empty the mask;
-  // `maskFile` counts the real pixels before anything is sent).
+  // True when something was painted or opened since the last clear (erasing may still empty
+  // the mask; `holeMask` counts the real pixels before anything runs).
   function hasPaint() {
     for (let i = state.actions.length - 1; i >= 0; i--) {
       const action = state.actions[i];
@@ -314,15 +336,15 @@
     return false;
   }
 
-  // ---------------------------------------------------------------- inpainting
+  // -------------------------------------------------------------- inpainting
 
-  // The painted area as a black PNG with white holes, at the photo's size. Every pixel the
-  // brush touched at all (alpha > 0, antialiased edges included) is a hole.
-  async function maskFile() {
+  // The hole at the photo's size: every pixel the brush touched at all (alpha > 0, antialiased
+  // edges included) is white, the rest black; all opaque.
+  function holeMask() {
     const { width, height } = maskCanvas;
     const painted = new Uint32Array(maskCtx.getImageData(0, 0, width, height).data.buffer);
-    const out = new ImageData(width, height);
-    const pixels = new Uint32Array(out.data.buffer);
+    const image = new ImageData(width, height);
+    const pixels = new Uint32Array(image.data.buffer);
     const ALPHA = 0xff000000 >>> 0;   // RGBA bytes read as little-endian 32-bit words
     let holes = 0;
     for (let i = 0; i < painted.length; i++) {
@@ -333,13 +355,7 @@
         pixels[i] = ALPHA;
       }
     }
-    if (!holes) return { blob: null, holes };
-    const canvas = document.createElement("canvas");
-    canvas.width = width;
-    canvas.height = height;
-    canvas.getContext("2d").putImageData(out, 0, 0);
-    const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
-    return { blob, holes };
+    return { image, holes };
   }
 
   function setBusy(busy) {
@@ -354,37 +370,28 @@
     if (!state.photo || state.busy) return;
     if (state.showingBefore) toggleBefore();
     hideError();
+    const mask = holeMask();
+    if (!mask.holes) {
+      showError("Paint over the area to fill first (the mask is empty).");
+      return;
+    }
     setBusy(true);
     const started = performance.now();
     const seconds = () => ((performance.now() - started) / 1000).toFixed(1);
     $("elapsed").textContent = "0.0 s";
     const timer = setInterval(() => { $("elapsed").textContent = `${seconds()} s`; }, 100);
     try {
-      const mask = await maskFile();
-      if (!mask.holes) {
-        showError("Paint over the area to fill first (the mask is empty).");
-        return;
-      }
-      const form = new FormData();
-      form.append("image", state.photo.blob, state.photo.fileName);
-      form.append("mask", mask.blob, "mask.png");
-      form.append("model", $("model-choice").value);
-      setStatus(`Inpainting ${mask.holes} pixels…`);
-      const response = await fetch("/api/inpaint", { method: "POST", body: form });
-      if (!response.ok) {
-        showError(await errorText(response));
-        setStatus(describePhoto());
-        return;
-      }
-      const blob = await response.blob();
-      const bitmap = await createImageBitmap(blob);
+      setStatus(`Inpainting ${mask.holes} pixels${engine.where()}…`);
+      await nextFrame();
+      const result = await engine.inpaint(state.photo, mask);
+      const bitmap = await decodeImage(result.blob);
       const previous = state.photo;
-      setPhoto({ blob, bitmap, name: previous.name, fileName: `${previous.name}_inpainted.png` },
-               previous);
+      setPhoto({ blob: result.blob, bitmap, pixels: result.pixels || null, name: previous.name,
+                 fileName: `${previous.name}_inpainted.png` }, previous);
       setStatus(`Inpainted in ${seconds()} s. Paint again to refine, or download. ` +
                 describePhoto());
     } catch (e) {
-      showError(`Inpainting failed: the server did not answer (${e.message}).`);
+      showError(`Inpainting failed: ${e.message}`);
       setStatus(describePhoto());
     } finally {
       clearInterval(timer);
@@ -392,14 +399,12 @@
     }
   }
 
-  // ---------------------------------------------------------------- before/after, download
+  // -------------------------------------------------------------- before/after, download
 
   function toggleBefore() {
     if (!state.before || state.busy || state.stroke) return;
     state.showingBefore = !state.showingBefore;
-    const shown = state.showingBefore ? state.before : state.photo;
-    photoCtx.clearRect(0, 0, photoCanvas.width, photoCanvas.height);
-    photoCtx.drawImage(shown.bitmap, 0, 0);
+    showBitmap((state.showingBefore ? state.before : state.photo).bitmap);
     $("compare").setAttribute("aria-pressed", String(state.showingBefore));
     $("compare").textContent = state.showingBefore ? "After" : "Before";
     $("canvas-wrap").classList.toggle("before", state.showingBefore);
@@ -429,14 +434,18 @@
     $("inpaint").disabled = !idle || !hasPaint();
     $("compare").disabled = !idle || !state.before;
     $("file").disabled = state.busy;
+    $("mask-file").disabled = !idle;
   }
 
-  // ---------------------------------------------------------------- wiring
+  // -------------------------------------------------------------- wiring
 
-  $("model-choice").addEventListener("change", describeModel);
   $("file").addEventListener("change", (event) => {
-    openFile(event.target.files[0]);
+    openPhoto(event.target.files[0]);
     event.target.value = "";   // opening the same file again fires "change" again
+  });
+  $("mask-file").addEventListener("change", (event) => {
+    openMask(event.target.files[0]);
+    event.target.value = "";
   });
   $("brush").addEventListener("click", () => setTool("brush"));
   $("eraser").addEventListener("click", () => setTool("eraser"));
@@ -459,7 +468,7 @@
       event.preventDefault();
       redo();
     } else if (!mod && !event.altKey) {
-      const onControl = event.target.closest && event.target.closest("button, a, input");
+      const onControl = event.target.closest && event.target.closest("button, a, input, select");
       if (key === "[") setBrushSize(brushSize() / 1.25);
       else if (key === "]") setBrushSize(brushSize() * 1.25);
       else if (key === "b") setTool("brush");
@@ -481,18 +490,17 @@
     event.preventDefault();
     stage.classList.remove("dragging");
     const file = event.dataTransfer && event.dataTransfer.files[0];
-    if (file) openFile(file);
+    if (file) openPhoto(file);
   });
   document.addEventListener("paste", (event) => {
     const items = event.clipboardData ? Array.from(event.clipboardData.items) : [];
     const item = items.find((each) => each.kind === "file" && each.type.startsWith("image/"));
     if (item) {
       event.preventDefault();
-      openFile(item.getAsFile());
+      openPhoto(item.getAsFile());
     }
   });
 
   setBrushSize(brushSize());
   updateButtons();
-  loadHealth();
-})();
+}
