@@ -1,30 +1,21 @@
 """tools/average_checkpoints.py: the mean of several generators, written atomically."""
 import os
-import subprocess
-import sys
 
 import numpy as np
 
-from conftest import REPO
-
-TOOL = os.path.join(REPO, "tools", "average_checkpoints.py")
+from support import checkpoints
+from support import procs
 
 
 def _save_random(directory, seed, cnum=4):
-  import keras
-  from model import config as config_lib
-  from model import generator as generator_lib
   from model import weights
-  keras.utils.set_random_seed(seed)
-  cfg = config_lib.preset("v1", cnum=cnum)
-  gen = generator_lib.build_generator(cfg)
+  gen, cfg = checkpoints.tiny_generator(seed, cnum)
   weights.save_generator(gen, cfg, str(directory))
   return gen.get_weights()
 
 
 def _run(*argv):
-  return subprocess.run([sys.executable, TOOL, *map(str, argv)], capture_output=True, text=True,
-                        cwd=REPO, timeout=300)
+  return procs.run("tools/average_checkpoints.py", *argv, timeout=300)
 
 
 def test_average_is_the_elementwise_mean_and_loads_like_any_model(tmp_path):

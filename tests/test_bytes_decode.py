@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import hostile_files as hostile
+from support import hostile_files as hostile
 from model.fileio import decode
 from model.inference import bytes_decode
 

@@ -12,17 +12,17 @@ exactly one stderr line `error: ...` (never a traceback) and leaves no output fi
 import os
 import re
 import shutil
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 
-import hostile_files as hostile
-from conftest import EXAMPLES, GOLDEN, REPO, png_with_header, require_shared
+from conftest import EXAMPLES, GOLDEN, require_shared
+from support import hostile_files as hostile
+from support import procs
+from support.checkpoints import write_tiny_checkpoint
+from support.hostile_files import png_with_header
 
-TEST_PY = os.path.join(REPO, "test.py")
 # Progress updates: stderr is not a terminal here, so each is a plain "[i/n] name..." line.
 _PROGRESS = re.compile(r"^\[\d+/\d+\] [^\r\n\x1b]*(\n|$)", re.M)
 
@@ -46,17 +46,8 @@ def _write(path, pixels, params=()):
 
 
 def run_cli(*args, cwd):
-  """Runs `python test.py ARGS`; TensorFlow logging is left at the CLI's own default.
-
-  Output is decoded by hand: text mode would turn the progress lines' "\r" into newlines.
-  """
-  env = dict(os.environ)
-  env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-  proc = subprocess.run([sys.executable, TEST_PY, *map(str, args)], cwd=str(cwd), env=env,
-                        capture_output=True, timeout=900)
-  return subprocess.CompletedProcess(proc.args, proc.returncode,
-                                     proc.stdout.decode("utf-8", "replace"),
-                                     proc.stderr.decode("utf-8", "replace"))
+  """`python test.py ARGS` to its end, TensorFlow logging left at the CLI's own default."""
+  return procs.run("test.py", *args, cwd=cwd)
 
 
 def stderr_lines(proc):
@@ -120,12 +111,7 @@ def _assert_inpainted(out, src, hole):
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
   """One of our checkpoints with a tiny random generator (cnum=4): fast to load and run."""
-  from model import config, generator
-  directory = tmp_path_factory.mktemp("tiny_ckpt")
-  cfg = config.preset("v1", cnum=4)
-  from model import weights as checkpoints
-  checkpoints.save_generator(generator.build_generator(cfg), cfg, str(directory))
-  return str(directory)
+  return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny_ckpt"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,19 +16,13 @@ import cv2
 import pytest
 
 from conftest import EXAMPLES, GOLDEN, REPO, require_shared
+from support import procs
 
 USAGE_STATUS = 2
 
 
-def _run(script, *args, env=None, cwd=REPO, timeout=120):
-  """Runs a CLI with its own logging defaults; output decoded by hand (text mode would turn
-  the progress line's "\\r" into a newline)."""
-  env = dict(os.environ if env is None else env)
-  env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-  proc = subprocess.run([sys.executable, os.path.join(REPO, script), *map(str, args)], cwd=cwd,
-                        env=env, capture_output=True, timeout=timeout)
-  return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(),
-                                     proc.stderr.decode())
+def _run(script, *args, cwd=REPO, environ=None, timeout=120):
+  return procs.run(script, *args, cwd=cwd, environ=environ, timeout=timeout)
 
 
 def _assert_usage_error(proc, fragment):
@@ -88,13 +82,13 @@ def small_pair(tmp_path):
 
 def test_verbose_shows_what_is_hidden_by_default(small_pair, tmp_path):
   image, mask = small_pair
-  env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1")
+  environ = procs.env(TF_ENABLE_ONEDNN_OPTS="1")
   args = ("--image", image, "--mask", mask, "--output", tmp_path / "out.png")
-  quiet = _run("test.py", *args, env=env, timeout=600)
+  quiet = _run("test.py", *args, environ=environ, timeout=600)
   assert quiet.returncode == 0 and quiet.stdout == f"wrote {tmp_path / 'out.png'}\n", quiet
   assert re.fullmatch(r"\[1/1\] photo\.png: 96x64, hole [\d.]+ % of the image\n",
                       quiet.stderr), quiet.stderr
-  loud = _run("test.py", *args, "--verbose", env=env, timeout=600)
+  loud = _run("test.py", *args, "--verbose", environ=environ, timeout=600)
   assert loud.returncode == 0 and "oneDNN custom operations are on" in loud.stderr, loud.stderr
 
 
@@ -102,7 +96,7 @@ def test_verbose_shows_what_is_hidden_by_default(small_pair, tmp_path):
 def test_parity_and_quiet_output_with_onednn(onednn):
   """tests/test_golden.py (official parity, and test.py's exact output) in a fresh process."""
   require_shared(GOLDEN)
-  env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=onednn, DEEPFILL_REQUIRE_SHARED="1")
+  env = procs.env(TF_ENABLE_ONEDNN_OPTS=onednn, DEEPFILL_REQUIRE_SHARED="1")
   proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                          os.path.join("tests", "test_golden.py")], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=1800)

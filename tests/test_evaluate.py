@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 from conftest import REPO, SHARED, require_shared
+from support import procs
+from support.checkpoints import write_tiny_checkpoint
 from model.evaluation import masks as eval_masks
 
-EVALUATE = os.path.join(REPO, "evaluate.py")
 PHOTOS = os.path.join(SHARED, "data", "dev", "photos")
 NAMES = ("lxqt_valendas.jpg", "mate_ladybird.jpg", "tiktok_pexels-36236147.jpg")
 COLUMNS = ["image", "mask_mode", "method", "width", "height", "hole_pct", "l1_pct", "l2_pct",
@@ -103,12 +104,8 @@ def test_eval_masks_and_metrics_do_not_import_tensorflow():
 
 
 def run_eval(*args):
-  """Runs `python evaluate.py ARGS`; output decoded without newline translation (keeps \\r)."""
-  proc = subprocess.run([sys.executable, EVALUATE, *map(str, args)], cwd=REPO,
-                        capture_output=True, timeout=900)
-  proc.stdout = proc.stdout.decode("utf-8", "replace")
-  proc.stderr = proc.stderr.decode("utf-8", "replace")
-  return proc
+  """Runs `python evaluate.py ARGS`."""
+  return procs.run("evaluate.py", *args)
 
 
 def stderr_lines(proc):
@@ -164,12 +161,7 @@ def opencv_run(photos, tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
   """One of our checkpoints with a tiny random generator (cnum=4)."""
-  from model import config, generator
-  directory = tmp_path_factory.mktemp("tiny_ckpt")
-  cfg = config.preset("v1", cnum=4)
-  from model import weights as checkpoints
-  checkpoints.save_generator(generator.build_generator(cfg), cfg, str(directory))
-  return str(directory)
+  return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny_ckpt"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,15 +1,14 @@
 """Parity with the official v1 release on the golden fixtures (tolerances of their README)."""
 import os
 import re
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import GOLDEN, REPO, require_shared
+from conftest import GOLDEN, require_shared
+from support import procs
 from model import flow_viz
 from model import weights as checkpoints
 from model.inference import inpainter as inpaint
@@ -90,13 +89,10 @@ def test_cli_reproduces_official_png(tmp_path):
   (tests/test_clis.py runs this file with oneDNN forced on and off)."""
   case = require_shared(os.path.join(GOLDEN, "cases", _cases()[0]))
   out = tmp_path / "out.png"
-  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-  proc = subprocess.run(
-      [sys.executable, os.path.join(REPO, "test.py"), "--image", os.path.join(case, "input.png"),
-       "--mask", os.path.join(case, "mask.png"), "--output", str(out), "--official_compat",
-       "--checkpoint_dir", os.path.join(GOLDEN, "checkpoint")],
-      capture_output=True, timeout=600, env=env)
-  stdout, stderr = proc.stdout.decode(), proc.stderr.decode()
+  proc = procs.run("test.py", "--image", os.path.join(case, "input.png"),
+                   "--mask", os.path.join(case, "mask.png"), "--output", out, "--official_compat",
+                   "--checkpoint_dir", os.path.join(GOLDEN, "checkpoint"), timeout=600)
+  stdout, stderr = proc.stdout, proc.stderr
   assert proc.returncode == 0, stderr
   assert stdout == f"wrote {out}\n", stdout
   assert re.fullmatch(r"\[1/1\] input\.png: \d+x\d+, hole [\d.]+ % of the image\n",
@@ -110,16 +106,14 @@ def test_cli_reproduces_official_png(tmp_path):
 
 @pytest.mark.parametrize("name", _cases())
 def test_cli_default_is_the_release_for_official_checkpoints(tmp_path, name):
-  """Issue 20: with an official checkpoint, test.py's default (no flags) is the release's
+  """With an official checkpoint, test.py's default (no flags) is the release's
   computation: its hole pixels within the output.png tolerance, known pixels copied."""
   case, bgr, hole = _load_case(name)
   out = tmp_path / "out.png"
-  proc = subprocess.run(
-      [sys.executable, os.path.join(REPO, "test.py"), "--image", os.path.join(case, "input.png"),
-       "--mask", os.path.join(case, "mask.png"), "--output", str(out),
-       "--checkpoint_dir", os.path.join(GOLDEN, "checkpoint")],
-      capture_output=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr.decode()
+  proc = procs.run("test.py", "--image", os.path.join(case, "input.png"),
+                   "--mask", os.path.join(case, "mask.png"), "--output", out,
+                   "--checkpoint_dir", os.path.join(GOLDEN, "checkpoint"), timeout=600)
+  assert proc.returncode == 0, proc.stderr
   got = cv2.imread(str(out), cv2.IMREAD_COLOR).astype(int)
   source = cv2.imread(os.path.join(case, "input.png"), cv2.IMREAD_COLOR).astype(int)
   ref = cv2.imread(os.path.join(case, "output.png"), cv2.IMREAD_COLOR).astype(int)

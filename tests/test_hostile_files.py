@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-import hostile_files as hostile
+from support import hostile_files as hostile
 from model import limits
 from model.errors import UserError
 from model.fileio import decode

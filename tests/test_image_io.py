@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from conftest import EXAMPLES, REPO, png_with_header, require_shared
+from conftest import EXAMPLES, REPO, require_shared
+from support.hostile_files import png_with_header
 from model.fileio import decode
 from model.fileio import encode
 from model.fileio import paths

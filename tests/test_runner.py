@@ -8,14 +8,14 @@ import fcntl
 import os
 import shutil
 import subprocess
-import sys
 import threading
 
 import cv2
 import pytest
 
 import flags as flags_lib
-from conftest import REPO, SHARED, require_shared
+from conftest import SHARED, require_shared
+from support import procs
 from model import config as config_lib
 from model.errors import UserError
 from model.training import run_folder
@@ -130,11 +130,10 @@ def test_cli_refuses_a_locked_folder_with_one_line(trained, photos, tmp_path):
   (run_dir / "ckpt-3_temp").mkdir()
   held = _hold_lock(run_dir)
   try:
-    proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "train.py"), "--preset", "tiny", "--img_size", "32",
-         "--cnum", "4", "--critic_cnum", "4", "--critic_steps", "1", "--seed", "7",
-         "--train_flist", photos, "--checkpoint_dir", str(run_dir), "--max_iters", "1"],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = procs.run("train.py", "--preset", "tiny", "--img_size", "32", "--cnum", "4",
+                     "--critic_cnum", "4", "--critic_steps", "1", "--seed", "7",
+                     "--train_flist", photos, "--checkpoint_dir", run_dir, "--max_iters", "1",
+                     timeout=300)
   finally:
     held.close()
   assert proc.returncode == 1, proc.stderr
@@ -203,9 +202,8 @@ def test_full_disk_keeps_the_last_checkpoint(trained, photos, small_disk):
 @pytest.mark.parametrize("flag", ["--lr=nan", "--batch_size=0", "--critic_lr=inf",
                                   "--img_size=33"])
 def test_cli_bad_flag_values_exit_2(flag):
-  """Issue 24.11: invalid values are command-line mistakes (status 2), like unknown flags."""
-  proc = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), "--train_flist", "x",
-                         flag], cwd=REPO, capture_output=True, text=True, timeout=120)
+  """Invalid values are command-line mistakes (status 2), like unknown flags."""
+  proc = procs.run("train.py", "--train_flist", "x", flag, timeout=120)
   assert proc.returncode == 2, proc.stderr
   lines = proc.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("error: --") and "(see --helpshort)" in lines[0]

@@ -24,9 +24,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import hostile_files as hostile
 from conftest import REPO
-import serve_helpers as helpers
+from support import hostile_files as hostile
+from support import procs
+from support import serve as helpers
+from support.checkpoints import write_tiny_checkpoint
 
 QUEUE = 2
 MAX_UPLOAD_MB = 1
@@ -105,20 +107,20 @@ def _pairs(folder):
 def setup(tmp_path_factory):
   """The tiny server, the inputs and test.py's outputs for them."""
   tmp = tmp_path_factory.mktemp("serve")
-  ckpt = helpers.write_tiny_checkpoint(tmp / "ckpt")
-  other = helpers.write_tiny_checkpoint(tmp / "other", seed=4)  # a second model, other weights
+  ckpt = write_tiny_checkpoint(tmp / "ckpt")
+  other = write_tiny_checkpoint(tmp / "other", seed=4)  # a second model, other weights
   server = helpers.Server("--checkpoint_dir", ckpt, "--checkpoint_dir", other, "--queue", QUEUE,
                           "--max_upload_mb", MAX_UPLOAD_MB, "--max_megapixels", MAX_MEGAPIXELS,
                           cwd=tmp)
   pairs = _pairs(tmp)
   expected = tmp / "expected"
-  folder_run = helpers.run_test_py("--image", tmp / "images", "--mask", tmp / "masks",
-                                   "--output", expected, "--checkpoint_dir", ckpt, cwd=tmp)
+  folder_run = procs.start("test.py", "--image", tmp / "images", "--mask", tmp / "masks",
+                           "--output", expected, "--checkpoint_dir", ckpt, cwd=tmp)
   jpeg, mask = pairs["rotated.jpg"]
-  single_run = helpers.run_test_py("--image", jpeg, "--mask", mask, "--output",
-                                   tmp / "rotated_expected.png", "--checkpoint_dir", ckpt, cwd=tmp)
-  helpers.finish(folder_run, "test.py (folder)")
-  helpers.finish(single_run, "test.py (EXIF JPEG)")
+  single_run = procs.start("test.py", "--image", jpeg, "--mask", mask, "--output",
+                           tmp / "rotated_expected.png", "--checkpoint_dir", ckpt, cwd=tmp)
+  procs.finish(folder_run, "test.py (folder)")
+  procs.finish(single_run, "test.py (EXIF JPEG)")
   outputs = {name: expected / name for name in pairs if name != "rotated.jpg"}
   outputs["rotated.jpg"] = tmp / "rotated_expected.png"
   server.url  # noqa: B018 - waits until it listens
@@ -458,8 +460,7 @@ def test_server_log_has_no_traceback(setup, client):
 
 
 def _serve(*args, cwd):
-  return subprocess.run([sys.executable, helpers.SERVE_PY, *map(str, args)], cwd=str(cwd),
-                        env=helpers.env(), capture_output=True, text=True, timeout=600)
+  return procs.run("serve.py", *args, cwd=cwd, timeout=600)
 
 
 def _one_error_line(proc, *fragments):
@@ -501,7 +502,7 @@ def test_bundled_models_are_offered_by_default(tmp_path):
           "  for name in present:\n"
           "    __import__('os').makedirs(serve.CHECKPOINTS + '/' + name)\n"
           "  print(json.dumps([n for n, _ in serve._checkpoints(None)]))\n")
-  out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, env=helpers.env(),
+  out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, env=procs.env(),
                        capture_output=True, text=True, timeout=120, check=True).stdout
   assert [json.loads(line) for line in out.splitlines()] == [
       ["demo"], ["demo"], ["demo_gan"], ["demo", "demo_gan"]]

@@ -1,8 +1,6 @@
 """Scale strategies (model/inference/scaling.py) and the model's inference declaration."""
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import keras
@@ -11,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import EXAMPLES, GOLDEN, REPO, require_shared
+from support import procs
 from model import config as config_lib
 from model import generator as generator_lib
 from model import weights
@@ -259,11 +258,8 @@ def test_a_training_run_folder_declares_its_pipeline(tmp_path):
 
 def _test_py(tmp_path, ckpt, image, mask, *flags):
   out = tmp_path / f"out{len(list(tmp_path.iterdir()))}.png"
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  proc = subprocess.run([sys.executable, os.path.join(REPO, "test.py"), "--image", str(image),
-                         "--mask", str(mask), "--output", str(out), "--checkpoint_dir",
-                         str(ckpt), *flags], capture_output=True, text=True, env=env,
-                        timeout=900)
+  proc = procs.run("test.py", "--image", image, "--mask", mask, "--output", out,
+                   "--checkpoint_dir", ckpt, *flags, cwd=tmp_path)
   assert proc.returncode == 0, proc.stderr
   return cv2.imread(str(out))[..., ::-1]
 

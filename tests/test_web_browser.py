@@ -21,7 +21,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-import serve_helpers as helpers
+from support import procs
+from support import serve as helpers
+from support.checkpoints import write_tiny_checkpoint
 
 ARTIFACTS = os.path.join(REPO, "tests", "artifacts")
 PHOTO = os.path.join(REPO, "examples", "sklearn_china.png")
@@ -60,7 +62,7 @@ def browser():
 def server(tmp_path_factory):
   _browser_or_skip()
   tmp = tmp_path_factory.mktemp("web")
-  other = helpers.write_tiny_checkpoint(tmp / "other")  # a second model to choose on the page
+  other = write_tiny_checkpoint(tmp / "other")  # a second model to choose on the page
   running = helpers.Server("--checkpoint_dir", helpers.DEMO_CHECKPOINT, "--checkpoint_dir", other,
                            cwd=tmp)
   running.url  # noqa: B018 - waits until it listens
@@ -213,8 +215,8 @@ def test_paint_inpaint_download_and_edit_again(browser, server, tmp_path):
 
   # The same pixels as `python test.py` for this photo and the mask the page sent.
   cv2.imwrite(str(tmp_path / "mask.png"), mask.astype(np.uint8) * 255)
-  helpers.finish(helpers.run_test_py("--image", PHOTO, "--mask", tmp_path / "mask.png",
-                                     "--output", tmp_path / "cli.png", cwd=tmp_path), "test.py")
+  procs.finish(procs.start("test.py", "--image", PHOTO, "--mask", tmp_path / "mask.png",
+                           "--output", tmp_path / "cli.png", cwd=tmp_path), "test.py")
   cli = cv2.imread(str(tmp_path / "cli.png"), cv2.IMREAD_UNCHANGED)
   assert np.array_equal(helpers.decode(first), cli)
 

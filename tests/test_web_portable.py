@@ -18,9 +18,12 @@ import sys
 import numpy as np
 import pytest
 
+import static_site
 from conftest import REPO
-import serve_helpers as helpers
-import web_helpers
+from support import procs
+from support import serve as helpers
+from support import standin_model
+from support.checkpoints import write_tiny_checkpoint
 
 from model.errors import UserError
 from model.web import portable
@@ -35,7 +38,7 @@ def _browser_or_skip():
     from playwright.sync_api import sync_playwright  # noqa: F401
   except ImportError:
     reason = "playwright is not installed (pip install -e '.[test]')"
-  executable = web_helpers.chromium_executable()
+  executable = static_site.chromium_executable()
   if reason is None and executable is None:
     reason = "no chromium on PATH (apt-get install chromium; sh tests/install_browser.sh)"
   if reason is None:
@@ -55,7 +58,7 @@ def browser():
   executable = _browser_or_skip()
   from playwright.sync_api import sync_playwright
   with sync_playwright() as p:
-    chromium = p.chromium.launch(executable_path=executable, args=web_helpers.CHROMIUM_ARGS)
+    chromium = p.chromium.launch(executable_path=executable, args=static_site.CHROMIUM_ARGS)
     yield chromium
     chromium.close()
 
@@ -65,8 +68,8 @@ def standin_site(tmp_path_factory):
   _browser_or_skip()
   pytest.importorskip("onnx", reason="the stand-in graph needs the onnx extra")
   folder = tmp_path_factory.mktemp("standin_site")
-  portable.write_site(str(folder), web_helpers.write_standin_model, NPM_DIR)
-  server = web_helpers.StaticServer(str(folder))
+  portable.write_site(str(folder), standin_model.write_standin_model, NPM_DIR)
+  server = static_site.StaticServer(str(folder))
   yield server
   server.close()
 
@@ -109,13 +112,13 @@ def _rgba(rgb, alpha=255):
 
 def _standin(rgb, hole):
   out = rgb.copy()
-  out[hole] = web_helpers.GREY
+  out[hole] = standin_model.GREY
   return out
 
 
 def test_site_holds_the_page_the_runtime_and_the_model(tmp_path):
   pytest.importorskip("onnx", reason="the stand-in graph needs the onnx extra")
-  sizes = portable.write_site(str(tmp_path), web_helpers.write_standin_model, NPM_DIR) \
+  sizes = portable.write_site(str(tmp_path), standin_model.write_standin_model, NPM_DIR) \
       if _runtime_installed() else pytest.skip("npm ci --prefix web has not run")
   assert set(sizes) == {"index.html", "page.js", "deepfill.js", "app.css", "model.onnx",
                         "NOTICE.txt", "ort/ort.wasm.min.mjs", "ort/ort-wasm-simd-threaded.mjs",
@@ -149,7 +152,7 @@ def test_missing_or_stale_runtime_is_one_line_with_the_fix(tmp_path):
   site = tmp_path / "site"
   site.mkdir()
   with pytest.raises(UserError):
-    portable.write_site(str(site), web_helpers.write_standin_model, str(npm))
+    portable.write_site(str(site), standin_model.write_standin_model, str(npm))
   assert not os.listdir(site), "nothing is written before the runtime is found"
 
 
@@ -167,11 +170,11 @@ def _export_web(*args, npm_dir=None, cwd):
   if npm_dir:
     command = [sys.executable, "-c", _EXPORT_WITH_NPM_DIR, str(npm_dir)]
   return subprocess.run(command + ["--format", "web", *map(str, args)], cwd=str(cwd),
-                        env=helpers.env(), capture_output=True, text=True, timeout=300)
+                        env=procs.env(), capture_output=True, text=True, timeout=300)
 
 
 def test_export_web_errors_are_one_line_and_write_nothing(tmp_path):
-  checkpoint = helpers.write_tiny_checkpoint(tmp_path / "ckpt")
+  checkpoint = write_tiny_checkpoint(tmp_path / "ckpt")
   out = tmp_path / "site"
   npm = tmp_path / "web"
   npm.mkdir()
@@ -195,7 +198,7 @@ def test_export_web_errors_are_one_line_and_write_nothing(tmp_path):
 
 
 def test_module_mask_rules_and_errors(browser, standin_site):
-  offline = web_helpers.OfflinePage(browser, standin_site.url)
+  offline = static_site.OfflinePage(browser, standin_site.url)
   page, base = offline.page, standin_site.url
   rng = np.random.default_rng(5)
   h, w = 23, 37
@@ -219,7 +222,7 @@ def test_module_mask_rules_and_errors(browser, standin_site):
   np.testing.assert_array_equal(call_inpaint(page, base, image, black_white)[..., :3],
                                 _standin(rgb, hole))
   forced = call_inpaint(page, base, image, black_white, {"channel": "alpha"})
-  assert (forced[..., :3] == web_helpers.GREY).all(), "channel 'alpha': every opaque pixel"
+  assert (forced[..., :3] == standin_model.GREY).all(), "channel 'alpha': every opaque pixel"
 
   empty = np.zeros((h, w, 4), np.uint8)
   np.testing.assert_array_equal(call_inpaint(page, base, image, empty), image)
@@ -294,7 +297,7 @@ def _painted(page):
 
 
 def test_page_opens_photo_and_mask_paints_and_downloads(browser, standin_site, tmp_path):
-  offline = web_helpers.OfflinePage(browser, standin_site.url)
+  offline = static_site.OfflinePage(browser, standin_site.url)
   page = offline.page
   page.wait_for_selector("#model:text-matches('^model ready')", timeout=60_000)
   assert "1 thread" in page.locator("#model").text_content()
@@ -349,11 +352,8 @@ def golden_case(tmp_path_factory):
   checkpoint = _golden_or_skip()
   tmp = tmp_path_factory.mktemp("golden_site")
   site = tmp / "site"
-  export = subprocess.Popen(
-      [sys.executable, os.path.join(REPO, "export.py"), "--format", "web",
-       "--checkpoint_dir", checkpoint, "--export_dir", str(site)],
-      cwd=str(tmp), env=helpers.env(), stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE, text=True)
+  export = procs.start("export.py", "--format", "web", "--checkpoint_dir", checkpoint,
+                       "--export_dir", site, cwd=tmp)
   rgb = helpers.example_rgb()[101:168, 203:300]  # 97 x 67
   hole = np.zeros(rgb.shape[:2], bool)
   hole[14:40, 20:51] = True
@@ -361,13 +361,13 @@ def golden_case(tmp_path_factory):
   hole |= np.abs(yy - 0.5 * xx - 10) < 3  # a thin diagonal stroke
   (tmp / "photo.png").write_bytes(helpers.png_bytes(rgb))
   (tmp / "mask.png").write_bytes(helpers.mask_png(hole))
-  cli = helpers.run_test_py("--image", tmp / "photo.png", "--mask", tmp / "mask.png",
-                            "--output", tmp / "cli.png", "--checkpoint_dir", checkpoint,
-                            "--noseam_blend", "--strategy", "original", cwd=tmp)
-  helpers.finish(export, "export.py --format web")
-  helpers.finish(cli, "test.py")
+  cli = procs.start("test.py", "--image", tmp / "photo.png", "--mask", tmp / "mask.png",
+                    "--output", tmp / "cli.png", "--checkpoint_dir", checkpoint,
+                    "--noseam_blend", "--strategy", "original", cwd=tmp)
+  procs.finish(export, "export.py --format web")
+  procs.finish(cli, "test.py")
   expected = helpers.decode((tmp / "cli.png").read_bytes())[..., ::-1]
-  server = web_helpers.StaticServer(str(site))
+  server = static_site.StaticServer(str(site))
   yield {"server": server, "rgb": rgb, "hole": hole, "expected": expected, "tmp": tmp}
   server.close()
 
@@ -382,7 +382,7 @@ def assert_matches_test_py(got, expected, hole):
 
 
 def test_module_inpaint_matches_test_py(browser, golden_case):
-  offline = web_helpers.OfflinePage(browser, golden_case["server"].url)
+  offline = static_site.OfflinePage(browser, golden_case["server"].url)
   rgb, hole = golden_case["rgb"], golden_case["hole"]
   mask = np.zeros(rgb.shape[:2] + (4,), np.uint8)
   mask[hole] = 255
@@ -398,7 +398,7 @@ def test_module_inpaint_matches_test_py(browser, golden_case):
 
 def test_page_inpaint_matches_test_py(browser, golden_case):
   tmp = golden_case["tmp"]
-  offline = web_helpers.OfflinePage(browser, golden_case["server"].url)
+  offline = static_site.OfflinePage(browser, golden_case["server"].url)
   page = offline.page
   _open_photo(offline, tmp / "photo.png")
   page.set_input_files("#mask-file", str(tmp / "mask.png"))
@@ -417,10 +417,10 @@ def test_page_inpaint_matches_test_py(browser, golden_case):
 def test_cross_origin_isolated_server_gives_threads(browser, tmp_path):
   """With COOP/COEP headers the page is cross-origin isolated and ONNX Runtime gets threads."""
   pytest.importorskip("onnx", reason="the stand-in graph needs the onnx extra")
-  portable.write_site(str(tmp_path), web_helpers.write_standin_model, NPM_DIR)
-  server = web_helpers.StaticServer(str(tmp_path), web_helpers.ISOLATION_HEADERS)
+  portable.write_site(str(tmp_path), standin_model.write_standin_model, NPM_DIR)
+  server = static_site.StaticServer(str(tmp_path), static_site.ISOLATION_HEADERS)
   try:
-    offline = web_helpers.OfflinePage(browser, server.url)
+    offline = static_site.OfflinePage(browser, server.url)
     page = offline.page
     page.wait_for_selector("#model:text-matches('^model ready')", timeout=60_000)
     cores = page.evaluate("navigator.hardwareConcurrency")
