@@ -37,6 +37,8 @@ from model.batch import transforms  # noqa: E402
 from model.fileio import decode  # noqa: E402
 from model.fileio import paths  # noqa: E402
 
+pytestmark = pytest.mark.slow  # Beam pipelines and test.py processes
+
 TEST_PY = os.path.join(REPO, "test.py")
 BATCH_PY = os.path.join(REPO, "batch_inpaint.py")
 

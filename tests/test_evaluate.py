@@ -168,6 +168,7 @@ def tiny_checkpoint(tmp_path_factory):
 # CLI success cases
 
 
+@pytest.mark.slow
 def test_opencv_methods_end_to_end(opencv_run):
   proc, out = opencv_run
   assert_ok(proc)
@@ -214,6 +215,7 @@ def test_opencv_methods_end_to_end(opencv_run):
   assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_saved_masks_reproduce_the_scores(opencv_run, photos, tmp_path):
   """The generated masks, fed back through --mask_dir, give the same numbers."""
   _, first = opencv_run
@@ -230,6 +232,7 @@ def test_saved_masks_reproduce_the_scores(opencv_run, photos, tmp_path):
   assert not os.path.exists(tmp_path / "grids")
 
 
+@pytest.mark.slow
 def test_fixed_masks_at_full_size_and_skipped_files(photos, tmp_path):
   data, masks, out = tmp_path / "data", tmp_path / "masks", tmp_path / "out"
   shutil.copytree(photos, data)
@@ -256,6 +259,7 @@ def test_fixed_masks_at_full_size_and_skipped_files(photos, tmp_path):
   assert report["counts"] == {"images": 4, "evaluated": 1, "skipped": 3}
 
 
+@pytest.mark.slow
 def test_corrupt_photo_is_skipped_and_counted(photos, tmp_path):
   data = tmp_path / "data"
   shutil.copytree(photos, data)
@@ -269,6 +273,7 @@ def test_corrupt_photo_is_skipped_and_counted(photos, tmp_path):
   assert report["skipped"][0]["image"].endswith("aa_broken.jpg")
 
 
+@pytest.mark.slow
 def test_model_with_baselines_end_to_end(photos, tiny_checkpoint, tmp_path):
   proc = run_eval("--data_dir", photos, "--checkpoint_dir", tiny_checkpoint, "--compare", "telea,ns",
                   "--mask_mode", "both", "--max_images", 2, "--max_side", 128,
@@ -309,17 +314,20 @@ def test_model_with_baselines_end_to_end(photos, tiny_checkpoint, tmp_path):
     (["--data_dir", "{photos}", "--seed", "-1", "--method", "ns"], "--seed", 2),
     (["--data_dir", "{photos}", "--method", "ns", "stray"], "unexpected arguments: stray", 2),
 ])
+@pytest.mark.slow
 def test_bad_arguments_give_one_error_line(args, match, status, photos, tmp_path):
   out = tmp_path / "out"
   args = [a.format(tmp=tmp_path, photos=photos) for a in args]
   assert_error(run_eval(*args, "--output_dir", out), match, out, status=status)
 
 
+@pytest.mark.slow
 def test_missing_output_dir_flag(photos):
   assert_error(run_eval("--data_dir", photos, "--method", "ns"), "--output_dir is required",
                status=2)
 
 
+@pytest.mark.slow
 def test_unreadable_checkpoint(photos, tmp_path):
   checkpoint = tmp_path / "ckpt"
   checkpoint.mkdir()
@@ -328,6 +336,7 @@ def test_unreadable_checkpoint(photos, tmp_path):
                         "--output_dir", tmp_path / "out"), "model.json", tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_only_bad_photos(tmp_path):
   data = tmp_path / "data"
   data.mkdir()

@@ -235,6 +235,7 @@ def tiny_results(tiny_export):
   return _load_and_call(e["out"], e["tmp"], e["batches"], e["pairs"], refusals, e["exif"])
 
 
+@pytest.mark.slow
 def test_export_writes_saved_model_atomically(tiny_export):
   out = tiny_export["out"]
   assert "wrote SavedModel" in tiny_export["stdout"]
@@ -245,6 +246,7 @@ def test_export_writes_saved_model_atomically(tiny_export):
   assert sorted(os.listdir(out.parent)) == ["deepfill"]  # no temporary directory left
 
 
+@pytest.mark.slow
 def test_serving_default_equals_test_py(tiny_export, tiny_results):
   tmp = tiny_export["tmp"]
   for key, path in tiny_export["batches"].items():
@@ -260,6 +262,7 @@ def test_serving_default_equals_test_py(tiny_export, tiny_results):
       assert not np.array_equal(out[i], images[i])  # the holes were filled
 
 
+@pytest.mark.slow
 def test_inpaint_bytes_equals_test_py(tiny_export, tiny_results):
   tmp = tiny_export["tmp"]
   for i, (image_path, _) in enumerate(tiny_export["pairs"]):
@@ -269,6 +272,7 @@ def test_inpaint_bytes_equals_test_py(tiny_export, tiny_results):
     np.testing.assert_array_equal(decoded[..., ::-1], expected, err_msg=image_path)
 
 
+@pytest.mark.slow
 def test_inpaint_bytes_turns_photos_as_test_py(tiny_export, tiny_results):
   """EXIF orientation 1..8: the SavedModel returns test.py's pixels (decode.read_pair,
   Inpainter.inpaint with the export's checkpoint and budget) in test.py's orientation."""
@@ -282,11 +286,13 @@ def test_inpaint_bytes_turns_photos_as_test_py(tiny_export, tiny_results):
     np.testing.assert_array_equal(got, expected, err_msg=f"orientation {i + 1}")
 
 
+@pytest.mark.slow
 def test_wrong_mask_size_refused_and_empty_batch(tiny_results):
   assert tiny_results["mismatch_refused"]
   assert list(tiny_results["empty_shape"]) == [0, 16, 16, 3]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,fragment", [
     ("rgb_mask", "mask must be uint8 [B, H, W, 1]"),
     ("image_above_cap", "image is 101x100 pixels: empty, or above the limit"),
@@ -305,6 +311,7 @@ def test_serving_refuses_bad_input_clearly(tiny_results, name, fragment):
     assert "0.01 megapixels set at export" in message  # the GIF's header says 8x8
 
 
+@pytest.mark.slow
 def test_saved_model_cli_lists_signatures(tiny_export):
   proc = subprocess.run([SAVED_MODEL_CLI, "show", "--dir", str(tiny_export["out"]), "--all"],
                         capture_output=True, text=True, timeout=600, env=procs.env())
@@ -328,6 +335,7 @@ def _assert_one_line_error(proc, *fragments, status=1):
     assert fragment in lines[0], lines[0]
 
 
+@pytest.mark.slow
 def test_export_errors_are_one_line(tmp_path):
   out = tmp_path / "out"
   proc = _run_export("--checkpoint_dir", tmp_path / "missing", "--export_dir", out,
@@ -373,6 +381,7 @@ def _tree(folder):
                 for root, dirs, files in os.walk(folder) for name in dirs + files)
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_only_a_saved_model(tmp_path):
   ckpt_parent = _fake_saved_model(tmp_path / "P")
   ckpt = ckpt_parent / "ckpt"
@@ -428,6 +437,7 @@ except export._ExportError as e:
 """
 
 
+@pytest.mark.slow
 def test_full_disk_is_one_user_facing_line(tmp_path):
   """A disk that fills up during the export: one line that says so, and nothing left behind.
   (Also checked by hand on a 2 MB tmpfs: the same message.)"""
@@ -486,6 +496,7 @@ def test_network_input_is_not_rewritten_by_grappler():
   np.testing.assert_array_equal(fn(values).numpy(), expected)
 
 
+@pytest.mark.slow
 def test_golden_official_checkpoint_export(tmp_path):
   ckpt = require_shared(os.path.join(GOLDEN, "checkpoint"))
   case = require_shared(os.path.join(GOLDEN, "cases", "c00_256x256_center_china"))

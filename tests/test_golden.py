@@ -13,6 +13,8 @@ from model import flow_viz
 from model import weights as checkpoints
 from model.inference import inpainter as inpaint
 
+pytestmark = pytest.mark.slow  # the official checkpoint at 256x256, in process and through test.py
+
 
 def _cases():
   root = os.path.join(GOLDEN, "cases")
@@ -86,7 +88,7 @@ def test_inpainter_matches_official_output(inpainter, name):
 
 def test_cli_reproduces_official_png(tmp_path):
   """Also the quiet-output contract: the progress line and ``wrote ...``, nothing else
-  (tests/test_clis.py runs this file with oneDNN forced on and off)."""
+  (tests/test_cli_conventions.py runs this file with oneDNN forced on and off)."""
   case = require_shared(os.path.join(GOLDEN, "cases", _cases()[0]))
   out = tmp_path / "out.png"
   proc = procs.run("test.py", "--image", os.path.join(case, "input.png"),

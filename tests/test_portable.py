@@ -106,6 +106,7 @@ def assert_matches_test_py(ours, reference, hole, what):
   assert (diff > 0).mean() <= MAX_DIFFERING, f"{what}: {(diff > 0).mean():.2%} differ"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 @pytest.mark.parametrize("checkpoint", sorted(CHECKPOINTS))
 def test_runtime_matches_test_py(exported, checkpoint, fmt):
@@ -118,6 +119,7 @@ def test_runtime_matches_test_py(exported, checkpoint, fmt):
     assert_matches_test_py(ours[0], entry["test_py"][stem], hole, f"{checkpoint} {fmt} {stem}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_no_hole_returns_the_image_and_masks_threshold_at_127(exported, fmt):
   run = RUNNERS[fmt](exported["demo"][fmt])
@@ -130,6 +132,7 @@ def test_no_hole_returns_the_image_and_masks_threshold_at_127(exported, fmt):
   assert (out[mask[..., 0] > 0] != rgb[mask[..., 0] > 0]).any()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_tiny_and_one_pixel_sides_match_the_inpainter(exported, fmt):
   """Edge padding for a 1-pixel side, reflection beyond the size, a size already on the grid."""
@@ -145,6 +148,7 @@ def test_tiny_and_one_pixel_sides_match_the_inpainter(exported, fmt):
     assert_matches_test_py(ours, engine.inpaint(rgb, hole)[0], hole, f"{fmt} {h}x{w}")
 
 
+@pytest.mark.slow
 def test_onnx_contract(exported):
   onnx = pytest.importorskip("onnx", reason="onnx is not installed")
   model = onnx.load(exported["official"]["onnx"])
@@ -162,6 +166,7 @@ def test_onnx_contract(exported):
   assert not ops & {"Loop", "If", "Scan"}, ops  # no control flow in the graph
 
 
+@pytest.mark.slow
 def test_tflite_contract(exported):
   litert = pytest.importorskip("ai_edge_litert.interpreter",
                                reason="ai-edge-litert is not installed")
@@ -174,6 +179,7 @@ def test_tflite_contract(exported):
   assert details == {"image": (np.uint8, [1, -1, -1, 3]), "mask": (np.uint8, [1, -1, -1, 1])}
 
 
+@pytest.mark.slow
 def test_export_refuses_to_replace_another_format(tmp_path):
   out = tmp_path / "out"
   out.mkdir()

@@ -76,6 +76,7 @@ def trained(tmp_path_factory, photos):
   return run_dir, status, lines
 
 
+@pytest.mark.slow
 def test_stop_event_stops_after_the_step_saves_and_resumes(trained, photos, tmp_path):
   run_dir, status, lines = trained
   assert status == 0, lines
@@ -104,6 +105,7 @@ def _hold_lock(run_dir):
   return f
 
 
+@pytest.mark.slow
 def test_a_locked_run_folder_is_refused_untouched(trained, photos, tmp_path):
   """Issue 24.7: a second run in a folder in use deleted the first one's ckpt-N_temp save."""
   run_dir = tmp_path / "run"
@@ -124,6 +126,7 @@ def test_a_locked_run_folder_is_refused_untouched(trained, photos, tmp_path):
   assert status == 0 and f"removed {run_dir}/ckpt-3_temp (left by an interrupted save)" in lines
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_locked_folder_with_one_line(trained, photos, tmp_path):
   run_dir = tmp_path / "run"
   shutil.copytree(trained[0], run_dir)
@@ -151,6 +154,7 @@ def test_cli_refuses_a_locked_folder_with_one_line(trained, photos, tmp_path):
     ({}, {"img_size": 48}, "img_size 48 (the run has 32)"),
     ({}, {"box_height": 8}, "box_height 8 (the run has 16)"),
 ])
+@pytest.mark.slow
 def test_resume_refuses_settings_that_change_the_checkpoint(trained, photos, loss, data, named):
   """Issue 24.8: --gan none was accepted and its critic-less checkpoint broke the run for good."""
   run_dir = trained[0]
@@ -182,6 +186,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(where)], check=False)  # still open somewhere: detach
 
 
+@pytest.mark.slow
 def test_full_disk_keeps_the_last_checkpoint(trained, photos, small_disk):
   """A save that runs out of space: one sentence naming the kept checkpoint, not TF's text."""
   run_dir = small_disk / "run"
@@ -199,6 +204,7 @@ def test_full_disk_keeps_the_last_checkpoint(trained, photos, small_disk):
   assert os.path.exists(f"{run_dir}/ckpt-2.index")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", ["--lr=nan", "--batch_size=0", "--critic_lr=inf",
                                   "--img_size=33"])
 def test_cli_bad_flag_values_exit_2(flag):

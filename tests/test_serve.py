@@ -30,6 +30,8 @@ from support import procs
 from support import serve as helpers
 from support.checkpoints import write_tiny_checkpoint
 
+pytestmark = pytest.mark.slow  # a real python serve.py process
+
 QUEUE = 2
 MAX_UPLOAD_MB = 1
 MAX_MEGAPIXELS = 1.1

@@ -100,7 +100,7 @@ def test_known_pixels_exact_and_only_deep_holes_rescaled(tiny):
   gen, cfg = tiny
   rgb, hole = _photo(67, 115), _holes(67, 115)
   run = {s: inpaint.Inpainter(gen, cfg, seam_blend=False, strategy=s, inference=SMALL)
-         for s in scaling.STRATEGIES}
+         for s in config_lib.STRATEGIES}
   out = {s: m.inpaint(rgb, hole)[0] for s, m in run.items()}
   for strategy, result in out.items():
     assert result.shape == rgb.shape and result.dtype == np.uint8, strategy
@@ -264,6 +264,7 @@ def _test_py(tmp_path, ckpt, image, mask, *flags):
   return cv2.imread(str(out))[..., ::-1]
 
 
+@pytest.mark.slow
 def test_cli_runs_the_declaration_and_flags_override_it(tmp_path, tiny):
   gen, cfg = tiny
   ckpt = tmp_path / "model"

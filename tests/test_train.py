@@ -40,6 +40,8 @@ import pytest
 
 from conftest import REPO, SHARED, require_shared
 
+pytestmark = pytest.mark.slow  # training runs of train.py
+
 TRAIN_PY = os.path.join(REPO, "train.py")
 TEST_PY = os.path.join(REPO, "test.py")
 PHOTOS = os.path.join(SHARED, "data", "train", "photos")
@@ -418,7 +420,7 @@ def runs(tmp_path_factory):
   def multi_worker_commands():
     ports = [_free_port(), _free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    argv = _train(d["workers"], photos, "--strategy", "multi_worker", "--max_iters", k + 2,
+    argv = _train(d["workers"], photos, "--distribute", "multi_worker", "--max_iters", k + 2,
                   "--checkpoint_every", 1, "--val_every", 0)
     return [(argv, {"TF_CONFIG": json.dumps({"cluster": cluster,
                                              "task": {"type": "worker", "index": i}})})
@@ -732,7 +734,7 @@ def test_mirrored_two_virtual_cpus_match_one_device(runs):
 
 
 def test_multi_worker_two_processes_resume_and_train(runs):
-  """Two `--strategy multi_worker` processes on 127.0.0.1 resume a run and train 2 steps."""
+  """Two `--distribute multi_worker` processes on 127.0.0.1 resume a run and train 2 steps."""
   job = runs.wait("workers")
   run_dir = runs.dirs["workers"]
   assert job.returncodes == [0, 0], job.describe()

@@ -25,6 +25,8 @@ from support import procs
 from support import serve as helpers
 from support.checkpoints import write_tiny_checkpoint
 
+pytestmark = pytest.mark.slow  # serve.py and Chromium
+
 ARTIFACTS = os.path.join(REPO, "tests", "artifacts")
 PHOTO = os.path.join(REPO, "examples", "sklearn_china.png")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

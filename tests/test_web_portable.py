@@ -28,6 +28,8 @@ from support.checkpoints import write_tiny_checkpoint
 from model.errors import UserError
 from model.web import portable
 
+pytestmark = pytest.mark.slow  # export.py --format web and Chromium
+
 NPM_DIR = os.path.join(REPO, "web")
 ARTIFACTS = os.path.join(REPO, "tests", "artifacts")
 

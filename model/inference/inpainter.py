@@ -90,8 +90,8 @@ class Inpainter:
     self.inference = config_lib.LEGACY_INFERENCE if inference is None else inference
     self.seam_blend = self.inference.seam_blend if seam_blend is None else bool(seam_blend)
     self.strategy = self.inference.strategy if strategy is None else strategy
-    if self.strategy not in scaling.STRATEGIES:
-      raise ValueError(f"strategy must be one of {scaling.STRATEGIES}, got {self.strategy!r}")
+    if self.strategy not in config_lib.STRATEGIES:
+      raise ValueError(f"strategy must be one of {config_lib.STRATEGIES}, got {self.strategy!r}")
     self.budget_bytes = local_plan.budget_bytes_of(max_memory_gb)
     self.generator = generator
     self.config = model_config

@@ -27,7 +27,6 @@ input's, and seam blending (when on) runs at full resolution (``model/inference/
 """
 import tensorflow as tf
 
-STRATEGIES = ("original", "resize", "crop", "auto")
 MIN_SCALE = 1.0 / 16.0  # never shrink further (a 4,000-px hole runs at 250 px)
 MIN_SIDE = 16           # a scaled photo or crop keeps at least this many pixels per side
 # Context around a region in crop mode, in multiples of the region's longest side (at least a

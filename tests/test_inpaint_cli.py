@@ -23,6 +23,8 @@ from support import procs
 from support.checkpoints import write_tiny_checkpoint
 from support.hostile_files import png_with_header
 
+pytestmark = pytest.mark.slow  # every test runs python test.py
+
 # Progress updates: stderr is not a terminal here, so each is a plain "[i/n] name..." line.
 _PROGRESS = re.compile(r"^\[\d+/\d+\] [^\r\n\x1b]*(\n|$)", re.M)
 

@@ -40,6 +40,7 @@ def _assert_usage_error(proc, fragment):
     ("batch_inpaint.py", ["--images", "photos", "--masks", "masks", "--output_dir", "out",
                           "--saved_model", "export"]),
 ])
+@pytest.mark.slow
 def test_stray_argument_and_missing_flag_exit_with_the_same_status(script, args, tmp_path):
   _assert_usage_error(_run(script, *args, "stray", cwd=tmp_path),
                       "unexpected arguments: stray")
@@ -57,6 +58,7 @@ _REQUIRED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script, flag", [
     ("test.py", "max_megapixels"), ("export.py", "max_megapixels"),
     ("serve.py", "max_megapixels"), ("batch_inpaint.py", "max_megapixels"),
@@ -80,6 +82,7 @@ def small_pair(tmp_path):
   return tmp_path / "photo.png", tmp_path / "mask.png"
 
 
+@pytest.mark.slow
 def test_verbose_shows_what_is_hidden_by_default(small_pair, tmp_path):
   image, mask = small_pair
   environ = procs.env(TF_ENABLE_ONEDNN_OPTS="1")
@@ -92,6 +95,7 @@ def test_verbose_shows_what_is_hidden_by_default(small_pair, tmp_path):
   assert loud.returncode == 0 and "oneDNN custom operations are on" in loud.stderr, loud.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("onednn", ["0", "1"])
 def test_parity_and_quiet_output_with_onednn(onednn):
   """tests/test_golden.py (official parity, and test.py's exact output) in a fresh process."""
