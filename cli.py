@@ -18,6 +18,8 @@ from model import limits
 from model.config import STRATEGIES
 
 USAGE_STATUS = 2  # exit status of a command-line mistake, in every CLI
+# The model test.py, export.py, evaluate.py and serve.py run when given no --checkpoint_dir.
+DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "demo")
 
 
 class Console:

@@ -496,18 +496,12 @@ def test_cli_errors_are_one_line(tmp_path):
   assert "oneDNN" not in proc.stderr, proc.stderr
 
 
-def test_bundled_models_are_offered_by_default(tmp_path):
-  """Without --checkpoint_dir: checkpoints/demo, then checkpoints/demo_gan, those present."""
-  code = ("import json, sys, serve; root = sys.argv[1]\n"
-          "for present in ([], ['demo'], ['demo_gan'], ['demo_gan', 'demo']):\n"
-          "  serve.CHECKPOINTS = root + '/' + '-'.join(present or ['none'])\n"
-          "  for name in present:\n"
-          "    __import__('os').makedirs(serve.CHECKPOINTS + '/' + name)\n"
-          "  print(json.dumps([n for n, _ in serve._checkpoints(None)]))\n")
-  out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, env=procs.env(),
+def test_the_bundled_demo_is_offered_by_default(tmp_path):
+  """Without --checkpoint_dir: checkpoints/demo (the one model the repository ships)."""
+  code = "import json, serve; print(json.dumps(serve._checkpoints(None)))"
+  out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=procs.env(),
                        capture_output=True, text=True, timeout=120, check=True).stdout
-  assert [json.loads(line) for line in out.splitlines()] == [
-      ["demo"], ["demo"], ["demo_gan"], ["demo", "demo_gan"]]
+  assert json.loads(out) == [["demo", os.path.join(REPO, "checkpoints", "demo")]]
 
 
 def test_busy_port_is_one_line(tmp_path):

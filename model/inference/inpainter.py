@@ -26,17 +26,16 @@ import tensorflow as tf
 from model import config as config_lib
 from model import flow_viz
 from model import weights
+from model.config import GRID
 from model.inference import blending
 from model.inference import local_plan
 from model.inference import regions
 from model.inference import scaling
 
-GRID = 8
 IMAGE_SPEC = tf.TensorSpec([None, None, 3], tf.uint8)
 HOLE_SPEC = tf.TensorSpec([None, None], tf.bool)
 # Seam blending as run by ``Inpainter.inpaint``: one traced function per process.
 _BLEND = blending.TracedBlend()
-REGION_CELL = 16  # px per labelling cell of the hole regions (regions.region_boxes)
 
 
 def grid_pad_indices(size, use_reflect, grid=GRID):
@@ -165,8 +164,8 @@ class Inpainter:
 
   def _regions(self, hole):
     """Hole regions: boxes int32 [N, 4], cell labels, and each region's scale float32 [N]."""
-    boxes, labels = regions.region_boxes(hole, REGION_CELL)
-    depths = scaling.region_depths(hole, labels, tf.shape(boxes)[0], REGION_CELL)
+    boxes, labels = regions.region_boxes(hole, regions.CELL)
+    depths = scaling.region_depths(hole, labels, tf.shape(boxes)[0], regions.CELL)
     return boxes, labels, scaling.scale_for(depths, self.inference.hole_max)
 
   def _resize_fill(self, image, hole):
@@ -189,7 +188,7 @@ class Inpainter:
                                  path, attention_tiled)
       inner = filled[box[0] - c[0]:box[2] - c[0], box[1] - c[1]:box[3] - c[1]]
       own = tf.logical_and(hole[box[0]:box[2], box[1]:box[3]],
-                           scaling.owned(labels, box, i, REGION_CELL))
+                           scaling.owned(labels, box, i, regions.CELL))
       patch = tf.where(own[..., None], inner, out[box[0]:box[2], box[1]:box[3]])
       return i + 1, tf.tensor_scatter_nd_update(out, scaling.box_indices(box), patch)
 
