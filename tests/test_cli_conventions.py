@@ -66,7 +66,7 @@ _REQUIRED = {
     ("serve.py", "max_memory_gb"), ("evaluate.py", "max_memory_gb")])
 @pytest.mark.parametrize("value", ["inf", "nan", "1e308"])
 def test_limit_flags_refuse_non_finite_and_absurd_values(script, flag, value, tmp_path):
-  """Issue 24 item 11: one check (model/limits.py) per limit, before anything runs."""
+  """One check (model/limits.py) per limit, before anything runs."""
   proc = _run(script, *_REQUIRED[script], f"--{flag}={value}", cwd=tmp_path)
   _assert_usage_error(proc, f"--{flag} must be a positive number")
   assert os.listdir(tmp_path) == []
@@ -108,7 +108,7 @@ def test_parity_and_quiet_output_with_onednn(onednn):
 
 
 def test_progress_rewrites_its_line_only_on_a_terminal():
-  """Issue 24.11: a log file or pipe got "\\r...ESC[K" updates; it now gets plain lines."""
+  """A log file or pipe got "\\r...ESC[K" updates; it now gets plain lines."""
   import io
 
   import cli

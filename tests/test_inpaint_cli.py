@@ -293,7 +293,7 @@ def test_single_image_all_black_mask_returns_input(tmp_path, tiny_checkpoint):
 @pytest.mark.parametrize("height, width", [(1, 1), (1, 10000), (7, 64)])
 def test_official_compat_on_an_image_the_grid_crop_empties(tmp_path, tiny_checkpoint, height,
                                                            width):
-  """Issue 24.11: was "error: unexpected InvalidArgumentError" from inside the graph."""
+  """Was "error: unexpected InvalidArgumentError" from inside the graph."""
   image = _write(tmp_path / "thin.png", np.full((height, width, 3), 120, np.uint8))
   mask = _write(tmp_path / "thin_mask.png", np.full((height, width), 255, np.uint8))
   output = tmp_path / "out.png"
@@ -409,7 +409,7 @@ def _case_mask_size_mismatch(tmp):
   return _single(tmp, mask=mask), r"mask is 512x346 but image is 512x342"
 
 
-def _case_tiff_float_strip_offsets(tmp):  # issue 24 item 11: was "unexpected TypeError"
+def _case_tiff_float_strip_offsets(tmp):  # was "unexpected TypeError"
   path = tmp / "float.tif"
   path.write_bytes(hostile.tiff_float_strip_offsets())
   mask = _write(tmp / "mask.png", np.full((16, 16), 255, np.uint8))
@@ -423,7 +423,7 @@ def _case_damaged_g4_tiff(tmp):  # was accepted, with libtiff's lines on stderr
   return _single(tmp, image=path, mask=mask), r"fax\.tif: corrupt TIFF data \(libtiff: Fax4Decode"
 
 
-def _case_jpeg_scan_bomb(tmp):  # issue 24 item 5
+def _case_jpeg_scan_bomb(tmp):  # decoding time grows with the scans
   path = tmp / "scans.jpg"
   path.write_bytes(hostile.many_scans_jpeg(5000))
   return _single(tmp, image=path), r"scans\.jpg: JPEG has more than 100 scans"

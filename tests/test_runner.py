@@ -107,7 +107,7 @@ def _hold_lock(run_dir):
 
 @pytest.mark.slow
 def test_a_locked_run_folder_is_refused_untouched(trained, photos, tmp_path):
-  """Issue 24.7: a second run in a folder in use deleted the first one's ckpt-N_temp save."""
+  """A second run in a folder in use deleted the first one's ckpt-N_temp save."""
   run_dir = tmp_path / "run"
   shutil.copytree(trained[0], run_dir)
   (run_dir / "ckpt-3_temp").mkdir()  # the first run's save in progress
@@ -156,7 +156,7 @@ def test_cli_refuses_a_locked_folder_with_one_line(trained, photos, tmp_path):
 ])
 @pytest.mark.slow
 def test_resume_refuses_settings_that_change_the_checkpoint(trained, photos, loss, data, named):
-  """Issue 24.8: --gan none was accepted and its critic-less checkpoint broke the run for good."""
+  """--gan none was accepted and its critic-less checkpoint broke the run for good."""
   run_dir = trained[0]
   before = _files(run_dir)
   with pytest.raises(UserError) as e:

@@ -360,7 +360,7 @@ def test_mask_that_does_not_fit_is_422(setup, client):
 
 
 def test_hostile_files_are_one_line_4xx(setup, client):
-  """Issue 24 items 5 and 11: a TIFF with float StripOffsets was a 500, a damaged G4 TIFF was
+  """A TIFF with float StripOffsets was a 500, a damaged G4 TIFF was
   inpainted with libtiff's lines in the server log, a JPEG's scans were not bounded, and a
   mask of the wrong size was found only after the image was decoded."""
   mask16, mask64 = (helpers.mask_png(np.ones((n, n), bool)) for n in (16, 64))

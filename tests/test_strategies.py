@@ -150,11 +150,11 @@ def test_crop_traces_one_network_path_with_the_graphs_bytes(tiny):
   for h in (hole, deep):
     np.testing.assert_array_equal(model.inpaint(rgb, h)[0],
                                   in_graph(tf.constant(rgb), tf.constant(h)).numpy())
-  path, tiled = model.choose_crop_path(deep)
+  path = model.choose_crop_path(deep)
   assert path in ("local", "full")
-  one = _convolutions(model._function(False, False, path, tiled, "crop").get_concrete_function())
+  one = _convolutions(model._function(False, False, path, None, "crop").get_concrete_function())
   plain = inpaint.Inpainter(gen, cfg, strategy="original", inference=SMALL)
-  single = _convolutions(plain._function(False, False, path, tiled, "original")
+  single = _convolutions(plain._function(False, False, path, None, "original")
                          .get_concrete_function())
   assert one == single
   assert _convolutions(in_graph.get_concrete_function()) > single   # local and full
@@ -184,7 +184,7 @@ def test_original_strategy_is_unchanged_by_the_declaration(tiny):
 
 
 def test_hole_local_work_does_not_grow_with_the_distance_between_holes(tiny):
-  """Finding 24.1: two small holes in opposite corners cost two small crops."""
+  """Two small holes in opposite corners cost two small crops."""
   gen, _ = tiny
   costs = []
   for size in (512, 2048):

@@ -1,4 +1,4 @@
-"""Training end to end (issue "Training"): real `python train.py` runs on real photos.
+"""Training end to end: real `python train.py` runs on real photos.
 
 Photos of ../shared/data/train/photos are downscaled to a short side of 40 px; runs use
 32x32 crops, generator cnum 4, critic cnum 4 and one critic step per generator step.

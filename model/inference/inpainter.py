@@ -8,13 +8,11 @@ the known pixels from the input. ``test.py`` and ``evaluate.py`` call it through
 :meth:`Inpainter.inpaint` (NumPy in and out); the SavedModel's signatures
 (``model/inference/serving.py``) call it inside their graph, so both give the same bytes.
 
-Differences from the official ``test.py`` (ARCHITECTURE.md §7.1), by design: the image is
-padded and cropped back instead of cropped (the output keeps the input's size), and known
-pixels are copied (the release's float round trip makes 15–55 % of them one level darker).
-Hole pixels are computed exactly as the release does, then (``seam_blend``, the default)
-seam-blended into the photo (``model/inference/blending.py``); ``seam_blend=False`` keeps the
-network's hole pixels as they are. ``official=True`` reproduces the release bit for bit
-instead: grid-8 crop, every pixel through the float round trip, no blending.
+Its conventions and how they differ from the release's test-time procedure are
+ARCHITECTURE.md §7.1–7.2 (padding instead of cropping, known pixels copied); after the network,
+``seam_blend`` (§7.6, ``model/inference/blending.py``) pastes the fill in the gradient domain.
+``official=True`` reproduces the release bit for bit instead: grid-8 crop, every pixel through
+the float round trip, no blending.
 
 Inside a graph grappler rewrites ``x / 127.5`` into ``x * (1 / 127.5)``, which is one ulp off
 for 111 of the 256 pixel values and moves some truncated outputs by a level; the divisor is
@@ -285,11 +283,11 @@ class Inpainter:
     return "local" if local_plan.use_local(self.generator, mask) else "full"
 
   def choose_crop_path(self, hole):
-    """``(path, None)``: the network path (``local`` or ``full``) of every ``crop`` region for
-    a bool [H, W] hole, decided eagerly as the graph decides it, so one network is traced;
-    ``("auto", None)`` (decided per region in the graph) when the regions disagree. Dense or
-    tiled attention stays decided in the graph: that choice alone moved bytes on the README
-    example, and it duplicates no convolution."""
+    """The network path (``local`` or ``full``) of every ``crop`` region for a bool [H, W]
+    hole, decided eagerly as the graph decides it, so one network is traced; ``"auto"``
+    (decided per region in the graph) when the regions disagree. Dense or tiled attention
+    stays decided in the graph: that choice alone moved bytes on the README example, and it
+    duplicates no convolution."""
     hole = tf.constant(hole)
     boxes, _, scales = self._regions(hole)
     height, width = tf.shape(hole)[0], tf.shape(hole)[1]
@@ -301,7 +299,7 @@ class Inpainter:
       if bool(scale < 1.0):
         sub = scaling.downscale_hole(sub, scaling.scaled_size(c[2] - c[0], c[3] - c[1], scale))
       paths.add(self.choose_path(sub))
-    return (paths.pop() if len(paths) == 1 else "auto"), None
+    return paths.pop() if len(paths) == 1 else "auto"
 
   def choose_strategy(self, hole):
     """The strategy this inpainter runs on a bool [H, W] hole: ``self.strategy``, with
@@ -353,7 +351,7 @@ class Inpainter:
         height, width = (-(-n // GRID) * GRID for n in grid_hole.shape)
         tiled = local_plan.attention_tiled(height, width, self.budget_bytes)
     elif strategy == "crop":
-      path, tiled = self.choose_crop_path(hole)
+      path = self.choose_crop_path(hole)
     else:
       path = "auto"
     # Blending runs as its own function, compiled in the background while the network's
