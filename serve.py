@@ -5,13 +5,13 @@ r"""Web app: paint a hole on a photo in the browser and inpaint it (HTTP API + p
                   [--body_timeout 60] [--idle_timeout 10] [--strategy S] [--[no]seam_blend]
 
 Loads every model given (``--checkpoint_dir`` repeated; default: the bundled
-checkpoints/demo), warms each up, then prints the URL to open; the page offers the models by folder name, the first is the default. Each model runs the
-pipeline its ``model.json`` declares (scale strategy, seam blending) unless ``--strategy`` /
-``--seam_blend`` override it for all of them. The API and its errors are
-described in README.md ("Web app"). There is no authentication: the default host only
-accepts connections from this machine. A command-line mistake prints one line ``error: ...``
-and exits with status 2, a bad checkpoint or a busy port with status 1; Ctrl+C (or SIGTERM)
-stops the server with status 0.
+checkpoints/demo), warms each up, then prints the URL to open; the page offers the models by
+folder name, the first is the default. Each model runs the pipeline its ``model.json``
+declares (scale strategy, seam blending) unless ``--strategy`` / ``--seam_blend`` override it
+for all of them. The API and its errors are described in README.md ("Web app"). There is no
+authentication: the default host only accepts connections from this machine. A command-line
+mistake prints one line ``error: ...`` and exits with status 2, a bad checkpoint or a busy port
+with status 1; Ctrl+C (or SIGTERM) stops the server with status 0.
 """
 import ipaddress
 import os

@@ -167,7 +167,8 @@ def test_train_py_says_strategy_is_now_distribute(tmp_path):
                    cwd=tmp_path, timeout=120)
   lines = proc.stderr.strip().splitlines()
   assert proc.returncode == 2 and len(lines) == 2, proc.stderr
-  assert lines[0] == "warning: --strategy is now --distribute in train.py (the old name still works)"
+  assert lines[0] == ("warning: --strategy is now --distribute in train.py (the old name "
+                      "still works)")
   assert lines[1].startswith("error: --batch_size"), proc.stderr
 
 

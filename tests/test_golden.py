@@ -76,7 +76,8 @@ def test_inpainter_matches_official_output(inpainter, name):
   assert np.array_equal(ours[~hole], rgb[~hole])
   hole_diff = np.abs(ours[hole].astype(int) - official_png[hole].astype(int))
   assert hole_diff.max() <= 1 and (hole_diff > 0).mean() <= 1e-3
-  # An official checkpoint's default is the release's computation (ARCHITECTURE.md §7.7): not blended.
+  # An official checkpoint's default is the release's computation (ARCHITECTURE.md §7.7): not
+  # blended.
   assert inpainter.pipeline() == {"strategy": "original", "seam_blend": False}
   np.testing.assert_array_equal(inpainter.inpaint(rgb, hole)[0], ours)
   # Asked for, seam blending keeps the known pixels and moves hole pixels.
