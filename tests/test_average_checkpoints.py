@@ -2,6 +2,7 @@
 import os
 
 import numpy as np
+import pytest
 
 from support import checkpoints
 from support import procs
@@ -18,6 +19,7 @@ def _run(*argv):
   return procs.run("tools/average_checkpoints.py", *argv, timeout=300)
 
 
+@pytest.mark.slow
 def test_average_is_the_elementwise_mean_and_loads_like_any_model(tmp_path):
   from model import weights
   a = _save_random(tmp_path / "a", 1)
@@ -36,6 +38,7 @@ def test_average_is_the_elementwise_mean_and_loads_like_any_model(tmp_path):
   assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]  # no temp folder left
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_one_line_errors_and_write_nothing(tmp_path):
   _save_random(tmp_path / "a", 1)
   _save_random(tmp_path / "b", 2, cnum=8)

@@ -41,6 +41,7 @@ def _refusal(fn, data):
   return ""
 
 
+@pytest.mark.slow
 def test_decoding_matches_read_image(tmp_path):
   """Pixels and holes equal test.py's for RGB, grey, RGBA, 16-bit, JPEG and BMP files."""
   rng = np.random.default_rng(1)

@@ -22,6 +22,7 @@ def test_binned_means_negate_the_critic_losses_and_scale_l1():
   assert gan_curves.plot(rows).shape == (360, 760, 3)
 
 
+@pytest.mark.slow
 def test_cli_reads_a_run_log(tmp_path):
   import tensorflow as tf
   from model.training import summaries

@@ -96,6 +96,7 @@ def test_downscale_hole_covers_every_hole_pixel():
 
 # ----------------------------------------------------------------------------- strategies
 
+@pytest.mark.slow
 def test_known_pixels_exact_and_only_deep_holes_rescaled(tiny):
   gen, cfg = tiny
   rgb, hole = _photo(67, 115), _holes(67, 115)
@@ -119,6 +120,7 @@ def test_known_pixels_exact_and_only_deep_holes_rescaled(tiny):
                                 run["original"].inpaint(rgb, shallow)[0])
 
 
+@pytest.mark.slow
 def test_auto_decided_in_the_graph_equals_eager_with_blending(tiny):
   """The SavedModel decides `auto` in its graph; test.py eagerly: the same bytes."""
   gen, cfg = tiny
@@ -137,6 +139,7 @@ def _convolutions(concrete):
   return sum(n.op == "Conv2D" for n in nodes)
 
 
+@pytest.mark.slow
 def test_crop_traces_one_network_path_with_the_graphs_bytes(tiny):
   """test.py decides each region's path eagerly: one network copy in the traced graph (the
   in-graph decision holds two, it held four before the resampling alone was conditional),
