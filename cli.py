@@ -15,8 +15,11 @@ from absl import app
 from absl import flags as absl_flags
 
 from model import limits
+from model.config import STRATEGIES
 
 USAGE_STATUS = 2  # exit status of a command-line mistake, in every CLI
+# The model test.py, export.py, evaluate.py and serve.py run when given no --checkpoint_dir.
+DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "demo")
 
 
 class Console:
@@ -103,7 +106,7 @@ def define_seam_blend():
                          "(gradient-domain paste, docs/ARCHITECTURE.md §7.6); --noseam_blend "
                          "keeps the network's hole pixels as they are. Default: as the model "
                          "declares (model.json 'inference'; official checkpoints: off).")
-  absl_flags.DEFINE_enum("strategy", None, ["original", "resize", "crop", "auto"],
+  absl_flags.DEFINE_enum("strategy", None, list(STRATEGIES),
                          "Scale strategy: original (the photo at its own resolution), resize "
                          "(the whole photo at the scale where its holes match the model's "
                          "training holes), crop (each hole region with a margin at that scale, "

@@ -41,7 +41,6 @@ from model.evaluation import engine
 from model.evaluation import masks as eval_masks
 
 FLAGS = flags.FLAGS
-REPO = os.path.dirname(os.path.abspath(__file__))
 METHODS = ("model", "telea", "ns")
 MIN_SIDE = engine.MIN_SIDE
 
@@ -57,7 +56,7 @@ flags.DEFINE_integer("seed", 0, "Seed of the generated masks (same seed, same ma
 flags.DEFINE_enum("method", "model", list(METHODS),
                   "Method to score: the DeepFill checkpoint or cv2.inpaint (Telea / Navier-Stokes).")
 flags.DEFINE_list("compare", [], "More methods scored on the same masks, e.g. telea,ns.")
-flags.DEFINE_string("checkpoint_dir", os.path.join(REPO, "checkpoints", "demo"),
+flags.DEFINE_string("checkpoint_dir", cli.DEFAULT_CHECKPOINT,
                     "Checkpoint for --method model (ours or an official TF1 v1 one).")
 flags.DEFINE_integer("max_images", None, "Evaluate only the first N photos (sorted by name).",
                      lower_bound=1)

@@ -36,9 +36,8 @@ import cli
 from model import limits
 
 FLAGS = flags.FLAGS
-DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "demo")
 
-flags.DEFINE_string("checkpoint_dir", DEFAULT_CHECKPOINT,
+flags.DEFINE_string("checkpoint_dir", cli.DEFAULT_CHECKPOINT,
                     "Our checkpoint directory (model.json + weights) or an official TF1 "
                     "DeepFill v1 checkpoint directory.")
 flags.DEFINE_string("export_dir", None, "Directory to write the SavedModel (or model file) to.")

@@ -20,11 +20,12 @@ from layers.paddings import PADDINGS
 from model import config as config_lib
 
 from model.training.config import (  # noqa: F401 - the config classes, re-exported
-    DEFAULT_CRITIC_STEPS, GANS, L1_REGIONS, MASK_MODES, PRESETS, STRATEGIES, Config, DataConfig,
-    LossConfig, TrainConfig, parse_scale)
+    DEFAULT_CRITIC_STEPS, DISTRIBUTE_STRATEGIES, GANS, L1_REGIONS, MASK_MODES, PRESETS, Config,
+    DataConfig, LossConfig, TrainConfig, parse_scale)
 
 L1_REGION_CHOICES = ("auto",) + L1_REGIONS  # auto: box for box masks, else hole
 ALIASES = {"train_spe": "checkpoint_every"}  # official name -> ours
+OLD_DISTRIBUTE = "strategy"  # --distribute's old name (train.py says so when it is used)
 
 # ``--preset tiny``: a seconds-long smoke run. Flags given explicitly still win.
 TINY_PRESET = {
@@ -184,9 +185,12 @@ def define_flags(flag_values=absl_flags.FLAGS):
                             "Fixed validation images shown in summaries (0 = none).", **fv)
 
   # Devices.
-  absl_flags.DEFINE_enum("strategy", t.strategy, STRATEGIES,
+  absl_flags.DEFINE_enum("distribute", t.distribute, DISTRIBUTE_STRATEGIES,
                          "tf.distribute strategy: default (one device), mirrored (all local "
                          "GPUs or virtual CPUs), multi_worker (TF_CONFIG).", **fv)
+  absl_flags.DEFINE_enum(OLD_DISTRIBUTE, None, DISTRIBUTE_STRATEGIES,
+                         "Old name of --distribute (--strategy is the scale strategy in the "
+                         "other CLIs).", **fv)
   absl_flags.DEFINE_integer("virtual_cpu_devices", t.virtual_cpu_devices,
                             "Split the CPU into N logical devices (testing distribution; "
                             "0 = off).", **fv)
@@ -224,5 +228,7 @@ def build_config(flag_values=absl_flags.FLAGS):
 
   scale = parse_scale(get("random_scale"))
   data = section(DataConfig, {"random_scale_min": scale[0], "random_scale_max": scale[1]})
+  old = flag_values[OLD_DISTRIBUTE].value
+  distribute = old if old is not None and not user_set("distribute") else get("distribute")
   return Config(model=model, data=data, loss=section(LossConfig, {}),
-                train=section(TrainConfig, {}))
+                train=section(TrainConfig, {"distribute": distribute}))

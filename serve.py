@@ -6,7 +6,7 @@ r"""Web app: paint a hole on a photo in the browser and inpaint it (HTTP API + p
                   [--web_export DIR]
 
 Loads every model given (``--checkpoint_dir`` repeated; default: the bundled
-checkpoints/demo and checkpoints/demo_gan that exist), warms each up, then prints the URL to
+checkpoints/demo), warms each up, then prints the URL to
 open; the page offers the models by folder name, the first is the default. Each model runs the
 pipeline its ``model.json`` declares (scale strategy, seam blending) unless ``--strategy`` /
 ``--seam_blend`` override it for all of them. With ``--web_export`` (a folder of
@@ -30,15 +30,12 @@ import cli
 from model import limits as limits_lib
 
 FLAGS = flags.FLAGS
-CHECKPOINTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints")
-BUNDLED = ("demo", "demo_gan")  # offered by default when present, in this order
 
 flags.DEFINE_multi_string("checkpoint_dir", None,
                           "Our checkpoint directory (model.json + weights) or an official TF1 "
                           "DeepFill v1 checkpoint directory; repeat it to offer several models "
                           "(the first is the default; each is named by its folder name, which "
-                          "must differ). Default: checkpoints/demo and checkpoints/demo_gan, "
-                          "those that exist.")
+                          "must differ). Default: checkpoints/demo.")
 flags.DEFINE_string("host", "127.0.0.1",
                     "Address to listen on. Anything but a loopback address exposes the app, "
                     "which has no authentication, to the network.")
@@ -105,12 +102,9 @@ def _url(sock):
 
 
 def _checkpoints(given):
-  """(name, absolute path) of each model to serve: ``given`` or the bundled ones."""
-  if not given:
-    given = [os.path.join(CHECKPOINTS, n) for n in BUNDLED
-             if os.path.isdir(os.path.join(CHECKPOINTS, n))] or [os.path.join(CHECKPOINTS, "demo")]
+  """(name, absolute path) of each model to serve: ``given`` or the bundled demo."""
   chosen = {}
-  for path in given:
+  for path in given or [cli.DEFAULT_CHECKPOINT]:
     path = os.path.abspath(path).rstrip(os.sep) or os.sep
     name = os.path.basename(path)
     if name in chosen:

@@ -14,17 +14,16 @@ from absl import flags
 
 import cli
 from model import limits
+from model.config import GRID  # --official_compat crops each side to a multiple of it
 
 FLAGS = flags.FLAGS
-GRID = 8  # --official_compat crops each side to a multiple of this (the release's grid)
-DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "demo")
 
 flags.DEFINE_string("image", None, "Input image file, or a folder of images.")
 flags.DEFINE_string("mask", None, "Mask file (white = hole), or a folder of masks paired by stem.")
 flags.DEFINE_string("output", None, "Output file (format from its extension), or a folder.")
 flags.mark_flags_as_required(["image", "mask", "output"])
 flags.DEFINE_string("flow", None, "Optional file for the attention-flow picture (single image).")
-flags.DEFINE_string("checkpoint_dir", DEFAULT_CHECKPOINT,
+flags.DEFINE_string("checkpoint_dir", cli.DEFAULT_CHECKPOINT,
                     "Our checkpoint directory (model.json + weights) or an official TF1 "
                     "DeepFill v1 checkpoint directory.")
 cli.define_max_memory_gb()

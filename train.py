@@ -32,6 +32,9 @@ def main(argv):
 
   def run():
     nonlocal runner
+    if FLAGS[flags_lib.OLD_DISTRIBUTE].present:
+      cli.CONSOLE.warn(f"--{flags_lib.OLD_DISTRIBUTE} is now --distribute in train.py (the old "
+                       "name still works)")
     try:
       cfg = flags_lib.build_config(FLAGS)
     except ValueError as e:  # an invalid flag value (the message names the flag)

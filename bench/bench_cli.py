@@ -382,7 +382,7 @@ def main():
     text += [f"Rows of {', '.join(r['case'] for r in rows if r.get('reused'))} are from an "
              f"earlier run ({reused['date']}, load average {reused['load_before']}–"
              f"{reused['load_after']}).", ""]
-  text += _table(rows, before) + ["", "Targets of issue 10 (set for an idle machine):", ""]
+  text += _table(rows, before) + ["", "Targets (set for an idle machine):", ""]
   text += _targets(rows) + [""]
   if parts:
     text += _breakdown_lines(parts) + [""]

@@ -31,10 +31,9 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "tests"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import machine  # noqa: E402  bench/machine.py
-import web_helpers  # noqa: E402  tests/web_helpers.py: static server, offline page
+import static_site  # noqa: E402  bench/static_site.py: static server, offline page
 
 from model.fileio.atomic import atomic_write  # noqa: E402
 
@@ -104,11 +103,11 @@ def _status_kb(pid, field):
 
 def measure(playwright, site, headers, photo_png, hole, repeats, max_warm_s, options):
   tag = f"--bench-web={uuid.uuid4().hex}"
-  server = web_helpers.StaticServer(site, headers)
-  browser = playwright.chromium.launch(executable_path=web_helpers.chromium_executable(),
-                                       args=web_helpers.CHROMIUM_ARGS + [tag])
+  server = static_site.StaticServer(site, headers)
+  browser = playwright.chromium.launch(executable_path=static_site.chromium_executable(),
+                                       args=static_site.CHROMIUM_ARGS + [tag])
   try:
-    offline = web_helpers.OfflinePage(browser, server.url)
+    offline = static_site.OfflinePage(browser, server.url)
     page = offline.page
     renderers = _descendants_with_tag(tag)
     before = max((_status_kb(p, "VmRSS") for p in renderers), default=0)
@@ -166,7 +165,7 @@ def main():
             "|---|---|---|---|---|---|---|"]
     with sync_playwright() as p:
       for mode in args.modes.split(","):
-        headers = web_helpers.ISOLATION_HEADERS if mode == "isolated" else None
+        headers = static_site.ISOLATION_HEADERS if mode == "isolated" else None
         label = ("http.server + COOP/COEP headers" if mode == "isolated"
                  else "`python -m http.server`")
         sizes = args.isolated_sizes if mode == "isolated" else args.sizes
@@ -189,7 +188,7 @@ def main():
         path = os.path.join(root, name)
         sizes.append(f"| `{os.path.relpath(path, site)}` | {os.path.getsize(path):,} |")
     source = f"--site {args.site}" if args.site else f"--checkpoint_dir {args.checkpoint_dir}"
-    chromium = subprocess.run([web_helpers.chromium_executable(), "--version"],
+    chromium = subprocess.run([static_site.chromium_executable(), "--version"],
                               capture_output=True, text=True).stdout.strip()
     text = (f"# In the browser: ONNX Runtime Web (WebAssembly)\n\n"
             f"`python bench/bench_web.py {source} --sizes {args.sizes} --hole {args.hole} "

@@ -1,6 +1,7 @@
 r"""Scores several model folders side by side on one photo set (each with its declared pipeline).
 
-  python bench/compare_models.py --models demo=checkpoints/demo,demo_gan=checkpoints/demo_gan \
+  python bench/compare_models.py \
+      --models demo=checkpoints/demo,gan=checkpoints/demo_gan_run/candidate \
       --data_dir ../shared/data/dev/photos --max_side 256 --mask_mode both --output_dir out/cmp
 
 Writes what ``evaluate.py`` writes (results.csv, results.json with hole PSNR / L1 / SSIM / TV /

@@ -190,7 +190,7 @@ def dense_attention(fd, bd, b, valid, ksize=3, rate=2, fuse_k=3, softmax_scale=1
   attn = tf.nn.softmax(scores * valid * softmax_scale, axis=-1) * valid
   # Negligible weights as zero (together < L·1e-20 of a pixel's weight of 1): their products
   # with features are subnormal, which TensorFlow's CPU kernels flush to zero but ONNX Runtime
-  # computes, by default, ~20x slower (the paste's four matmuls, demo model at 512²: 21 s, 1.1 s).
+  # computes, by default, many times slower (bench/WEB_RESULTS.md, the note on subnormals).
   attn = tf.where(attn < NEGLIGIBLE_WEIGHT, 0.0, attn)
   # 5. Paste by transposed conv (§3.7): a raw 2r×2r patch (stride r, SAME) is 2×2 of the
   #    r×r blocks of b; each block position of the patches is one product, then overlap-add.

@@ -3,6 +3,10 @@ import dataclasses
 import json
 
 ARCHS = ("v1", "gated")
+CHANNEL_ORDERS = ("bgr", "rgb")  # the network's input channel order (bgr: official v1 weights)
+# The generator's input sides are multiples of this: two stride-2 convolutions, then the x2
+# downsample inside attention (ARCHITECTURE.md §2); its offsets are on this grid.
+GRID = 8
 # Keys older model.json files may hold and that are ignored now (the attention tile
 # became a call argument of the generator).
 LEGACY_KEYS = ("attention_tile",)
@@ -25,8 +29,9 @@ class ModelConfig:
   def __post_init__(self):
     if self.arch not in ARCHS:
       raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
-    if self.channel_order not in ("bgr", "rgb"):
-      raise ValueError(f"channel_order must be 'bgr' or 'rgb', got {self.channel_order!r}")
+    if self.channel_order not in CHANNEL_ORDERS:
+      raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, "
+                       f"got {self.channel_order!r}")
     if self.cnum < 1:
       raise ValueError("cnum must be positive")
 

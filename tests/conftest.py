@@ -1,8 +1,12 @@
-"""Shared test helpers: repository paths and the ../shared data location."""
+"""Repository paths, the ../shared data location and the test levels.
+
+Shared helpers are in tests/support/. Tests marked ``slow`` (subprocess end-to-end runs, long
+trainings, browsers) are the end-to-end level; ``python -m pytest -q -m "not slow" tests`` runs
+the unit level alone, ``python -m pytest -q tests`` runs both. Mark a whole file with a
+module-level ``pytestmark = pytest.mark.slow``.
+"""
 import os
-import struct
 import sys
-import zlib
 
 import pytest
 
@@ -11,8 +15,11 @@ SHARED = os.environ.get("DEEPFILL_SHARED", os.path.join(os.path.dirname(REPO), "
 GOLDEN = os.path.join(SHARED, "golden", "deepfill_v1")
 EXAMPLES = os.path.join(SHARED, "data", "examples")
 
-if REPO not in sys.path:
-  sys.path.insert(0, REPO)
+BENCH = os.path.join(REPO, "bench")  # bench/static_site.py and bench/harness.py are tested too
+
+for _path in (BENCH, REPO):
+  if _path not in sys.path:
+    sys.path.insert(0, _path)
 
 
 def require_shared(path):
@@ -22,13 +29,3 @@ def require_shared(path):
   if os.environ.get("DEEPFILL_REQUIRE_SHARED") == "1":
     pytest.fail(f"required fixture missing: {path}")
   pytest.skip(f"fixture not available: {path}")
-
-
-def png_with_header(width, height):
-  """A small PNG whose IHDR declares ``width x height``; its pixel data is a few bytes, so it is a
-  decompression bomb (or a damaged file) to whatever decodes it instead of reading the header."""
-  def chunk(kind, body):
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-  ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-  return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-          + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))

@@ -1,32 +1,25 @@
 """tools/average_checkpoints.py: the mean of several generators, written atomically."""
 import os
-import subprocess
-import sys
 
 import numpy as np
+import pytest
 
-from conftest import REPO
-
-TOOL = os.path.join(REPO, "tools", "average_checkpoints.py")
+from support import checkpoints
+from support import procs
 
 
 def _save_random(directory, seed, cnum=4):
-  import keras
-  from model import config as config_lib
-  from model import generator as generator_lib
   from model import weights
-  keras.utils.set_random_seed(seed)
-  cfg = config_lib.preset("v1", cnum=cnum)
-  gen = generator_lib.build_generator(cfg)
+  gen, cfg = checkpoints.tiny_generator(seed, cnum)
   weights.save_generator(gen, cfg, str(directory))
   return gen.get_weights()
 
 
 def _run(*argv):
-  return subprocess.run([sys.executable, TOOL, *map(str, argv)], capture_output=True, text=True,
-                        cwd=REPO, timeout=300)
+  return procs.run("tools/average_checkpoints.py", *argv, timeout=300)
 
 
+@pytest.mark.slow
 def test_average_is_the_elementwise_mean_and_loads_like_any_model(tmp_path):
   from model import weights
   a = _save_random(tmp_path / "a", 1)
@@ -45,6 +38,7 @@ def test_average_is_the_elementwise_mean_and_loads_like_any_model(tmp_path):
   assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]  # no temp folder left
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_one_line_errors_and_write_nothing(tmp_path):
   _save_random(tmp_path / "a", 1)
   _save_random(tmp_path / "b", 2, cnum=8)

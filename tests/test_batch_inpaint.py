@@ -13,8 +13,6 @@ import io
 import json
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 import warnings
@@ -24,12 +22,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import EXAMPLES, REPO, png_with_header, require_shared
+from conftest import EXAMPLES, REPO, require_shared
+from support import procs
+from support.checkpoints import write_tiny_checkpoint
+from support.hostile_files import png_with_header
 
 pytest.importorskip("apache_beam", reason="the beam extra is not installed")
 
-from model import config as config_lib  # noqa: E402
-from model import generator as generator_lib  # noqa: E402
 from model import weights  # noqa: E402
 from model.batch import copies  # noqa: E402
 from model.batch import handler as handler_lib  # noqa: E402
@@ -37,6 +36,8 @@ from model.batch import launch  # noqa: E402
 from model.batch import transforms  # noqa: E402
 from model.fileio import decode  # noqa: E402
 from model.fileio import paths  # noqa: E402
+
+pytestmark = pytest.mark.slow  # Beam pipelines and test.py processes
 
 TEST_PY = os.path.join(REPO, "test.py")
 BATCH_PY = os.path.join(REPO, "batch_inpaint.py")
@@ -60,21 +61,12 @@ def _write(path, pixels):
 
 
 
-def _env():
-  env = dict(os.environ)
-  env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-  env["PYTHONPATH"] = REPO
-  return env
-
-
 def _start(script, *args, cwd, **kwargs):
-  return subprocess.Popen([sys.executable, script, *map(str, args)], cwd=str(cwd), env=_env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+  return procs.start(script, *args, cwd=cwd, **kwargs)
 
 
 def _finish(proc, what):
-  out, err = proc.communicate(timeout=900)
-  assert proc.returncode == 0, f"{what} failed ({proc.returncode}):\n{out}\n{err}"
+  procs.finish(proc, what)
 
 
 def _records(output_dir):
@@ -100,39 +92,12 @@ def _pngs(directory):
 # A tiny model: checkpoint for test.py, SavedModel for the pipeline.
 
 
-TINY_SEED = 3
-
-
-def _tiny_generator():
-  """The tiny random-weight generator; seeded here, so its weights do not depend on what
-  earlier tests left in the process's global random state (the exported graph and test.py's
-  are byte-identical for these weights, not for every draw: docs/SERVING.md)."""
-  import keras
-  cfg = config_lib.preset("v1", cnum=4)
-  keras.utils.set_random_seed(TINY_SEED)
-  return generator_lib.build_generator(cfg), cfg
-
-
-def test_tiny_weights_do_not_depend_on_earlier_tests():
-  import keras
-  keras.utils.set_random_seed(123)  # e.g. what tests/test_local_inference.py leaves behind
-  np.random.default_rng(0).random(3)
-  first = [w.numpy() for w in _tiny_generator()[0].weights]
-  keras.utils.set_random_seed(7)
-  keras.random.uniform((4,))
-  second = [w.numpy() for w in _tiny_generator()[0].weights]
-  assert len(first) == len(second) > 10
-  assert all(np.array_equal(a, b) for a, b in zip(first, second))
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
   from model.inference import serving
   root = tmp_path_factory.mktemp("batch_model")
   ckpt, export = str(root / "ckpt"), str(root / "export")
-  gen, cfg = _tiny_generator()
-  weights.save_generator(gen, cfg, ckpt)
-  gen, cfg = weights.load_generator(ckpt)
+  gen, cfg = weights.load_generator(write_tiny_checkpoint(ckpt))
   serving.ServingModel(gen, cfg, 1.0).archive("serving").write_out(export, verbose=False)
   return {"checkpoint": ckpt, "saved_model": export}
 
@@ -460,10 +425,9 @@ def test_launch_errors(tmp_path, tiny):
 
 
 def test_cli_error_is_one_line(tmp_path, tiny):
-  proc = subprocess.run([sys.executable, BATCH_PY, "--images", str(tmp_path / "*.png"),
-                         "--masks", str(tmp_path), "--output_dir", str(tmp_path / "out"),
-                         "--saved_model", tiny["saved_model"], "--bogus_option", "3"],
-                        cwd=str(tmp_path), env=_env(), capture_output=True, text=True, timeout=300)
+  proc = procs.run("batch_inpaint.py", "--images", tmp_path / "*.png", "--masks", tmp_path,
+                   "--output_dir", tmp_path / "out", "--saved_model", tiny["saved_model"],
+                   "--bogus_option", "3", cwd=tmp_path, timeout=300)
   lines = [line for line in proc.stderr.splitlines() if line.strip()]
   assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
   assert "unknown flags: --bogus_option 3" in lines[0]
@@ -703,13 +667,10 @@ def test_sigterm_removes_the_commands_copy(tmp_path, tiny):
   temp = tmp_path / "temp"
   temp.mkdir()
   _write(tmp_path / "in" / "a.png", np.zeros((16, 16, 3), np.uint8))
-  env = _env()
-  env["TMPDIR"] = str(temp)
-  proc = subprocess.Popen([sys.executable, BATCH_PY, "--images", str(tmp_path / "in"),
-                           "--masks", str(tmp_path / "in" / "a.png"), "--output_dir",
-                           str(tmp_path / "out"), "--saved_model", tiny["saved_model"]],
-                          cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+  proc = procs.start("batch_inpaint.py", "--images", tmp_path / "in", "--masks",
+                     tmp_path / "in" / "a.png", "--output_dir", tmp_path / "out",
+                     "--saved_model", tiny["saved_model"], cwd=tmp_path,
+                     environ=procs.env(TMPDIR=str(temp)))
   copy = temp / f"{copies.COPY_PREFIX}{proc.pid}_test"
   deadline = time.monotonic() + 300
   while "tensorflow" not in open(f"/proc/{proc.pid}/maps").read():  # main() is running

@@ -94,6 +94,7 @@ def test_constant_offset_is_removed_and_empty_hole_is_identity():
   np.testing.assert_array_equal(none.numpy(), known)
 
 
+@pytest.mark.slow
 def test_inpainter_seam_blend_changes_only_hole_pixels_and_not_the_official_path():
   tf.keras.utils.set_random_seed(3)
   cfg = config_lib.preset("v1", cnum=4)

@@ -1,5 +1,5 @@
 """model/inference/bytes_decode.py: the SavedModel's decoding of file bytes equals test.py's
-(model/fileio/decode.py), EXIF orientation included, and its limits hold (issue 24 items 5, 6).
+(model/fileio/decode.py), EXIF orientation included, and its limits hold (JPEG scans, GIF frames).
 
 tests/test_export.py runs the exported ``inpaint_bytes`` signature on photos with every EXIF
 orientation and compares it with test.py's steps.
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import hostile_files as hostile
+from support import hostile_files as hostile
 from model.fileio import decode
 from model.inference import bytes_decode
 
@@ -41,6 +41,7 @@ def _refusal(fn, data):
   return ""
 
 
+@pytest.mark.slow
 def test_decoding_matches_read_image(tmp_path):
   """Pixels and holes equal test.py's for RGB, grey, RGBA, 16-bit, JPEG and BMP files."""
   rng = np.random.default_rng(1)
@@ -85,7 +86,7 @@ def test_exif_orientation_is_applied_as_test_py_does(fmt, kwargs, tag):
 
 
 def test_gif_frame_larger_than_its_screen_is_refused():
-  """Issue 24 item 6: the header's logical screen says 8x8, the frame is 300x300."""
+  """The header's logical screen says 8x8, the frame is 300x300."""
   data = hostile.gif_frame_beyond_screen(8, 300)
   np.testing.assert_array_equal(bytes_decode.header_size(tf.constant(data)).numpy(),
                                 [300, 300, 90_000])
@@ -108,7 +109,7 @@ def test_animated_gif_counts_every_frame():
 
 
 def test_jpeg_with_too_many_scans_is_refused():
-  """Issue 24 item 5 in the graph: scans are counted in the bytes before decoding."""
+  """In the graph: scans are counted in the bytes before decoding."""
   assert int(bytes_decode.jpeg_scans(tf.constant(hostile.progressive_jpeg()))) == 10
   assert "JPEG has more than 100 scans" in _refusal(_pixels, hostile.many_scans_jpeg(101))
   assert _refusal(_pixels, hostile.many_scans_jpeg(100)) == ""

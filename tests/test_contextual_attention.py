@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import reference_numpy as ref
+from support import reference_numpy as ref
 from layers.contextual_attention import ContextualAttention
 
 Y_TOL = 1e-5

@@ -24,6 +24,7 @@ def _batch():
   return training_inputs.add_training_inputs(images, 0, 3, "box", (16, 16), (8, 8))
 
 
+@pytest.mark.slow
 def test_warmup_step_moves_only_the_critics_and_counts():
   tf.keras.utils.set_random_seed(0)
   nets = nets_lib.build(_cfg(lr=1e-3, critic_lr=1e-2, critic_warmup=3))

@@ -224,7 +224,7 @@ def test_skips_when_repeating(tmp_path, colours):
 
 
 def test_a_file_that_breaks_after_the_first_epoch_is_counted(tmp_path):
-  """Issue 24.11: a photo readable in epoch 0 and broken later was skipped but never counted."""
+  """A photo readable in epoch 0 and broken later was skipped but never counted."""
   files = [_solid(tmp_path / f"p{i}.png", (40 * i, 90, 160)) for i in range(3)]
   counter = data.make_skip_counter()
   ds = data.make_dataset(files, SIZE, 1, seed=0, shuffle=False, skip_counter=counter)

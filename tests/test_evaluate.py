@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 from conftest import REPO, SHARED, require_shared
+from support import procs
+from support.checkpoints import write_tiny_checkpoint
 from model.evaluation import masks as eval_masks
 
-EVALUATE = os.path.join(REPO, "evaluate.py")
 PHOTOS = os.path.join(SHARED, "data", "dev", "photos")
 NAMES = ("lxqt_valendas.jpg", "mate_ladybird.jpg", "tiktok_pexels-36236147.jpg")
 COLUMNS = ["image", "mask_mode", "method", "width", "height", "hole_pct", "l1_pct", "l2_pct",
@@ -103,12 +104,8 @@ def test_eval_masks_and_metrics_do_not_import_tensorflow():
 
 
 def run_eval(*args):
-  """Runs `python evaluate.py ARGS`; output decoded without newline translation (keeps \\r)."""
-  proc = subprocess.run([sys.executable, EVALUATE, *map(str, args)], cwd=REPO,
-                        capture_output=True, timeout=900)
-  proc.stdout = proc.stdout.decode("utf-8", "replace")
-  proc.stderr = proc.stderr.decode("utf-8", "replace")
-  return proc
+  """Runs `python evaluate.py ARGS`."""
+  return procs.run("evaluate.py", *args)
 
 
 def stderr_lines(proc):
@@ -164,18 +161,14 @@ def opencv_run(photos, tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
   """One of our checkpoints with a tiny random generator (cnum=4)."""
-  from model import config, generator
-  directory = tmp_path_factory.mktemp("tiny_ckpt")
-  cfg = config.preset("v1", cnum=4)
-  from model import weights as checkpoints
-  checkpoints.save_generator(generator.build_generator(cfg), cfg, str(directory))
-  return str(directory)
+  return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny_ckpt"))
 
 
 # ---------------------------------------------------------------------------------------------
 # CLI success cases
 
 
+@pytest.mark.slow
 def test_opencv_methods_end_to_end(opencv_run):
   proc, out = opencv_run
   assert_ok(proc)
@@ -222,6 +215,7 @@ def test_opencv_methods_end_to_end(opencv_run):
   assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_saved_masks_reproduce_the_scores(opencv_run, photos, tmp_path):
   """The generated masks, fed back through --mask_dir, give the same numbers."""
   _, first = opencv_run
@@ -238,6 +232,7 @@ def test_saved_masks_reproduce_the_scores(opencv_run, photos, tmp_path):
   assert not os.path.exists(tmp_path / "grids")
 
 
+@pytest.mark.slow
 def test_fixed_masks_at_full_size_and_skipped_files(photos, tmp_path):
   data, masks, out = tmp_path / "data", tmp_path / "masks", tmp_path / "out"
   shutil.copytree(photos, data)
@@ -264,6 +259,7 @@ def test_fixed_masks_at_full_size_and_skipped_files(photos, tmp_path):
   assert report["counts"] == {"images": 4, "evaluated": 1, "skipped": 3}
 
 
+@pytest.mark.slow
 def test_corrupt_photo_is_skipped_and_counted(photos, tmp_path):
   data = tmp_path / "data"
   shutil.copytree(photos, data)
@@ -277,6 +273,7 @@ def test_corrupt_photo_is_skipped_and_counted(photos, tmp_path):
   assert report["skipped"][0]["image"].endswith("aa_broken.jpg")
 
 
+@pytest.mark.slow
 def test_model_with_baselines_end_to_end(photos, tiny_checkpoint, tmp_path):
   proc = run_eval("--data_dir", photos, "--checkpoint_dir", tiny_checkpoint, "--compare", "telea,ns",
                   "--mask_mode", "both", "--max_images", 2, "--max_side", 128,
@@ -317,17 +314,20 @@ def test_model_with_baselines_end_to_end(photos, tiny_checkpoint, tmp_path):
     (["--data_dir", "{photos}", "--seed", "-1", "--method", "ns"], "--seed", 2),
     (["--data_dir", "{photos}", "--method", "ns", "stray"], "unexpected arguments: stray", 2),
 ])
+@pytest.mark.slow
 def test_bad_arguments_give_one_error_line(args, match, status, photos, tmp_path):
   out = tmp_path / "out"
   args = [a.format(tmp=tmp_path, photos=photos) for a in args]
   assert_error(run_eval(*args, "--output_dir", out), match, out, status=status)
 
 
+@pytest.mark.slow
 def test_missing_output_dir_flag(photos):
   assert_error(run_eval("--data_dir", photos, "--method", "ns"), "--output_dir is required",
                status=2)
 
 
+@pytest.mark.slow
 def test_unreadable_checkpoint(photos, tmp_path):
   checkpoint = tmp_path / "ckpt"
   checkpoint.mkdir()
@@ -336,6 +336,7 @@ def test_unreadable_checkpoint(photos, tmp_path):
                         "--output_dir", tmp_path / "out"), "model.json", tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_only_bad_photos(tmp_path):
   data = tmp_path / "data"
   data.mkdir()

@@ -1,6 +1,6 @@
 """SavedModel export (`python export.py`) and the in-graph serving functions (model/inference/serving.py).
 
-End to end: a tiny generator (cnum 4) is saved with `checkpoints.save_generator`, exported by
+End to end: a tiny generator (cnum 4) is saved as our checkpoint format, exported by
 a real `python export.py` run, and loaded in a separate Python process with
 `tf.saved_model.load` and no project code on the path. Both signatures must give exactly the
 bytes `python test.py` writes for the same inputs, on sizes that are not multiples of 8, with
@@ -14,16 +14,16 @@ import subprocess
 import sys
 
 import cv2
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import hostile_files as hostile
-from conftest import GOLDEN, REPO, png_with_header, require_shared
-from model import weights as checkpoints
+from conftest import GOLDEN, REPO, require_shared
+from support import hostile_files as hostile
+from support import procs
+from support.checkpoints import write_tiny_checkpoint
+from support.hostile_files import png_with_header
 from model import config as config_lib
-from model import generator as generator_lib
 from model.fileio import decode
 from model.inference import inpainter as inpaint
 from model.inference import serving
@@ -93,27 +93,16 @@ np.savez(result_path, **results)
 """
 
 
-def _env():
-  env = dict(os.environ)
-  env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-  env.pop("PYTHONPATH", None)
-  return env
-
-
 def _start(script, *args, cwd):
-  return subprocess.Popen([sys.executable, script, *map(str, args)], cwd=str(cwd), env=_env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  return procs.start(script, *args, cwd=cwd)
 
 
 def _finish(proc, what, timeout=1200):
-  out, err = proc.communicate(timeout=timeout)
-  assert proc.returncode == 0, f"{what} failed ({proc.returncode}):\n{out}\n{err}"
-  return out, err
+  return procs.finish(proc, what, timeout)
 
 
 def _run_export(*args, cwd):
-  return subprocess.run([sys.executable, EXPORT_PY, *map(str, args)], cwd=str(cwd), env=_env(),
-                        capture_output=True, text=True, timeout=1200)
+  return procs.run("export.py", *args, cwd=cwd, timeout=1200)
 
 
 def _load_and_call(export_dir, tmp, batches, pairs, refusals=None, exif=()):
@@ -124,7 +113,7 @@ def _load_and_call(export_dir, tmp, batches, pairs, refusals=None, exif=()):
     json.dump({"batches": batches, "bytes": pairs, "refusals": refusals or {},
                "exif": list(exif)}, f)
   proc = subprocess.run([sys.executable, "-c", LOADER, str(export_dir), job, result],
-                        cwd=str(tmp), env=_env(), capture_output=True, text=True, timeout=1200)
+                        cwd=str(tmp), env=procs.env(), capture_output=True, text=True, timeout=1200)
   assert proc.returncode == 0, f"loading the SavedModel failed:\n{proc.stdout}\n{proc.stderr}"
   with np.load(result) as data:
     return {key: data[key] for key in data.files}
@@ -158,13 +147,10 @@ def tiny_export(tmp_path_factory):
   """A tiny exported model, its inputs and the matching `python test.py` outputs."""
   tmp = tmp_path_factory.mktemp("export")
   ckpt = tmp / "ckpt"
-  cfg = config_lib.preset("v1", cnum=4)
-  keras.utils.set_random_seed(3)
   # Declares the auto strategy at a scale where sample 0's box is rescaled (crop) and sample 1's
   # thin holes are not (original), so both branches are baked into the export and compared.
-  checkpoints.save_generator(generator_lib.build_generator(cfg), cfg, str(ckpt),
-                             config_lib.InferenceConfig(strategy="auto", seam_blend=True,
-                                                        crop_size=24, hole_min=6, hole_max=12))
+  write_tiny_checkpoint(ckpt, inference=config_lib.InferenceConfig(
+      strategy="auto", seam_blend=True, crop_size=24, hole_min=6, hole_max=12))
 
   # An earlier export in OUT: replaced thanks to --overwrite.
   out = tmp / "models" / "deepfill"
@@ -249,6 +235,7 @@ def tiny_results(tiny_export):
   return _load_and_call(e["out"], e["tmp"], e["batches"], e["pairs"], refusals, e["exif"])
 
 
+@pytest.mark.slow
 def test_export_writes_saved_model_atomically(tiny_export):
   out = tiny_export["out"]
   assert "wrote SavedModel" in tiny_export["stdout"]
@@ -259,6 +246,7 @@ def test_export_writes_saved_model_atomically(tiny_export):
   assert sorted(os.listdir(out.parent)) == ["deepfill"]  # no temporary directory left
 
 
+@pytest.mark.slow
 def test_serving_default_equals_test_py(tiny_export, tiny_results):
   tmp = tiny_export["tmp"]
   for key, path in tiny_export["batches"].items():
@@ -274,6 +262,7 @@ def test_serving_default_equals_test_py(tiny_export, tiny_results):
       assert not np.array_equal(out[i], images[i])  # the holes were filled
 
 
+@pytest.mark.slow
 def test_inpaint_bytes_equals_test_py(tiny_export, tiny_results):
   tmp = tiny_export["tmp"]
   for i, (image_path, _) in enumerate(tiny_export["pairs"]):
@@ -283,6 +272,7 @@ def test_inpaint_bytes_equals_test_py(tiny_export, tiny_results):
     np.testing.assert_array_equal(decoded[..., ::-1], expected, err_msg=image_path)
 
 
+@pytest.mark.slow
 def test_inpaint_bytes_turns_photos_as_test_py(tiny_export, tiny_results):
   """EXIF orientation 1..8: the SavedModel returns test.py's pixels (decode.read_pair,
   Inpainter.inpaint with the export's checkpoint and budget) in test.py's orientation."""
@@ -296,11 +286,13 @@ def test_inpaint_bytes_turns_photos_as_test_py(tiny_export, tiny_results):
     np.testing.assert_array_equal(got, expected, err_msg=f"orientation {i + 1}")
 
 
+@pytest.mark.slow
 def test_wrong_mask_size_refused_and_empty_batch(tiny_results):
   assert tiny_results["mismatch_refused"]
   assert list(tiny_results["empty_shape"]) == [0, 16, 16, 3]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,fragment", [
     ("rgb_mask", "mask must be uint8 [B, H, W, 1]"),
     ("image_above_cap", "image is 101x100 pixels: empty, or above the limit"),
@@ -319,9 +311,10 @@ def test_serving_refuses_bad_input_clearly(tiny_results, name, fragment):
     assert "0.01 megapixels set at export" in message  # the GIF's header says 8x8
 
 
+@pytest.mark.slow
 def test_saved_model_cli_lists_signatures(tiny_export):
   proc = subprocess.run([SAVED_MODEL_CLI, "show", "--dir", str(tiny_export["out"]), "--all"],
-                        capture_output=True, text=True, timeout=600, env=_env())
+                        capture_output=True, text=True, timeout=600, env=procs.env())
   assert proc.returncode == 0, proc.stderr
   text = proc.stdout
   default = text.split("signature_def['serving_default']")[1].split("signature_def[")[0]
@@ -342,6 +335,7 @@ def _assert_one_line_error(proc, *fragments, status=1):
     assert fragment in lines[0], lines[0]
 
 
+@pytest.mark.slow
 def test_export_errors_are_one_line(tmp_path):
   out = tmp_path / "out"
   proc = _run_export("--checkpoint_dir", tmp_path / "missing", "--export_dir", out,
@@ -387,11 +381,11 @@ def _tree(folder):
                 for root, dirs, files in os.walk(folder) for name in dirs + files)
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_only_a_saved_model(tmp_path):
   ckpt_parent = _fake_saved_model(tmp_path / "P")
   ckpt = ckpt_parent / "ckpt"
-  cfg = config_lib.preset("v1", cnum=4)
-  checkpoints.save_generator(generator_lib.build_generator(cfg), cfg, str(ckpt))
+  write_tiny_checkpoint(ckpt)
   before = _tree(ckpt_parent)
   # The export dir holds the checkpoint being exported (or is it): refused, nothing touched.
   for out in (ckpt_parent, ckpt, tmp_path / "Plink"):
@@ -443,11 +437,12 @@ except export._ExportError as e:
 """
 
 
+@pytest.mark.slow
 def test_full_disk_is_one_user_facing_line(tmp_path):
   """A disk that fills up during the export: one line that says so, and nothing left behind.
   (Also checked by hand on a 2 MB tmpfs: the same message.)"""
   out = tmp_path / "export"
-  proc = subprocess.run([sys.executable, "-c", _FULL_DISK, str(out)], cwd=REPO, env=_env(),
+  proc = subprocess.run([sys.executable, "-c", _FULL_DISK, str(out)], cwd=REPO, env=procs.env(),
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr
   assert proc.stdout == (f"cannot write {out}: No space left on device; nothing was written "
@@ -501,6 +496,7 @@ def test_network_input_is_not_rewritten_by_grappler():
   np.testing.assert_array_equal(fn(values).numpy(), expected)
 
 
+@pytest.mark.slow
 def test_golden_official_checkpoint_export(tmp_path):
   ckpt = require_shared(os.path.join(GOLDEN, "checkpoint"))
   case = require_shared(os.path.join(GOLDEN, "cases", "c00_256x256_center_china"))

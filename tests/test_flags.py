@@ -10,6 +10,7 @@ from absl import flags as absl_flags
 import pytest
 
 import flags as flags_lib
+from support import procs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -71,7 +72,7 @@ def test_arch_gan_and_sentinels():
 
 @pytest.mark.parametrize("argv, message", [
     (["--img_size=100"], "--img_size must be a multiple of 16"),
-    (["--strategy=mirrored", "--virtual_cpu_devices=2", "--batch_size=5"], "divisible"),
+    (["--distribute=mirrored", "--virtual_cpu_devices=2", "--batch_size=5"], "divisible"),
     (["--box_height=32", "--max_delta_height=64"], "empty hole"),
     (["--box_width=200", "--horizontal_margin=40"], "exceeds --img_size"),
     (["--log_every=0"], "--log_every must be >= 1"),
@@ -147,6 +148,28 @@ def test_config_built_in_code_resolves_the_sentinels_as_flags_do():
 def test_non_finite_numbers_are_refused(argv, message):
   with pytest.raises(ValueError, match=re.escape(message)):
     _config(*argv)
+
+
+def test_distribute_and_its_old_name():
+  """train.py's tf.distribute strategy is --distribute; --strategy (the scale strategy in the
+  other CLIs) still sets it in train.py, and older config.json files say "strategy"."""
+  assert _config("--distribute=mirrored").train.distribute == "mirrored"
+  assert _config("--strategy=mirrored").train.distribute == "mirrored"
+  assert _config("--strategy=mirrored", "--distribute=default").train.distribute == "default"
+  old = flags_lib.Config.from_json('{"train": {"strategy": "multi_worker"}}')
+  assert old.train.distribute == "multi_worker"
+  assert '"strategy"' not in old.to_json()
+
+
+def test_train_py_says_strategy_is_now_distribute(tmp_path):
+  """Before the flags are checked (here: a bad --batch_size, so TensorFlow is never loaded)."""
+  proc = procs.run("train.py", "--train_flist", "x", "--strategy", "default", "--batch_size=0",
+                   cwd=tmp_path, timeout=120)
+  lines = proc.stderr.strip().splitlines()
+  assert proc.returncode == 2 and len(lines) == 2, proc.stderr
+  assert lines[0] == ("warning: --strategy is now --distribute in train.py (the old name "
+                      "still works)")
+  assert lines[1].startswith("error: --batch_size"), proc.stderr
 
 
 def test_json_round_trip_and_validation():

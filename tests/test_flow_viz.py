@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import reference_numpy as ref
+from support import reference_numpy as ref
 from model import flow_viz
 
 

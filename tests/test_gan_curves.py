@@ -1,12 +1,12 @@
 """tools/gan_curves.py: TensorBoard scalars of a run -> binned critic terms (picture + CSV)."""
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 from conftest import REPO
+from support import procs
 
 sys.path.insert(0, os.path.join(REPO, "tools"))
 import gan_curves  # noqa: E402
@@ -22,6 +22,7 @@ def test_binned_means_negate_the_critic_losses_and_scale_l1():
   assert gan_curves.plot(rows).shape == (360, 760, 3)
 
 
+@pytest.mark.slow
 def test_cli_reads_a_run_log(tmp_path):
   import tensorflow as tf
   from model.training import summaries
@@ -33,14 +34,11 @@ def test_cli_reads_a_run_log(tmp_path):
       summaries.scalar("loss/gp", 0.25, step)
   writer.close()
   out, csv = tmp_path / "c.png", tmp_path / "c.csv"
-  proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "gan_curves.py"),
-                         "--run_dir", str(tmp_path / "run"), "--output", str(out),
-                         "--csv", str(csv), "--bin", "3"], capture_output=True, text=True)
+  proc = procs.run("tools/gan_curves.py", "--run_dir", tmp_path / "run", "--output", out,
+                   "--csv", csv, "--bin", "3", timeout=300)
   assert proc.returncode == 0, proc.stderr
   lines = csv.read_text().splitlines()
   assert lines[1].split(",")[:2] == ["1", "2.00000"] and lines[2].split(",")[:2] == ["4", "5.00000"]
   assert out.read_bytes()[:4] == b"\x89PNG"
-  bad = subprocess.run([sys.executable, os.path.join(REPO, "tools", "gan_curves.py"),
-                        "--run_dir", str(tmp_path), "--output", str(out)],
-                       capture_output=True, text=True)
+  bad = procs.run("tools/gan_curves.py", "--run_dir", tmp_path, "--output", out, timeout=300)
   assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0 and "no logs/" in bad.stderr

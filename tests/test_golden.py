@@ -1,18 +1,19 @@
 """Parity with the official v1 release on the golden fixtures (tolerances of their README)."""
 import os
 import re
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import GOLDEN, REPO, require_shared
+from conftest import GOLDEN, require_shared
+from support import procs
 from model import flow_viz
 from model import weights as checkpoints
 from model.inference import inpainter as inpaint
+
+pytestmark = pytest.mark.slow  # the official checkpoint at 256x256, in process and through test.py
 
 
 def _cases():
@@ -75,7 +76,8 @@ def test_inpainter_matches_official_output(inpainter, name):
   assert np.array_equal(ours[~hole], rgb[~hole])
   hole_diff = np.abs(ours[hole].astype(int) - official_png[hole].astype(int))
   assert hole_diff.max() <= 1 and (hole_diff > 0).mean() <= 1e-3
-  # An official checkpoint's default is the release's computation (issue 20): not blended.
+  # An official checkpoint's default is the release's computation (ARCHITECTURE.md §7.7): not
+  # blended.
   assert inpainter.pipeline() == {"strategy": "original", "seam_blend": False}
   np.testing.assert_array_equal(inpainter.inpaint(rgb, hole)[0], ours)
   # Asked for, seam blending keeps the known pixels and moves hole pixels.
@@ -87,16 +89,13 @@ def test_inpainter_matches_official_output(inpainter, name):
 
 def test_cli_reproduces_official_png(tmp_path):
   """Also the quiet-output contract: the progress line and ``wrote ...``, nothing else
-  (tests/test_clis.py runs this file with oneDNN forced on and off)."""
+  (tests/test_cli_conventions.py runs this file with oneDNN forced on and off)."""
   case = require_shared(os.path.join(GOLDEN, "cases", _cases()[0]))
   out = tmp_path / "out.png"
-  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-  proc = subprocess.run(
-      [sys.executable, os.path.join(REPO, "test.py"), "--image", os.path.join(case, "input.png"),
-       "--mask", os.path.join(case, "mask.png"), "--output", str(out), "--official_compat",
-       "--checkpoint_dir", os.path.join(GOLDEN, "checkpoint")],
-      capture_output=True, timeout=600, env=env)
-  stdout, stderr = proc.stdout.decode(), proc.stderr.decode()
+  proc = procs.run("test.py", "--image", os.path.join(case, "input.png"),
+                   "--mask", os.path.join(case, "mask.png"), "--output", out, "--official_compat",
+                   "--checkpoint_dir", os.path.join(GOLDEN, "checkpoint"), timeout=600)
+  stdout, stderr = proc.stdout, proc.stderr
   assert proc.returncode == 0, stderr
   assert stdout == f"wrote {out}\n", stdout
   assert re.fullmatch(r"\[1/1\] input\.png: \d+x\d+, hole [\d.]+ % of the image\n",
@@ -110,16 +109,14 @@ def test_cli_reproduces_official_png(tmp_path):
 
 @pytest.mark.parametrize("name", _cases())
 def test_cli_default_is_the_release_for_official_checkpoints(tmp_path, name):
-  """Issue 20: with an official checkpoint, test.py's default (no flags) is the release's
+  """With an official checkpoint, test.py's default (no flags) is the release's
   computation: its hole pixels within the output.png tolerance, known pixels copied."""
   case, bgr, hole = _load_case(name)
   out = tmp_path / "out.png"
-  proc = subprocess.run(
-      [sys.executable, os.path.join(REPO, "test.py"), "--image", os.path.join(case, "input.png"),
-       "--mask", os.path.join(case, "mask.png"), "--output", str(out),
-       "--checkpoint_dir", os.path.join(GOLDEN, "checkpoint")],
-      capture_output=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr.decode()
+  proc = procs.run("test.py", "--image", os.path.join(case, "input.png"),
+                   "--mask", os.path.join(case, "mask.png"), "--output", out,
+                   "--checkpoint_dir", os.path.join(GOLDEN, "checkpoint"), timeout=600)
+  assert proc.returncode == 0, proc.stderr
   got = cv2.imread(str(out), cv2.IMREAD_COLOR).astype(int)
   source = cv2.imread(os.path.join(case, "input.png"), cv2.IMREAD_COLOR).astype(int)
   ref = cv2.imread(os.path.join(case, "output.png"), cv2.IMREAD_COLOR).astype(int)

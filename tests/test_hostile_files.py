@@ -1,5 +1,6 @@
-"""Hostile files at the Pillow/OpenCV boundary (model/fileio/decode.py; issue 24 items 5, 6,
-11) and the one check of the user-set limits (model/limits.py).
+"""Hostile files at the Pillow/OpenCV boundary (model/fileio/decode.py: JPEG scan bombs, GIF
+frames beyond the screen, damaged TIFFs) and the one check of the user-set limits
+(model/limits.py).
 
 Every refusal is a one-line `UserError` naming the file, raised before the expensive work:
 a JPEG with an absurd number of scans, a mask whose size cannot be the image's (both known
@@ -11,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-import hostile_files as hostile
+from support import hostile_files as hostile
 from model import limits
 from model.errors import UserError
 from model.fileio import decode

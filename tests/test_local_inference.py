@@ -36,6 +36,7 @@ LAYOUTS = [
 ]                                                         # most query tiles are skipped
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size,holes", LAYOUTS)
 def test_local_equals_full_on_hole_pixels(gen, size, holes):
   h, w = size
@@ -122,6 +123,7 @@ def _mutated_table(cnum):
 ORIGINAL_TABLE = generator_lib.layer_table
 
 
+@pytest.mark.slow
 def test_one_layer_table_builds_the_layers_and_drives_margins_and_flops(monkeypatch):
   """Mutation check: editing entries of ``layer_table`` changes the built layers, the
   margins and the FLOP plan together, and the hole-local path stays exact."""
@@ -180,6 +182,7 @@ def test_plan_counts_only_needed_queries_for_scattered_holes(gen):
   assert float(by_mask["local_attention"]) < 0.02 * float(by_box["local_attention"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("max_memory_gb", [1.0, 2e-5])
 def test_attention_tiled_decided_eagerly_equals_graph_test(max_memory_gb):
   """test.py decides dense-or-tiled attention of the full network from the size (one branch

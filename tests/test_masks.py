@@ -176,6 +176,7 @@ def _all_masks(seed):
   return mask, bboxes, masks.local_patch(mask, bboxes)
 
 
+@pytest.mark.slow
 def test_eager_equals_tf_function_equals_tf_data_map():
   seeds = [tf.constant([i, 42], tf.int64) for i in range(3)]
   eager = [_all_masks(s) for s in seeds]

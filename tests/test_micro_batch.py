@@ -59,6 +59,7 @@ def _one_d_and_one_g_step(cfg, compiled):
   return {k: float(v) for k, v in terms.items()}, [v.numpy() for v in variables]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf.function"])
 @pytest.mark.parametrize("gradient_clip", [False, True], ids=["", "clipped"])
 def test_micro_batched_steps_equal_the_whole_batch(compiled, gradient_clip):

@@ -9,8 +9,6 @@ inside the graph) and a bundled example photo (342x512). Kernels the graph is ma
 TensorFlow ops, eager and traced with unknown sizes.
 """
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,11 +16,10 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import GOLDEN, REPO, require_shared
+from support import procs
 from layers import contextual_attention
 from layers import gen_conv
 
-EXPORT_PY = os.path.join(REPO, "export.py")
-TEST_PY = os.path.join(REPO, "test.py")
 DEMO = os.path.join(REPO, "checkpoints", "demo")
 GOLDEN_CASE = os.path.join(GOLDEN, "cases", "c00_256x256_center_china")
 EXAMPLE = os.path.join(REPO, "examples", "sklearn_flower")
@@ -31,21 +28,8 @@ FORMATS = {"onnx": "model.onnx", "tflite": "model.tflite"}
 MAX_DIFFERING = 1e-3  # share of hole values allowed to differ (by one level at most)
 
 
-def _env():
-  env = dict(os.environ)
-  env.pop("PYTHONPATH", None)
-  return env
-
-
-def _start(*args):
-  return subprocess.Popen([sys.executable, *map(str, args)], cwd=REPO, env=_env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def _finish(proc, what):
-  out, err = proc.communicate(timeout=1500)
-  assert proc.returncode == 0, f"{what} failed ({proc.returncode}):\n{out}\n{err}"
-  return out
+  return procs.finish(proc, what, timeout=1500)[0]
 
 
 def _inputs(folder):
@@ -77,12 +61,12 @@ def exported(tmp_path_factory):
   jobs = {}
   for name, checkpoint in CHECKPOINTS.items():
     for fmt in FORMATS:
-      jobs[name, fmt] = _start(EXPORT_PY, "--format", fmt, "--checkpoint_dir", checkpoint,
-                               "--export_dir", root / f"{name}_{fmt}")
-    jobs[name, "test.py"] = _start(TEST_PY, "--checkpoint_dir", checkpoint, "--noseam_blend",
-                                   "--strategy", "original",
-                                   "--image", root / "images", "--mask", root / "masks",
-                                   "--output", root / f"{name}_test_py")
+      jobs[name, fmt] = procs.start("export.py", "--format", fmt, "--checkpoint_dir",
+                                    checkpoint, "--export_dir", root / f"{name}_{fmt}")
+    jobs[name, "test.py"] = procs.start("test.py", "--checkpoint_dir", checkpoint,
+                                        "--noseam_blend", "--strategy", "original",
+                                        "--image", root / "images", "--mask", root / "masks",
+                                        "--output", root / f"{name}_test_py")
   results = {}
   for (name, what), proc in jobs.items():
     out = _finish(proc, f"{what} of {name}")
@@ -122,6 +106,7 @@ def assert_matches_test_py(ours, reference, hole, what):
   assert (diff > 0).mean() <= MAX_DIFFERING, f"{what}: {(diff > 0).mean():.2%} differ"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 @pytest.mark.parametrize("checkpoint", sorted(CHECKPOINTS))
 def test_runtime_matches_test_py(exported, checkpoint, fmt):
@@ -134,6 +119,7 @@ def test_runtime_matches_test_py(exported, checkpoint, fmt):
     assert_matches_test_py(ours[0], entry["test_py"][stem], hole, f"{checkpoint} {fmt} {stem}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_no_hole_returns_the_image_and_masks_threshold_at_127(exported, fmt):
   run = RUNNERS[fmt](exported["demo"][fmt])
@@ -146,6 +132,7 @@ def test_no_hole_returns_the_image_and_masks_threshold_at_127(exported, fmt):
   assert (out[mask[..., 0] > 0] != rgb[mask[..., 0] > 0]).any()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_tiny_and_one_pixel_sides_match_the_inpainter(exported, fmt):
   """Edge padding for a 1-pixel side, reflection beyond the size, a size already on the grid."""
@@ -161,6 +148,7 @@ def test_tiny_and_one_pixel_sides_match_the_inpainter(exported, fmt):
     assert_matches_test_py(ours, engine.inpaint(rgb, hole)[0], hole, f"{fmt} {h}x{w}")
 
 
+@pytest.mark.slow
 def test_onnx_contract(exported):
   onnx = pytest.importorskip("onnx", reason="onnx is not installed")
   model = onnx.load(exported["official"]["onnx"])
@@ -178,6 +166,7 @@ def test_onnx_contract(exported):
   assert not ops & {"Loop", "If", "Scan"}, ops  # no control flow in the graph
 
 
+@pytest.mark.slow
 def test_tflite_contract(exported):
   litert = pytest.importorskip("ai_edge_litert.interpreter",
                                reason="ai-edge-litert is not installed")
@@ -190,13 +179,13 @@ def test_tflite_contract(exported):
   assert details == {"image": (np.uint8, [1, -1, -1, 3]), "mask": (np.uint8, [1, -1, -1, 1])}
 
 
+@pytest.mark.slow
 def test_export_refuses_to_replace_another_format(tmp_path):
   out = tmp_path / "out"
   out.mkdir()
   (out / "saved_model.pb").write_bytes(b"")
-  proc = subprocess.run([sys.executable, EXPORT_PY, "--format", "onnx", "--export_dir", out,
-                         "--overwrite"], cwd=REPO, env=_env(), capture_output=True, text=True,
-                        timeout=300)
+  proc = procs.run("export.py", "--format", "onnx", "--export_dir", out, "--overwrite",
+                   timeout=300)
   lines = proc.stderr.strip().splitlines()
   assert proc.returncode == 1 and len(lines) == 1, proc.stderr
   assert lines[0] == f"error: {out} is not an onnx export directory (no model.onnx); " \

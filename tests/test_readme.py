@@ -7,8 +7,11 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 
 from conftest import REPO
+
+pytestmark = pytest.mark.slow  # the README's commands, run
 
 
 def _first_commands():

@@ -8,14 +8,14 @@ import fcntl
 import os
 import shutil
 import subprocess
-import sys
 import threading
 
 import cv2
 import pytest
 
 import flags as flags_lib
-from conftest import REPO, SHARED, require_shared
+from conftest import SHARED, require_shared
+from support import procs
 from model import config as config_lib
 from model.errors import UserError
 from model.training import run_folder
@@ -76,6 +76,7 @@ def trained(tmp_path_factory, photos):
   return run_dir, status, lines
 
 
+@pytest.mark.slow
 def test_stop_event_stops_after_the_step_saves_and_resumes(trained, photos, tmp_path):
   run_dir, status, lines = trained
   assert status == 0, lines
@@ -104,8 +105,9 @@ def _hold_lock(run_dir):
   return f
 
 
+@pytest.mark.slow
 def test_a_locked_run_folder_is_refused_untouched(trained, photos, tmp_path):
-  """Issue 24.7: a second run in a folder in use deleted the first one's ckpt-N_temp save."""
+  """A second run in a folder in use deleted the first one's ckpt-N_temp save."""
   run_dir = tmp_path / "run"
   shutil.copytree(trained[0], run_dir)
   (run_dir / "ckpt-3_temp").mkdir()  # the first run's save in progress
@@ -124,17 +126,17 @@ def test_a_locked_run_folder_is_refused_untouched(trained, photos, tmp_path):
   assert status == 0 and f"removed {run_dir}/ckpt-3_temp (left by an interrupted save)" in lines
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_locked_folder_with_one_line(trained, photos, tmp_path):
   run_dir = tmp_path / "run"
   shutil.copytree(trained[0], run_dir)
   (run_dir / "ckpt-3_temp").mkdir()
   held = _hold_lock(run_dir)
   try:
-    proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "train.py"), "--preset", "tiny", "--img_size", "32",
-         "--cnum", "4", "--critic_cnum", "4", "--critic_steps", "1", "--seed", "7",
-         "--train_flist", photos, "--checkpoint_dir", str(run_dir), "--max_iters", "1"],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = procs.run("train.py", "--preset", "tiny", "--img_size", "32", "--cnum", "4",
+                     "--critic_cnum", "4", "--critic_steps", "1", "--seed", "7",
+                     "--train_flist", photos, "--checkpoint_dir", run_dir, "--max_iters", "1",
+                     timeout=300)
   finally:
     held.close()
   assert proc.returncode == 1, proc.stderr
@@ -152,8 +154,9 @@ def test_cli_refuses_a_locked_folder_with_one_line(trained, photos, tmp_path):
     ({}, {"img_size": 48}, "img_size 48 (the run has 32)"),
     ({}, {"box_height": 8}, "box_height 8 (the run has 16)"),
 ])
+@pytest.mark.slow
 def test_resume_refuses_settings_that_change_the_checkpoint(trained, photos, loss, data, named):
-  """Issue 24.8: --gan none was accepted and its critic-less checkpoint broke the run for good."""
+  """--gan none was accepted and its critic-less checkpoint broke the run for good."""
   run_dir = trained[0]
   before = _files(run_dir)
   with pytest.raises(UserError) as e:
@@ -183,6 +186,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(where)], check=False)  # still open somewhere: detach
 
 
+@pytest.mark.slow
 def test_full_disk_keeps_the_last_checkpoint(trained, photos, small_disk):
   """A save that runs out of space: one sentence naming the kept checkpoint, not TF's text."""
   run_dir = small_disk / "run"
@@ -200,12 +204,12 @@ def test_full_disk_keeps_the_last_checkpoint(trained, photos, small_disk):
   assert os.path.exists(f"{run_dir}/ckpt-2.index")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", ["--lr=nan", "--batch_size=0", "--critic_lr=inf",
                                   "--img_size=33"])
 def test_cli_bad_flag_values_exit_2(flag):
-  """Issue 24.11: invalid values are command-line mistakes (status 2), like unknown flags."""
-  proc = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), "--train_flist", "x",
-                         flag], cwd=REPO, capture_output=True, text=True, timeout=120)
+  """Invalid values are command-line mistakes (status 2), like unknown flags."""
+  proc = procs.run("train.py", "--train_flist", "x", flag, timeout=120)
   assert proc.returncode == 2, proc.stderr
   lines = proc.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("error: --") and "(see --helpshort)" in lines[0]

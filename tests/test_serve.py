@@ -24,9 +24,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import hostile_files as hostile
 from conftest import REPO
-import serve_helpers as helpers
+from support import hostile_files as hostile
+from support import procs
+from support import serve as helpers
+from support.checkpoints import write_tiny_checkpoint
+
+pytestmark = pytest.mark.slow  # a real python serve.py process
 
 QUEUE = 2
 MAX_UPLOAD_MB = 1
@@ -105,20 +109,20 @@ def _pairs(folder):
 def setup(tmp_path_factory):
   """The tiny server, the inputs and test.py's outputs for them."""
   tmp = tmp_path_factory.mktemp("serve")
-  ckpt = helpers.write_tiny_checkpoint(tmp / "ckpt")
-  other = helpers.write_tiny_checkpoint(tmp / "other", seed=4)  # a second model, other weights
+  ckpt = write_tiny_checkpoint(tmp / "ckpt")
+  other = write_tiny_checkpoint(tmp / "other", seed=4)  # a second model, other weights
   server = helpers.Server("--checkpoint_dir", ckpt, "--checkpoint_dir", other, "--queue", QUEUE,
                           "--max_upload_mb", MAX_UPLOAD_MB, "--max_megapixels", MAX_MEGAPIXELS,
                           cwd=tmp)
   pairs = _pairs(tmp)
   expected = tmp / "expected"
-  folder_run = helpers.run_test_py("--image", tmp / "images", "--mask", tmp / "masks",
-                                   "--output", expected, "--checkpoint_dir", ckpt, cwd=tmp)
+  folder_run = procs.start("test.py", "--image", tmp / "images", "--mask", tmp / "masks",
+                           "--output", expected, "--checkpoint_dir", ckpt, cwd=tmp)
   jpeg, mask = pairs["rotated.jpg"]
-  single_run = helpers.run_test_py("--image", jpeg, "--mask", mask, "--output",
-                                   tmp / "rotated_expected.png", "--checkpoint_dir", ckpt, cwd=tmp)
-  helpers.finish(folder_run, "test.py (folder)")
-  helpers.finish(single_run, "test.py (EXIF JPEG)")
+  single_run = procs.start("test.py", "--image", jpeg, "--mask", mask, "--output",
+                           tmp / "rotated_expected.png", "--checkpoint_dir", ckpt, cwd=tmp)
+  procs.finish(folder_run, "test.py (folder)")
+  procs.finish(single_run, "test.py (EXIF JPEG)")
   outputs = {name: expected / name for name in pairs if name != "rotated.jpg"}
   outputs["rotated.jpg"] = tmp / "rotated_expected.png"
   server.url  # noqa: B018 - waits until it listens
@@ -360,7 +364,7 @@ def test_mask_that_does_not_fit_is_422(setup, client):
 
 
 def test_hostile_files_are_one_line_4xx(setup, client):
-  """Issue 24 items 5 and 11: a TIFF with float StripOffsets was a 500, a damaged G4 TIFF was
+  """A TIFF with float StripOffsets was a 500, a damaged G4 TIFF was
   inpainted with libtiff's lines in the server log, a JPEG's scans were not bounded, and a
   mask of the wrong size was found only after the image was decoded."""
   mask16, mask64 = (helpers.mask_png(np.ones((n, n), bool)) for n in (16, 64))
@@ -462,8 +466,7 @@ def test_server_log_has_no_traceback(setup, client):
 
 
 def _serve(*args, cwd):
-  return subprocess.run([sys.executable, helpers.SERVE_PY, *map(str, args)], cwd=str(cwd),
-                        env=helpers.env(), capture_output=True, text=True, timeout=600)
+  return procs.run("serve.py", *args, cwd=cwd, timeout=600)
 
 
 def _one_error_line(proc, *fragments):
@@ -500,18 +503,12 @@ def test_cli_errors_are_one_line(tmp_path):
   _one_error_line(proc, "is not a folder of export.py --format web (no deepfill.js, model.onnx")
 
 
-def test_bundled_models_are_offered_by_default(tmp_path):
-  """Without --checkpoint_dir: checkpoints/demo, then checkpoints/demo_gan, those present."""
-  code = ("import json, sys, serve; root = sys.argv[1]\n"
-          "for present in ([], ['demo'], ['demo_gan'], ['demo_gan', 'demo']):\n"
-          "  serve.CHECKPOINTS = root + '/' + '-'.join(present or ['none'])\n"
-          "  for name in present:\n"
-          "    __import__('os').makedirs(serve.CHECKPOINTS + '/' + name)\n"
-          "  print(json.dumps([n for n, _ in serve._checkpoints(None)]))\n")
-  out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, env=helpers.env(),
+def test_the_bundled_demo_is_offered_by_default(tmp_path):
+  """Without --checkpoint_dir: checkpoints/demo (the one model the repository ships)."""
+  code = "import json, serve; print(json.dumps(serve._checkpoints(None)))"
+  out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=procs.env(),
                        capture_output=True, text=True, timeout=120, check=True).stdout
-  assert [json.loads(line) for line in out.splitlines()] == [
-      ["demo"], ["demo"], ["demo_gan"], ["demo", "demo_gan"]]
+  assert json.loads(out) == [["demo", os.path.join(REPO, "checkpoints", "demo")]]
 
 
 def test_busy_port_is_one_line(tmp_path):

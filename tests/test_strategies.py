@@ -1,8 +1,6 @@
 """Scale strategies (model/inference/scaling.py) and the model's inference declaration."""
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import keras
@@ -11,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import EXAMPLES, GOLDEN, REPO, require_shared
+from support import procs
 from model import config as config_lib
 from model import generator as generator_lib
 from model import weights
@@ -97,11 +96,12 @@ def test_downscale_hole_covers_every_hole_pixel():
 
 # ----------------------------------------------------------------------------- strategies
 
+@pytest.mark.slow
 def test_known_pixels_exact_and_only_deep_holes_rescaled(tiny):
   gen, cfg = tiny
   rgb, hole = _photo(67, 115), _holes(67, 115)
   run = {s: inpaint.Inpainter(gen, cfg, seam_blend=False, strategy=s, inference=SMALL)
-         for s in scaling.STRATEGIES}
+         for s in config_lib.STRATEGIES}
   out = {s: m.inpaint(rgb, hole)[0] for s, m in run.items()}
   for strategy, result in out.items():
     assert result.shape == rgb.shape and result.dtype == np.uint8, strategy
@@ -120,6 +120,7 @@ def test_known_pixels_exact_and_only_deep_holes_rescaled(tiny):
                                 run["original"].inpaint(rgb, shallow)[0])
 
 
+@pytest.mark.slow
 def test_auto_decided_in_the_graph_equals_eager_with_blending(tiny):
   """The SavedModel decides `auto` in its graph; test.py eagerly: the same bytes."""
   gen, cfg = tiny
@@ -138,6 +139,7 @@ def _convolutions(concrete):
   return sum(n.op == "Conv2D" for n in nodes)
 
 
+@pytest.mark.slow
 def test_crop_traces_one_network_path_with_the_graphs_bytes(tiny):
   """test.py decides each region's path eagerly: one network copy in the traced graph (the
   in-graph decision holds two, it held four before the resampling alone was conditional),
@@ -151,11 +153,11 @@ def test_crop_traces_one_network_path_with_the_graphs_bytes(tiny):
   for h in (hole, deep):
     np.testing.assert_array_equal(model.inpaint(rgb, h)[0],
                                   in_graph(tf.constant(rgb), tf.constant(h)).numpy())
-  path, tiled = model.choose_crop_path(deep)
+  path = model.choose_crop_path(deep)
   assert path in ("local", "full")
-  one = _convolutions(model._function(False, False, path, tiled, "crop").get_concrete_function())
+  one = _convolutions(model._function(False, False, path, None, "crop").get_concrete_function())
   plain = inpaint.Inpainter(gen, cfg, strategy="original", inference=SMALL)
-  single = _convolutions(plain._function(False, False, path, tiled, "original")
+  single = _convolutions(plain._function(False, False, path, None, "original")
                          .get_concrete_function())
   assert one == single
   assert _convolutions(in_graph.get_concrete_function()) > single   # local and full
@@ -185,7 +187,7 @@ def test_original_strategy_is_unchanged_by_the_declaration(tiny):
 
 
 def test_hole_local_work_does_not_grow_with_the_distance_between_holes(tiny):
-  """Finding 24.1: two small holes in opposite corners cost two small crops."""
+  """Two small holes in opposite corners cost two small crops."""
   gen, _ = tiny
   costs = []
   for size in (512, 2048):
@@ -259,15 +261,13 @@ def test_a_training_run_folder_declares_its_pipeline(tmp_path):
 
 def _test_py(tmp_path, ckpt, image, mask, *flags):
   out = tmp_path / f"out{len(list(tmp_path.iterdir()))}.png"
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  proc = subprocess.run([sys.executable, os.path.join(REPO, "test.py"), "--image", str(image),
-                         "--mask", str(mask), "--output", str(out), "--checkpoint_dir",
-                         str(ckpt), *flags], capture_output=True, text=True, env=env,
-                        timeout=900)
+  proc = procs.run("test.py", "--image", image, "--mask", mask, "--output", out,
+                   "--checkpoint_dir", ckpt, *flags, cwd=tmp_path)
   assert proc.returncode == 0, proc.stderr
   return cv2.imread(str(out))[..., ::-1]
 
 
+@pytest.mark.slow
 def test_cli_runs_the_declaration_and_flags_override_it(tmp_path, tiny):
   gen, cfg = tiny
   ckpt = tmp_path / "model"

@@ -1,4 +1,4 @@
-"""Training end to end (issue "Training"): real `python train.py` runs on real photos.
+"""Training end to end: real `python train.py` runs on real photos.
 
 Photos of ../shared/data/train/photos are downscaled to a short side of 40 px; runs use
 32x32 crops, generator cnum 4, critic cnum 4 and one critic step per generator step.
@@ -39,6 +39,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, SHARED, require_shared
+
+pytestmark = pytest.mark.slow  # training runs of train.py
 
 TRAIN_PY = os.path.join(REPO, "train.py")
 TEST_PY = os.path.join(REPO, "test.py")
@@ -418,7 +420,7 @@ def runs(tmp_path_factory):
   def multi_worker_commands():
     ports = [_free_port(), _free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    argv = _train(d["workers"], photos, "--strategy", "multi_worker", "--max_iters", k + 2,
+    argv = _train(d["workers"], photos, "--distribute", "multi_worker", "--max_iters", k + 2,
                   "--checkpoint_every", 1, "--val_every", 0)
     return [(argv, {"TF_CONFIG": json.dumps({"cluster": cluster,
                                              "task": {"type": "worker", "index": i}})})
@@ -732,7 +734,7 @@ def test_mirrored_two_virtual_cpus_match_one_device(runs):
 
 
 def test_multi_worker_two_processes_resume_and_train(runs):
-  """Two `--strategy multi_worker` processes on 127.0.0.1 resume a run and train 2 steps."""
+  """Two `--distribute multi_worker` processes on 127.0.0.1 resume a run and train 2 steps."""
   job = runs.wait("workers")
   run_dir = runs.dirs["workers"]
   assert job.returncodes == [0, 0], job.describe()

@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-import serve_helpers as helpers
+from support import serve as helpers
 from model.web import app as web_app
 from model.web import hosts
 from model.web import transport

@@ -23,8 +23,12 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-import serve_helpers as helpers
-import web_helpers
+from support import procs
+from support import serve as helpers
+from support import standin_model
+from support.checkpoints import write_tiny_checkpoint
+
+pytestmark = pytest.mark.slow  # serve.py and Chromium
 
 ARTIFACTS = os.path.join(REPO, "tests", "artifacts")
 PHOTO = os.path.join(REPO, "examples", "sklearn_china.png")
@@ -63,7 +67,7 @@ def browser():
 def server(tmp_path_factory):
   _browser_or_skip()
   tmp = tmp_path_factory.mktemp("web")
-  other = helpers.write_tiny_checkpoint(tmp / "other")  # a second model to choose on the page
+  other = write_tiny_checkpoint(tmp / "other")  # a second model to choose on the page
   site = _standin_site(tmp / "browser_model")
   running = helpers.Server("--checkpoint_dir", helpers.DEMO_CHECKPOINT, "--checkpoint_dir", other,
                            *(("--web_export", site) if site else ()), cwd=tmp)
@@ -75,14 +79,14 @@ def server(tmp_path_factory):
 
 
 def _standin_site(folder):
-  """A static site with web_helpers' stand-in graph (grey in the hole), or None without the
+  """A static site with the stand-in graph (tests/support/standin_model.py) (grey in the hole), or None without the
   onnx extra or `npm ci --prefix web`."""
   from model.errors import UserError
   from model.web import site
   try:
     import onnx  # noqa: F401
     os.makedirs(folder)
-    site.write_site(str(folder), web_helpers.write_standin_model, os.path.join(REPO, "web"))
+    site.write_site(str(folder), standin_model.write_standin_model, os.path.join(REPO, "web"))
   except (ImportError, UserError):
     return None
   return str(folder)
@@ -232,8 +236,8 @@ def test_paint_inpaint_download_and_edit_again(browser, server, tmp_path):
 
   # The same pixels as `python test.py` for this photo and the mask the page sent.
   cv2.imwrite(str(tmp_path / "mask.png"), mask.astype(np.uint8) * 255)
-  helpers.finish(helpers.run_test_py("--image", PHOTO, "--mask", tmp_path / "mask.png",
-                                     "--output", tmp_path / "cli.png", cwd=tmp_path), "test.py")
+  procs.finish(procs.start("test.py", "--image", PHOTO, "--mask", tmp_path / "mask.png",
+                           "--output", tmp_path / "cli.png", cwd=tmp_path), "test.py")
   cli = cv2.imread(str(tmp_path / "cli.png"), cv2.IMREAD_UNCHANGED)
   assert np.array_equal(helpers.decode(first), cli)
 
@@ -383,7 +387,7 @@ def test_run_in_this_browser_uploads_nothing(browser, server, tmp_path):
     page.click("#download")
   info.value.save_as(str(tmp_path / "here.png"))
   result = cv2.imread(str(tmp_path / "here.png"), cv2.IMREAD_COLOR)
-  grey = (result == web_helpers.GREY).all(axis=2)
+  grey = (result == standin_model.GREY).all(axis=2)
   assert grey.sum() > 500, "the stand-in filled the stroke with grey"
   assert np.array_equal(result[~grey], photo[~grey]), "every other pixel is the photo's"
   # Off again: the server inpaints.

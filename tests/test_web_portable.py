@@ -18,12 +18,17 @@ import sys
 import numpy as np
 import pytest
 
+import static_site
 from conftest import REPO
-import serve_helpers as helpers
-import web_helpers
+from support import procs
+from support import serve as helpers
+from support import standin_model
+from support.checkpoints import write_tiny_checkpoint
 
 from model.errors import UserError
 from model.web import site
+
+pytestmark = pytest.mark.slow  # export.py --format web and Chromium
 
 NPM_DIR = os.path.join(REPO, "web")
 ARTIFACTS = os.path.join(REPO, "tests", "artifacts")
@@ -35,7 +40,7 @@ def _browser_or_skip():
     from playwright.sync_api import sync_playwright  # noqa: F401
   except ImportError:
     reason = "playwright is not installed (pip install -e '.[test]')"
-  executable = web_helpers.chromium_executable()
+  executable = static_site.chromium_executable()
   if reason is None and executable is None:
     reason = "no chromium on PATH (apt-get install chromium; sh tests/install_browser.sh)"
   if reason is None:
@@ -55,7 +60,7 @@ def browser():
   executable = _browser_or_skip()
   from playwright.sync_api import sync_playwright
   with sync_playwright() as p:
-    chromium = p.chromium.launch(executable_path=executable, args=web_helpers.CHROMIUM_ARGS)
+    chromium = p.chromium.launch(executable_path=executable, args=static_site.CHROMIUM_ARGS)
     yield chromium
     chromium.close()
 
@@ -65,8 +70,8 @@ def standin_site(tmp_path_factory):
   _browser_or_skip()
   pytest.importorskip("onnx", reason="the stand-in graph needs the onnx extra")
   folder = tmp_path_factory.mktemp("standin_site")
-  site.write_site(str(folder), web_helpers.write_standin_model, NPM_DIR)
-  server = web_helpers.StaticServer(str(folder))
+  site.write_site(str(folder), standin_model.write_standin_model, NPM_DIR)
+  server = static_site.StaticServer(str(folder))
   yield server
   server.close()
 
@@ -109,13 +114,13 @@ def _rgba(rgb, alpha=255):
 
 def _standin(rgb, hole):
   out = rgb.copy()
-  out[hole] = web_helpers.GREY
+  out[hole] = standin_model.GREY
   return out
 
 
 def test_site_holds_the_page_the_runtime_and_the_model(tmp_path):
   pytest.importorskip("onnx", reason="the stand-in graph needs the onnx extra")
-  sizes = site.write_site(str(tmp_path), web_helpers.write_standin_model, NPM_DIR) \
+  sizes = site.write_site(str(tmp_path), standin_model.write_standin_model, NPM_DIR) \
       if _runtime_installed() else pytest.skip("npm ci --prefix web has not run")
   pages = {"index.html", "app.css", "paint.js", "pixels.js", "browser.js", "site.js", "deepfill.js"}
   assert set(sizes) == pages | {"model.onnx", "NOTICE.txt", "ort/ort.wasm.min.mjs",
@@ -152,7 +157,7 @@ def test_missing_or_stale_runtime_is_one_line_with_the_fix(tmp_path):
   folder = tmp_path / "site"
   folder.mkdir()
   with pytest.raises(UserError):
-    site.write_site(str(folder), web_helpers.write_standin_model, str(npm))
+    site.write_site(str(folder), standin_model.write_standin_model, str(npm))
   assert not os.listdir(folder), "nothing is written before the runtime is found"
   with pytest.raises(UserError, match=r"is not a folder of export.py --format web \(no "
                      r"deepfill.js, model.onnx, ort/"):
@@ -173,11 +178,11 @@ def _export_web(*args, npm_dir=None, cwd):
   if npm_dir:
     command = [sys.executable, "-c", _EXPORT_WITH_NPM_DIR, str(npm_dir)]
   return subprocess.run(command + ["--format", "web", *map(str, args)], cwd=str(cwd),
-                        env=helpers.env(), capture_output=True, text=True, timeout=300)
+                        env=procs.env(), capture_output=True, text=True, timeout=300)
 
 
 def test_export_web_errors_are_one_line_and_write_nothing(tmp_path):
-  checkpoint = helpers.write_tiny_checkpoint(tmp_path / "ckpt")
+  checkpoint = write_tiny_checkpoint(tmp_path / "ckpt")
   out = tmp_path / "site"
   npm = tmp_path / "web"
   npm.mkdir()
@@ -201,7 +206,7 @@ def test_export_web_errors_are_one_line_and_write_nothing(tmp_path):
 
 
 def test_module_mask_rules_and_errors(browser, standin_site):
-  offline = web_helpers.OfflinePage(browser, standin_site.url)
+  offline = static_site.OfflinePage(browser, standin_site.url)
   page, base = offline.page, standin_site.url
   rng = np.random.default_rng(5)
   h, w = 23, 37
@@ -225,7 +230,7 @@ def test_module_mask_rules_and_errors(browser, standin_site):
   np.testing.assert_array_equal(call_inpaint(page, base, image, black_white)[..., :3],
                                 _standin(rgb, hole))
   forced = call_inpaint(page, base, image, black_white, {"channel": "alpha"})
-  assert (forced[..., :3] == web_helpers.GREY).all(), "channel 'alpha': every opaque pixel"
+  assert (forced[..., :3] == standin_model.GREY).all(), "channel 'alpha': every opaque pixel"
 
   empty = np.zeros((h, w, 4), np.uint8)
   np.testing.assert_array_equal(call_inpaint(page, base, image, empty), image)
@@ -300,7 +305,7 @@ def _painted(page):
 
 
 def test_page_opens_photo_and_mask_paints_and_downloads(browser, standin_site, tmp_path):
-  offline = web_helpers.OfflinePage(browser, standin_site.url)
+  offline = static_site.OfflinePage(browser, standin_site.url)
   page = offline.page
   page.wait_for_selector("#model:text-matches('^model ready')", timeout=60_000)
   assert "1 thread" in page.locator("#model").text_content()
@@ -345,7 +350,7 @@ def test_page_keeps_every_known_value_of_a_semi_transparent_photo(browser, stand
   """RGB under alpha 0..254 is read and written as the file holds it (a 2D canvas would store
   it premultiplied: up to 255 levels off where alpha is 0), and the alpha is the photo's."""
   from PIL import Image
-  offline = web_helpers.OfflinePage(browser, standin_site.url)
+  offline = static_site.OfflinePage(browser, standin_site.url)
   page = offline.page
   rng = np.random.default_rng(7)
   h, w = 37, 53
@@ -368,7 +373,7 @@ def test_page_keeps_every_known_value_of_a_semi_transparent_photo(browser, stand
   assert out.shape == (h, w, 4), out.shape
   np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
   np.testing.assert_array_equal(out[~hole], rgba[~hole])
-  assert (out[..., :3][hole] == web_helpers.GREY).all()
+  assert (out[..., :3][hole] == standin_model.GREY).all()
   assert not offline.blocked and not offline.errors, (offline.blocked, offline.errors)
   offline.close()
 
@@ -383,10 +388,10 @@ def test_without_webgl_opaque_photos_work_and_transparent_ones_are_refused(brows
   Image.fromarray(rgba[..., :3]).save(tmp_path / "opaque.png")
   rgba[0, 0, 3] = 254
   Image.fromarray(rgba, "RGBA").save(tmp_path / "clear.png")
-  chromium = browser.browser_type.launch(executable_path=web_helpers.chromium_executable(),
-                                         args=web_helpers.CHROMIUM_ARGS + ["--disable-webgl"])
+  chromium = browser.browser_type.launch(executable_path=static_site.chromium_executable(),
+                                         args=static_site.CHROMIUM_ARGS + ["--disable-webgl"])
   try:
-    offline = web_helpers.OfflinePage(chromium, standin_site.url)
+    offline = static_site.OfflinePage(chromium, standin_site.url)
     page = offline.page
     assert page.evaluate("!document.createElement('canvas').getContext('webgl')")
     _open_photo(offline, tmp_path / "opaque.png")
@@ -425,7 +430,7 @@ def golden_case(tmp_path_factory):
   export = subprocess.Popen(
       [sys.executable, os.path.join(REPO, "export.py"), "--format", "web",
        "--checkpoint_dir", checkpoint, "--export_dir", str(exported)],
-      cwd=str(tmp), env=helpers.env(), stdout=subprocess.PIPE,
+      cwd=str(tmp), env=procs.env(), stdout=subprocess.PIPE,
       stderr=subprocess.PIPE, text=True)
   rgb = helpers.example_rgb()[101:168, 203:300]  # 97 x 67
   hole = np.zeros(rgb.shape[:2], bool)
@@ -434,13 +439,13 @@ def golden_case(tmp_path_factory):
   hole |= np.abs(yy - 0.5 * xx - 10) < 3  # a thin diagonal stroke
   (tmp / "photo.png").write_bytes(helpers.png_bytes(rgb))
   (tmp / "mask.png").write_bytes(helpers.mask_png(hole))
-  cli = helpers.run_test_py("--image", tmp / "photo.png", "--mask", tmp / "mask.png",
-                            "--output", tmp / "cli.png", "--checkpoint_dir", checkpoint,
-                            "--noseam_blend", "--strategy", "original", cwd=tmp)
-  helpers.finish(export, "export.py --format web")
-  helpers.finish(cli, "test.py")
+  cli = procs.start("test.py", "--image", tmp / "photo.png", "--mask", tmp / "mask.png",
+                    "--output", tmp / "cli.png", "--checkpoint_dir", checkpoint,
+                    "--noseam_blend", "--strategy", "original", cwd=tmp)
+  procs.finish(export, "export.py --format web")
+  procs.finish(cli, "test.py")
   expected = helpers.decode((tmp / "cli.png").read_bytes())[..., ::-1]
-  server = web_helpers.StaticServer(str(exported))
+  server = static_site.StaticServer(str(exported))
   yield {"server": server, "rgb": rgb, "hole": hole, "expected": expected, "tmp": tmp}
   server.close()
 
@@ -455,7 +460,7 @@ def assert_matches_test_py(got, expected, hole):
 
 
 def test_module_inpaint_matches_test_py(browser, golden_case):
-  offline = web_helpers.OfflinePage(browser, golden_case["server"].url)
+  offline = static_site.OfflinePage(browser, golden_case["server"].url)
   rgb, hole = golden_case["rgb"], golden_case["hole"]
   mask = np.zeros(rgb.shape[:2] + (4,), np.uint8)
   mask[hole] = 255
@@ -471,7 +476,7 @@ def test_module_inpaint_matches_test_py(browser, golden_case):
 
 def test_page_inpaint_matches_test_py(browser, golden_case):
   tmp = golden_case["tmp"]
-  offline = web_helpers.OfflinePage(browser, golden_case["server"].url)
+  offline = static_site.OfflinePage(browser, golden_case["server"].url)
   page = offline.page
   _open_photo(offline, tmp / "photo.png")
   page.set_input_files("#mask-file", str(tmp / "mask.png"))
@@ -490,10 +495,10 @@ def test_page_inpaint_matches_test_py(browser, golden_case):
 def test_cross_origin_isolated_server_gives_threads(browser, tmp_path):
   """With COOP/COEP headers the page is cross-origin isolated and ONNX Runtime gets threads."""
   pytest.importorskip("onnx", reason="the stand-in graph needs the onnx extra")
-  site.write_site(str(tmp_path), web_helpers.write_standin_model, NPM_DIR)
-  server = web_helpers.StaticServer(str(tmp_path), web_helpers.ISOLATION_HEADERS)
+  site.write_site(str(tmp_path), standin_model.write_standin_model, NPM_DIR)
+  server = static_site.StaticServer(str(tmp_path), static_site.ISOLATION_HEADERS)
   try:
-    offline = web_helpers.OfflinePage(browser, server.url)
+    offline = static_site.OfflinePage(browser, server.url)
     page = offline.page
     page.wait_for_selector("#model:text-matches('^model ready')", timeout=60_000)
     cores = page.evaluate("navigator.hardwareConcurrency")

@@ -6,7 +6,7 @@ Reads the scalar events ``train.py`` writes to ``RUN/logs`` and plots, per bin o
 steps, the mean of: the critics' Wasserstein estimates W = E[D(real)] - E[D(fake)]
 (``-loss/d_global`` and ``-loss/d_local``), the gradient-penalty term ``loss/gp`` (before its
 weight lambda) and the generator's hole L1 ``loss/l1_loss``. What a healthy WGAN-GP run looks like
-is described in ``checkpoints/demo_gan/TRAINING.md``. Errors print one line and exit with
+is described in ``checkpoints/demo_gan_run/TRAINING.md``. Errors print one line and exit with
 status 1.
 """
 import collections

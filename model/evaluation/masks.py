@@ -39,7 +39,7 @@ from model.brush import (ANGLE_RANGE, MAX_NUM_STROKES, MAX_NUM_VERTEX, MAX_WIDTH
                                 MEAN_ANGLE, MIN_NUM_VERTEX, MIN_WIDTH, REFERENCE_DIAGONAL)
 
 EVAL_MASK_MODES = ("box", "free_form")  # the two kinds evaluate.py scores (--mask_mode both)
-MULTI = "multi"  # several separate boxes, for photos at full resolution (issue 20)
+MULTI = "multi"  # several separate boxes, for photos at full resolution (ARCHITECTURE.md §7.7)
 _MODE_KEYS = {"box": 1, "free_form": 2, MULTI: 3}
 MULTI_COVER = 0.10  # the multi boxes' total share of the photo
 

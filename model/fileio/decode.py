@@ -1,25 +1,20 @@
 """Reading image and mask files: header checks, decoding (EXIF orientation, grey/RGBA, 16-bit).
 
 NumPy, Pillow and OpenCV (no TensorFlow), so CLIs can check their inputs before loading a
-model. Every problem a user can cause raises `UserError` with a one-line message that starts
-with the file path: a missing, unreadable, empty, non-image, truncated or oversized file, a
-mask of the wrong size.
+model. The rules it applies are listed once, in `model/fileio/rules.py`. Every problem a user
+can cause raises `UserError` with a one-line message that starts with the file path.
 
-Conventions:
-* Files are read as bytes and opened with Pillow: the header (format, size, EXIF) is read
-  lazily, so limits are checked before anything is decoded: the pixel cap, JPEG scan count
-  (`rules.MAX_JPEG_SCANS`) and, for a pair, that the mask can have the image's size
-  (`read_pair`). The decoded array is checked against the pixel cap again. Pillow's decoders
-  report truncated or broken data as exceptions, libtiff's error lines are read from the
-  stderr they write to. JPEG data that is damaged but complete decodes the way viewers show it.
+How:
+* Files are read as bytes and opened with Pillow, whose header (format, size, EXIF) is read
+  lazily, so the header checks run before anything is decoded (`read_pair`: both headers).
+  Pillow's decoders report truncated or broken data as exceptions, libtiff's error lines are
+  read from the stderr they write to.
 * Pixels are uint8 RGB `[H, W, 3]` in display orientation: the EXIF Orientation tag (JPEG,
   PNG, WebP, TIFF; XMP when there is no EXIF tag) is applied as `PIL.ImageOps.exif_transpose`
   applies it.
-* 16-bit sources are scaled to 8 bits as round(v / 257) (16-bit colour is decoded with
-  OpenCV, which keeps all 16 bits; Pillow keeps only the high byte). Other sample types
-  (float, 32-bit) are rejected.
-* Masks are bool `[H, W]`, True = hole: a pixel is a hole when its brightest colour
-  channel is > `rules.MASK_THRESHOLD` (white = hole). See `read_mask` for alpha channels.
+* 16-bit colour is decoded with OpenCV, which keeps all 16 bits (Pillow keeps only the high
+  byte).
+* Masks are bool `[H, W]`, True = hole. See `read_mask` for alpha channels.
 """
 import dataclasses
 import io

@@ -1,42 +1,17 @@
-"""Seam blending: a gradient-domain (Poisson) paste of the network's fill into the photo.
+"""Seam blending: a gradient-domain (Poisson) paste of the network's fill into the photo, in
+TensorFlow ops so that the exported SavedModel runs it too (ARCHITECTURE.md §7.6: the equations,
+the solver and why it was chosen; measurements in bench/BLENDING_RESULTS.md).
 
-The generator's hole values ``y`` need not meet the known pixels ``x`` at the hole's edge
-(the v1 network has no skip connections, so fine detail and exact colour at the boundary
-are lost in its 4x-downsampled bottleneck). Seam blending keeps the fill's gradients inside
-the hole and makes it continuous with the photo (Perez et al., "Poisson Image Editing",
-SIGGRAPH 2003; used as post-processing by Iizuka et al., SIGGRAPH 2017). The blended fill
-is ``y + h`` with ``h`` discrete-harmonic on the hole and, across every hole edge between a
-hole pixel ``p`` and a known pixel ``q``, the boundary value ``x_q - y_p`` (the fill's
-gradient across the seam is taken as zero, so only hole values of ``y`` are used). Pixels
-outside the image add no equation (natural boundary); docs/ARCHITECTURE.md §7.6 has the
-equations.
-
-Solver (TensorFlow ops, so it runs inside the exported SavedModel): conjugate gradients
-preconditioned by one multigrid V-cycle, until the residual is ``1e-5`` of the right-hand
-side. The V-cycle aggregates 2x2 pixels per coarser grid (piecewise-constant prolongation,
-Galerkin coarse operators ``P^T A P``: the hole's exact shape, its Dirichlet edges and the
-image border's natural edges reach every grid, and every grid keeps a 5-point stencil),
-with one damped Jacobi sweep before and after the coarse correction and the correction
-over-weighted (aggregation under-corrects smooth errors by about 2, Braess 1995; Notay
-2010); the coarsest grid, at most ``COARSEST`` cells a side, is solved exactly with its
-inverse (computed once per region). The V-cycle is symmetric positive definite, so CG stays
-valid. Why this and not a fast sine transform of the box as preconditioner: that one is
-exact for a rectangle but degrades with the hole's shape (a thin stroke in a large box),
-while the Galerkin grids follow any shape. Cost: a V-cycle is O(N) on an N-pixel box (4/3 N
-pixel updates, plus a fixed 256² coarse product); the CG steps grow like log N (12 for a
-217² box, 21 for 512², ``bench/BLENDING_RESULTS.md``), so O(N log N) in all, where plain CG
-on the Laplacian needs O(sqrt N) steps, O(N^1.5).
-
-Graph size: the grids live in TensorArrays and the V-cycle is a loop over levels, so the
-traced graph does not grow with the number of levels (tracing and optimising it is a fixed
-cost per process, which :class:`TracedBlend` moves off the critical path). Channels are the
-batch axis of every solver array ``[C, H, W, 1]``, so per-channel CG step sizes and the
-single-channel grids broadcast over the leading axis (fast), not the last one.
-
-Each hole region (``model/inference/regions.py``) is solved on its own tight box grown by
-one pixel, one after the other, so cost and memory follow the regions' boxes, not the
-distance between them; hole pixels of different regions are never 4-adjacent, so the
-regions' equations are independent.
+The blended fill is ``y + h``, ``h`` discrete-harmonic on the hole with ``x_q - y_p`` across each
+seam edge. Each hole region (``model/inference/regions.py``) is solved on its own tight box grown
+by one pixel, one after the other, by conjugate gradients preconditioned by one multigrid V-cycle
+(2x2 aggregation, Galerkin coarse operators, damped Jacobi sweeps around an over-weighted coarse
+correction, the coarsest grid solved exactly); a fast sine transform of the box would be exact
+for a rectangle but degrades with the hole's shape (a thin stroke in a large box), while the
+Galerkin grids follow any shape. The grids live in TensorArrays and the V-cycle is
+a loop over levels, so the traced graph has a fixed size; :class:`TracedBlend` traces it off the
+critical path. Channels are the batch axis of every solver array ``[C, H, W, 1]``, so
+per-channel CG step sizes and the single-channel grids broadcast over the leading axis.
 """
 
 import threading

@@ -1,12 +1,10 @@
 """Decoding encoded image bytes in TensorFlow ops, for the SavedModel's ``inpaint_bytes``.
 
-The TF counterpart of ``model/fileio/decode.py`` (Pillow/OpenCV, used by test.py), with the
-rules of ``model/fileio/rules.py``: the same pixels for PNG/JPEG/BMP/GIF/still WebP, EXIF
-orientation applied (``model/inference/orientation.py``), the same mask threshold. Before
-anything is decoded, :func:`checked` refuses an unsupported format, an animated WebP, a JPEG
-with more than ``rules.MAX_JPEG_SCANS`` scans and an image above the pixel cap; for a GIF
-the cap counts every frame descriptor (a frame may be larger than the logical screen the
-header states). The decoded tensor is checked against the cap again.
+The TF counterpart of ``model/fileio/decode.py`` (Pillow/OpenCV, used by test.py): the same
+pixels under the rules listed in ``model/fileio/rules.py``, EXIF orientation applied by
+``model/inference/orientation.py``. :func:`checked` makes the header checks before anything is
+decoded (sizes read from the header bytes; for a GIF every frame descriptor, as a frame may be
+larger than the logical screen the header states).
 """
 import tensorflow as tf
 

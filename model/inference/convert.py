@@ -13,8 +13,6 @@ from model.errors import UserError
 from model.inference import portable
 
 ONNX_OPSET = 17
-ONNX_FILE = "model.onnx"
-TFLITE_FILE = "model.tflite"
 
 
 def onnx_bytes(generator, model_config, opset=ONNX_OPSET):

@@ -8,13 +8,11 @@ the known pixels from the input. ``test.py`` and ``evaluate.py`` call it through
 :meth:`Inpainter.inpaint` (NumPy in and out); the SavedModel's signatures
 (``model/inference/serving.py``) call it inside their graph, so both give the same bytes.
 
-Differences from the official ``test.py`` (ARCHITECTURE.md §7.1), by design: the image is
-padded and cropped back instead of cropped (the output keeps the input's size), and known
-pixels are copied (the release's float round trip makes 15–55 % of them one level darker).
-Hole pixels are computed exactly as the release does, then (``seam_blend``, the default)
-seam-blended into the photo (``model/inference/blending.py``); ``seam_blend=False`` keeps the
-network's hole pixels as they are. ``official=True`` reproduces the release bit for bit
-instead: grid-8 crop, every pixel through the float round trip, no blending.
+Its conventions and how they differ from the release's test-time procedure are
+ARCHITECTURE.md §7.1–7.2 (padding instead of cropping, known pixels copied); after the network,
+``seam_blend`` (§7.6, ``model/inference/blending.py``) pastes the fill in the gradient domain.
+``official=True`` reproduces the release bit for bit instead: grid-8 crop, every pixel through
+the float round trip, no blending.
 
 Inside a graph grappler rewrites ``x / 127.5`` into ``x * (1 / 127.5)``, which is one ulp off
 for 111 of the 256 pixel values and moves some truncated outputs by a level; the divisor is
@@ -26,17 +24,16 @@ import tensorflow as tf
 from model import config as config_lib
 from model import flow_viz
 from model import weights
+from model.config import GRID
 from model.inference import blending
 from model.inference import local_plan
 from model.inference import regions
 from model.inference import scaling
 
-GRID = 8
 IMAGE_SPEC = tf.TensorSpec([None, None, 3], tf.uint8)
 HOLE_SPEC = tf.TensorSpec([None, None], tf.bool)
 # Seam blending as run by ``Inpainter.inpaint``: one traced function per process.
 _BLEND = blending.TracedBlend()
-REGION_CELL = 16  # px per labelling cell of the hole regions (regions.region_boxes)
 
 
 def grid_pad_indices(size, use_reflect, grid=GRID):
@@ -90,8 +87,8 @@ class Inpainter:
     self.inference = config_lib.LEGACY_INFERENCE if inference is None else inference
     self.seam_blend = self.inference.seam_blend if seam_blend is None else bool(seam_blend)
     self.strategy = self.inference.strategy if strategy is None else strategy
-    if self.strategy not in scaling.STRATEGIES:
-      raise ValueError(f"strategy must be one of {scaling.STRATEGIES}, got {self.strategy!r}")
+    if self.strategy not in config_lib.STRATEGIES:
+      raise ValueError(f"strategy must be one of {config_lib.STRATEGIES}, got {self.strategy!r}")
     self.budget_bytes = local_plan.budget_bytes_of(max_memory_gb)
     self.generator = generator
     self.config = model_config
@@ -165,8 +162,8 @@ class Inpainter:
 
   def _regions(self, hole):
     """Hole regions: boxes int32 [N, 4], cell labels, and each region's scale float32 [N]."""
-    boxes, labels = regions.region_boxes(hole, REGION_CELL)
-    depths = scaling.region_depths(hole, labels, tf.shape(boxes)[0], REGION_CELL)
+    boxes, labels = regions.region_boxes(hole, regions.CELL)
+    depths = scaling.region_depths(hole, labels, tf.shape(boxes)[0], regions.CELL)
     return boxes, labels, scaling.scale_for(depths, self.inference.hole_max)
 
   def _resize_fill(self, image, hole):
@@ -189,7 +186,7 @@ class Inpainter:
                                  path, attention_tiled)
       inner = filled[box[0] - c[0]:box[2] - c[0], box[1] - c[1]:box[3] - c[1]]
       own = tf.logical_and(hole[box[0]:box[2], box[1]:box[3]],
-                           scaling.owned(labels, box, i, REGION_CELL))
+                           scaling.owned(labels, box, i, regions.CELL))
       patch = tf.where(own[..., None], inner, out[box[0]:box[2], box[1]:box[3]])
       return i + 1, tf.tensor_scatter_nd_update(out, scaling.box_indices(box), patch)
 
@@ -286,11 +283,11 @@ class Inpainter:
     return "local" if local_plan.use_local(self.generator, mask) else "full"
 
   def choose_crop_path(self, hole):
-    """``(path, None)``: the network path (``local`` or ``full``) of every ``crop`` region for
-    a bool [H, W] hole, decided eagerly as the graph decides it, so one network is traced;
-    ``("auto", None)`` (decided per region in the graph) when the regions disagree. Dense or
-    tiled attention stays decided in the graph: that choice alone moved bytes on the README
-    example, and it duplicates no convolution."""
+    """The network path (``local`` or ``full``) of every ``crop`` region for a bool [H, W]
+    hole, decided eagerly as the graph decides it, so one network is traced; ``"auto"``
+    (decided per region in the graph) when the regions disagree. Dense or tiled attention
+    stays decided in the graph: that choice alone moved bytes on the README example, and it
+    duplicates no convolution."""
     hole = tf.constant(hole)
     boxes, _, scales = self._regions(hole)
     height, width = tf.shape(hole)[0], tf.shape(hole)[1]
@@ -302,7 +299,7 @@ class Inpainter:
       if bool(scale < 1.0):
         sub = scaling.downscale_hole(sub, scaling.scaled_size(c[2] - c[0], c[3] - c[1], scale))
       paths.add(self.choose_path(sub))
-    return (paths.pop() if len(paths) == 1 else "auto"), None
+    return paths.pop() if len(paths) == 1 else "auto"
 
   def choose_strategy(self, hole):
     """The strategy this inpainter runs on a bool [H, W] hole: ``self.strategy``, with
@@ -354,7 +351,7 @@ class Inpainter:
         height, width = (-(-n // GRID) * GRID for n in grid_hole.shape)
         tiled = local_plan.attention_tiled(height, width, self.budget_bytes)
     elif strategy == "crop":
-      path, tiled = self.choose_crop_path(hole)
+      path = self.choose_crop_path(hole)
     else:
       path = "auto"
     # Blending runs as its own function, compiled in the background while the network's

@@ -7,13 +7,12 @@ import tensorflow as tf
 
 from model import limits
 from model.generator import ATTENTION
+from model.config import GRID
 from model.inference import regions
 
-ALIGN = 8
 # The hole-local path is taken when its FLOP plan is below this share of the full
 # network's: its own overhead is small (timings: bench/RESULTS.md, bench/README.md).
 LOCAL_THRESHOLD = 0.95
-REGION_CELL = 16  # px per labelling cell of the hole regions (regions.region_boxes)
 
 
 def receptive_radius(stage):
@@ -34,7 +33,7 @@ def receptive_radius(stage):
   return radius, scale
 
 
-def _round_up(value, multiple=ALIGN):
+def _round_up(value, multiple=GRID):
   return -(-value // multiple) * multiple
 
 
@@ -64,8 +63,8 @@ def _hole_box(mask):
 
 def _expand(box, margin, height, width):
   """Grows ``box`` by ``margin``, clips to the image, aligns outward to multiples of 8."""
-  y0 = tf.maximum(box[0] - margin, 0) // ALIGN * ALIGN
-  x0 = tf.maximum(box[2] - margin, 0) // ALIGN * ALIGN
+  y0 = tf.maximum(box[0] - margin, 0) // GRID * GRID
+  x0 = tf.maximum(box[2] - margin, 0) // GRID * GRID
   y1 = tf.minimum(_round_up(box[1] + margin), height)
   x1 = tf.minimum(_round_up(box[3] + margin), width)
   return tf.stack([y0, y1, x0, x1])
@@ -111,7 +110,7 @@ def hole_boxes(mask):
   [B, H, W, 1] over the batch (``regions.region_boxes``), aligned outward to 8. Each region is
   processed on its own, so the work does not grow with the distance between holes."""
   any_hole = tf.reduce_max(mask, axis=[0, 3]) > 0.5                   # [H, W]
-  boxes, _ = regions.region_boxes(any_hole, REGION_CELL)
+  boxes, _ = regions.region_boxes(any_hole, regions.CELL)
   height, width = tf.shape(mask)[1], tf.shape(mask)[2]
   return tf.map_fn(lambda b: _expand(tf.stack([b[0], b[2], b[1], b[3]]), 0, height, width),
                    boxes, fn_output_signature=tf.TensorSpec([4], tf.int32))
@@ -181,11 +180,11 @@ def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256, hole=N
   xnow = g.stage2_input(x_in, mask, x1)
 
   # Attention keys: the encoder over the whole image, in strips.
-  block = tf.maximum(_round_up(tf.cast(strip_rows, tf.int32)), ALIGN)
+  block = tf.maximum(_round_up(tf.cast(strip_rows, tf.int32)), GRID)
   pm = _encode_in_strips(g.attention_encoder, xnow, m["encoder"], block)
   pm = tf.ensure_shape(pm, [None, None, None, g.table["attention_encoder"].out_channels])
   mask_s = g.attention_mask(mask)
-  h2, w2 = height // 8, width // 8
+  h2, w2 = height // GRID, width // GRID
 
   def refined(out_box, out):
     merge_box = _expand(out_box, m["merge"], height, width)
@@ -197,8 +196,8 @@ def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256, hole=N
     hallu = hallu[:, offset[0]:offset[1], offset[2]:offset[3]]
 
     # Queries whose pasted 4×4 patches reach the decoder crop (1/8 grid).
-    qbox = tf.stack([tf.maximum(dec_box[0] // 8 - 1, 0), tf.minimum(dec_box[1] // 8 + 1, h2),
-                     tf.maximum(dec_box[2] // 8 - 1, 0), tf.minimum(dec_box[3] // 8 + 1, w2)])
+    qbox = tf.stack([tf.maximum(dec_box[0] // GRID - 1, 0), tf.minimum(dec_box[1] // GRID + 1, h2),
+                     tf.maximum(dec_box[2] // GRID - 1, 0), tf.minimum(dec_box[3] // GRID + 1, w2)])
     # Scattered holes: of the box's query tiles, compute only those holding a needed query.
     att, _ = g.attention_branch(pm, mask_s, attention_tile=attention_tile, query_box=qbox,
                                 output_box=dec_box // 4, query_mask=needed)
@@ -221,7 +220,7 @@ def needed_queries(generator, mask):
   hole cell are needed.
   """
   m = margins(generator)
-  reach = (m["merge"] + m["decoder"]) // 8 + 1
+  reach = (m["merge"] + m["decoder"]) // GRID + 1
   cells = tf.nn.max_pool2d(tf.reduce_max(mask, axis=0, keepdims=True), 8, 8, "VALID")
   return tf.nn.max_pool2d(cells, 2 * reach + 1, 1, "SAME")[0, :, :, 0] > 0.5
 
@@ -267,7 +266,7 @@ def plan(generator, hole, height, width, needed=None):
 
   table = g.table
   c = table["attention_encoder"].out_channels
-  h8, w8 = height // 8, width // 8
+  h8, w8 = height // GRID, width // GRID
   keys = tf.cast(h8 * w8, tf.float64)
   per_pair = float(2 * c * (ATTENTION.ksize ** 2 + 4 * ATTENTION.rate ** 2))
   full_hw = (tf.cast(height, tf.float64), tf.cast(width, tf.float64))
@@ -331,7 +330,7 @@ def strip_rows(width, channels, budget_bytes, batch=1):
   """Rows per strip of the full-image attention encoder for a memory budget (int32)."""
   per_row = 4.0 * tf.cast(width, tf.float64) * (5 + 4 * channels) * tf.cast(
       tf.maximum(batch, 1), tf.float64)
-  rows = tf.cast(tf.constant(float(budget_bytes), tf.float64) / per_row, tf.int32) // ALIGN * ALIGN
+  rows = tf.cast(tf.constant(float(budget_bytes), tf.float64) / per_row, tf.int32) // GRID * GRID
   return tf.clip_by_value(rows, 32, 1024)
 
 

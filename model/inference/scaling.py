@@ -1,38 +1,14 @@
-"""Scale-aware inference: at what scale, and on which part of the photo, the network runs.
-
-A generator learns holes of the sizes it was trained with (``InferenceConfig.hole_min`` ..
-``hole_max`` px, in ``crop_size``² crops). A photo whose holes are larger is better filled at
-a smaller scale, where they match (issue 20; IOPaint's ``Resize`` and ``Crop`` strategies and
-MI-GAN's crop-resize-paste pipeline do the same). The strategies, as TF ops:
-
-* ``original``: the whole photo at its own resolution (the release's computation).
-* ``resize``: the whole photo at the scale of its deepest hole region (:func:`scale_for`).
-* ``crop``: each hole region (``regions.region_boxes``) on its own: its box grown by a
-  context margin (:func:`context_box`), at that region's scale.
-* ``auto``: ``original`` when no region is deeper than the training holes (nothing to
-  rescale), otherwise ``crop``.
-
-A region's *depth* is ``2 A / P`` (``A`` its hole pixels, ``P`` its hole-to-known pixel edges):
-half the side of a square hole, the width of a stroke. The training boxes have depths
-``hole_min / 2 .. hole_max / 2``; a region deeper than ``hole_max / 2`` runs at the scale
-``hole_max / (2 depth)``. On dev at a 512-px long side (box holes of 190-256 px, strokes
-20-68 px wide) fixed scales gave, blended, box 17.13 / 17.24 / 17.90 / 17.87 dB at 1, 0.75,
-0.5, 0.375 and strokes 23.42 / 23.55 / 23.04 / 22.99 dB: boxes want about half scale, strokes
-little or none, which the depth rule gives (the longest side of a region's box would shrink
-strokes to a third).
-
-Downscaling uses area averaging (a pixel is a hole when any source pixel under it is), the
-fill is upsampled bicubically; only hole pixels are taken from it, so known pixels stay the
-input's, and seam blending (when on) runs at full resolution (``model/inference/inpainter.py``).
+"""Scale strategies ``original`` / ``resize`` / ``crop`` / ``auto`` (ARCHITECTURE.md §7.7) as
+TF ops: hole-region depths and scales (:func:`scale_for`), context boxes (:func:`context_box`),
+area-down / bicubic-up resampling and the paste of a region's hole pixels. Measurements behind
+the depth rule and ``CONTEXT``: bench/STRATEGY_RESULTS.md.
 """
 import tensorflow as tf
 
-STRATEGIES = ("original", "resize", "crop", "auto")
 MIN_SCALE = 1.0 / 16.0  # never shrink further (a 4,000-px hole runs at 250 px)
 MIN_SIDE = 16           # a scaled photo or crop keeps at least this many pixels per side
 # Context around a region in crop mode, in multiples of the region's longest side (at least a
-# crop_size² crop at the region's scale). On 4 dev photos at full resolution (2-3 boxes, 10 %),
-# blended: 0, 0.25, 1 gave 18.94 / 18.95 / 18.80 dB hole PSNR, 4.1 / 3.2 / 5.6 s per photo.
+# crop_size² crop at the region's scale); chosen in bench/STRATEGY_RESULTS.md ("Crop margin").
 CONTEXT = 0.25
 
 

@@ -12,9 +12,8 @@ Each sample runs :meth:`model.inference.inpainter.Inpainter.fill` — the pipeli
 runs — one at a time (``tf.map_fn``). Batch 1 per sample keeps the results bit-identical to
 ``test.py``: a batched call changes the last float bits, which moves some truncated 8-bit
 values by one level. Bad input ends in an ``InvalidArgumentError`` naming the problem: a mask
-that is not ``[B, H, W, 1]`` or not the image's size; in ``inpaint_bytes`` an image or mask
-above the pixel cap (read from the file header, before anything is decoded, and checked on
-the decoded tensor), an unsupported format, an animated WebP or a JPEG with too many scans.
+that is not ``[B, H, W, 1]`` or not the image's size; in ``inpaint_bytes`` a file the rules of
+``model/fileio/rules.py`` refuse.
 """
 
 import keras

@@ -27,7 +27,7 @@ TRAINED_STRATEGY = "crop"
 GANS = ("wgan_gp", "sn_patch", "none")
 L1_REGIONS = ("box", "hole")
 MASK_MODES = ("box", "free_form", "both", "mixed")
-STRATEGIES = ("default", "mirrored", "multi_worker")
+DISTRIBUTE_STRATEGIES = ("default", "mirrored", "multi_worker")  # tf.distribute (--distribute)
 PRESETS = ("none", "tiny")
 DEFAULT_CRITIC_STEPS = {"wgan_gp": 5, "sn_patch": 1, "none": 0}  # v1: 5 per G step; v2: 1
 # ``--micro_batch -1``: micro-batches of at most this many samples x pixels x generator
@@ -74,11 +74,12 @@ class _Section:
   """``from_dict`` for a config dataclass: unknown keys raise, missing ones take defaults."""
   SECTION = ""
   RETIRED = ()  # keys older config.json files hold that no longer mean anything (dropped)
+  RENAMED = {}  # key in older config.json files -> its name now
 
   @classmethod
   def from_dict(cls, values):
     if isinstance(values, dict):
-      values = {k: v for k, v in values.items() if k not in cls.RETIRED}
+      values = {cls.RENAMED.get(k, k): v for k, v in values.items() if k not in cls.RETIRED}
     return cls(**_check_keys(cls, values, cls.SECTION))
 
 
@@ -197,6 +198,7 @@ class TrainConfig(_Section):
   """Optimisation, schedule, logging and devices (ARCHITECTURE.md §6.3). Periods count G steps."""
   SECTION = "train"
   RETIRED = ("steps_per_loop",)  # never did anything (steps run one per call)
+  RENAMED = {"strategy": "distribute"}  # "strategy" is the scale strategy everywhere else
   checkpoint_dir: str = "checkpoints/run"
   max_iters: int = 1_000_000
   lr: float = 1e-4
@@ -212,7 +214,7 @@ class TrainConfig(_Section):
   log_every: int = 100
   val_every: int = 5000
   viz_max_out: int = 10
-  strategy: str = "default"
+  distribute: str = "default"
   virtual_cpu_devices: int = 0
   seed: int = 2018
   preset: str = "none"
@@ -238,8 +240,8 @@ class TrainConfig(_Section):
       value = getattr(self, name)
       _check(value >= minimum, f"--{name} must be >= {minimum}, got {value}")
     _check(self.viz_max_out >= 1, f"--viz_max_out must be >= 1, got {self.viz_max_out}")
-    _check(self.strategy in STRATEGIES,
-           f"--strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+    _check(self.distribute in DISTRIBUTE_STRATEGIES,
+           f"--distribute must be one of {DISTRIBUTE_STRATEGIES}, got {self.distribute!r}")
     _check(self.virtual_cpu_devices >= 0,
            f"--virtual_cpu_devices must be >= 0, got {self.virtual_cpu_devices}")
     _check(self.preset in PRESETS, f"--preset must be one of {PRESETS}, got {self.preset!r}")
@@ -270,7 +272,7 @@ class Config:
     data, train = self.data, self.train
     _check(train.critic_steps >= 1 or not self.loss.adversarial,
            f"--critic_steps must be >= 1 (or -1 for the --gan default), got {train.critic_steps}")
-    if train.strategy == "mirrored" and train.virtual_cpu_devices > 0:
+    if train.distribute == "mirrored" and train.virtual_cpu_devices > 0:
       data.per_replica_batch_size(train.virtual_cpu_devices)
     _check(train.micro_batch <= 0 or not self._spectral_norm,
            "--micro_batch must be 0 or -1 with --gan sn_patch (its spectral norm runs one "

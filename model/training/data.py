@@ -33,11 +33,11 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from model.config import CHANNEL_ORDERS
 from model.errors import UserError
 from model.fileio import decode as image_io
 from model.fileio import paths
 MIN_SIDE = 8  # images with a shorter side (pixels) are skipped as degenerate
-CHANNEL_ORDERS = ("bgr", "rgb")
 
 # Independent random streams derived from the user's seed.
 _ORDER_STREAM = 1

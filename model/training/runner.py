@@ -67,9 +67,9 @@ def _setup_devices(train_cfg):
 
 
 def _make_strategy(train_cfg):
-  if train_cfg.strategy == "multi_worker":
+  if train_cfg.distribute == "multi_worker":
     return tf.distribute.MultiWorkerMirroredStrategy()
-  if train_cfg.strategy == "mirrored":
+  if train_cfg.distribute == "mirrored":
     gpus = tf.config.list_logical_devices("GPU")
     devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
     return tf.distribute.MirroredStrategy(devices)

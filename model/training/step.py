@@ -51,17 +51,6 @@ class StepFunctions:
     self.sd_weights = losses_lib.spatial_discount_weights(*self.box_size,
                                                           gamma=settings.discount_gamma)
 
-  def loss_names(self):
-    """Keys of the dicts returned by ``d_step`` and ``g_step``."""
-    if self.s.gan == "sn_patch":
-      d_keys, gan_keys = ["d_loss", "d_patch"], ["g_patch"]
-    elif self.s.gan == "none":
-      d_keys, gan_keys = [], []
-    else:
-      d_keys, gan_keys = ["d_global", "d_local", "gp", "d_loss"], ["g_global", "g_local"]
-    g_keys = gan_keys if self.s.adversarial else []
-    return d_keys, g_keys + ["l1_loss", "ae_loss", "gan_loss", "g_loss"]
-
   def critic_variables(self):
     return [v for c in self.critics.values() for v in c.trainable_variables]
 

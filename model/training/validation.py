@@ -3,6 +3,8 @@ import numpy as np
 import tensorflow as tf
 
 from model import flow_viz
+from model.config import GRID
+from model.evaluation.metrics import mse_to_psnr
 
 
 def static_view_mask(batch, size):
@@ -42,14 +44,14 @@ def evaluate_batch(generator, images, channel_order, max_images=10, chunk=4):
     hole_px += float(mask.sum() * 3)
     sq_err.extend(np.mean(np.square(diff), axis=(1, 2, 3)))
     if len(rows) < max_images:
-      flow = flow_viz.flow_to_image(offsets, upsample=8).numpy()
+      flow = flow_viz.flow_to_image(offsets, upsample=GRID).numpy()
       flow = (flow[:, :size, :size] + 1.0) / 2.0  # flow pictures are RGB already
       shown = x_in + mask  # holes drawn white, as in the paper's figures
       parts = [_to_display(np.clip(p, -1, 1), channel_order) for p in (shown, x1, x2, complete)]
       parts.append(flow)
       parts.append(_to_display(x, channel_order))
       rows.extend(np.concatenate(parts, axis=2))
-  mse = np.maximum(np.asarray(sq_err), 1e-10)
-  metrics = {"hole_l1": abs_err / max(hole_px, 1.0), "psnr": float(np.mean(10 * np.log10(1.0 / mse)))}
+  metrics = {"hole_l1": abs_err / max(hole_px, 1.0),
+             "psnr": float(np.mean([mse_to_psnr(mse) for mse in sq_err]))}
   grid = tf.convert_to_tensor(np.clip(np.stack(rows[:max_images]), 0.0, 1.0))
   return metrics, grid

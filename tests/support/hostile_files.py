@@ -1,9 +1,10 @@
-"""Hostile image files for the tests of the file-format boundary (issue 24), built in memory.
+"""Hostile image files for the tests of the file-format boundary, built in memory.
 
 Each is small and made from scratch with Pillow plus byte patches, so the tests need no data.
 """
 import io
 import struct
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -38,8 +39,8 @@ def progressive_jpeg(h=48, w=64, seed=0):
 
 
 def many_scans_jpeg(scans, h=48, w=64):
-  """A progressive JPEG whose smallest scan is repeated until it has ``scans`` scans (the CPU
-  bomb of issue 24 item 5: decoding time grows with the scans, the file stays small)."""
+  """A progressive JPEG whose smallest scan is repeated until it has ``scans`` scans (a CPU
+  bomb: decoding time grows with the scans, the file stays small)."""
   data = progressive_jpeg(h, w)
   segments = jpeg_segments(data)
   sos = [(s, e) for m, s, e in segments if m == 0xDA]
@@ -60,7 +61,7 @@ def jpeg_header_only(width, height):
 
 def gif_frame_beyond_screen(screen=8, frame=300):
   """A GIF whose logical screen says ``screen`` x ``screen`` but whose one frame is
-  ``frame`` x ``frame`` (issue 24 item 6)."""
+  ``frame`` x ``frame``: a header check that trusts the screen size lets a large decode through."""
   buf = io.BytesIO()
   Image.fromarray(np.zeros((frame, frame), np.uint8)).convert("P").save(buf, "GIF")
   data = bytearray(buf.getvalue())
@@ -76,7 +77,7 @@ def _tiff_entries(data):
 
 
 def tiff_float_strip_offsets():
-  """An uncompressed TIFF whose StripOffsets tag is typed FLOAT (issue 24 item 11)."""
+  """An uncompressed TIFF whose StripOffsets tag is typed FLOAT (a damaged file)."""
   buf = io.BytesIO()
   Image.fromarray(_noise(16, 16)).save(buf, "TIFF")
   data = bytearray(buf.getvalue())
@@ -114,3 +115,13 @@ def with_exif_orientation(pixels, fmt, tag, **kwargs):
   buf = io.BytesIO()
   Image.fromarray(pixels).save(buf, fmt, exif=exif.tobytes(), **kwargs)
   return buf.getvalue()
+
+
+def png_with_header(width, height):
+  """A small PNG whose IHDR declares ``width x height``; its pixel data is a few bytes, so it is a
+  decompression bomb (or a damaged file) to whatever decodes it instead of reading the header."""
+  def chunk(kind, body):
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+  ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+  return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+          + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))

@@ -12,17 +12,19 @@ exactly one stderr line `error: ...` (never a traceback) and leaves no output fi
 import os
 import re
 import shutil
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 
-import hostile_files as hostile
-from conftest import EXAMPLES, GOLDEN, REPO, png_with_header, require_shared
+from conftest import EXAMPLES, GOLDEN, require_shared
+from support import hostile_files as hostile
+from support import procs
+from support.checkpoints import write_tiny_checkpoint
+from support.hostile_files import png_with_header
 
-TEST_PY = os.path.join(REPO, "test.py")
+pytestmark = pytest.mark.slow  # every test runs python test.py
+
 # Progress updates: stderr is not a terminal here, so each is a plain "[i/n] name..." line.
 _PROGRESS = re.compile(r"^\[\d+/\d+\] [^\r\n\x1b]*(\n|$)", re.M)
 
@@ -46,17 +48,8 @@ def _write(path, pixels, params=()):
 
 
 def run_cli(*args, cwd):
-  """Runs `python test.py ARGS`; TensorFlow logging is left at the CLI's own default.
-
-  Output is decoded by hand: text mode would turn the progress lines' "\r" into newlines.
-  """
-  env = dict(os.environ)
-  env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-  proc = subprocess.run([sys.executable, TEST_PY, *map(str, args)], cwd=str(cwd), env=env,
-                        capture_output=True, timeout=900)
-  return subprocess.CompletedProcess(proc.args, proc.returncode,
-                                     proc.stdout.decode("utf-8", "replace"),
-                                     proc.stderr.decode("utf-8", "replace"))
+  """`python test.py ARGS` to its end, TensorFlow logging left at the CLI's own default."""
+  return procs.run("test.py", *args, cwd=cwd)
 
 
 def stderr_lines(proc):
@@ -120,12 +113,7 @@ def _assert_inpainted(out, src, hole):
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
   """One of our checkpoints with a tiny random generator (cnum=4): fast to load and run."""
-  from model import config, generator
-  directory = tmp_path_factory.mktemp("tiny_ckpt")
-  cfg = config.preset("v1", cnum=4)
-  from model import weights as checkpoints
-  checkpoints.save_generator(generator.build_generator(cfg), cfg, str(directory))
-  return str(directory)
+  return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny_ckpt"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,7 +293,7 @@ def test_single_image_all_black_mask_returns_input(tmp_path, tiny_checkpoint):
 @pytest.mark.parametrize("height, width", [(1, 1), (1, 10000), (7, 64)])
 def test_official_compat_on_an_image_the_grid_crop_empties(tmp_path, tiny_checkpoint, height,
                                                            width):
-  """Issue 24.11: was "error: unexpected InvalidArgumentError" from inside the graph."""
+  """Was "error: unexpected InvalidArgumentError" from inside the graph."""
   image = _write(tmp_path / "thin.png", np.full((height, width, 3), 120, np.uint8))
   mask = _write(tmp_path / "thin_mask.png", np.full((height, width), 255, np.uint8))
   output = tmp_path / "out.png"
@@ -421,7 +409,7 @@ def _case_mask_size_mismatch(tmp):
   return _single(tmp, mask=mask), r"mask is 512x346 but image is 512x342"
 
 
-def _case_tiff_float_strip_offsets(tmp):  # issue 24 item 11: was "unexpected TypeError"
+def _case_tiff_float_strip_offsets(tmp):  # was "unexpected TypeError"
   path = tmp / "float.tif"
   path.write_bytes(hostile.tiff_float_strip_offsets())
   mask = _write(tmp / "mask.png", np.full((16, 16), 255, np.uint8))
@@ -435,7 +423,7 @@ def _case_damaged_g4_tiff(tmp):  # was accepted, with libtiff's lines on stderr
   return _single(tmp, image=path, mask=mask), r"fax\.tif: corrupt TIFF data \(libtiff: Fax4Decode"
 
 
-def _case_jpeg_scan_bomb(tmp):  # issue 24 item 5
+def _case_jpeg_scan_bomb(tmp):  # decoding time grows with the scans
   path = tmp / "scans.jpg"
   path.write_bytes(hostile.many_scans_jpeg(5000))
   return _single(tmp, image=path), r"scans\.jpg: JPEG has more than 100 scans"

@@ -1,9 +1,8 @@
-"""Helpers for the web app tests: a tiny checkpoint, a real `python serve.py` process, uploads."""
+"""Helpers of the web app tests: a real `python serve.py` process, uploads, example pictures."""
 import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -11,54 +10,17 @@ import cv2
 import numpy as np
 
 from conftest import REPO
+from support import procs
 
-SERVE_PY = os.path.join(REPO, "serve.py")
-TEST_PY = os.path.join(REPO, "test.py")
 DEMO_CHECKPOINT = os.path.join(REPO, "checkpoints", "demo")
 URL_LINE = re.compile(r"DeepFill web app: (http://\S+/)")
-
-
-def write_tiny_checkpoint(directory, seed=3):
-  """A random-weight v1 generator with cnum 4 saved as our checkpoint format."""
-  import keras
-
-  from model import config as config_lib
-  from model import generator as generator_lib
-  from model import weights
-  cfg = config_lib.preset("v1", cnum=4)
-  keras.utils.set_random_seed(seed)
-  weights.save_generator(generator_lib.build_generator(cfg), cfg, str(directory))
-  return str(directory)
-
-
-def env():
-  """The environment of CLI subprocesses: this checkout first on the path, the CLIs' own
-  logging defaults."""
-  values = dict(os.environ)
-  values["PYTHONPATH"] = REPO + os.pathsep + values.get("PYTHONPATH", "")
-  values.pop("TF_CPP_MIN_LOG_LEVEL", None)
-  return values
-
-
-def run_test_py(*args, cwd):
-  """Starts `python test.py ARGS` (returns the Popen; call `finish`)."""
-  return subprocess.Popen([sys.executable, TEST_PY, *map(str, args)], cwd=str(cwd), env=env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc, what, timeout=900):
-  out, err = proc.communicate(timeout=timeout)
-  assert proc.returncode == 0, f"{what} failed ({proc.returncode}):\n{out}\n{err}"
-  return out, err
 
 
 class Server:
   """`python serve.py --port 0 ...` as a subprocess; `url` once it printed its address."""
 
   def __init__(self, *args, cwd, timeout=900):
-    self.proc = subprocess.Popen(
-        [sys.executable, SERVE_PY, "--port", "0", *map(str, args)], cwd=str(cwd), env=env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    self.proc = procs.start("serve.py", "--port", "0", *args, cwd=cwd)
     self.stdout_lines, self.stderr_lines = [], []
     self._url = None
     self._ready = threading.Event()

@@ -16,19 +16,13 @@ import cv2
 import pytest
 
 from conftest import EXAMPLES, GOLDEN, REPO, require_shared
+from support import procs
 
 USAGE_STATUS = 2
 
 
-def _run(script, *args, env=None, cwd=REPO, timeout=120):
-  """Runs a CLI with its own logging defaults; output decoded by hand (text mode would turn
-  the progress line's "\\r" into a newline)."""
-  env = dict(os.environ if env is None else env)
-  env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-  proc = subprocess.run([sys.executable, os.path.join(REPO, script), *map(str, args)], cwd=cwd,
-                        env=env, capture_output=True, timeout=timeout)
-  return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(),
-                                     proc.stderr.decode())
+def _run(script, *args, cwd=REPO, environ=None, timeout=120):
+  return procs.run(script, *args, cwd=cwd, environ=environ, timeout=timeout)
 
 
 def _assert_usage_error(proc, fragment):
@@ -46,6 +40,7 @@ def _assert_usage_error(proc, fragment):
     ("batch_inpaint.py", ["--images", "photos", "--masks", "masks", "--output_dir", "out",
                           "--saved_model", "export"]),
 ])
+@pytest.mark.slow
 def test_stray_argument_and_missing_flag_exit_with_the_same_status(script, args, tmp_path):
   _assert_usage_error(_run(script, *args, "stray", cwd=tmp_path),
                       "unexpected arguments: stray")
@@ -63,6 +58,7 @@ _REQUIRED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script, flag", [
     ("test.py", "max_megapixels"), ("export.py", "max_megapixels"),
     ("serve.py", "max_megapixels"), ("batch_inpaint.py", "max_megapixels"),
@@ -70,7 +66,7 @@ _REQUIRED = {
     ("serve.py", "max_memory_gb"), ("evaluate.py", "max_memory_gb")])
 @pytest.mark.parametrize("value", ["inf", "nan", "1e308"])
 def test_limit_flags_refuse_non_finite_and_absurd_values(script, flag, value, tmp_path):
-  """Issue 24 item 11: one check (model/limits.py) per limit, before anything runs."""
+  """One check (model/limits.py) per limit, before anything runs."""
   proc = _run(script, *_REQUIRED[script], f"--{flag}={value}", cwd=tmp_path)
   _assert_usage_error(proc, f"--{flag} must be a positive number")
   assert os.listdir(tmp_path) == []
@@ -86,23 +82,25 @@ def small_pair(tmp_path):
   return tmp_path / "photo.png", tmp_path / "mask.png"
 
 
+@pytest.mark.slow
 def test_verbose_shows_what_is_hidden_by_default(small_pair, tmp_path):
   image, mask = small_pair
-  env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1")
+  environ = procs.env(TF_ENABLE_ONEDNN_OPTS="1")
   args = ("--image", image, "--mask", mask, "--output", tmp_path / "out.png")
-  quiet = _run("test.py", *args, env=env, timeout=600)
+  quiet = _run("test.py", *args, environ=environ, timeout=600)
   assert quiet.returncode == 0 and quiet.stdout == f"wrote {tmp_path / 'out.png'}\n", quiet
   assert re.fullmatch(r"\[1/1\] photo\.png: 96x64, hole [\d.]+ % of the image\n",
                       quiet.stderr), quiet.stderr
-  loud = _run("test.py", *args, "--verbose", env=env, timeout=600)
+  loud = _run("test.py", *args, "--verbose", environ=environ, timeout=600)
   assert loud.returncode == 0 and "oneDNN custom operations are on" in loud.stderr, loud.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("onednn", ["0", "1"])
 def test_parity_and_quiet_output_with_onednn(onednn):
   """tests/test_golden.py (official parity, and test.py's exact output) in a fresh process."""
   require_shared(GOLDEN)
-  env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=onednn, DEEPFILL_REQUIRE_SHARED="1")
+  env = procs.env(TF_ENABLE_ONEDNN_OPTS=onednn, DEEPFILL_REQUIRE_SHARED="1")
   proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                          os.path.join("tests", "test_golden.py")], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=1800)
@@ -110,7 +108,7 @@ def test_parity_and_quiet_output_with_onednn(onednn):
 
 
 def test_progress_rewrites_its_line_only_on_a_terminal():
-  """Issue 24.11: a log file or pipe got "\\r...ESC[K" updates; it now gets plain lines."""
+  """A log file or pipe got "\\r...ESC[K" updates; it now gets plain lines."""
   import io
 
   import cli
