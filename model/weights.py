@@ -10,9 +10,6 @@ and ``.../bias``, with ``<layer>/<layer>_conv`` for the upsampling layers.
 how the model is run by default. :func:`inference_defaults` reads it; an official checkpoint
 defaults to the release's computation, a ``model.json`` without the block to
 ``LEGACY_INFERENCE``.
-
-Variables are float32 under every Keras dtype policy, so every loader takes a ``precision``
-(``model.precision.PRECISIONS``) and builds the generator under it from the same files.
 """
 import glob
 import json
@@ -99,8 +96,8 @@ def is_official_checkpoint(path):
   return "inpaint_net/conv1/kernel" in shapes
 
 
-def load_official(path, precision="float32"):
-  """Builds the ``v1`` generator under ``precision`` and loads an official TF1 checkpoint into it.
+def load_official(path):
+  """Builds the ``v1`` generator and loads an official TF1 checkpoint into it.
 
   Discriminator and optimizer variables are ignored; missing or mis-shaped
   generator variables raise ``UserError``. ``cnum`` is read from ``conv1``.
@@ -113,7 +110,7 @@ def load_official(path, precision="float32"):
     raise UserError(f"{path} is not a DeepFill v1 checkpoint (no inpaint_net/conv1/kernel)")
   cnum = int(shapes["inpaint_net/conv1/kernel"][-1])
   cfg = config_lib.preset("v1", cnum=cnum)
-  gen = generator_lib.build_generator(cfg, precision=precision)
+  gen = generator_lib.build_generator(cfg)
   names = official_variable_names(gen)
   missing = sorted(n for n in names if n not in shapes)
   if missing:
@@ -195,13 +192,13 @@ def inference_defaults(path):
   return config_lib.OFFICIAL_INFERENCE
 
 
-def load_ours(directory, precision="float32"):
-  """Rebuilds the generator from ``model.json`` under ``precision`` and restores its weights."""
+def load_ours(directory):
+  """Rebuilds the generator from ``model.json`` and restores its weights."""
   cfg = read_model_json(directory)
   prefix = _checkpoint_prefix(directory)
   if prefix is None:
     raise UserError(f"{directory} has {MODEL_JSON} but no checkpoint files")
-  gen = generator_lib.build_generator(cfg, precision=precision)
+  gen = generator_lib.build_generator(cfg)
   _read_variables(prefix)  # a clear error for unreadable files
   # Restore by object graph, not by variable name: in training checkpoints the
   # generator's weights are stored under the optimizer's path (TF keeps the first path).
@@ -218,18 +215,17 @@ def load_ours(directory, precision="float32"):
   return gen, cfg
 
 
-def load_generator(path, precision="float32"):
-  """Loads a generator from our checkpoint directory or an official TF1 one, built under the
-  Keras dtype policy ``precision`` (the weights are the same float32 values under any).
+def load_generator(path):
+  """Loads a generator from our checkpoint directory or an official TF1 one.
 
   Returns ``(generator, ModelConfig)``. Raises ``UserError`` if nothing usable is there.
   """
   if not os.path.exists(path) and not os.path.exists(path + ".index"):
     raise UserError(f"checkpoint directory not found: {path}")
   if os.path.isdir(path) and os.path.exists(os.path.join(path, MODEL_JSON)):
-    return load_ours(path, precision)
+    return load_ours(path)
   if is_official_checkpoint(path):
-    return load_official(path, precision)
+    return load_official(path)
   raise UserError(f"no DeepFill checkpoint in {path} (expected {MODEL_JSON} + checkpoint, "
                   "or an official TF1 checkpoint)")
 
@@ -239,7 +235,7 @@ def under_precision(gen, cfg, precision):
   built under it holding the same (float32) weights."""
   if gen.dtype_policy.name == precision:
     return gen
-  other = generator_lib.build_generator(cfg, precision=precision)
+  other = generator_lib.build_generator(cfg, dtype=precision)
   for target, source in zip(other.weights, gen.weights, strict=True):
     target.assign(source)
   return other

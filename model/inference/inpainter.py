@@ -125,7 +125,7 @@ class Inpainter:
     ``strategy`` and ``precision`` override them unless None."""
     inference = weights.inference_defaults(path)
     chosen = run_precision.resolve(precision or inference.precision)  # built once, under it
-    gen, cfg = weights.load_generator(path, precision=chosen)
+    gen, cfg = weights.load_generator(path, dtype=chosen)
     return cls(gen, cfg, max_memory_gb=max_memory_gb, seam_blend=seam_blend,
                strategy=strategy, inference=inference, precision=chosen)
 

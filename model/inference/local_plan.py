@@ -151,15 +151,15 @@ def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256, hole=N
 
   Args:
     generator: an ``InpaintGenerator``.
-    x_in: ``[B, H, W, 3]`` with holes zeroed; mask ``[B, H, W, 1]`` with at least one hole
-      pixel; H, W multiples of 8; both in the generator's compute dtype.
+    x_in: float32 ``[B, H, W, 3]`` with holes zeroed; mask ``[B, H, W, 1]`` with at
+      least one hole pixel; H, W multiples of 8.
     attention_tile: int32 query tile size of contextual attention.
     strip_rows: rows per strip of the attention encoder (multiple of 8).
     hole, needed: :func:`hole_boxes` (or one box, e.g. ``_hole_box(mask)``) and
       ``needed_queries(generator, mask)`` when the caller already has them.
   Returns:
-    ``[B, H, W, 3]`` in the compute dtype: ``x_stage2`` on every hole box (aligned to 8), zeros
-    elsewhere.
+    float32 ``[B, H, W, 3]``: ``x_stage2`` on every hole box (aligned to 8), zeros elsewhere
+    (the stages between run in the generator's compute dtype).
     Stage 1 and the refinement run per box (so two small holes far apart cost two small
     crops, not their joint bounding box); the attention keys come from the whole image.
   """
@@ -363,19 +363,16 @@ def refine(generator, x_in, mask, budget_bytes, path="auto", attention_tiled=Non
   ``budget_bytes`` either way; ``attention_tiled`` (Python bool, or None to test it in the
   graph): whether that tile is smaller than the full network's attention map (see
   :func:`attention_tiled`). ``x_in``/``mask``: float32 ``[B, H, W, *]``, H, W multiples of 8.
-  The network runs in the generator's compute dtype (its Keras dtype policy); the plan and
-  the returned float32 ``x_stage2`` do not depend on it.
+  The network runs in the generator's compute dtype (its Keras dtype policy; its stage
+  methods take and return float32 images); the plan and the returned float32 ``x_stage2`` do
+  not depend on it.
   """
   shape = tf.shape(x_in)
   height, width = shape[1], shape[2]
   tile = attention_tile(height, width, budget_bytes, shape[0])
-  # The network's inputs in its compute dtype, its output back in float32 (no-ops in float32).
-  dtype = generator.compute_dtype
-  net_x, net_mask = tf.cast(x_in, dtype), tf.cast(mask, dtype)
 
   def full():
-    return tf.cast(generator((net_x, net_mask), attention_tile=tile,
-                             attention_tiled=attention_tiled)[1], tf.float32)
+    return generator((x_in, mask), attention_tile=tile, attention_tiled=attention_tiled)[1]
 
   if path not in PATHS:
     raise ValueError(f"path must be one of {PATHS}, got {path!r}")
@@ -386,8 +383,7 @@ def refine(generator, x_in, mask, budget_bytes, path="auto", attention_tiled=Non
 
   def local():
     rows = strip_rows(width, generator.cnum, budget_bytes, shape[0])
-    return tf.cast(refine_locally(generator, net_x, net_mask, tile, rows, hole, needed),
-                   tf.float32)
+    return refine_locally(generator, x_in, mask, tile, rows, hole, needed)
 
   if path == "local":
     return local()
