@@ -64,6 +64,14 @@ class _Runner:
           strategy=self.strategy, precision=self.precision)
     return self._inpainter
 
+  def check_precision(self):
+    """Fails (one line) before any photo is read when an asked-for ``precision`` cannot run
+    on this machine; the model's own declaration is checked when it loads."""
+    if self.precision not in (None, "float32"):
+      cli.import_tensorflow(self.verbose)
+      from model.inference import run_precision
+      run_precision.resolve(self.precision)
+
   def checkpoint_files(self):
     """The files of the checkpoint (a directory, or a prefix of ``.index``/``.data`` files)."""
     path = self.checkpoint_dir
@@ -144,6 +152,7 @@ def _main():
   runner = _Runner(FLAGS.checkpoint_dir, FLAGS.max_memory_gb, FLAGS.official_compat,
                    FLAGS.verbose, FLAGS.seam_blend, FLAGS.strategy, FLAGS.precision)
   max_pixels = limits.max_pixels(FLAGS.max_megapixels)
+  runner.check_precision()
   if os.path.isdir(FLAGS.image):
     if FLAGS.flow:
       raise UserError("--flow works with a single image, not a folder")
