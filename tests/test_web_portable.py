@@ -363,7 +363,8 @@ def golden_case(tmp_path_factory):
   (tmp / "mask.png").write_bytes(helpers.mask_png(hole))
   cli = helpers.run_test_py("--image", tmp / "photo.png", "--mask", tmp / "mask.png",
                             "--output", tmp / "cli.png", "--checkpoint_dir", checkpoint,
-                            "--noseam_blend", "--strategy", "original", cwd=tmp)
+                            "--noseam_blend", "--strategy", "original", "--precision",
+                            "float32", cwd=tmp)
   helpers.finish(export, "export.py --format web")
   helpers.finish(cli, "test.py")
   expected = helpers.decode((tmp / "cli.png").read_bytes())[..., ::-1]
