@@ -277,3 +277,22 @@ def test_portable_export_refuses_a_mixed_precision(tmp_path, tiny_dir):
       "error: --format onnx runs float32 only (ONNX Runtime's and LiteRT's CPU convolutions "
       "take no bfloat16 or float16); drop --precision mixed_bfloat16 or export a SavedModel"]
   assert not (tmp_path / "x").exists()
+
+
+def test_savedmodel_bakes_the_precision_in(tmp_path, tiny_dir):
+  """The exported serving_default computes what the Inpainter computes under that precision
+  (same bytes), which is not the float32 result."""
+  from model.inference import serving
+  gen, cfg = weights.load_generator(tiny_dir)
+  model = serving.ServingModel(gen, cfg, seam_blend=False, precision="mixed_bfloat16")
+  assert model.inpainter.generator.dtype_policy.name == "mixed_bfloat16"
+  model.archive("serving").write_out(str(tmp_path / "sm"), verbose=False)
+  serve = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]
+  rgb, hole = _photo(40, 48)
+  got = serve(image=tf.constant(rgb[None]),
+              mask=tf.constant(hole[None, :, :, None].astype(np.uint8) * 255))["inpainted"]
+  bf16 = inpaint.Inpainter(gen, cfg, seam_blend=False, precision="mixed_bfloat16").inpaint(
+      rgb, hole)[0]
+  f32 = inpaint.Inpainter(gen, cfg, seam_blend=False).inpaint(rgb, hole)[0]
+  np.testing.assert_array_equal(got.numpy()[0], bf16)
+  assert not np.array_equal(bf16, f32)
