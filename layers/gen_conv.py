@@ -153,7 +153,12 @@ class GenConv(keras.layers.Layer):
       x = tf.space_to_batch_nd(x, [d, d], paddings)
       x = tf.nn.conv2d(x, kernel, 1, "VALID")
       x = tf.batch_to_space(x, [d, d], crops)
-    return tf.nn.bias_add(x, bias)
+    if x.dtype == tf.float32:
+      return tf.nn.bias_add(x, bias)
+    # TensorFlow's CPU gradient of BiasAdd (BiasAddGrad) sums over B·H·W in the input's dtype,
+    # which in bfloat16 stalls once the sum outgrows its terms; the gradient of a broadcast add
+    # is a Sum, which accumulates in float32 (same forward values).
+    return x + bias
 
   def compute_output_shape(self, input_shape):
     return shapes.same_conv_output_shape(input_shape, self.strides, self.filters)

@@ -207,9 +207,8 @@ class InpaintGenerator(keras.Model):
 
   def attention_mask(self, mask):
     """``m_s``: the mask at the feature size (§2.3, nearest with aligned corners, §1.4):
-    ``[B, H, W, 1]`` -> ``[B, H/4, W/4, 1]``. Always from the full-size mask."""
-    return resize.resize_nearest_align_corners(self._compute(mask),
-                                               (tf.shape(mask)[1:3] + 3) // 4)
+    ``[B, H, W, 1]`` -> ``[B, H/4, W/4, 1]`` (same dtype). Always from the full-size mask."""
+    return resize.resize_nearest_align_corners(mask, (tf.shape(mask)[1:3] + 3) // 4)
 
   def attention_branch(self, features, mask_s, attention_tile=None, attention_tiled=None,
                        query_box=None, output_box=None, query_mask=None):

@@ -9,11 +9,10 @@ only the computation changes (docs/PRECISION.md). Code that builds networks pass
 dtype once per process and turns a failure into one ``UserError`` line: oneDNN builds that
 believe the CPU has bfloat16 support but may not use it (``ONEDNN_MAX_CPU_ISA`` below
 ``AVX512_CORE``) cannot create a bfloat16 convolution. :func:`has_amx` tells whether the CPU
-has AMX tiles (``amx_bf16``), the hardware on which bfloat16 pays on a CPU.
+has AMX tiles (``amx_bf16``), the hardware on which bfloat16 pays on a CPU. Importing this
+module imports neither TensorFlow nor Keras (``flags.py`` and the training ``Config`` use the names).
 """
 import functools
-
-import keras
 
 from model.errors import UserError
 
@@ -37,6 +36,8 @@ def compute_dtype(precision):
 
 def policy(precision):
   """The ``keras.DTypePolicy`` of ``precision`` (pass it as a layer's ``dtype=``)."""
+  import keras  # pylint: disable=import-outside-toplevel  (the names above need no Keras)
+
   return keras.DTypePolicy(check(precision))
 
 
