@@ -15,6 +15,7 @@ from absl import app
 from absl import flags as absl_flags
 
 from model import limits
+from model.config import INFERENCE_PRECISIONS
 from model.config import STRATEGIES
 
 USAGE_STATUS = 2  # exit status of a command-line mistake, in every CLI
@@ -113,6 +114,17 @@ def define_seam_blend():
                          "pasted back), auto (crop when a hole is deeper than the training "
                          "holes, else original). Default: as the model declares (official "
                          "checkpoints: original).")
+
+
+def define_precision(help_text="Keras dtype policy the network runs under: float32, "
+                     "mixed_bfloat16 or mixed_float16 (weights stay float32; pixel mapping and "
+                     "seam blending stay float32), or auto (mixed_bfloat16 on a CPU with AMX "
+                     "or a GPU of compute capability 8.0 or more, else float32). Default: as "
+                     "the model declares (model.json 'inference'; official checkpoints: "
+                     "float32). docs/PRECISION_INFERENCE.md.", flag_values=absl_flags.FLAGS):
+  """Defines ``--precision`` (default None: what the model declares)."""
+  absl_flags.DEFINE_enum("precision", None, list(INFERENCE_PRECISIONS), help_text,
+                         flag_values=flag_values)
 
 
 def define_verbose():

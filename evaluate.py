@@ -66,6 +66,7 @@ flags.DEFINE_integer("inpaint_radius", 3, "cv2.inpaint neighbourhood radius for 
                      lower_bound=1)
 cli.define_max_memory_gb()
 cli.define_seam_blend()
+cli.define_precision()
 flags.DEFINE_bool("grids", True, "Write the side-by-side picture grids.")
 flags.DEFINE_bool("save_masks", True, "Write the generated masks into OUT/masks/<mode>/.")
 flags.DEFINE_string("output_dir", None, "Folder for results.csv, results.json, grids/ and masks/.")
@@ -100,27 +101,36 @@ def _check_flags():
     raise UserError(f"--output_dir {out}: parent folder does not exist")
 
 
-def model_fill(checkpoint_dir, max_memory_gb, verbose=False, seam_blend=None, strategy=None):
+def model_fill(checkpoint_dir, max_memory_gb, verbose=False, seam_blend=None, strategy=None,
+               precision=None):
   """The checkpoint's ``fill(given, hole)``, loaded and traced once (off the clock).
 
-  ``seam_blend`` / ``strategy``: None runs what the checkpoint declares (``Inpainter``).
+  ``seam_blend`` / ``strategy`` / ``precision``: None runs what the checkpoint declares
+  (``Inpainter``). The function's ``precision`` attribute is the dtype policy that runs.
   """
   if not os.path.exists(checkpoint_dir):
     raise UserError(f"checkpoint directory not found: {checkpoint_dir}")
   cli.import_tensorflow(verbose)
   from model.inference import inpainter as inpaint  # heavy import (TensorFlow) only when needed
   inpainter = inpaint.Inpainter.from_checkpoint(checkpoint_dir, max_memory_gb,
-                                                seam_blend=seam_blend, strategy=strategy)
+                                                seam_blend=seam_blend, strategy=strategy,
+                                                precision=precision)
   inpainter.warm_up()  # trace once
-  return lambda given, hole: inpainter.inpaint(given, hole)[0]
+
+  def fill(given, hole):
+    return inpainter.inpaint(given, hole)[0]
+
+  fill.precision = inpainter.precision
+  return fill
 
 
-def _fills(names):
+def _fills(names, settings):
   fills = {}
   for name in names:
     if name == "model":
       fills[name] = model_fill(FLAGS.checkpoint_dir, FLAGS.max_memory_gb, FLAGS.verbose,
-                               FLAGS.seam_blend, FLAGS.strategy)
+                               FLAGS.seam_blend, FLAGS.strategy, FLAGS.precision)
+      settings["precision"] = fills[name].precision  # what ran (auto resolved)
     else:
       fills[name] = (lambda method: lambda given, hole: classical.inpaint(
           method, given, hole, FLAGS.inpaint_radius))(name)
@@ -134,8 +144,8 @@ def _main():
               "checkpoint_dir": os.path.abspath(FLAGS.checkpoint_dir) if "model" in methods
                                 else None}
   report, grids = engine.run(
-      FLAGS.data_dir, FLAGS.output_dir, lambda: _fills(methods), mask_dir=FLAGS.mask_dir,
-      mask_mode=FLAGS.mask_mode, seed=FLAGS.seed, max_images=FLAGS.max_images,
+      FLAGS.data_dir, FLAGS.output_dir, lambda: _fills(methods, settings),
+      mask_dir=FLAGS.mask_dir, mask_mode=FLAGS.mask_mode, seed=FLAGS.seed, max_images=FLAGS.max_images,
       max_side=FLAGS.max_side, grids=FLAGS.grids, save_masks=FLAGS.save_masks,
       settings=settings, console=cli.CONSOLE)
   print(engine.format_table(report["summary"]))

@@ -3,7 +3,7 @@ or as an ONNX or LiteRT (TFLite) model.
 
   python export.py --checkpoint_dir DIR --export_dir OUT [--max_memory_gb 1] [--max_megapixels 100]
                    [--overwrite] [--[no]seam_blend] [--strategy original|resize|crop|auto]
-                   [--signatures all|serving]
+                   [--signatures all|serving] [--precision float32|mixed_bfloat16|mixed_float16|auto]
   python export.py --format onnx|tflite --checkpoint_dir DIR --export_dir OUT [--overwrite]
   python export.py --format web --checkpoint_dir DIR --export_dir OUT [--overwrite]
 
@@ -14,7 +14,8 @@ SavedModel signatures (see ``model/inference/serving.py`` and docs/SERVING.md):
 ``--format onnx`` writes OUT/model.onnx and ``--format tflite`` OUT/model.tflite: the
 serving_default contract with B = 1 and any H, W, at the photo's own resolution (strategy
 original, whatever the checkpoint declares), without seam blending and with dense attention
-(``model/inference/portable.py``, docs/EXPORT.md).
+(``model/inference/portable.py``, docs/EXPORT.md), in float32: the SavedModel bakes in
+``--precision`` (``auto`` resolved on this machine), the portable formats refuse a mixed one.
 ``--format web`` writes OUT as a static site for any file server (docs/BROWSER.md): the page, ``deepfill.js``, the ONNX model and ONNX Runtime Web from ``web/node_modules``
 (``npm ci --prefix web``; ``model/web/site.py``).
 The export is written to a temporary directory beside OUT and renamed into place, so OUT
@@ -58,6 +59,12 @@ flags.DEFINE_enum("signatures", "all", ["all", "serving"], "Signatures to export
                   "batch_inpaint.py runs; a smaller graph to load).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty SavedModel directory.")
 cli.define_seam_blend()
+cli.define_precision("Keras dtype policy baked into the SavedModel: float32, mixed_bfloat16 or "
+                     "mixed_float16, or auto (resolved on this machine: mixed_bfloat16 on a CPU "
+                     "with AMX or a GPU of compute capability 8.0 or more, else float32). "
+                     "Default: as the model declares (official checkpoints: float32). The ONNX, "
+                     "LiteRT and web formats run float32 (auto means float32 there) and refuse "
+                     "a mixed policy. docs/PRECISION_INFERENCE.md.")
 cli.define_verbose()
 
 
@@ -69,6 +76,9 @@ class _ExportError(Exception):
 MARKERS = {"savedmodel": "saved_model.pb", "onnx": "model.onnx", "tflite": "model.tflite",
            "web": "deepfill.js"}
 NPM_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")  # web/package.json
+# --precision values the portable formats accept (None: the model's declaration is not used
+# there; auto: bfloat16 pays in none of their runtimes).
+PORTABLE_PRECISIONS = (None, "float32", "auto")
 
 
 _fail = cli.CONSOLE.fail
@@ -185,12 +195,14 @@ def _write_file(folder, name, data):
 
 def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False, verbose=False,
            max_megapixels=100.0, seam_blend=None, signatures="all", fmt="savedmodel",
-           strategy=None):
+           strategy=None, precision=None):
   """Loads the generator from ``checkpoint_dir`` and writes the export of format ``fmt``
   (``MARKERS``' keys) to ``export_dir``; a SavedModel gets the signatures of
-  ``serving.SIGNATURE_SETS[signatures]`` and bakes in ``strategy`` / ``seam_blend`` (None:
-  what the checkpoint declares); the portable formats run the network's own fill at full
-  resolution (``model/inference/portable.py``) and ignore both."""
+  ``serving.SIGNATURE_SETS[signatures]`` and bakes in ``strategy`` / ``seam_blend`` /
+  ``precision`` (None: what the checkpoint declares; ``auto`` is resolved here); the portable
+  formats run the network's own fill at full resolution in float32
+  (``model/inference/portable.py``), ignore the first two and refuse a mixed ``precision``.
+  Returns ``(the directory written, the dtype policy its network runs under)``."""
   if not export_dir:
     raise _ExportError("--export_dir is required")
   try:
@@ -200,6 +212,10 @@ def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False, verbo
     raise _ExportError(str(e)) from None
   if fmt not in MARKERS:
     raise _ExportError(f"--format must be one of {', '.join(MARKERS)}, got {fmt!r}")
+  if fmt != "savedmodel" and precision not in PORTABLE_PRECISIONS:
+    raise _ExportError(f"--format {fmt} runs float32 only (ONNX Runtime's and LiteRT's CPU "
+                       f"convolutions take no bfloat16 or float16); drop --precision {precision} "
+                       "or export a SavedModel")
   # A symlink stays: the directory it points to is the one written (replaced with --overwrite).
   out = os.path.realpath(export_dir)
   _check_not_inside(out, checkpoint_dir)
@@ -219,18 +235,18 @@ def export(checkpoint_dir, export_dir, max_memory_gb=1.0, overwrite=False, verbo
     write = lambda tmp: site.write_site(tmp, lambda path: _write_file(*os.path.split(path), data),
                                         NPM_DIR)
     _write_atomically(out, overwrite, write, fmt)
-    return out
+    return out, "float32"
   if fmt != "savedmodel":
     data = portable_model(generator, model_config, fmt, verbose)
     _write_atomically(out, overwrite, lambda tmp: _write_file(tmp, MARKERS[fmt], data), fmt)
-    return out
-  archive = serving.ServingModel(generator, model_config, max_memory_gb,
-                                 max_pixels=max_pixels,
-                                 seam_blend=seam_blend, strategy=strategy,
-                                 inference=checkpoints.inference_defaults(checkpoint_dir)
-                                 ).archive(signatures)
+    return out, "float32"
+  model = serving.ServingModel(generator, model_config, max_memory_gb, max_pixels=max_pixels,
+                               seam_blend=seam_blend, strategy=strategy,
+                               inference=checkpoints.inference_defaults(checkpoint_dir),
+                               precision=precision)
+  archive = model.archive(signatures)
   _write_atomically(out, overwrite, lambda tmp: archive.write_out(tmp, verbose=False))
-  return out
+  return out, model.inpainter.precision
 
 
 def main(argv):
@@ -238,16 +254,16 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # TF's SavedModel writer logs at INFO
 
   def run():
-    out = export(FLAGS.checkpoint_dir, FLAGS.export_dir, FLAGS.max_memory_gb, FLAGS.overwrite,
+    out, precision = export(FLAGS.checkpoint_dir, FLAGS.export_dir, FLAGS.max_memory_gb, FLAGS.overwrite,
                  FLAGS.verbose, FLAGS.max_megapixels, FLAGS.seam_blend, FLAGS.signatures,
-                 FLAGS.format, FLAGS.strategy)
+                 FLAGS.format, FLAGS.strategy, FLAGS.precision)
     link = ""
     if os.path.islink(FLAGS.export_dir.rstrip(os.sep) or os.sep):
       link = f" (the target of the symlink {FLAGS.export_dir})"
     if FLAGS.format == "savedmodel":
       names = ", ".join(("serving_default", "inpaint_bytes")[:1 if FLAGS.signatures == "serving"
                                                             else 2])
-      print(f"wrote SavedModel to {out}{link} (signatures: {names})")
+      print(f"wrote SavedModel to {out}{link} (signatures: {names}); precision {precision}")
     elif FLAGS.format == "web":
       print(f"wrote the static site {out}{link} (index.html, deepfill.js, model.onnx, ONNX Runtime "
             f"Web); try it: python -m http.server --directory {out} --bind 127.0.0.1 8080")

@@ -18,6 +18,7 @@ from absl import flags as absl_flags
 
 from layers.paddings import PADDINGS
 from model import config as config_lib
+from model import precision as precision_lib
 
 from model.training.config import (  # noqa: F401 - the config classes, re-exported
     DEFAULT_CRITIC_STEPS, DISTRIBUTE_STRATEGIES, GANS, L1_REGIONS, MASK_MODES, PRESETS, Config,
@@ -166,6 +167,13 @@ def define_flags(flag_values=absl_flags.FLAGS):
                             "in bench/README.md), scaled by 1 / (img_size² cnum); whole batch "
                             "with --gan sn_patch.",
                             **fv)
+
+  absl_flags.DEFINE_enum("precision", t.precision, precision_lib.PRECISIONS,
+                         "Keras dtype policy of the generator and critics: float32 (the "
+                         "paper's), mixed_bfloat16 (pays on CPUs with AMX and on recent GPUs) or "
+                         "mixed_float16 (GPUs; loss scaling). Weights stay float32, so "
+                         "checkpoints load in any precision; a resumed run keeps its own "
+                         "(docs/PRECISION.md).", **fv)
 
   # Logging, checkpoints, validation.
   absl_flags.DEFINE_integer("checkpoint_every", t.checkpoint_every,

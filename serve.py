@@ -3,13 +3,13 @@ r"""Web app: paint a hole on a photo in the browser and inpaint it (HTTP API + p
   python serve.py [--checkpoint_dir DIR ...] [--host 127.0.0.1] [--port 8000]
                   [--max_upload_mb 50] [--max_megapixels 40] [--max_memory_gb 1] [--queue 8]
                   [--body_timeout 60] [--idle_timeout 10] [--strategy S] [--[no]seam_blend]
-                  [--web_export DIR]
+                  [--web_export DIR] [--precision float32|mixed_bfloat16|mixed_float16|auto]
 
 Loads every model given (``--checkpoint_dir`` repeated; default: the bundled
 checkpoints/demo), warms each up, then prints the URL to
 open; the page offers the models by folder name, the first is the default. Each model runs the
-pipeline its ``model.json`` declares (scale strategy, seam blending) unless ``--strategy`` /
-``--seam_blend`` override it for all of them. With ``--web_export`` (a folder of
+pipeline its ``model.json`` declares (scale strategy, seam blending, precision) unless
+``--strategy`` / ``--seam_blend`` / ``--precision`` override it for all of them. With ``--web_export`` (a folder of
 ``export.py --format web``) the page also offers "Run in this browser": that model then runs in
 the visitor's browser and the photo is not uploaded. The API and its errors are
 described in docs/WEB.md. There is no authentication: the default host only
@@ -47,6 +47,7 @@ cli.define_max_megapixels("Refuse images with more pixels than this (read from t
                           "before decoding) with 413.", default=40)
 cli.define_max_memory_gb()
 cli.define_seam_blend()
+cli.define_precision()
 flags.DEFINE_float("body_timeout", 60, "Seconds a request body may take to arrive after its "
                    "headers; a slower one gets 408 and its connection is closed. No queue slot "
                    "is held meanwhile.", lower_bound=0.001)
@@ -116,15 +117,18 @@ def _checkpoints(given):
 
 def _load_model(name, checkpoint):
   """The `ServedModel` of one checkpoint folder: its Inpainter, built as test.py does (the
-  pipeline the checkpoint declares, unless ``--strategy`` / ``--seam_blend`` override it)."""
+  pipeline the checkpoint declares, unless ``--strategy`` / ``--seam_blend`` / ``--precision``
+  override it)."""
   from model.inference import inpainter as inpainter_lib
   from model.web import app as web_app
   inpainter = inpainter_lib.Inpainter.from_checkpoint(checkpoint,
                                                      max_memory_gb=FLAGS.max_memory_gb,
                                                      seam_blend=FLAGS.seam_blend,
-                                                     strategy=FLAGS.strategy)
+                                                     strategy=FLAGS.strategy,
+                                                     precision=FLAGS.precision)
   cfg = inpainter.config
   return web_app.ServedModel(web_app.ModelInfo(name=name, preset=cfg.arch, cnum=cfg.cnum,
+                                               precision=inpainter.precision,
                                                **inpainter.pipeline()),
                              inpainter)
 

@@ -28,6 +28,7 @@ flags.DEFINE_string("checkpoint_dir", cli.DEFAULT_CHECKPOINT,
                     "DeepFill v1 checkpoint directory.")
 cli.define_max_memory_gb()
 cli.define_seam_blend()
+cli.define_precision()
 flags.DEFINE_bool("official_compat", False,
                   "Reproduce the official test.py output exactly: crop to a multiple of 8 and "
                   "pass known pixels through the float round trip (output may be smaller).")
@@ -43,10 +44,11 @@ class _Runner:
   """Loads the model lazily and inpaints one (image, mask) pair at a time."""
 
   def __init__(self, checkpoint_dir, max_memory_gb, official, verbose=False, seam_blend=None,
-               strategy=None):
+               strategy=None, precision=None):
     self.checkpoint_dir = checkpoint_dir
     self.seam_blend = seam_blend
     self.strategy = strategy
+    self.precision = precision
     self.max_memory_gb = max_memory_gb
     self.official = official
     self.verbose = verbose
@@ -58,8 +60,16 @@ class _Runner:
       from model.inference import inpainter as inpaint  # heavy import (TensorFlow) only when needed
       self._inpainter = inpaint.Inpainter.from_checkpoint(
           self.checkpoint_dir, max_memory_gb=self.max_memory_gb, seam_blend=self.seam_blend,
-          strategy=self.strategy)
+          strategy=self.strategy, precision=self.precision)
     return self._inpainter
+
+  def check_precision(self):
+    """Fails (one line) before any photo is read when an asked-for ``precision`` cannot run
+    on this machine; the model's own declaration is checked when it loads."""
+    if self.precision not in (None, "float32"):
+      cli.import_tensorflow(self.verbose)
+      from model.inference import run_precision
+      run_precision.resolve(self.precision)
 
   def checkpoint_files(self):
     """The files of the checkpoint (a directory, or a prefix of ``.index``/``.data`` files)."""
@@ -139,8 +149,9 @@ def _run_folder(runner, image_dir, mask_arg, output_dir, max_pixels):
 def _main():
   from model.errors import UserError
   runner = _Runner(FLAGS.checkpoint_dir, FLAGS.max_memory_gb, FLAGS.official_compat,
-                   FLAGS.verbose, FLAGS.seam_blend, FLAGS.strategy)
+                   FLAGS.verbose, FLAGS.seam_blend, FLAGS.strategy, FLAGS.precision)
   max_pixels = limits.max_pixels(FLAGS.max_megapixels)
+  runner.check_precision()
   if os.path.isdir(FLAGS.image):
     if FLAGS.flow:
       raise UserError("--flow works with a single image, not a folder")

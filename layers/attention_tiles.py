@@ -19,6 +19,12 @@ Per tile (downsampled grid ``h × w``, ``L = h·w``, row-major index ``p = y·w 
 import tensorflow as tf
 
 
+def matching_dtype(dtype):
+  """The dtype of the score product for features of ``dtype``: ``dtype``, except float32 for
+  float16, whose range the raw patch inner products can exceed (see contextual_attention)."""
+  return tf.float32 if dtype == tf.float16 else dtype
+
+
 def _shift_tables(h, w, fuse_k):
   """Index shifts of the two propagation passes on the flattened ``h × w`` grid.
 
@@ -83,7 +89,7 @@ def tiled_attention(fd, bd, b, valid, tile, query_box, query_mask=None, output_b
     query_mask: optional bool ``[h, w]``: tiles without a True query are skipped.
     output_box: optional (y0, y1, x0, x1) window of ``y`` (feature pixels) to return.
   Returns:
-    ``(y, best)``: y ``[B, r·h, r·w, C]`` (or the ``output_box`` window), zero out of
+    ``(y, best)``: y ``[B, r·h, r·w, C]`` (or the ``output_box`` window) in ``b``'s dtype, zero out of
     the box queries' reach; best int32 ``[B, h, w]`` flat argmax (0 outside the box).
   """
   shape = tf.shape(fd)
@@ -91,10 +97,17 @@ def tiled_attention(fd, bd, b, valid, tile, query_box, query_mask=None, output_b
   channels = fd.shape[-1]
   n = h2 * w2
   kr = ksize // 2
+  # Precision as in dense_attention: scores, softmax and argmax in float32, the matching
+  # convolution in ``matching_dtype``, the paste in the features' dtype, its sum in float32.
+  dtype = b.dtype
+  match = matching_dtype(dtype)
   box = tf.ones([ksize, ksize, 1, 1], tf.float32)
   # 1 / max(‖B_q‖, 1e-4) of every background patch, without an [L, k²C] patch matrix.
-  sq = tf.nn.conv2d(tf.reduce_sum(tf.square(bd), axis=-1, keepdims=True), box, 1, "SAME")
+  sq = tf.nn.conv2d(tf.reduce_sum(tf.square(tf.cast(bd, tf.float32)), axis=-1, keepdims=True),
+                    box, 1, "SAME")
   inv_norm = 1.0 / tf.maximum(tf.sqrt(tf.reshape(sq, [bsz, n])), 1e-4)
+  bd = tf.cast(bd, match)
+  fd = tf.cast(fd, match)
   fd_pad = tf.reshape(tf.pad(fd, [[0, 0], [kr, kr], [kr, kr], [0, 0]]), [bsz, -1, channels])
   wp = w2 + 2 * kr
   # Raw 2r×2r patches with stride r = the (h2+1)×(w2+1) grid of r×r blocks of b
@@ -131,8 +144,8 @@ def tiled_attention(fd, bd, b, valid, tile, query_box, query_mask=None, output_b
       return tf.reshape(tf.nn.conv2d(args[0][None], args[1], 1, "SAME"), tf.stack([n, u]))
 
     scores = tf.map_fn(one_sample, (bd, filters),
-                       fn_output_signature=tf.TensorSpec([None, None], tf.float32))
-    return tf.transpose(scores, [0, 2, 1]) * inv_norm[:, None, :]
+                       fn_output_signature=tf.TensorSpec([None, None], match))
+    return tf.cast(tf.transpose(scores, [0, 2, 1]), tf.float32) * inv_norm[:, None, :]
 
   def fused_scores(queries):
     """Propagated scores ``[B, P, L]`` of a query subset, keys in column-major order."""
@@ -154,6 +167,7 @@ def tiled_attention(fd, bd, b, valid, tile, query_box, query_mask=None, output_b
     scores = fused_scores(queries) if column_major else scores_for(queries)
     attn = tf.nn.softmax(scores * valid * softmax_scale, axis=-1) * valid
     best = tf.argmax(attn, axis=-1, output_type=tf.int32)
+    attn = tf.cast(attn, dtype)
     if column_major:
       best = (best % h2) * w2 + best // h2
     # Paste: block (ii, jj) of every patch = attention shifted by (ii, jj) on the block grid.
@@ -165,7 +179,7 @@ def tiled_attention(fd, bd, b, valid, tile, query_box, query_mask=None, output_b
         s_row, s_col = (jj, ii) if column_major else (ii, jj)
         shifted = tf.pad(att_grid, [[0, 0], [0, 0], [s_row, 1 - s_row], [s_col, 1 - s_col]])
         shifted = tf.reshape(shifted, tf.stack([bsz, p, (h2 + 1) * (w2 + 1)]))
-        parts.append(tf.reshape(tf.matmul(shifted, blocks),
+        parts.append(tf.reshape(tf.cast(tf.matmul(shifted, blocks), tf.float32),
                                 tf.stack([bsz, th, tw, rate, rate, channels])))
     return _fold(parts, th, tw, rate, channels), best
 
@@ -173,7 +187,7 @@ def tiled_attention(fd, bd, b, valid, tile, query_box, query_mask=None, output_b
   canvas, best = _over_tiles(attend, bsz, h2, w2, rate, channels, tf.cast(tile, tf.int32),
                              query_box, query_mask)
   y = _place(canvas, query_box, rate, h2 * rate, w2 * rate, output_box)
-  return y, best
+  return tf.cast(y, dtype), best
 
 
 def _place(canvas, query_box, rate, height, width, output_box=None):

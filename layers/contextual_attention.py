@@ -5,6 +5,14 @@
 memory, optionally only inside a query box (ARCHITECTURE.md §3.9). Unlike the
 release: dynamic batch, height and width, and one mask per sample (same results
 for batch 1).
+
+Precision: the layer computes in the dtype of ``f`` (its dtype policy's compute dtype when
+called as a layer). The score matrix, the propagation, the softmax and the argmax always run
+in float32: the softmax of scores scaled by 10 is where bfloat16's 8-bit mantissa would move
+the attention (and the offsets) most. The matching product runs in the compute dtype except
+for float16, whose range (65504) the raw inner products of ``9·C``-long feature patches can
+exceed before their division by the key norms; the paste runs in the compute dtype and sums
+its four overlapping parts in float32.
 """
 import keras
 import tensorflow as tf
@@ -14,6 +22,8 @@ from layers import resize
 
 # Attention weights below this count as zero in the dense path (see dense_attention).
 NEGLIGIBLE_WEIGHT = 1e-20
+# Dtypes the layer computes in (the compute dtypes of Keras' float32 and mixed policies).
+COMPUTE_DTYPES = (tf.float32, tf.bfloat16, tf.float16)
 
 
 @keras.saving.register_keras_serializable(package="deepfill")
@@ -21,11 +31,11 @@ class ContextualAttention(keras.layers.Layer):
   """Contextual attention layer (ARCHITECTURE.md §3); no trainable weights.
 
   Call ``y, offsets = layer((f, b, mask))`` (or ``(f, b)`` for no mask):
-    f, b: float32 ``[B, H, W, C]`` foreground / background features, same size,
-      H and W divisible by ``rate``.
-    mask: float32 ``[B, H, W, 1]``, 1 = hole, one per sample, same size as f.
+    f, b: ``[B, H, W, C]`` foreground / background features, same size,
+      H and W divisible by ``rate`` (cast to the policy's compute dtype).
+    mask: ``[B, H, W, 1]``, 1 = hole, one per sample, same size as f.
   Returns:
-    y: ``[B, H, W, C]`` features rebuilt from background patches.
+    y: ``[B, H, W, C]`` features rebuilt from background patches, in the compute dtype.
     offsets: int32 ``[B, H/rate, W/rate, 2]``: (dy, dx) from each position to
       its best-matching valid background patch on the downsampled grid
       (``argmax`` of the attention; 0-index tie-break as ``tf.argmax``).
@@ -89,8 +99,10 @@ def contextual_attention(f, b, mask=None, ksize=3, rate=2, fuse_k=3, softmax_sca
   ``tiled``: with ``tile_size`` and no ``query_box``, the caller's answer (Python bool) to
   "is the tile smaller than the map?", which the graph otherwise tests (tracing both paths).
   """
-  f = tf.convert_to_tensor(f, tf.float32)
-  b = tf.convert_to_tensor(b, tf.float32)
+  f = tf.convert_to_tensor(f)
+  if f.dtype not in COMPUTE_DTYPES:
+    f = tf.cast(f, tf.float32)
+  b = tf.cast(b, f.dtype)
   if f.shape[-1] is None:
     raise ValueError("the channel dimension of f must be static")
   shape = tf.shape(f)
@@ -166,22 +178,24 @@ def dense_attention(fd, bd, b, valid, ksize=3, rate=2, fuse_k=3, softmax_scale=1
   """Every query at once, in the paper's steps (ARCHITECTURE.md §3.2–3.7).
 
   Args:
-    fd, bd: float32 ``[B, h, w, C]`` foreground / background on the matching grid.
-    b: float32 ``[B, r·h, r·w, C]`` full-resolution background (pasted from).
+    fd, bd: ``[B, h, w, C]`` foreground / background on the matching grid.
+    b: ``[B, r·h, r·w, C]`` full-resolution background (pasted from), same dtype.
     valid: float32 ``[B, h·w]``, 1 = usable background patch (:func:`valid_keys`).
   Returns:
-    ``(y [B, r·h, r·w, C], best int32 [B, h, w])``: the pasted features and the
-    row-major index of each query's highest-attention patch.
+    ``(y [B, r·h, r·w, C], best int32 [B, h, w])``: the pasted features (dtype of ``b``)
+    and the row-major index of each query's highest-attention patch.
   """
   shape = tf.shape(fd)
   bsz, h, w = shape[0], shape[1], shape[2]
   n = h * w
   channels = fd.shape[-1]
+  dtype, match = b.dtype, attention_tiles.matching_dtype(b.dtype)
   # 1. Background patches as filters, and their L2 norms (cosine similarity, §3.4).
-  keys = patch_rows(bd, ksize)
-  norms = tf.maximum(tf.norm(keys, axis=-1), 1e-4)                    # [B, L]
+  keys = tf.cast(patch_rows(bd, ksize), match)
+  norms = tf.maximum(tf.norm(tf.cast(keys, tf.float32), axis=-1), 1e-4)  # [B, L]
   # 2. Match: convolving the foreground with the normalised filters is this product.
-  scores = tf.matmul(patch_rows(fd, ksize), keys, transpose_b=True) / norms[:, None, :]
+  scores = tf.matmul(tf.cast(patch_rows(fd, ksize), match), keys, transpose_b=True)
+  scores = tf.cast(scores, tf.float32) / norms[:, None, :]
   # 3. Propagate along both diagonals of the score matrix (§3.5).
   if fuse_k > 1:
     scores = propagate(scores, h, w, fuse_k)
@@ -192,6 +206,8 @@ def dense_attention(fd, bd, b, valid, ksize=3, rate=2, fuse_k=3, softmax_scale=1
   # with features are subnormal, which TensorFlow's CPU kernels flush to zero but ONNX Runtime
   # computes, by default, many times slower (bench/WEB_RESULTS.md, the note on subnormals).
   attn = tf.where(attn < NEGLIGIBLE_WEIGHT, 0.0, attn)
+  best = tf.argmax(attn, axis=-1, output_type=tf.int32)
+  attn = tf.cast(attn, dtype)
   # 5. Paste by transposed conv (§3.7): a raw 2r×2r patch (stride r, SAME) is 2×2 of the
   #    r×r blocks of b; each block position of the patches is one product, then overlap-add.
   lo = rate // 2
@@ -204,10 +220,10 @@ def dense_attention(fd, bd, b, valid, ksize=3, rate=2, fuse_k=3, softmax_scale=1
                                         tf.stack([bsz, n, rate * rate * channels])))
       part = tf.nn.depth_to_space(
           tf.reshape(part, tf.stack([bsz, h, w, rate * rate * channels])), rate)
-      canvas += tf.pad(part, [[0, 0], [i * rate, (1 - i) * rate], [j * rate, (1 - j) * rate],
-                              [0, 0]])
+      canvas += tf.pad(tf.cast(part, tf.float32),
+                       [[0, 0], [i * rate, (1 - i) * rate], [j * rate, (1 - j) * rate], [0, 0]])
   y = canvas[:, lo:lo + rate * h, lo:lo + rate * w] / 4.0           # 4 patches cover a pixel
-  return y, tf.reshape(tf.argmax(attn, axis=-1, output_type=tf.int32), tf.stack([bsz, h, w]))
+  return tf.cast(y, dtype), tf.reshape(best, tf.stack([bsz, h, w]))
 
 
 def propagate(scores, h, w, fuse_k=3):

@@ -11,7 +11,8 @@ LEAKY_SLOPE = 0.2  # tf.nn.leaky_relu's default, used by the release.
 class DisConv(keras.layers.Layer):
   """k×k strided conv (TF SAME zero padding, bias) followed by LeakyReLU(0.2).
 
-  Input ``[B, H, W, C_in]`` float32, output ``[B, ceil(H/strides), ceil(W/strides), filters]``.
+  Input ``[B, H, W, C_in]``, output ``[B, ceil(H/strides), ceil(W/strides), filters]`` in the
+  compute dtype of the layer's dtype policy (``dtype=``); variables are float32 under every policy.
   Kernels are Glorot-uniform, biases zero (TF1 defaults, ARCHITECTURE.md §2.1). The inner
   conv is named ``conv``, so the weights are ``<name>/conv/kernel`` and
   ``<name>/conv/bias``, mirroring the release's ``<scope>/<name>/kernel``.
@@ -21,7 +22,9 @@ class DisConv(keras.layers.Layer):
   non-trainable ``<name>/spectral_norm/vector_u``. Note Keras' behaviour: in
   ``training=True`` calls the wrapper *overwrites* the kernel variable with
   ``kernel / sigma`` before convolving (no gradient through sigma); with
-  ``training=False`` the stored kernel is used as is.
+  ``training=False`` the stored kernel is used as is. Under a mixed policy that normalisation
+  runs in float32 (the wrapper does not autocast): computed in bfloat16 it would round the
+  float32 kernel it writes back to bfloat16 at every call.
   """
 
   def __init__(self, filters, kernel_size=5, strides=2, spectral_norm=False, **kwargs):
@@ -32,9 +35,13 @@ class DisConv(keras.layers.Layer):
     self.spectral_norm = bool(spectral_norm)
     self.conv = keras.layers.Conv2D(
         self.filters, self.kernel_size, strides=self.strides, padding="same", use_bias=True,
-        kernel_initializer="glorot_uniform", bias_initializer="zeros", name="conv")
+        kernel_initializer="glorot_uniform", bias_initializer="zeros", name="conv",
+        dtype=self.dtype_policy)
+    # autocast=False: the wrapper reads and rewrites the float32 kernel in float32 and passes
+    # its input on uncast; the wrapped conv still computes in the policy's compute dtype.
     self.sn = (keras.layers.SpectralNormalization(self.conv, power_iterations=1,
-                                                  name="spectral_norm")
+                                                  name="spectral_norm", autocast=False,
+                                                  dtype=self.dtype_policy)
                if self.spectral_norm else None)
 
   def build(self, input_shape):

@@ -74,7 +74,10 @@ def mirror_indices(size, pad, slack):
 class GenConv(keras.layers.Layer):
   """k×k conv (stride, dilation) + activation, as ``gen_conv`` of the release.
 
-  Input ``[B, H, W, C_in]`` float32, output ``[B, ceil(H/stride), ceil(W/stride), filters]``.
+  Input ``[B, H, W, C_in]``, output ``[B, ceil(H/stride), ceil(W/stride), filters]`` in the
+  compute dtype of the layer's dtype policy (``dtype=``, e.g. ``"mixed_bfloat16"``; Keras casts
+  floating inputs to it). Variables are float32 under every policy; the inner conv shares
+  the layer's policy.
   ``padding='zero'`` is TF SAME (what released weights use); ``'reflect'`` and
   ``'symmetric'`` pad ``dilation*(k-1)/2`` by mirroring, then convolve VALID
   (the paper's mirror padding). ``gated=True`` (DeepFill v2) convolves to
@@ -102,7 +105,8 @@ class GenConv(keras.layers.Layer):
     self.conv = keras.layers.Conv2D(
         out, self.kernel_size, strides=self.strides, dilation_rate=self.dilation_rate,
         padding="same" if padding == "zero" else "valid", use_bias=True,
-        kernel_initializer="glorot_uniform", bias_initializer="zeros", name="conv")
+        kernel_initializer="glorot_uniform", bias_initializer="zeros", name="conv",
+        dtype=self.dtype_policy)
 
   def build(self, input_shape):
     self.conv.build((input_shape[0], None, None, input_shape[-1]))
@@ -127,7 +131,9 @@ class GenConv(keras.layers.Layer):
     conv, ``BatchToSpaceND``. Its general padding arithmetic adds about 80 ops per layer to a
     trace with unknown sizes; the few needed here keep tracing and graph optimisation short.
     """
-    kernel, bias = self.conv.kernel, self.conv.bias
+    # float32 variables, read in the compute dtype (a no-op under the float32 policy).
+    kernel = tf.cast(self.conv.kernel, self.compute_dtype)
+    bias = tf.cast(self.conv.bias, self.compute_dtype)
     same = self.padding == "zero"
     d = self.dilation_rate
     if d == 1:
@@ -147,7 +153,12 @@ class GenConv(keras.layers.Layer):
       x = tf.space_to_batch_nd(x, [d, d], paddings)
       x = tf.nn.conv2d(x, kernel, 1, "VALID")
       x = tf.batch_to_space(x, [d, d], crops)
-    return tf.nn.bias_add(x, bias)
+    if x.dtype == tf.float32:
+      return tf.nn.bias_add(x, bias)
+    # TensorFlow's CPU gradient of BiasAdd (BiasAddGrad) sums over B·H·W in the input's dtype,
+    # which in bfloat16 stalls once the sum outgrows its terms; the gradient of a broadcast add
+    # is a Sum, which accumulates in float32 (same forward values).
+    return x + bias
 
   def compute_output_shape(self, input_shape):
     return shapes.same_conv_output_shape(input_shape, self.strides, self.filters)
@@ -174,7 +185,7 @@ class GenDeconv(keras.layers.Layer):
     self.padding = padding
     self.gated = bool(gated)
     self.gen_conv = GenConv(self.filters, 3, 1, padding=padding, gated=gated,
-                            name=f"{self.name}_conv")
+                            name=f"{self.name}_conv", dtype=self.dtype_policy)
 
   def build(self, input_shape):
     b, h, w, c = input_shape

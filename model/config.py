@@ -61,6 +61,10 @@ def preset(arch, cnum=32, **overrides):
 
 
 STRATEGIES = ("original", "resize", "crop", "auto")
+# Keras dtype policies the generator can run under (variables stay float32 in the mixed ones)
+# and ``auto``: bfloat16 where the hardware makes it pay, else float32
+# (``model/inference/run_precision.py``; docs/PRECISION_INFERENCE.md).
+INFERENCE_PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,17 +76,23 @@ class InferenceConfig:
   that scale, pasted back at full resolution) or ``auto`` (picks per photo);
   ``model/inference/scaling.py``. ``seam_blend``: seam-blend the fill at full resolution.
   ``crop_size``, ``hole_min``, ``hole_max``: the square training crops' side and the range of
-  the training box holes' sides (px), which the scaling strategies aim at.
+  the training box holes' sides (px), which the scaling strategies aim at. ``precision``: the
+  Keras dtype policy the generator runs under, or ``auto`` (``INFERENCE_PRECISIONS``); pixel
+  mapping and seam blending stay float32 whatever it is.
   """
   strategy: str = "original"
   seam_blend: bool = True
   crop_size: int = 256
   hole_min: int = 96
   hole_max: int = 128
+  precision: str = "float32"
 
   def __post_init__(self):
     if self.strategy not in STRATEGIES:
       raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+    if self.precision not in INFERENCE_PRECISIONS:
+      raise ValueError(f"precision must be one of {INFERENCE_PRECISIONS}, "
+                       f"got {self.precision!r}")
     if not isinstance(self.seam_blend, bool):
       raise ValueError(f"seam_blend must be true or false, got {self.seam_blend!r}")
     for name in ("crop_size", "hole_min", "hole_max"):
@@ -108,8 +118,10 @@ class InferenceConfig:
 
 
 # The official release (Yu et al. 2018; inpaint.yml): 256² crops, 128² boxes shrunk by up to
-# 32 px, run at full resolution without post-processing. Official TF1 checkpoints default to it.
+# 32 px, run at full resolution in float32 without post-processing. Official TF1 checkpoints
+# default to it.
 OFFICIAL_INFERENCE = InferenceConfig(strategy="original", seam_blend=False, crop_size=256,
-                                     hole_min=96, hole_max=128)
-# A model.json written before the block existed: run as it was then (full resolution, blended).
-LEGACY_INFERENCE = InferenceConfig(strategy="original", seam_blend=True)
+                                     hole_min=96, hole_max=128, precision="float32")
+# A model.json written before the block existed: run as it was then (full resolution, blended,
+# float32).
+LEGACY_INFERENCE = InferenceConfig(strategy="original", seam_blend=True, precision="float32")

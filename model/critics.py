@@ -6,6 +6,10 @@ layer, which fixes their input size: it is the constructor argument
 ``input_size`` (defaults: 256x256 global, 128x128 local, as released). Any
 ``input_size`` whose sides are multiples of 16 works; calling a critic on a
 different size raises an error instead of silently reshaping.
+
+Precision: ``dtype=`` a Keras dtype policy (``model/precision.py``), given to every layer;
+variables are float32 under every policy. The scores are returned as float32, so the losses
+and the gradient penalty are computed in float32.
 """
 import keras
 import tensorflow as tf
@@ -43,10 +47,11 @@ class _WganCritic(keras.Model):
     self.input_size = _size_pair(self.DEFAULT_SIZE if input_size is None else input_size)
     self.in_channels = int(in_channels)
     c = self.cnum
-    self.convs = [DisConv(c, name="conv1"), DisConv(2 * c, name="conv2"),
-                  DisConv(4 * c, name="conv3"), DisConv(self.LAST_MULT * c, name="conv4")]
+    policy = self.dtype_policy
+    self.convs = [DisConv(f, name=f"conv{i + 1}", dtype=policy)
+                  for i, f in enumerate((c, 2 * c, 4 * c, self.LAST_MULT * c))]
     self.fc = keras.layers.Dense(1, kernel_initializer="glorot_uniform",
-                                 bias_initializer="zeros", name=self.FC_NAME)
+                                 bias_initializer="zeros", name=self.FC_NAME, dtype=policy)
     _track_for_checkpoints(self, self.convs)
     self.build((None, *self.input_size, self.in_channels))
 
@@ -65,7 +70,7 @@ class _WganCritic(keras.Model):
     self.built = True
 
   def call(self, x, training=False):
-    """``x``: float32 ``[B, H, W, in_channels]`` in [-1, 1], (H, W) = input_size -> ``[B, 1]``."""
+    """``x``: ``[B, H, W, in_channels]`` in [-1, 1], (H, W) = input_size -> float32 ``[B, 1]``."""
     h, w = self.input_size
     if x.shape[1] is not None and x.shape[2] is not None and tuple(x.shape[1:3]) != (h, w):
       raise ValueError(f"{self.name} was built for {h}x{w} inputs, got "
@@ -75,7 +80,7 @@ class _WganCritic(keras.Model):
     # Row-major NHWC flatten, as the release's flatten (reshape to [B, -1]).
     # An explicit batch dimension makes a wrong dynamic input size an error.
     x = tf.reshape(x, [tf.shape(x)[0], self.flat_size])
-    return self.fc(x)
+    return tf.cast(self.fc(x), tf.float32)
 
   def official_variable_names(self):
     """Maps official TF1 names (``discriminator/<scope>/convN/kernel`` ...) to variables."""
@@ -132,7 +137,7 @@ class SNPatchCritic(keras.Model):
   ``[B, H, W, in_channels]``, by default ``concat([image, mask], -1)`` (image in
   [-1, 1], mask 1 = hole). Any H, W work (no dense layer); the output is every
   patch score flattened: ``[B, ceil(H/64) * ceil(W/64) * 4 * cnum]`` (4x4x256 =
-  4096 for 256x256). Pass ``training=True`` during critic and generator updates
+  4096 for 256x256), float32. Pass ``training=True`` during critic and generator updates
   so that the spectral normalisation's power iteration runs.
   """
 
@@ -143,7 +148,7 @@ class SNPatchCritic(keras.Model):
     self.in_channels = int(in_channels)
     c = self.cnum
     widths = [c, 2 * c, 4 * c, 4 * c, 4 * c, 4 * c]
-    self.convs = [DisConv(f, spectral_norm=True, name=f"conv{i + 1}")
+    self.convs = [DisConv(f, spectral_norm=True, name=f"conv{i + 1}", dtype=self.dtype_policy)
                   for i, f in enumerate(widths)]
     _track_for_checkpoints(self, self.convs)
     self.build((None, None, None, self.in_channels))
@@ -158,7 +163,7 @@ class SNPatchCritic(keras.Model):
   def call(self, x, training=False):
     for conv in self.convs:
       x = conv(x, training=training)
-    return tf.reshape(x, [tf.shape(x)[0], -1])
+    return tf.cast(tf.reshape(x, [tf.shape(x)[0], -1]), tf.float32)
 
   def get_config(self):
     config = super().get_config()

@@ -90,21 +90,23 @@ def layer_table(cnum):
   }
 
 
-def _build_layer(spec, padding, gated):
+def _build_layer(spec, padding, gated, dtype=None):
   if spec.kind == "up":
     if (spec.kernel, spec.stride, spec.dilation, spec.activation) != (3, 1, 1, "elu"):
       raise ValueError(f"{spec.name}: an 'up' layer is a 3x3 stride-1 ELU conv")
-    return GenDeconv(spec.filters, padding=padding, gated=gated, name=spec.name)
+    return GenDeconv(spec.filters, padding=padding, gated=gated, name=spec.name, dtype=dtype)
   if spec.kind != "conv":
     raise ValueError(f"{spec.name}: kind must be 'conv' or 'up', got {spec.kind!r}")
   return GenConv(spec.filters, spec.kernel, spec.stride, spec.dilation,
-                 activation=spec.activation, padding=padding, gated=gated, name=spec.name)
+                 activation=spec.activation, padding=padding, gated=gated, name=spec.name,
+                 dtype=dtype)
 
 
 def _with_mask_channels(x, mask):
-  """``[x, 1, m]`` (ARCHITECTURE.md §2.2): ``[B, H, W, 3]``, ``[B, H, W, 1]`` -> ``[B, H, W, 5]``."""
+  """``[x, 1, m]`` (ARCHITECTURE.md §2.2): ``[B, H, W, 3]``, ``[B, H, W, 1]`` -> ``[B, H, W, 5]``
+  in the dtype of ``x``."""
   ones = tf.ones_like(x[..., :1])
-  return tf.concat([x, ones, ones * mask], axis=-1)
+  return tf.concat([x, ones, ones * tf.cast(mask, x.dtype)], axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="deepfill")
@@ -118,6 +120,12 @@ class InpaintGenerator(keras.Model):
   Returns the coarse and refined images (clipped to [-1, 1], not composited) and
   the attention offsets, int32 ``[B, H/8, W/8, 2]``. ``attention_tile``, ``attention_tiled``:
   runtime memory knobs of the attention (see :meth:`attention_branch`); same result.
+
+  Precision: ``dtype=`` a Keras dtype policy (``"float32"``, ``"mixed_bfloat16"``,
+  ``"mixed_float16"``; ``model/precision.py``) given to every layer. Variables are float32
+  under every policy, so the same checkpoints load. The convolutions and features run in the
+  compute dtype; the images ``coarse`` and ``merge`` return (x1, x2) are cast to float32,
+  so that callers composite and map pixels in float32 whatever the policy.
 
   ``call`` is the composition of the stage methods below (``c`` = cnum; every stage is
   fully convolutional, so each also runs on a crop whose sides are multiples of 8)::
@@ -136,10 +144,11 @@ class InpaintGenerator(keras.Model):
     self.padding = padding
     self.gated = bool(gated)
     self.table = layer_table(self.cnum)
-    self._stages = {stage: [_build_layer(spec, padding, self.gated)
+    policy = self.dtype_policy
+    self._stages = {stage: [_build_layer(spec, padding, self.gated, policy)
                             for spec in self.table[stage].layers] for stage in STAGES}
     self.attention = ContextualAttention(ATTENTION.ksize, ATTENTION.stride, rate=ATTENTION.rate,
-                                         name="contextual_attention")
+                                         name="contextual_attention", dtype=policy)
     # tf.train.Checkpoint does not follow Keras' tracked lists: expose each layer
     # as an attribute named like its official scope so checkpoints hold it.
     for layer in self.conv_layers():
@@ -172,14 +181,20 @@ class InpaintGenerator(keras.Model):
 
   # ------------------------------------------------------------------ stages
 
+  def _compute(self, x):
+    return tf.cast(x, self.compute_dtype)
+
   def coarse(self, x_in, mask):
     """Stage 1 (§2.3): ``x_in`` ``[B, H, W, 3]`` (holes zeroed), ``mask`` ``[B, H, W, 1]``
-    -> ``x1`` ``[B, H, W, 3]`` clipped to [-1, 1]."""
-    return tf.clip_by_value(self._run("coarse", _with_mask_channels(x_in, mask)), -1.0, 1.0)
+    -> ``x1`` ``[B, H, W, 3]`` clipped to [-1, 1], float32."""
+    x = self._run("coarse", _with_mask_channels(self._compute(x_in), mask))
+    return tf.cast(tf.clip_by_value(x, -1.0, 1.0), tf.float32)
 
   def stage2_input(self, x_in, mask, x_stage1):
     """``[x̃, 1, m]`` with ``x̃ = x1·m + x_in·(1 − m)`` (§2.4; no stop-gradient): three
-    ``[B, H, W, 3|1|3]`` tensors -> ``[B, H, W, 5]``. Only hole pixels of ``x_stage1`` are read."""
+    ``[B, H, W, 3|1|3]`` tensors -> ``[B, H, W, 5]`` in the compute dtype. Only hole pixels of
+    ``x_stage1`` are read."""
+    x_in, mask, x_stage1 = self._compute(x_in), self._compute(mask), self._compute(x_stage1)
     return _with_mask_channels(x_stage1 * mask + x_in * (1.0 - mask), mask)
 
   def hallucination(self, xnow):
@@ -192,7 +207,7 @@ class InpaintGenerator(keras.Model):
 
   def attention_mask(self, mask):
     """``m_s``: the mask at the feature size (§2.3, nearest with aligned corners, §1.4):
-    ``[B, H, W, 1]`` -> ``[B, H/4, W/4, 1]``. Always from the full-size mask."""
+    ``[B, H, W, 1]`` -> ``[B, H/4, W/4, 1]`` (same dtype). Always from the full-size mask."""
     return resize.resize_nearest_align_corners(mask, (tf.shape(mask)[1:3] + 3) // 4)
 
   def attention_branch(self, features, mask_s, attention_tile=None, attention_tiled=None,
@@ -212,7 +227,7 @@ class InpaintGenerator(keras.Model):
         (bool ``[h/2, w/2]``), and return only the ``output_box`` window (on the ``h`` grid)
         — ``layers/contextual_attention.py``.
     Returns:
-      ``(y, offsets)``: y float32 ``[B, h, w, 4c]`` (or the ``output_box`` window), offsets
+      ``(y, offsets)``: y ``[B, h, w, 4c]`` in the compute dtype (or the ``output_box`` window), offsets
       int32 ``[B, h/2, w/2, 2]`` (meaningless outside ``query_box``).
     """
     y, offsets = self.attention((features, features, mask_s), tile_size=attention_tile,
@@ -222,14 +237,15 @@ class InpaintGenerator(keras.Model):
 
   def merge(self, hallucinated, attended):
     """Merge decoder ``allconv11..17`` (§2.5): branch A and branch B outputs, both
-    ``[B, h, w, 4c]`` -> ``x2`` ``[B, 4h, 4w, 3]`` clipped to [-1, 1]."""
-    x = self._run("merge", tf.concat([hallucinated, attended], axis=-1))
-    return tf.clip_by_value(x, -1.0, 1.0)
+    ``[B, h, w, 4c]`` -> ``x2`` ``[B, 4h, 4w, 3]`` clipped to [-1, 1], float32."""
+    x = self._run("merge", tf.concat([self._compute(hallucinated), self._compute(attended)],
+                                     axis=-1))
+    return tf.cast(tf.clip_by_value(x, -1.0, 1.0), tf.float32)
 
   def call(self, inputs, training=False, attention_tile=None, attention_tiled=None):
     x_in, mask = inputs
-    x_in = tf.convert_to_tensor(x_in, tf.float32)
-    mask = tf.cast(mask, tf.float32)
+    x_in = self._compute(x_in)
+    mask = self._compute(mask)
     x_stage1 = self.coarse(x_in, mask)
     xnow = self.stage2_input(x_in, mask, x_stage1)
     hallucinated = self.hallucination(xnow)
@@ -244,8 +260,12 @@ class InpaintGenerator(keras.Model):
     return config
 
 
-def build_generator(config):
-  """Builds (and initialises) an ``InpaintGenerator`` from a ``ModelConfig``."""
+def build_generator(config, dtype="float32"):
+  """Builds (and initialises) an ``InpaintGenerator`` from a ``ModelConfig``.
+
+  ``dtype``: the Keras dtype policy (or its name, ``model.precision.PRECISIONS``) of every
+  layer; float32 by default whatever Keras' global policy is.
+  """
   gen = InpaintGenerator(cnum=config.cnum, padding=config.padding, gated=config.gated,
-                         name="inpaint_net")
+                         name="inpaint_net", dtype=dtype)
   return gen.initialize()

@@ -96,11 +96,12 @@ def is_official_checkpoint(path):
   return "inpaint_net/conv1/kernel" in shapes
 
 
-def load_official(path):
+def load_official(path, dtype="float32"):
   """Builds the ``v1`` generator and loads an official TF1 checkpoint into it.
 
   Discriminator and optimizer variables are ignored; missing or mis-shaped
-  generator variables raise ``UserError``. ``cnum`` is read from ``conv1``.
+  generator variables raise ``UserError``. ``cnum`` is read from ``conv1``. ``dtype``: the
+  generator's Keras dtype policy (its variables are float32 under every policy).
   """
   prefix = _checkpoint_prefix(path)
   if prefix is None:
@@ -110,7 +111,7 @@ def load_official(path):
     raise UserError(f"{path} is not a DeepFill v1 checkpoint (no inpaint_net/conv1/kernel)")
   cnum = int(shapes["inpaint_net/conv1/kernel"][-1])
   cfg = config_lib.preset("v1", cnum=cnum)
-  gen = generator_lib.build_generator(cfg)
+  gen = generator_lib.build_generator(cfg, dtype=dtype)
   names = official_variable_names(gen)
   missing = sorted(n for n in names if n not in shapes)
   if missing:
@@ -192,13 +193,14 @@ def inference_defaults(path):
   return config_lib.OFFICIAL_INFERENCE
 
 
-def load_ours(directory):
-  """Rebuilds the generator from ``model.json`` and restores its weights."""
+def load_ours(directory, dtype="float32"):
+  """Rebuilds the generator from ``model.json`` (Keras dtype policy ``dtype``) and restores its
+  weights, whatever policy they were trained in (variables are float32 under every one)."""
   cfg = read_model_json(directory)
   prefix = _checkpoint_prefix(directory)
   if prefix is None:
     raise UserError(f"{directory} has {MODEL_JSON} but no checkpoint files")
-  gen = generator_lib.build_generator(cfg)
+  gen = generator_lib.build_generator(cfg, dtype=dtype)
   _read_variables(prefix)  # a clear error for unreadable files
   # Restore by object graph, not by variable name: in training checkpoints the
   # generator's weights are stored under the optimizer's path (TF keeps the first path).
@@ -215,16 +217,28 @@ def load_ours(directory):
   return gen, cfg
 
 
-def load_generator(path):
+def load_generator(path, dtype="float32"):
   """Loads a generator from our checkpoint directory or an official TF1 one.
 
+  ``dtype``: the generator's Keras dtype policy or its name (``model.precision.PRECISIONS``).
   Returns ``(generator, ModelConfig)``. Raises ``UserError`` if nothing usable is there.
   """
   if not os.path.exists(path) and not os.path.exists(path + ".index"):
     raise UserError(f"checkpoint directory not found: {path}")
   if os.path.isdir(path) and os.path.exists(os.path.join(path, MODEL_JSON)):
-    return load_ours(path)
+    return load_ours(path, dtype=dtype)
   if is_official_checkpoint(path):
-    return load_official(path)
+    return load_official(path, dtype=dtype)
   raise UserError(f"no DeepFill checkpoint in {path} (expected {MODEL_JSON} + checkpoint, "
                   "or an official TF1 checkpoint)")
+
+
+def under_precision(gen, cfg, precision):
+  """``gen`` if it runs under the Keras dtype policy ``precision``, else a generator of ``cfg``
+  built under it holding the same (float32) weights."""
+  if gen.dtype_policy.name == precision:
+    return gen
+  other = generator_lib.build_generator(cfg, dtype=precision)
+  for target, source in zip(other.weights, gen.weights, strict=True):
+    target.assign(source)
+  return other

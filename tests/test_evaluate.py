@@ -289,6 +289,7 @@ def test_model_with_baselines_end_to_end(photos, tiny_checkpoint, tmp_path):
   assert all(float(r["detail"]) > 0 for r in model_rows)
   report = json.load(open(tmp_path / "results.json"))
   assert report["settings"]["checkpoint_dir"] == os.path.abspath(tiny_checkpoint)
+  assert report["settings"]["precision"] == "float32"  # what ran (the model declares nothing)
   grid = cv2.imread(str(tmp_path / "grids" / "lxqt_valendas_free_form.png"))
   assert grid.shape == (85 + 20, 5 * 128 + 4 * 4, 3)  # input | ours | Telea | NS | truth
   assert len(os.listdir(tmp_path / "grids")) == 4

@@ -65,6 +65,7 @@ def exported(tmp_path_factory):
                                     checkpoint, "--export_dir", root / f"{name}_{fmt}")
     jobs[name, "test.py"] = procs.start("test.py", "--checkpoint_dir", checkpoint,
                                         "--noseam_blend", "--strategy", "original",
+                                        "--precision", "float32",
                                         "--image", root / "images", "--mask", root / "masks",
                                         "--output", root / f"{name}_test_py")
   results = {}
@@ -138,7 +139,7 @@ def test_tiny_and_one_pixel_sides_match_the_inpainter(exported, fmt):
   """Edge padding for a 1-pixel side, reflection beyond the size, a size already on the grid."""
   from model.inference import inpainter  # pylint: disable=import-outside-toplevel
   engine = inpainter.Inpainter.from_checkpoint(DEMO, seam_blend=False,
-                                                strategy="original")
+                                                strategy="original", precision="float32")
   run = RUNNERS[fmt](exported["demo"][fmt])
   rng = np.random.default_rng(3)
   for h, w in [(1, 20), (3, 1), (8, 8), (9, 17)]:

@@ -195,9 +195,11 @@ def test_health_describes_the_model_and_limits(client):
   assert (health["model"], health["preset"], health["cnum"]) == ("ckpt", "v1", 4)
   pipeline = {"strategy": "original", "seam_blend": True}  # what runs (legacy model.json)
   assert health["pipeline"] == pipeline
+  assert health["precision"] == "float32"  # what a model.json without the key runs
   assert "checkpoint" not in health and "/" not in response.text  # no filesystem path
-  assert health["models"] == [{"name": "ckpt", "preset": "v1", "cnum": 4, "pipeline": pipeline},
-                              {"name": "other", "preset": "v1", "cnum": 4, "pipeline": pipeline}]
+  assert health["models"] == [
+      {"name": name, "preset": "v1", "cnum": 4, "pipeline": pipeline, "precision": "float32"}
+      for name in ("ckpt", "other")]
   assert health["default"] == "ckpt"
   assert health["queue"]["limit"] == QUEUE
   assert health["limits"] == {"max_upload_mb": MAX_UPLOAD_MB, "max_megapixels": MAX_MEGAPIXELS}

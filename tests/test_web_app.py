@@ -250,8 +250,9 @@ def test_health_lists_the_models_without_paths():
     async with _client(app) as c:
       response = await c.get("/api/health")
       assert response.json()["models"] == [  # each model's own pipeline
-          {"name": "demo", "preset": "v1", "cnum": 4, "pipeline": crop},
-          {"name": "demo_gan", "preset": "v1", "cnum": 4, "pipeline": plain}]
+          {"name": "demo", "preset": "v1", "cnum": 4, "pipeline": crop, "precision": "float32"},
+          {"name": "demo_gan", "preset": "v1", "cnum": 4, "pipeline": plain,
+           "precision": "float32"}]
       assert response.json()["default"] == "demo"
       assert response.json()["pipeline"] == crop  # the default's
       assert "/" not in response.text and "\\" not in response.text, response.text

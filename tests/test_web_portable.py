@@ -441,7 +441,8 @@ def golden_case(tmp_path_factory):
   (tmp / "mask.png").write_bytes(helpers.mask_png(hole))
   cli = procs.start("test.py", "--image", tmp / "photo.png", "--mask", tmp / "mask.png",
                     "--output", tmp / "cli.png", "--checkpoint_dir", checkpoint,
-                    "--noseam_blend", "--strategy", "original", cwd=tmp)
+                    "--noseam_blend", "--strategy", "original", "--precision", "float32",
+                    cwd=tmp)
   procs.finish(export, "export.py --format web")
   procs.finish(cli, "test.py")
   expected = helpers.decode((tmp / "cli.png").read_bytes())[..., ::-1]

@@ -14,6 +14,12 @@ ARCHITECTURE.md §7.1–7.2 (padding instead of cropping, known pixels copied); 
 ``official=True`` reproduces the release bit for bit instead: grid-8 crop, every pixel through
 the float round trip, no blending.
 
+The generator runs under the Keras dtype policy ``precision`` names (``float32`` by default,
+the release's computation; ``model/inference/run_precision.py``): the pixel mapping into and
+out of the network, the plan and the seam blending stay float32, and the network's output is
+cast to float32 before it is mapped back to pixels. In float32 those casts are no-ops, so the
+default graph is unchanged.
+
 Inside a graph grappler rewrites ``x / 127.5`` into ``x * (1 / 127.5)``, which is one ulp off
 for 111 of the 256 pixel values and moves some truncated outputs by a level; the divisor is
 therefore a ``tf.Variable`` (saved with an export), which constant folding cannot see through.
@@ -28,6 +34,7 @@ from model.config import GRID
 from model.inference import blending
 from model.inference import local_plan
 from model.inference import regions
+from model.inference import run_precision
 from model.inference import scaling
 
 IMAGE_SPEC = tf.TensorSpec([None, None, 3], tf.uint8)
@@ -79,18 +86,29 @@ class Inpainter:
     strategy: ``original``, ``resize``, ``crop`` or ``auto`` (``model/inference/scaling.py``);
       None: as ``inference`` declares.
     inference: the model's :class:`InferenceConfig` (``weights.inference_defaults``); None:
-      ``LEGACY_INFERENCE`` (full resolution, blended).
+      ``LEGACY_INFERENCE`` (full resolution, blended, float32).
+    precision: ``float32``, ``mixed_bfloat16``, ``mixed_float16`` or ``auto``
+      (``run_precision.resolve``); None: as ``inference`` declares. The generator is rebuilt
+      under that policy with the same weights when it was built under another; a precision
+      this machine cannot run raises ``UserError``.
+  Attributes:
+    precision: the Keras dtype policy the network runs under (``auto`` resolved).
   """
 
   def __init__(self, generator, model_config, max_memory_gb=1.0, seam_blend=None,
-               strategy=None, inference=None):
+               strategy=None, inference=None, precision=None):
     self.inference = config_lib.LEGACY_INFERENCE if inference is None else inference
     self.seam_blend = self.inference.seam_blend if seam_blend is None else bool(seam_blend)
     self.strategy = self.inference.strategy if strategy is None else strategy
     if self.strategy not in config_lib.STRATEGIES:
       raise ValueError(f"strategy must be one of {config_lib.STRATEGIES}, got {self.strategy!r}")
+    requested = self.inference.precision if precision is None else precision
+    if requested not in config_lib.INFERENCE_PRECISIONS:
+      raise ValueError(f"precision must be one of {config_lib.INFERENCE_PRECISIONS}, "
+                       f"got {requested!r}")
     self.budget_bytes = local_plan.budget_bytes_of(max_memory_gb)
-    self.generator = generator
+    self.precision = run_precision.resolve(requested)
+    self.generator = weights.under_precision(generator, model_config, self.precision)
     self.config = model_config
     self.bgr = model_config.channel_order == "bgr"
     # A variable, not a constant: see the module docstring.
@@ -98,12 +116,15 @@ class Inpainter:
     self._traced = {}
 
   @classmethod
-  def from_checkpoint(cls, path, max_memory_gb=1.0, seam_blend=None, strategy=None):
-    """Loads ``path`` (ours or official) with its declared inference defaults; ``seam_blend``
-    and ``strategy`` override them unless None."""
-    gen, cfg = weights.load_generator(path)
+  def from_checkpoint(cls, path, max_memory_gb=1.0, seam_blend=None, strategy=None,
+                      precision=None):
+    """Loads ``path`` (ours or official) with its declared inference defaults; ``seam_blend``,
+    ``strategy`` and ``precision`` override them unless None."""
+    inference = weights.inference_defaults(path)
+    chosen = run_precision.resolve(precision or inference.precision)  # built once, under it
+    gen, cfg = weights.load_generator(path, dtype=chosen)
     return cls(gen, cfg, max_memory_gb=max_memory_gb, seam_blend=seam_blend,
-               strategy=strategy, inference=weights.inference_defaults(path))
+               strategy=strategy, inference=inference, precision=chosen)
 
   def pipeline(self):
     """What runs, for reports and the web page: ``{"strategy": ..., "seam_blend": ...}``."""
@@ -117,13 +138,14 @@ class Inpainter:
     return tf.cast(pixels, tf.float32) / self.pixel_scale - 1.0
 
   def _stage2(self, x_in, mask, with_flow, path, attention_tiled):
-    """The refined image ``x2`` of the padded input and, with ``with_flow``, the full
-    network's attention offsets (else None: only what reaches the hole is computed)."""
+    """The refined image ``x2`` (float32, whatever the compute dtype) of the padded input and,
+    with ``with_flow``, the full network's attention offsets (else None: only what reaches the
+    hole is computed)."""
     if with_flow:
       tile = local_plan.attention_tile(tf.shape(mask)[1], tf.shape(mask)[2], self.budget_bytes)
       _, x2, offsets = self.generator((x_in, mask), attention_tile=tile,
                                       attention_tiled=attention_tiled)
-      return x2, offsets
+      return tf.cast(x2, tf.float32), offsets  # from the compute dtype (no-op in float32)
     return local_plan.refine(self.generator, x_in, mask, self.budget_bytes, path=path,
                              attention_tiled=attention_tiled), None
 
@@ -134,7 +156,7 @@ class Inpainter:
     net_image, net_hole = pad_to_grid(image, hole)
     mask = tf.cast(net_hole, tf.float32)[None, :, :, None]
     x_in = self.network_input(self._network_order(net_image))[None] * (1.0 - mask)
-    x2, offsets = self._stage2(x_in, mask, with_flow, path, attention_tiled)
+    x2, offsets = self._stage2(x_in, mask, with_flow, path, attention_tiled)  # float32
     # Hole pixels: x2 * 1 + x_in * 0 is x2 exactly, so ours skips the full-size composite.
     out = self._network_order(((x2 + 1.0) * 127.5)[0, :h, :w])
     out = tf.cast(tf.clip_by_value(out, 0.0, 255.0), tf.uint8)  # the release's saturate_cast

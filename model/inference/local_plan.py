@@ -89,7 +89,7 @@ def _encode_in_strips(encode, x, halo, block):
   """
   height = tf.shape(x)[1]
   count = (height + block - 1) // block
-  parts = tf.TensorArray(tf.float32, size=count, infer_shape=False)
+  parts = tf.TensorArray(x.dtype, size=count, infer_shape=False)
 
   def body(i, parts):
     r0 = i * block
@@ -157,7 +157,8 @@ def refine_locally(generator, x_in, mask, attention_tile, strip_rows=256, hole=N
     hole, needed: :func:`hole_boxes` (or one box, e.g. ``_hole_box(mask)``) and
       ``needed_queries(generator, mask)`` when the caller already has them.
   Returns:
-    float32 ``[B, H, W, 3]``: ``x_stage2`` on every hole box (aligned to 8), zeros elsewhere.
+    float32 ``[B, H, W, 3]``: ``x_stage2`` on every hole box (aligned to 8), zeros elsewhere
+    (the stages between run in the generator's compute dtype).
     Stage 1 and the refinement run per box (so two small holes far apart cost two small
     crops, not their joint bounding box); the attention keys come from the whole image.
   """
@@ -360,7 +361,10 @@ def refine(generator, x_in, mask, budget_bytes, path="auto", attention_tiled=Non
   :func:`use_local` says so (each path is traced once). Attention is tiled to fit
   ``budget_bytes`` either way; ``attention_tiled`` (Python bool, or None to test it in the
   graph): whether that tile is smaller than the full network's attention map (see
-  :func:`attention_tiled`). ``x_in``/``mask``: ``[B, H, W, *]``, H, W multiples of 8.
+  :func:`attention_tiled`). ``x_in``/``mask``: float32 ``[B, H, W, *]``, H, W multiples of 8.
+  The network runs in the generator's compute dtype (its Keras dtype policy; its stage
+  methods take and return float32 images); the plan and the returned float32 ``x_stage2`` do
+  not depend on it.
   """
   shape = tf.shape(x_in)
   height, width = shape[1], shape[2]

@@ -43,14 +43,15 @@ class ServingModel:
     max_pixels: ``inpaint_bytes`` refuses an image or mask whose header declares more
       pixels (width × height) than this, before decoding it (``limits.max_pixels`` of
       ``--max_megapixels``).
-    seam_blend, strategy, inference: as :class:`Inpainter` (baked into the export).
+    seam_blend, strategy, inference, precision: as :class:`Inpainter` (baked into the export;
+      ``auto`` is resolved on the exporting machine).
   """
 
   def __init__(self, generator, model_config, max_memory_gb=1.0,
                max_pixels=limits.DEFAULT_MAX_PIXELS, seam_blend=None, strategy=None,
-               inference=None):
+               inference=None, precision=None):
     self.inpainter = inpainter_lib.Inpainter(generator, model_config, max_memory_gb, seam_blend,
-                                             strategy, inference)
+                                             strategy, inference, precision)
     self.max_pixels = int(max_pixels)
 
   def _one(self, image, hole):

@@ -19,6 +19,7 @@ import json
 import math
 
 from model import config as config_lib
+from model import precision as precision_lib
 
 # How train.py's models are run by default (the inference block of their model.json): the
 # pipeline that scored best on dev with the demo model (checkpoints/demo/TRAINING.md).
@@ -220,6 +221,7 @@ class TrainConfig(_Section):
   preset: str = "none"
   init_checkpoint: str | None = None
   micro_batch: int = -1  # samples per micro-batch: 0 = whole batch, -1 = auto (micro_batches)
+  precision: str = precision_lib.DEFAULT  # Keras dtype policy of the nets (model/precision.py)
 
   def __post_init__(self):
     _check_finite(self, ("lr", "beta1", "beta2", "critic_lr", "gradient_clip_value"))
@@ -247,6 +249,8 @@ class TrainConfig(_Section):
     _check(self.preset in PRESETS, f"--preset must be one of {PRESETS}, got {self.preset!r}")
     _check(self.micro_batch >= -1,
            f"--micro_batch must be >= 0 (or -1 for auto), got {self.micro_batch}")
+    _check(self.precision in precision_lib.PRECISIONS,
+           f"--precision must be one of {precision_lib.PRECISIONS}, got {self.precision!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -300,12 +304,14 @@ class Config:
     """``{flag: value}`` of the settings that decide which objects and shapes a checkpoint holds.
 
     A resumed run must build exactly these (the generator; whether there are critics, of
-    which kind, width, input channels and input sizes); every other setting (learning
+    which kind, width, input channels and input sizes) and keep its ``precision`` (the
+    weights are float32 in every precision, but ``mixed_float16`` checkpoints its optimizers'
+    loss scale, and one run computes in one precision); every other setting (learning
     rates, loss weights, schedule, logging) may change on resume.
     """
     m, loss, data = self.model, self.loss, self.data
     layout = {"arch": m.arch, "cnum": m.cnum, "padding": m.padding, "gated": m.gated,
-              "channel_order": m.channel_order,
+              "channel_order": m.channel_order, "precision": self.train.precision,
               "gan": loss.gan if loss.adversarial else "none (no critics)"}
     if loss.adversarial:
       layout["critic_cnum"] = loss.critic_cnum

@@ -5,6 +5,11 @@ Conventions: images float32 ``[B, H, W, C]`` in [-1, 1]; masks float32
 (``[B, 1]`` for the v1 critics). Nothing here logs, draws random numbers or
 reads globals; the interpolation coefficients of the gradient penalty are an
 argument.
+
+Precision: every term is computed in float32 whatever the networks' dtype policy
+(``model/precision.py``): inputs are cast to float32 first (a no-op for the generator's
+images and the critics' scores, which the networks return as float32). A bfloat16 mean
+over a batch of images would keep only about three significant digits.
 """
 import numpy as np
 import tensorflow as tf
@@ -12,6 +17,11 @@ import tensorflow as tf
 from model.training.config import L1_REGIONS
 
 GP_EPSILON = 1e-8
+
+
+def _float32(*tensors):
+  """The arguments as float32 tensors (None stays None)."""
+  return [None if t is None else tf.cast(t, tf.float32) for t in tensors]
 
 
 def spatial_discount_weights(height, width, gamma=0.9):
@@ -43,6 +53,7 @@ def discounted_l1(target, pred, weights):
 
   ``weights`` broadcasts against ``[B, h, w, C]``, e.g. ``spatial_discount_weights``.
   """
+  target, pred, weights = _float32(target, pred, weights)
   return tf.reduce_mean(tf.abs(target - pred) * weights)
 
 
@@ -54,6 +65,7 @@ def known_region_l1(target, pred, mask):
   result is the mean absolute error per known pixel and channel. With per-sample
   masks the known areas are pooled over the batch. Returns 0 if nothing is known.
   """
+  target, pred = _float32(target, pred)
   known = 1.0 - tf.cast(mask, tf.float32)
   return tf.math.divide_no_nan(tf.reduce_mean(tf.abs(target - pred) * known),
                                tf.reduce_mean(known))
@@ -67,6 +79,7 @@ def per_sample_known_l1(target, pred, mask):
   it, splits exactly over replicas when masks differ (each replica's mean of
   per-sample terms, averaged, is the global mean). A sample with no known pixel adds 0.
   """
+  target, pred = _float32(target, pred)
   known = 1.0 - tf.cast(mask, tf.float32)
   num = tf.reduce_mean(tf.abs(target - pred) * known, axis=[1, 2, 3])
   den = tf.reduce_mean(known, axis=[1, 2, 3])
@@ -81,7 +94,7 @@ def hole_l1(target, pred, mask):
   free-form strokes outside the local box are supervised too (the v2 release
   uses an L1 over the whole image instead). A sample with no hole adds 0.
   """
-  mask = tf.cast(mask, tf.float32)
+  target, pred, mask = _float32(target, pred, mask)
   num = tf.reduce_mean(tf.abs(target - pred) * mask, axis=[1, 2, 3])
   den = tf.reduce_mean(mask, axis=[1, 2, 3])
   return tf.reduce_mean(tf.math.divide_no_nan(num, den))
@@ -89,21 +102,25 @@ def hole_l1(target, pred, mask):
 
 def wgan_d_loss(real, fake):
   """WGAN critic loss ``mean(D(fake)) - mean(D(real))`` (to minimise)."""
+  real, fake = _float32(real, fake)
   return tf.reduce_mean(fake) - tf.reduce_mean(real)
 
 
 def wgan_g_loss(fake):
   """WGAN generator loss ``-mean(D(fake))``."""
+  (fake,) = _float32(fake)
   return -tf.reduce_mean(fake)
 
 
 def hinge_d_loss(real, fake):
   """SN-PatchGAN hinge critic loss ``0.5 mean(relu(1 - real)) + 0.5 mean(relu(1 + fake))`` (§5.4)."""
+  real, fake = _float32(real, fake)
   return 0.5 * tf.reduce_mean(tf.nn.relu(1.0 - real)) + 0.5 * tf.reduce_mean(tf.nn.relu(1.0 + fake))
 
 
 def hinge_g_loss(fake):
   """SN-PatchGAN generator loss ``-mean(D(fake))`` (ARCHITECTURE.md §5.4)."""
+  (fake,) = _float32(fake)
   return -tf.reduce_mean(fake)
 
 
@@ -127,14 +144,14 @@ def gradient_penalty(critic_fn, real, fake, mask, alpha, epsilon=GP_EPSILON):
   Returns:
     scalar float32 penalty (not multiplied by lambda).
   """
-  real = tf.convert_to_tensor(real, tf.float32)
-  fake = tf.convert_to_tensor(fake, tf.float32)
-  alpha = tf.convert_to_tensor(alpha, tf.float32)
+  # float32 interpolation and norm whatever the critic's policy: the critic casts x to its
+  # compute dtype inside the tape, so the gradient comes back as float32.
+  real, fake, alpha = _float32(real, fake, alpha)
   x = real + alpha * (fake - real)
   with tf.GradientTape() as tape:
     tape.watch(x)
     score = critic_fn(x)
-  grads = tape.gradient(score, x)
+  grads = tf.cast(tape.gradient(score, x), tf.float32)
   squared = tf.square(grads)
   if mask is not None:
     squared = squared * tf.cast(mask, squared.dtype)

@@ -5,6 +5,10 @@ reconstruction-only training), the two Adam optimizers with every variable
 created (Keras 3 cannot restore into unbuilt objects) and the per-replica step
 functions; :func:`distributed_steps` wraps those in ``tf.function`` for a
 ``tf.distribute`` strategy.
+
+Precision (``cfg.train.precision``, ``model/precision.py``): every network is built with that
+Keras dtype policy (passed to its layers, no global policy is set); ``mixed_float16`` wraps
+both optimizers in a ``keras.optimizers.LossScaleOptimizer`` (dynamic loss scaling).
 """
 import dataclasses
 
@@ -13,6 +17,7 @@ import tensorflow as tf
 
 from model import critics as critics_lib
 from model import generator as generator_lib
+from model import precision as precision_lib
 from model.training import step as step_lib
 
 
@@ -41,13 +46,17 @@ def build_critics(cfg):
   loss, data = cfg.loss, cfg.data
   if not loss.adversarial:
     return {}
+  dtype = precision_lib.policy(cfg.train.precision)
   if loss.gan == "sn_patch":
-    return {"patch": critics_lib.SNPatchCritic(cnum=loss.critic_cnum, in_channels=4)}
+    return {"patch": critics_lib.SNPatchCritic(cnum=loss.critic_cnum, in_channels=4,
+                                               dtype=dtype)}
   return {
       "global": critics_lib.GlobalCritic(cnum=loss.critic_cnum, input_size=data.img_size,
-                                         in_channels=4 if loss.gan_with_mask else 3),
+                                         in_channels=4 if loss.gan_with_mask else 3,
+                                         dtype=dtype),
       "local": critics_lib.LocalCritic(cnum=loss.critic_cnum,
-                                       input_size=(data.box_height, data.box_width)),
+                                       input_size=(data.box_height, data.box_width),
+                                       dtype=dtype),
   }
 
 
@@ -59,15 +68,22 @@ def build(cfg, num_replicas=1, make_optimizer=None):
     num_replicas: replicas in sync (each replica's loss is divided by it).
     make_optimizer: optional ``() -> keras optimizer``, called once per optimizer;
       default Adam with ``cfg.train``'s learning rates (``critic_lr`` for the critics) and betas.
+      Under ``mixed_float16`` either is wrapped in a ``LossScaleOptimizer``.
+
+  Raises ``UserError`` when this machine cannot run ``cfg.train.precision``
+  (``model.precision.ensure_supported``).
   """
   t = cfg.train
+  precision_lib.ensure_supported(t.precision)
   if make_optimizer is None:
     def make_optimizer(lr=t.lr):
       return keras.optimizers.Adam(lr, beta_1=t.beta1, beta_2=t.beta2)
     g_opt, d_opt = make_optimizer(), make_optimizer(t.critic_lr or t.lr)
   else:
     g_opt, d_opt = make_optimizer(), make_optimizer()
-  gen = generator_lib.build_generator(cfg.model)
+  if precision_lib.compute_dtype(t.precision) == "float16":
+    g_opt, d_opt = (keras.optimizers.LossScaleOptimizer(o) for o in (g_opt, d_opt))
+  gen = generator_lib.build_generator(cfg.model, dtype=t.precision)
   critics = build_critics(cfg)
   if "patch" in critics:  # the only critic whose weights need a first call
     s = cfg.data.img_size

@@ -12,7 +12,9 @@ called on the main thread, SIGINT / SIGTERM, finish the current step, save and r
 read on a daemon thread (``train-input``) and each step runs on one (``train-step``), so
 the caller's thread keeps watching for a stop even while either blocks; such a thread can
 outlive ``run`` (see :func:`unfinished_threads`). Errors meant for users raise
-``UserError``; the last good checkpoint is never touched by a failed save.
+``UserError``; the last good checkpoint is never touched by a failed save. The nets compute in
+``cfg.train.precision`` (``nets.build``); a precision this machine cannot run is refused before
+the run folder is written.
 """
 import os
 import queue
@@ -24,6 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from model import precision as precision_lib
 from model import weights
 from model.errors import UserError
 from model.training import data as data_lib
@@ -401,6 +404,7 @@ def run(cfg, stop_event=None, log=_print):
   files = data_lib.list_files(dc.train_flist)  # fail on bad lists before writing anything
   val_files = data_lib.list_files(dc.val_flist) if dc.val_flist else files
   _setup_devices(tc)
+  precision_lib.ensure_supported(tc.precision)  # after the device setup, before any write
   strategy = _make_strategy(tc)
   chief = _is_chief(strategy)
   held = None

@@ -14,7 +14,14 @@ gradients over replicas, so the update equals the global-batch mean). With
 micro-batch's loss is divided by their number too and the gradients are summed
 before the optimizer runs, so the update is the same while only one micro-batch's
 activations are held for back-propagation (ARCHITECTURE.md §6.3).
+
+Precision: the networks compute in their dtype policy's compute dtype, but the generator's
+images and the critics' scores come back as float32, so every loss term, the gradient
+penalty and the composite are float32. With a ``keras.optimizers.LossScaleOptimizer``
+(``mixed_float16``) the loss is multiplied by its loss scale before the gradients are taken;
+the optimizer divides them again (and skips a step whose gradients are not finite).
 """
+import keras
 import tensorflow as tf
 
 from model.training import losses as losses_lib
@@ -132,14 +139,15 @@ class StepFunctions:
     parts = {k: tf.split(v, n, axis=0) for k, v in batch.items()}
     return [{k: parts[k][i] for k in batch} for i in range(n)]
 
-  def _gradients(self, batch, variables, loss_key, losses, prepare=None):
+  def _gradients(self, batch, variables, loss_key, losses, prepare=None, opt=None):
     """Summed gradients of ``loss_key`` over the micro-batches, and the mean loss terms.
 
     ``losses(part, prepared)`` returns a dict of loss terms of one micro-batch (run
     under the tape); ``prepare(part)`` runs before, outside the tape. A micro-batch
     starts once the previous one's gradients exist (control dependency), so that a
     graph holds one micro-batch's activations at a time. Loss terms and gradients
-    are divided by ``micro_batches * num_replicas``.
+    are divided by ``micro_batches * num_replicas``; the gradients are multiplied by the loss
+    scale of ``opt`` when it is a ``LossScaleOptimizer``.
     """
     scale = self.micro_batches * self.num_replicas
     grads, terms, previous = None, None, []
@@ -151,6 +159,8 @@ class StepFunctions:
       with tf.GradientTape() as tape:
         part_terms = losses(part, prepared)
         scaled = part_terms[loss_key] / scale
+        if isinstance(opt, keras.optimizers.LossScaleOptimizer):
+          scaled = opt.scale_loss(scaled)
       part_grads = tape.gradient(scaled, variables)
       if grads is None:
         grads, terms = part_grads, part_terms
@@ -162,7 +172,12 @@ class StepFunctions:
 
   def _apply(self, opt, grads, variables):
     if self.gradient_clip:
-      grads, _ = tf.clip_by_global_norm(grads, self.gradient_clip)
+      # Loss-scaled gradients are clipped at the scaled threshold: the same as clipping
+      # the unscaled ones (and a non-finite norm keeps them non-finite, so the step is skipped).
+      limit = self.gradient_clip
+      if isinstance(opt, keras.optimizers.LossScaleOptimizer):
+        limit = limit * opt.dynamic_scale
+      grads, _ = tf.clip_by_global_norm(grads, limit)
     opt.apply_gradients(zip(grads, variables))
 
   def d_step(self, batch):
@@ -172,7 +187,7 @@ class StepFunctions:
 
     variables = self.critic_variables()
     grads, terms = self._gradients(batch, variables, "d_loss", self.critic_losses,
-                                   prepare=completed)
+                                   prepare=completed, opt=self.d_opt)
     self._apply(self.d_opt, grads, variables)
     return terms
 
@@ -180,6 +195,7 @@ class StepFunctions:
     """One generator update on ``batch``; returns its loss terms divided by replicas."""
     variables = self.generator.trainable_variables
     grads, terms = self._gradients(batch, variables, "g_loss",
-                                   lambda part, _: self.generator_losses(part)[0])
+                                   lambda part, _: self.generator_losses(part)[0],
+                                   opt=self.g_opt)
     self._apply(self.g_opt, grads, variables)
     return terms

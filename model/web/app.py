@@ -74,11 +74,14 @@ class ModelInfo:
   cnum: int
   strategy: str = "original"   # the pipeline that runs (Inpainter.pipeline())
   seam_blend: bool = True
+  precision: str = "float32"   # the Keras dtype policy it runs under (Inpainter.precision)
 
   def describe(self):
-    """Its entry in `/api/health`'s ``models``: name, preset, cnum and ``pipeline``."""
+    """Its entry in `/api/health`'s ``models``: name, preset, cnum, ``pipeline`` and
+    ``precision``."""
     return {"name": self.name, "preset": self.preset, "cnum": self.cnum,
-            "pipeline": {"strategy": self.strategy, "seam_blend": self.seam_blend}}
+            "pipeline": {"strategy": self.strategy, "seam_blend": self.seam_blend},
+            "precision": self.precision}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,6 +183,7 @@ def create_app(models, limits, hosts, browser_site=None):
         "preset": default.preset,
         "cnum": default.cnum,
         "pipeline": default.describe()["pipeline"],
+        "precision": default.precision,
         "models": [m.info.describe() for m in table.values()],
         "default": default.name,
         "browser": ({"path": BROWSER_PATH + "/", "name": os.path.basename(
