@@ -15,7 +15,8 @@ turns oneDNN on only for CPUs with AVX-512 VNNI / bfloat16 / AMX):
   steps, first update, peak RSS). Cells alternate float32 / bfloat16 within each oneDNN setting.
   The ``official`` setting here adds ``--batch_size=2`` by default (``--official_flags``): the
   release's networks, crop, critics and 5 critic steps at 1/8 of its batch, so that a cell
-  takes a minute on a 2-core machine instead of a quarter of an hour.
+  takes minutes on a 2-core machine instead of a quarter of an hour (``--official_onednn``
+  limits its oneDNN settings).
 
 ``has AMX`` in the header is ``model.precision.has_amx()`` (``amx_bf16`` in /proc/cpuinfo).
 """
@@ -90,6 +91,8 @@ def main():
                       help="bench_train.py settings (comma-separated; empty: none)")
   parser.add_argument("--official_flags", default="--batch_size=2",
                       help="train.py flags added to the official setting")
+  parser.add_argument("--official_onednn", default="1,0",
+                      help="TF_ENABLE_ONEDNN_OPTS values the official setting runs with")
   parser.add_argument("--train_flags", default="", help="train.py flags added to every setting")
   parser.add_argument("--iterations", type=int, default=1, help="timed updates per cell")
   parser.add_argument("--photos", default=PHOTOS)
@@ -116,7 +119,7 @@ def main():
   settings = [s for s in args.train_settings.split(",") if s]
   for setting in settings:
     extra = args.official_flags if setting == "official" else ""
-    for onednn in ONEDNN:
+    for onednn in (args.official_onednn.split(",") if setting == "official" else ONEDNN):
       cells = {p: _train_cell(setting, extra, p, onednn, args) for p in PRECISIONS}
       data["train"][f"{setting}/{onednn}"] = cells
       f32, bf16 = cells["float32"], cells["mixed_bfloat16"]

@@ -6,7 +6,7 @@ ones within tolerances that hold for TensorFlow's own (Eigen) kernels and for on
 with ``TF_ENABLE_ONEDNN_OPTS=0`` and ``=1`` on a CPU without AVX-512 or AMX. Tolerances, relative
 to the largest float32 output: a rounding step of bfloat16 is 2⁻⁸ (float16 2⁻¹¹) of a value, a
 3×3 or 5×5 conv sums up to a few hundred rounded products; the bounds below are about four times
-the largest error measured here (bench/PRECISION_RESULTS.md).
+the largest error measured on this machine with either backend.
 """
 import json
 import os
