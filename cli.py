@@ -121,7 +121,7 @@ def define_precision(help_text="Keras dtype policy the network runs under: float
                      "seam blending stay float32), or auto (mixed_bfloat16 on a CPU with AMX "
                      "or a GPU of compute capability 8.0 or more, else float32). Default: as "
                      "the model declares (model.json 'inference'; official checkpoints: "
-                     "float32). docs/PRECISION_INFERENCE.md.", flag_values=absl_flags.FLAGS):
+                     "float32). docs/PRECISION.md.", flag_values=absl_flags.FLAGS):
   """Defines ``--precision`` (default None: what the model declares)."""
   absl_flags.DEFINE_enum("precision", None, list(INFERENCE_PRECISIONS), help_text,
                          flag_values=flag_values)

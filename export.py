@@ -64,7 +64,7 @@ cli.define_precision("Keras dtype policy baked into the SavedModel: float32, mix
                      "with AMX or a GPU of compute capability 8.0 or more, else float32). "
                      "Default: as the model declares (official checkpoints: float32). The ONNX, "
                      "LiteRT and web formats run float32 (auto means float32 there) and refuse "
-                     "a mixed policy. docs/PRECISION_INFERENCE.md.")
+                     "a mixed policy. docs/PRECISION.md.")
 cli.define_verbose()
 
 

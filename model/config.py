@@ -63,7 +63,7 @@ def preset(arch, cnum=32, **overrides):
 STRATEGIES = ("original", "resize", "crop", "auto")
 # Keras dtype policies the generator can run under (variables stay float32 in the mixed ones)
 # and ``auto``: bfloat16 where the hardware makes it pay, else float32
-# (``model/inference/run_precision.py``; docs/PRECISION_INFERENCE.md).
+# (``model/inference/run_precision.py``; docs/PRECISION.md).
 INFERENCE_PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 
 

@@ -4,7 +4,7 @@
 on the first one) of compute capability 8.0 or more, and on a CPU with AMX tiles (flag
 ``amx_bf16``) whose oneDNN may use them. A CPU with bfloat16 instructions but no AMX runs
 bfloat16 convolutions slower than float32, and without oneDNN (``TF_ENABLE_ONEDNN_OPTS=0``)
-TensorFlow's own bfloat16 kernels are no faster (docs/PRECISION_INFERENCE.md); ``auto`` is
+TensorFlow's own bfloat16 kernels are no faster (docs/PRECISION.md); ``auto`` is
 float32 there. An explicit mixed precision is checked to run (``model.precision.probe``): if it
 cannot, one ``UserError`` line; ``auto`` falls back to float32 instead.
 """
