@@ -7,14 +7,14 @@ Each case runs in a fresh interpreter (``harness.run``: wall seconds and the chi
 against the checkout ``--repo`` (default: this one), with ``--checkpoint_dir`` (default the demo
 model, strategy ``crop`` and seam blending as it declares). Cases, ``kind:side[:n]``:
 
-* ``line``: a 1-px diagonal from corner to corner of a ``side``² photo;
+* ``line``: a 2-px diagonal from corner to corner (one region; a 1-px one is a region per cell) of a ``side``² photo;
 * ``frame``: a 1-px rectangle one pixel inside the border;
 * ``box``: a centred box of a quarter of the photo;
 * ``grid``: ``n`` x ``n`` holes of 8 x 8 px, evenly spaced.
 
 The photo is a seeded smooth pattern plus noise. The child prints the seconds of the ``inpaint``
-call (after a warm-up on a small photo, as ``test.py`` pays tracing once per process) and the
-number of network calls (``Inpainter.network_calls`` where that checkout counts them).
+call (after ``Inpainter.warm_up``, as a server pays tracing once per process), its peak RSS
+after the warm-up, before the photo is made (``baseline_gb``) and after the photo (``peak_gb``).
 """
 import argparse
 import json
@@ -39,7 +39,7 @@ def make_case(kind, side, n=0):
   rgb = np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
   hole = np.zeros((side, side), np.uint8)
   if kind == "line":
-    cv2.line(hole, (0, 0), (side - 1, side - 1), 1, 1)
+    cv2.line(hole, (0, 0), (side - 1, side - 1), 1, 2)   # 2 px: 4-connected, one region
   elif kind == "frame":
     cv2.rectangle(hole, (1, 1), (side - 2, side - 2), 1, 1)
   elif kind == "box":
@@ -58,17 +58,20 @@ def make_case(kind, side, n=0):
 
 def child(repo, checkpoint, kind, side, n):
   """Runs one case in this process (called in a fresh interpreter)."""
+  import resource  # pylint: disable=import-outside-toplevel
   import time  # pylint: disable=import-outside-toplevel
   sys.path.insert(0, repo)
   from model.inference import inpainter  # pylint: disable=import-outside-toplevel
   model = inpainter.Inpainter.from_checkpoint(checkpoint)
   model.warm_up()
+  baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
   rgb, hole = make_case(kind, side, n)
   start = time.perf_counter()
   model.inpaint(rgb, hole)
   seconds = time.perf_counter() - start
-  calls = getattr(model, "last_network_calls", None)
-  return {"seconds": seconds, "calls": calls, "hole_px": int(hole.sum())}
+  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+  return {"seconds": seconds, "hole_px": int(hole.sum()), "baseline_gb": baseline,
+          "peak_gb": peak}
 
 
 def main():
@@ -85,7 +88,7 @@ def main():
                                              os.path.abspath(args.checkpoint_dir), kind, side,
                                              n))
     result = harness.last_json(run.stdout) or {"error": harness.tail(run.stderr)}
-    row = dict(result, case=case, repo=args.repo, mp=side * side / 1e6, peak_gb=run.peak_gb,
+    row = dict(result, case=case, repo=args.repo, mp=side * side / 1e6, child_peak_gb=run.peak_gb,
                wall_s=run.wall_s, status=run.status, load=run.load)
     print(json.dumps(row), flush=True)
     with open(args.output, "a") as f:
