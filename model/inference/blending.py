@@ -36,7 +36,9 @@ single-channel grids broadcast over the leading axis (fast), not the last one.
 Each hole region (``model/inference/regions.py``) is solved on its own tight box grown by
 one pixel, one after the other, so cost and memory follow the regions' boxes, not the
 distance between them; hole pixels of different regions are never 4-adjacent, so the
-regions' equations are independent.
+regions' equations are independent. Many small regions are solved together and a long thin
+region in overlapping tiles (:func:`pieces`, ARCHITECTURE.md §7.6), so cost and memory follow
+the hole's pixels, not a thin region's box nor the number of regions.
 """
 
 import threading

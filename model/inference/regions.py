@@ -11,7 +11,10 @@ runs on that coarse grid (min-label propagation with pointer jumping, Shiloach &
 regions are never 4-adjacent; parts whose cells touch (at most ``2 * cell`` pixels apart)
 share a region. Boxes are tight around each region's hole pixels.
 
-Used by seam blending (``model/inference/blending.py``), which solves one region at a time.
+A region's cells can be regrouped (:func:`group` by keys, e.g. :func:`tile_keys`, tiles of a
+long region; or one key for several small regions) so that work follows the hole's pixels, not
+its regions' boxes nor their number. Used by seam blending (``blending.pieces``), the ``crop``
+strategy (``scaling.crop_pieces``) and hole-local inference (``local_plan.hole_boxes``).
 """
 import tensorflow as tf
 

@@ -7,8 +7,9 @@ MI-GAN's crop-resize-paste pipeline do the same). The strategies, as TF ops:
 
 * ``original``: the whole photo at its own resolution (the release's computation).
 * ``resize``: the whole photo at the scale of its deepest hole region (:func:`scale_for`).
-* ``crop``: each hole region (``regions.region_boxes``) on its own: its box grown by a
-  context margin (:func:`context_box`), at that region's scale.
+* ``crop``: each piece of the hole (:func:`crop_pieces`: a region, a tile of a long region,
+  or several small regions together) on its own: its box grown by a context margin
+  (:func:`context_box`), at that region's scale.
 * ``auto``: ``original`` when no region is deeper than the training holes (nothing to
   rescale), otherwise ``crop``.
 
