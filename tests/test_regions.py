@@ -93,7 +93,7 @@ def test_crop_work_follows_the_pixels_of_a_thin_hole(tiny, shape):
     scales, contexts = scales.numpy(), contexts.numpy()
     assert (scales == 1.0).all()
     sides = np.maximum(contexts[:, 2] - contexts[:, 0], contexts[:, 3] - contexts[:, 1])
-    assert sides.max() <= (1 + 2 * scaling.CONTEXT) * scaling.MAX_PIECE + 2
+    assert sides.max() <= (1 + 2 * scaling.CONTEXT) * scaling.PIECE + 2
     areas.append(((contexts[:, 2] - contexts[:, 0]) * (contexts[:, 3] - contexts[:, 1])).sum())
   # The network's pixels grow with the hole's length (twice), not the photo's area (4 times).
   assert areas[1] < 2.5 * areas[0]

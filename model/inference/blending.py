@@ -326,14 +326,14 @@ def thickness(hole, labels, count, cell):
   cells = regions_lib.cells_of(hole, cell, outside=True)
   known = tf.cast(tf.logical_not(tf.reduce_all(cells, axis=[1, 3])), tf.float32)
 
-  def spread(k, reached, distance):
+  def spread_known(k, reached, distance):
     grown = tf.nn.max_pool2d(reached[None, :, :, None], 3, 1, "SAME")[0, :, :, 0]
     return k + 1, grown, tf.where(grown > reached, k + 1, distance)
 
-  def going(k, reached, distance):
+  def some_unreached(k, reached, distance):
     return tf.logical_and(k < limit, tf.reduce_any(tf.logical_and(occupied, reached < 0.5)))
 
-  distance = tf.while_loop(going, spread, (tf.constant(0), known,
+  distance = tf.while_loop(some_unreached, spread_known, (tf.constant(0), known,
                                            tf.where(known > 0.5, 0, limit)))[2]
   far = per_region(distance, tf.math.unsorted_segment_max)
   return tf.minimum(bound, cell * (1 + far))

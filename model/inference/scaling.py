@@ -37,10 +37,11 @@ MIN_SIDE = 16           # a scaled photo or crop keeps at least this many pixels
 # crop_size² crop at the region's scale). On 4 dev photos at full resolution (2-3 boxes, 10 %),
 # blended: 0, 0.25, 1 gave 18.94 / 18.95 / 18.80 dB hole PSNR, 4.1 / 3.2 / 5.6 s per photo.
 CONTEXT = 0.25
-# A crop piece's box is at most this many network pixels a side (its region's scale times its
-# side in the photo): a longer region is cut into pieces, so the network's work and memory
-# follow the region's pixels, not its box (a 1-px diagonal's box is the whole photo).
+# A region whose box is longer than MAX_PIECE network pixels (its scale times its side in the
+# photo) is cut into pieces of PIECE network pixels a side, so the network's work and memory
+# follow the region's pixels, not its box (a thin diagonal's box is the whole photo).
 MAX_PIECE = 512
+PIECE = 256
 # Small regions at full scale (box within ``crop_size``) that share a tile of ``MERGE_TILE``
 # crop sizes are filled in one crop when there are at least ``MERGE_MIN`` of them: that crop
 # (at most about (1 + 2 CONTEXT)² MERGE_TILE² crop sizes²) costs less than theirs apart.
@@ -141,7 +142,7 @@ def crop_pieces(hole, labels, boxes, scales, crop_size, cell):
   """What ``crop`` fills in one network call each: pieces of the hole's regions.
 
   A region whose box is longer than ``MAX_PIECE`` network pixels at its scale is cut into
-  tiles of that size (``regions.tile_keys``); small full-scale regions (box within
+  tiles of ``PIECE`` network pixels (``regions.tile_keys``); small full-scale regions (box within
   ``crop_size``) are grouped by ``MERGE_TILE`` x ``crop_size`` tiles of the photo, a tile's
   regions filled together when it holds at least ``MERGE_MIN``; other regions are one piece
   each, numbered as the regions are.
@@ -156,10 +157,11 @@ def crop_pieces(hole, labels, boxes, scales, crop_size, cell):
     ``(boxes, labels, scales)`` of the pieces: int32 ``[P, 4]``, the piece of every cell
     (-1 for none), float32 ``[P]``.
   """
-  tile = tf.cast(tf.floor(MAX_PIECE / scales / cell), tf.int32)
-  keys = regions.tile_keys(labels, boxes, tile, cell)
   span = tf.maximum((boxes[:, 2] - 1) // cell - boxes[:, 0] // cell,
                     (boxes[:, 3] - 1) // cell - boxes[:, 1] // cell) + 1
+  long = tf.cast(span * cell, tf.float32) * scales > MAX_PIECE
+  tile = tf.where(long, tf.cast(tf.floor(PIECE / scales / cell), tf.int32), span + 1)
+  keys = regions.tile_keys(labels, boxes, tile, cell)
   small = tf.logical_and(scales >= 1.0, span * cell <= crop_size)
   merge = max(MERGE_TILE * crop_size // cell, 1)               # cells per merge tile side
   columns = tf.shape(labels)[1] // merge + 1
