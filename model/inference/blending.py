@@ -12,6 +12,9 @@ Galerkin grids follow any shape. The grids live in TensorArrays and the V-cycle 
 a loop over levels, so the traced graph has a fixed size; :class:`TracedBlend` traces it off the
 critical path. Channels are the batch axis of every solver array ``[C, H, W, 1]``, so
 per-channel CG step sizes and the single-channel grids broadcast over the leading axis.
+Many small regions are solved together and a long thin region in overlapping tiles
+(:func:`pieces`, ARCHITECTURE.md §7.6), so cost and memory follow the hole's pixels, not a thin
+region's box nor the number of regions.
 """
 
 import threading
@@ -26,6 +29,14 @@ TOLERANCE = 1e-5        # stop when |residual| <= TOLERANCE * |right-hand side| 
 OMEGA = 0.8             # damping of the Jacobi sweeps
 OVER_CORRECTION = 1.5   # weight of the coarse-grid correction
 COARSEST = 16           # the coarsest grid has at most this many cells a side, solved exactly
+# Pieces (``pieces``): a long thin region is solved in tiles of PIECE px, each on its part within
+# HALO times the region's thickness of the tile; MERGE_MIN or more regions whose boxes fit in
+# MERGE_BOX px and start in the same MERGE_TILE px tile are solved together.
+PIECE = 256
+HALO = 16
+MERGE_BOX = 64
+MERGE_TILE = 256
+MERGE_MIN = 3
 
 
 def _neighbour_sum(x):
@@ -258,15 +269,122 @@ def harmonic_correction(known, fill, hole):
   return correction_and_steps(known, fill, hole)[0]
 
 
+def _dilate(x):
+  """bool [H, W]: ``x`` grown by one pixel (3 x 3, chessboard)."""
+  rows = tf.pad(x, [[1, 1], [0, 0]])
+  x = rows[:-2] | rows[1:-1] | rows[2:]
+  cols = tf.pad(x, [[0, 0], [1, 1]])
+  return cols[:, :-2] | cols[:, 1:-1] | cols[:, 2:]
+
+
+def thickness(hole, labels, count, cell):
+  """int32 [count]: a bound (px, chessboard) on how far any hole pixel of each region lies
+  from a known pixel: 1, 2, 4 or 8 when that holds for every pixel of the region, else
+  ``cell`` times one more than the largest chessboard distance, in cells, from one of its
+  cells to a cell that holds a known pixel (cells outside the photo hold none)."""
+  occupied = labels >= 0
+  ids = tf.reshape(tf.where(occupied, labels, count), [-1])
+
+  def per_region(x, reduce):
+    return reduce(tf.reshape(x, [-1]), ids, count + 1)[:count]
+
+  limit = tf.reduce_max(tf.shape(labels))
+  near = tf.logical_not(hole)
+  bound = tf.fill([count], limit * cell + cell)
+  for radius in range(1, 9):
+    near = _dilate(near)
+    if radius in (1, 2, 4, 8):
+      covered = tf.reduce_all(regions_lib.cells_of(near | tf.logical_not(hole), cell, True),
+                              axis=[1, 3])
+      every = per_region(tf.cast(covered, tf.int32), tf.math.unsorted_segment_min) > 0
+      bound = tf.where(tf.logical_and(every, bound > radius), radius, bound)
+
+  cells = regions_lib.cells_of(hole, cell, outside=True)
+  known = tf.cast(tf.logical_not(tf.reduce_all(cells, axis=[1, 3])), tf.float32)
+
+  def spread_known(k, reached, distance):
+    grown = tf.nn.max_pool2d(reached[None, :, :, None], 3, 1, "SAME")[0, :, :, 0]
+    return k + 1, grown, tf.where(grown > reached, k + 1, distance)
+
+  def some_unreached(k, reached, distance):
+    return tf.logical_and(k < limit, tf.reduce_any(tf.logical_and(occupied, reached < 0.5)))
+
+  distance = tf.while_loop(some_unreached, spread_known, (tf.constant(0), known,
+                                           tf.where(known > 0.5, 0, limit)))[2]
+  far = per_region(distance, tf.math.unsorted_segment_max)
+  return tf.minimum(bound, cell * (1 + far))
+
+
+def pieces(hole, cell=regions_lib.CELL):
+  """What :func:`blend` solves one at a time: the hole's regions, with many small regions
+  near each other solved together and long thin regions cut into overlapping pieces.
+
+  * ``MERGE_MIN`` or more regions whose boxes fit in ``MERGE_BOX`` px and whose boxes start
+    in the same ``MERGE_TILE`` px tile form one group, solved together on their joint box
+    (their equations are independent, so the solution is theirs apart; one solve instead of
+    many).
+  * A region whose box is longer than ``PIECE + 2 * halo`` (``halo``: ``HALO`` times its
+    :func:`thickness`) is cut into ``PIECE`` px tiles (``regions.tile_keys``); each tile is
+    solved on the region's part within ``halo`` of it, with no equation across that cut
+    (like the photo's edge), and keeps only its own pixels. Every hole pixel lies within the
+    thickness of a known pixel, so the cut's influence decays geometrically over that
+    distance, and ``halo`` makes it negligible; memory and time follow the tile, not the
+    region's box (a 1-px frame's box is the whole photo).
+
+  Returns ``(labels, groups, piece_group, boxes)``: the piece and the group of every cell
+  (-1 for none); int32 [P], each piece's group; int32 [P, 4], the box each piece is solved on
+  (top, left, bottom, right; its hole pixels of its group are the unknowns).
+  """
+  shape = tf.shape(hole)
+  boxes, labels = regions_lib.region_boxes(hole, cell)
+  count = tf.shape(boxes)[0]
+  extent = tf.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+  # Groups: small regions sharing a tile.
+  small = extent <= MERGE_BOX
+  columns = shape[1] // MERGE_TILE + 1
+  tile = boxes[:, 0] // MERGE_TILE * columns + boxes[:, 1] // MERGE_TILE
+  members = tf.math.unsorted_segment_sum(tf.cast(small, tf.int32), tile,
+                                         (shape[0] // MERGE_TILE + 1) * columns)
+  merged = tf.logical_and(small, tf.gather(members, tile) >= MERGE_MIN)
+  keys = tf.where(regions_lib.per_cell(merged, labels, False),
+                  -2 - tf.cast(regions_lib.per_cell(tile, labels, 0), tf.int64),
+                  tf.cast(labels, tf.int64))
+  groups, group_count = regions_lib.group(labels, keys)
+  group_boxes = regions_lib.tight_boxes(hole, groups, group_count, cell)
+  # Pieces: long thin regions (never a merged group, whose box is small) cut into tiles.
+  halo = HALO * thickness(hole, labels, count, cell)
+  split = extent > PIECE + 2 * halo
+  tiles = tf.where(split, PIECE // cell, tf.reduce_max(tf.shape(labels)) + 1)
+  piece_labels, piece_count = regions_lib.group(
+      labels, tf.where(regions_lib.per_cell(merged, labels, False), keys,
+                       regions_lib.tile_keys(labels, boxes, tiles, cell)))
+  ids = tf.reshape(tf.where(piece_labels >= 0, piece_labels, piece_count), [-1])
+
+  def per_piece(x):
+    return tf.math.unsorted_segment_max(tf.reshape(x, [-1]), ids, piece_count + 1)[:piece_count]
+
+  piece_group = per_piece(groups)
+  piece_halo = per_piece(regions_lib.per_cell(halo, labels, 0))
+  own = regions_lib.tight_boxes(hole, piece_labels, piece_count, cell)
+  outer = tf.gather(group_boxes, piece_group)
+  grown = tf.stack([own[:, 0] - piece_halo, own[:, 1] - piece_halo, own[:, 2] + piece_halo,
+                    own[:, 3] + piece_halo], 1)
+  # One more pixel for the known neighbours, within the photo.
+  solve = tf.stack([tf.maximum(tf.maximum(grown[:, 0], outer[:, 0]) - 1, 0),
+                    tf.maximum(tf.maximum(grown[:, 1], outer[:, 1]) - 1, 0),
+                    tf.minimum(tf.minimum(grown[:, 2], outer[:, 2]) + 1, shape[0]),
+                    tf.minimum(tf.minimum(grown[:, 3], outer[:, 3]) + 1, shape[1])], 1)
+  return piece_labels, groups, piece_group, tf.reshape(solve, [-1, 4])
+
+
 def blend(known, fill, hole):
-  """``fill`` seam-blended into ``known`` on ``hole``: each hole region is solved on its own
-  box grown by one pixel (an empty hole gives ``known``).
+  """``fill`` seam-blended into ``known`` on ``hole``: each piece of the hole (:func:`pieces`)
+  is solved on its own box, one after another (an empty hole gives ``known``).
 
   Args, as :func:`harmonic_correction`; returns float32 ``[H, W, C]``: ``known`` outside
   the hole, ``fill + h`` inside (unclipped).
   """
-  shape = tf.shape(hole)
-  boxes, labels = regions_lib.region_boxes(hole)
+  labels, groups, piece_group, boxes = pieces(hole)
   cell = regions_lib.CELL
   count = tf.shape(boxes)[0]
   # One more (empty) element each, so that concat() has something to join without regions.
@@ -277,20 +395,22 @@ def blend(known, fill, hole):
   values = values.write(count, tf.zeros([0, tf.shape(known)[2]]))
 
   def solve(i, where, values):
-    top, left = tf.maximum(boxes[i, 0] - 1, 0), tf.maximum(boxes[i, 1] - 1, 0)
-    bottom, right = tf.minimum(boxes[i, 2] + 1, shape[0]), tf.minimum(boxes[i, 3] + 1, shape[1])
+    top, left, bottom, right = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
     rows, cols = tf.range(top, bottom) // cell, tf.range(left, right) // cell
-    own = tf.equal(tf.gather(tf.gather(labels, rows), cols, axis=1), i)
-    region = tf.logical_and(hole[top:bottom, left:right], own)
+    hole_box = hole[top:bottom, left:right]
+    unknown = tf.logical_and(hole_box, tf.equal(
+        tf.gather(tf.gather(groups, rows), cols, axis=1), piece_group[i]))
     h = harmonic_correction(known[top:bottom, left:right], fill[top:bottom, left:right],
-                            region)
-    at = tf.where(region)
+                            unknown)
+    mine = tf.logical_and(hole_box, tf.equal(tf.gather(tf.gather(labels, rows), cols, axis=1),
+                                             i))
+    at = tf.where(mine)
     origin = tf.cast(tf.stack([top, left]), tf.int64)
     return i + 1, where.write(i, at + origin), values.write(i, tf.gather_nd(h, at))
 
   _, where, values = tf.while_loop(lambda i, *_: i < count, solve,
                                    (tf.constant(0), where, values))
-  # Every hole pixel is in exactly one region: write fill + h there, over the photo.
+  # Every hole pixel is in exactly one piece: write fill + h there, over the photo.
   at = tf.reshape(where.concat(), [-1, 2])
   h = tf.reshape(values.concat(), [tf.shape(at)[0], tf.shape(known)[2]])
   return tf.tensor_scatter_nd_update(known, at, tf.gather_nd(fill, at) + h)

@@ -114,6 +114,7 @@ class Inpainter:
     # A variable, not a constant: see the module docstring.
     self.pixel_scale = tf.Variable(127.5, dtype=tf.float32, trainable=False, name="pixel_scale")
     self._traced = {}
+    self._traced_paths = None
 
   @classmethod
   def from_checkpoint(cls, path, max_memory_gb=1.0, seam_blend=None, strategy=None,
@@ -193,17 +194,27 @@ class Inpainter:
     scales = self._regions(hole)[2]
     return self._scaled_fill(image, hole, tf.reduce_min(tf.concat([scales, [1.0]], 0)))
 
-  def _crop_fill(self, image, hole, path="auto", attention_tiled=None):
-    """``crop``: each hole region in its context box at its own scale, pasted back (only
-    that region's hole pixels), one region after another. ``path``, ``attention_tiled``:
-    every region's network (``choose_crop_path``; default: decided per region in the graph)."""
+  def crop_plan(self, hole):
+    """What ``crop`` runs: the pieces of the hole (``scaling.crop_pieces``), each filled in
+    one network call on its context box. Returns ``(boxes int32 [P, 4], cell labels,
+    scales float32 [P], context boxes int32 [P, 4])``."""
     boxes, labels, scales = self._regions(hole)
-    height, width = tf.shape(hole)[0], tf.shape(hole)[1]
     inf = self.inference
+    boxes, labels, scales = scaling.crop_pieces(hole, labels, boxes, scales, inf.crop_size,
+                                                regions.CELL)
+    contexts = scaling.context_box(boxes, scales, inf.crop_size, tf.shape(hole)[0],
+                                   tf.shape(hole)[1])
+    return boxes, labels, scales, contexts
+
+  def _crop_fill(self, image, hole, path="auto", attention_tiled=None):
+    """``crop``: each piece of the hole (:meth:`crop_plan`) in its context box at its own
+    scale, pasted back (only that piece's hole pixels), one piece after another. ``path``,
+    ``attention_tiled``: every piece's network (``choose_crop_path``; default: decided per
+    piece in the graph)."""
+    boxes, labels, scales, contexts = self.crop_plan(hole)
 
     def body(i, out):
-      box, scale = boxes[i], scales[i]
-      c = scaling.context_box(box, scale, inf.crop_size, height, width)
+      box, scale, c = boxes[i], scales[i], contexts[i]
       filled = self._scaled_fill(image[c[0]:c[2], c[1]:c[3]], hole[c[0]:c[2], c[1]:c[3]], scale,
                                  path, attention_tiled)
       inner = filled[box[0] - c[0]:box[2] - c[0], box[1] - c[1]:box[3] - c[1]]
@@ -212,9 +223,26 @@ class Inpainter:
       patch = tf.where(own[..., None], inner, out[box[0]:box[2], box[1]:box[3]])
       return i + 1, tf.tensor_scatter_nd_update(out, scaling.box_indices(box), patch)
 
-    # One region at a time: their working memory does not add up.
+    # One piece at a time: their working memory does not add up.
     return tf.while_loop(lambda i, _: i < tf.shape(boxes)[0], body, (tf.constant(0), image),
                          parallel_iterations=1)[1]
+
+  def _crop_paths(self, hole):
+    """bool [P]: whether each ``crop`` piece's network takes the hole-local path (what
+    ``path='auto'`` decides for it in the graph: ``local_plan.use_local`` of its network
+    mask)."""
+    _, _, scales, contexts = self.crop_plan(hole)
+
+    def local(i):
+      c, scale = contexts[i], scales[i]
+      sub = hole[c[0]:c[2], c[1]:c[3]]
+      size = scaling.scaled_size(c[2] - c[0], c[3] - c[1], scale)
+      sub = tf.cond(scale < 1.0, lambda: scaling.downscale_hole(sub, size), lambda: sub)
+      mask = tf.cast(pad_to_grid(sub, sub)[1], tf.float32)[None, :, :, None]
+      return local_plan.use_local(self.generator, mask)
+
+    return tf.map_fn(local, tf.range(tf.shape(scales)[0]),
+                     fn_output_signature=tf.TensorSpec([], tf.bool))
 
   def needs_scaling(self, hole):
     """bool scalar: some hole region is deeper than the training holes (its scale is below 1;
@@ -305,22 +333,15 @@ class Inpainter:
     return "local" if local_plan.use_local(self.generator, mask) else "full"
 
   def choose_crop_path(self, hole):
-    """The network path (``local`` or ``full``) of every ``crop`` region for a bool [H, W]
-    hole, decided eagerly as the graph decides it, so one network is traced; ``"auto"``
-    (decided per region in the graph) when the regions disagree. Dense or tiled attention
+    """The network path (``local`` or ``full``) of every ``crop`` piece for a bool [H, W] hole,
+    decided as the graph decides it (one traced call for all pieces), so one network is traced;
+    ``"auto"`` (decided per piece in the graph) when the pieces disagree. Dense or tiled attention
     stays decided in the graph: that choice alone moved bytes on the README example, and it
     duplicates no convolution."""
-    hole = tf.constant(hole)
-    boxes, _, scales = self._regions(hole)
-    height, width = tf.shape(hole)[0], tf.shape(hole)[1]
-    paths = set()
-    for i in range(int(tf.shape(boxes)[0])):
-      box, scale = boxes[i], scales[i]
-      c = scaling.context_box(box, scale, self.inference.crop_size, height, width)
-      sub = hole[c[0]:c[2], c[1]:c[3]]
-      if bool(scale < 1.0):
-        sub = scaling.downscale_hole(sub, scaling.scaled_size(c[2] - c[0], c[3] - c[1], scale))
-      paths.add(self.choose_path(sub))
+    if self._traced_paths is None:
+      self._traced_paths = tf.function(self._crop_paths, input_signature=[HOLE_SPEC],
+                                       autograph=False)
+    paths = set(np.where(self._traced_paths(hole).numpy(), "local", "full").tolist())
     return paths.pop() if len(paths) == 1 else "auto"
 
   def choose_strategy(self, hole):

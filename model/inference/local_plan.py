@@ -13,6 +13,9 @@ from model.inference import regions
 # The hole-local path is taken when its FLOP plan is below this share of the full
 # network's: its own overhead is small (timings: bench/RESULTS.md, bench/README.md).
 LOCAL_THRESHOLD = 0.95
+# A hole region whose box is longer than this (px) is processed in pieces of at most this side
+# (``regions.tile_keys``), so the crops follow its pixels, not its box.
+MAX_PIECE = 512
 
 
 def receptive_radius(stage):
@@ -107,10 +110,14 @@ def _encode_in_strips(encode, x, halo, block):
 
 def hole_boxes(mask):
   """int32 [N, 4] (y0, y1, x0, x1): the boxes of the hole regions of the union of ``mask``
-  [B, H, W, 1] over the batch (``regions.region_boxes``), aligned outward to 8. Each region is
-  processed on its own, so the work does not grow with the distance between holes."""
+  [B, H, W, 1] over the batch (``regions.region_boxes``), a region longer than ``MAX_PIECE``
+  cut into tiles of that side, aligned outward to 8. Each box is processed on its own, so the
+  work does not grow with the distance between holes, nor with a thin region's box."""
   any_hole = tf.reduce_max(mask, axis=[0, 3]) > 0.5                   # [H, W]
-  boxes, _ = regions.region_boxes(any_hole, regions.CELL)
+  boxes, labels = regions.region_boxes(any_hole, regions.CELL)
+  tiles = tf.fill(tf.shape(boxes)[:1], MAX_PIECE // regions.CELL)
+  pieces, count = regions.group(labels, regions.tile_keys(labels, boxes, tiles, regions.CELL))
+  boxes = regions.tight_boxes(any_hole, pieces, count, regions.CELL)
   height, width = tf.shape(mask)[1], tf.shape(mask)[2]
   return tf.map_fn(lambda b: _expand(tf.stack([b[0], b[2], b[1], b[3]]), 0, height, width),
                    boxes, fn_output_signature=tf.TensorSpec([4], tf.int32))

@@ -11,19 +11,22 @@ runs on that coarse grid (min-label propagation with pointer jumping, Shiloach &
 regions are never 4-adjacent; parts whose cells touch (at most ``2 * cell`` pixels apart)
 share a region. Boxes are tight around each region's hole pixels.
 
-Used by seam blending (``model/inference/blending.py``), which solves one region at a time.
+A region's cells can be regrouped (:func:`group` by keys, e.g. :func:`tile_keys`, tiles of a
+long region; or one key for several small regions) so that work follows the hole's pixels, not
+its regions' boxes nor their number. Used by seam blending (``blending.pieces``), the ``crop``
+strategy (``scaling.crop_pieces``) and hole-local inference (``local_plan.hole_boxes``).
 """
 import tensorflow as tf
 
 CELL = 16  # pixels per side of a labelling cell
 
 
-def _cells(hole, cell):
-  """``hole`` [H, W] padded with False to multiples of ``cell`` and cut into cells:
+def cells_of(hole, cell, outside=False):
+  """``hole`` [H, W] padded with ``outside`` to multiples of ``cell`` and cut into cells:
   bool ``[Hc, cell, Wc, cell]``."""
   h, w = tf.shape(hole)[0], tf.shape(hole)[1]
   ph, pw = tf.math.floormod(-h, cell), tf.math.floormod(-w, cell)
-  padded = tf.pad(hole, [[0, ph], [0, pw]])
+  padded = tf.pad(hole, [[0, ph], [0, pw]], constant_values=outside)
   return tf.reshape(padded, [(h + ph) // cell, cell, (w + pw) // cell, cell])
 
 
@@ -53,7 +56,7 @@ def label_cells(hole, cell=CELL):
     int32 ``[ceil(H / cell), ceil(W / cell)]``: -1 where the cell holds no hole pixel, else
     the cell's region, numbered 0.. in raster order of each region's first cell.
   """
-  occupied = tf.reduce_any(_cells(hole, cell), axis=[1, 3])
+  occupied = tf.reduce_any(cells_of(hole, cell), axis=[1, 3])
   shape = tf.shape(occupied)
   big = tf.int32.max
   index = tf.reshape(tf.range(tf.size(occupied)), shape)
@@ -75,19 +78,18 @@ def label_cells(hole, cell=CELL):
   return tf.where(occupied, tf.reshape(region, shape), -1)
 
 
-def region_boxes(hole, cell=CELL):
-  """Tight bounding boxes of the hole's regions (see the module docstring).
+def tight_boxes(hole, labels, count, cell=CELL):
+  """Tight bounding boxes of the hole pixels of each group of cells.
 
   Args:
     hole: bool ``[H, W]``.
+    labels: int32 ``[ceil(H / cell), ceil(W / cell)]``: the group of every cell, -1 for none.
+    count: int32 scalar, the number of groups (labels ``0 .. count - 1``).
     cell: side of a labelling cell in pixels.
   Returns:
-    ``(boxes, labels)``: int32 ``[N, 4]`` rows ``(top, left, bottom, right)`` with exclusive
-    bottom/right, region ``i`` in row ``i``; and ``labels`` as :func:`label_cells`.
+    int32 ``[count, 4]`` rows ``(top, left, bottom, right)`` with exclusive bottom/right.
   """
-  cells = _cells(hole, cell)
-  labels = label_cells(hole, cell)
-  count = tf.reduce_max(labels) + 1
+  cells = cells_of(hole, cell)
   big = tf.int32.max
   offsets = tf.range(cell)
 
@@ -112,4 +114,56 @@ def region_boxes(hole, cell=CELL):
                     segment(left, tf.math.unsorted_segment_min),
                     segment(bottom, tf.math.unsorted_segment_max),
                     segment(right, tf.math.unsorted_segment_max)], axis=1)
-  return tf.reshape(boxes, [-1, 4]), labels
+  return tf.reshape(boxes, [-1, 4])
+
+
+def region_boxes(hole, cell=CELL):
+  """Tight bounding boxes of the hole's regions (see the module docstring).
+
+  Args:
+    hole: bool ``[H, W]``.
+    cell: side of a labelling cell in pixels.
+  Returns:
+    ``(boxes, labels)``: int32 ``[N, 4]`` rows ``(top, left, bottom, right)`` with exclusive
+    bottom/right, region ``i`` in row ``i``; and ``labels`` as :func:`label_cells`.
+  """
+  labels = label_cells(hole, cell)
+  return tight_boxes(hole, labels, tf.reduce_max(labels) + 1, cell), labels
+
+
+def per_cell(values, labels, empty):
+  """``values[labels]`` for every cell (``values`` [N], one per region), ``empty`` where a cell
+  has no region (-1)."""
+  padded = tf.concat([values, tf.cast([empty], values.dtype)], 0)
+  return tf.gather(padded, tf.where(labels >= 0, labels, tf.shape(values)[0]))
+
+
+def tile_keys(labels, boxes, tile_cells, cell=CELL):
+  """int64 ``[Hc, Wc]``: for every cell, its region and the tile of the region it lies in.
+
+  A region's tiles are squares of ``tile_cells`` cells (int32 ``[N]``, one size per region,
+  at least 1) on a grid anchored at the cell of its box's top-left corner, so a region whose
+  box spans at most ``tile_cells`` cells a side is one tile, and every tile's box is at most
+  ``tile_cells * cell`` pixels a side whatever the region's shape. Cells without a region: -1.
+  """
+  hc, wc = tf.shape(labels)[0], tf.shape(labels)[1]
+  tile = per_cell(tf.maximum(tile_cells, 1), labels, 1)
+  row = (tf.range(hc)[:, None] - per_cell(boxes[:, 0] // cell, labels, 0)) // tile
+  col = (tf.range(wc)[None, :] - per_cell(boxes[:, 1] // cell, labels, 0)) // tile
+  region = tf.maximum(labels, 0)
+  size = tf.cast(hc * wc, tf.int64)
+  key = (tf.cast(region, tf.int64) * size + tf.cast(row, tf.int64) * tf.cast(wc, tf.int64)
+         + tf.cast(col, tf.int64))
+  return tf.where(labels >= 0, key, -1)
+
+
+def group(labels, keys):
+  """Cells regrouped by ``keys`` (int64 ``[Hc, Wc]``, any values; ignored where ``labels``
+  is -1): ``(new labels, count)``, groups numbered 0.. in raster order of their first cell (so
+  keys equal to the labels give the labels back)."""
+  shape = tf.shape(labels)
+  flat = tf.reshape(labels, [-1])
+  where = tf.where(flat >= 0)
+  unique, index = tf.unique(tf.gather_nd(tf.reshape(keys, [-1]), where))
+  new = tf.tensor_scatter_nd_update(-tf.ones_like(flat), where, index)
+  return tf.reshape(new, shape), tf.size(unique)
