@@ -27,6 +27,7 @@ import os
 import stat
 import threading
 import warnings
+import zlib
 
 import cv2
 import numpy as np
@@ -41,6 +42,7 @@ MODES = ("grey", "rgb", "rgba")
 SERVED_FORMATS = ("png", "jpeg", "bmp", "webp", "gif", "tiff")  # what check_header lets through
 _PILLOW_LIMIT = threading.Lock()
 _ORIENTATION = 0x0112
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Pillow mode -> the mode it is converted to (None: keep; missing: not supported).
 _CONVERT = {"1": "L", "L": None, "P": "RGB", "PA": "RGBA", "LA": "RGBA", "La": "RGBA",
             "RGB": None, "RGBA": None, "RGBa": "RGBA", "RGBX": "RGB", "CMYK": "RGB",
@@ -185,6 +187,8 @@ def _open(path, data):
   without the image size above twice it) is lifted while the header is read, under a lock.
   Pillow's parsers raise many exception types on hostile headers; all become one line.
   """
+  if not _png_checksums_ok(data):
+    raise UserError(f"{path}: {rules.PNG_CHECKSUM}")
   try:
     with _PILLOW_LIMIT:
       limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
@@ -199,6 +203,27 @@ def _open(path, data):
     raise
   except Exception as e:  # noqa: BLE001 - any parser failure is a damaged file
     raise UserError(f"{path}: truncated or corrupt image header ({_first_line(e)})") from None
+
+
+def _png_checksums_ok(data):
+  """False for a PNG one of whose chunks before IEND, IDAT aside, has a wrong CRC (Pillow
+  refuses those, before IDAT with a misleading message); the SavedModel applies the same rule
+  (``model/inference/png_chunks.py``). IDAT chunks are checked when decoding (``_decode``), a
+  chunk that does not fit is left to Pillow."""
+  if not data.startswith(_PNG_MAGIC):
+    return True
+  pos = len(_PNG_MAGIC)
+  while pos + 12 <= len(data):
+    length = int.from_bytes(data[pos:pos + 4], "big")
+    kind = data[pos + 4:pos + 8]
+    end = pos + 8 + length
+    if kind == b"IEND" or end + 4 > len(data):
+      return True
+    stored = int.from_bytes(data[end:end + 4], "big")
+    if kind != b"IDAT" and zlib.crc32(data[pos + 4:end]) != stored:
+      return False
+    pos = end + 4
+  return True
 
 
 def _format(image):
@@ -248,14 +273,19 @@ def _is_deep_colour(image):
 
 
 def _orientation(image):
-  """EXIF orientation 1..8 (1 when absent or unreadable); may decode a PNG (EXIF after IDAT)."""
+  """EXIF orientation 1..8 (1 when absent or unreadable); may decode a PNG (EXIF after IDAT).
+
+  The rule of ``model/inference/orientation.py`` (the SavedModel's reader): Pillow's value of
+  tag 0x0112 (the last entry it loads), when that entry has an integer type (Pillow gives an
+  int) and is 1..8. A text, rational, float or byte value is no orientation, here as there.
+  """
   try:
-    orientation = int(image.getexif().get(_ORIENTATION, 1))
+    value = image.getexif().get(_ORIENTATION, 1)
   except MemoryError:
     raise
   except Exception:  # noqa: BLE001 - an unreadable EXIF block is no orientation
-    orientation = 1
-  return orientation if 1 <= orientation <= 8 else 1
+    value = 1
+  return value if type(value) is int and 1 <= value <= 8 else 1
 
 
 def _header_orientation(image):
