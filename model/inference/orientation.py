@@ -5,7 +5,8 @@
 functions let a graph that receives file bytes do the same (``bytes_decode.decode_upright``,
 used by the ``inpaint_bytes`` signature): ``apply_orientation(decoded, exif_orientation(data))``.
 
-The rule, the same in both readers (``decode._orientation`` keeps Pillow's reading to it):
+The rule, the same in both readers (``model/fileio/decode.py``'s ``block_orientation`` reads
+the block Pillow finds with it, whatever Pillow's own EXIF parser does):
 
 * the EXIF block, as Pillow finds it: a JPEG's APP1 "Exif" segments before the first scan,
   joined in order (the first one whole, the others without their "Exif\0\0" prefix); in a PNG
@@ -13,9 +14,9 @@ The rule, the same in both readers (``decode._orientation`` keeps Pillow's readi
   IEND, or the first fcTL of an animated PNG); in a WebP the first EXIF chunk, when the VP8X
   header's EXIF flag is set. A PNG whose chunks' CRCs do not match is refused by both readers
   (``png_chunks.checksums_ok``), so its eXIf is never read.
-* in it, the first IFD: the last entry of tag 0x0112 that Pillow loads (a known TIFF type, a
+* in it, the first IFD: the first entry of tag 0x0112 that is loaded (a known TIFF type, a
   count above 0; an entry whose values lie outside the block ends the IFD, as it ends
-  Pillow's reading);
+  Pillow's reading), as Pillow 13 reads it (Pillow 12 took the last);
 * its first value, when the entry's type is an integer type (SHORT, LONG, SBYTE, SSHORT,
   SLONG, IFD, LONG8) and the value is 1..8; anything else gives 1 (no change).
 
@@ -212,9 +213,9 @@ def tiff_orientation(block):
   read = index < tf.reduce_min(tf.where(beyond, index, count))
   loaded = tf.logical_and(read, nbytes > 0)
   hit = tf.logical_and(loaded, tf.equal(tag, _ORIENTATION_TAG))
-  last = tf.reduce_max(tf.where(hit, index, -1))
-  found = last >= 0
-  last = tf.where(found, last, count)  # the zero appended below when there is none
+  # the first hit; count when there is none (the zero appended below; also for no entries)
+  last = tf.minimum(tf.reduce_min(tf.where(hit, index, count)), count)
+  found = last < count
   kind, width, where = (tf.gather(tf.concat([x, tf.zeros([1], tf.int64)], 0), last)
                         for x in (kind, width, where))
   value = tf.case([(tf.equal(width, w), lambda w=w: uint(where, w)) for w in (1, 2, 4)],
