@@ -5,7 +5,7 @@ non-zero exit status, never a traceback: 2 for a command-line mistake (unknown f
 bad or missing flag value, stray argument), 1 for everything else. On a terminal a
 progress update rewrites its line (``\\r``); warnings never share a line with it (which
 would erase them). When stderr is not a terminal (a log file, a pipe) updates are plain lines.
-TensorFlow's native start-up lines are hidden unless ``--verbose`` is given.
+TensorFlow's native start-up and log lines are hidden unless ``--verbose`` is given.
 """
 import os
 import re
@@ -140,16 +140,22 @@ def import_tensorflow(verbose=False):
   "oneDNN custom operations are on" notice, CPU-feature notes) are written by C++ code
   straight to file descriptor 2 while TensorFlow loads, before ``TF_CPP_MIN_LOG_LEVEL``
   applies; so the descriptor is pointed elsewhere for the import (if the import fails they
-  are shown). Later C++ log lines are filtered by ``TF_CPP_MIN_LOG_LEVEL``, set here to 3
-  unless the environment sets it: ``E0000`` lines such as "oneDNN supports DT_UINT8 only on
-  platforms with AVX-512" read like errors but are not; real failures reach Python as
-  exceptions, which the CLIs report in one line.
+  are shown). C++ log lines written later, while the CLI runs, are dropped whatever
+  ``TF_CPP_MIN_LOG_LEVEL`` the environment sets (``native_stderr.drop_native_log_lines``;
+  the level is set here to 3 unless the environment sets it, so most are never written):
+  ``E0000`` lines such as "oneDNN supports DT_INT32 only on platforms with AVX-512" read like
+  errors but are not; real failures reach Python as exceptions, which the CLIs report in one
+  line. ``--verbose`` shows them all.
   """
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
-  if verbose or "tensorflow" in sys.modules:
+  if verbose:
     import tensorflow
     return tensorflow
-  from model.native_stderr import hidden_native_stderr
+  from model.native_stderr import drop_native_log_lines, hidden_native_stderr
+  drop_native_log_lines()
+  if "tensorflow" in sys.modules:
+    import tensorflow
+    return tensorflow
   with hidden_native_stderr() as captured:
     try:
       import tensorflow

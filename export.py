@@ -85,7 +85,8 @@ _fail = cli.CONSOLE.fail
 
 
 # What a SavedModel directory holds (tf.saved_model.save, Keras, TF1 builders); with
-# --overwrite only a directory of these entries is replaced.
+# --overwrite only a directory of these entries is replaced (for the other formats: the files
+# that format writes, _foreign_entries).
 SAVED_MODEL_ENTRIES = frozenset({"saved_model.pb", "saved_model.pbtxt", "variables", "assets",
                                  "assets.extra", "fingerprint.pb", "keras_metadata.pb"})
 
@@ -104,15 +105,34 @@ def _check_target(out, overwrite, fmt="savedmodel"):
   if not overwrite:
     raise _ExportError(f"{out} exists and is not empty; pass --overwrite to replace it")
   marker = MARKERS[fmt]
+  what = {"savedmodel": "a SavedModel", "web": "a web export"}.get(fmt, f"an {fmt} export")
   if marker not in entries:
-    what = {"savedmodel": "a SavedModel", "web": "a web export"}.get(fmt, f"an {fmt} export")
     raise _ExportError(f"{out} is not {what} directory (no {marker}); refusing to replace it")
+  foreign = _foreign_entries(out, entries, fmt)
+  if foreign:
+    shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
+                                      else "")
+    raise _ExportError(f"{out} holds more than {what} ({shown}); refusing to replace it")
+
+
+def _foreign_entries(out, entries, fmt):
+  """The entries of ``out`` that an export of format ``fmt`` does not write, sorted (a web
+  export's ``ort/`` folder is looked into: it holds ONNX Runtime Web's files only)."""
   if fmt == "savedmodel":
-    foreign = sorted(set(entries) - SAVED_MODEL_ENTRIES)
-    if foreign:
-      shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
-                                        else "")
-      raise _ExportError(f"{out} holds more than a SavedModel ({shown}); refusing to replace it")
+    return sorted(set(entries) - SAVED_MODEL_ENTRIES)
+  if fmt != "web":
+    return sorted(set(entries) - {MARKERS[fmt]})
+  from model.web import portable as site  # no TensorFlow
+  foreign = sorted(set(entries) - set(site.PAGE_FILES)
+                   - {"app.css", "ort", "NOTICE.txt", site.MODEL_FILE})
+  runtime = os.path.join(out, "ort")
+  if os.path.lexists(runtime):
+    if not os.path.isdir(runtime) or os.path.islink(runtime):
+      foreign.append("ort")
+    else:
+      foreign += sorted(f"ort/{name}" for name in set(os.listdir(runtime))
+                        - set(site.RUNTIME_FILES))
+  return foreign
 
 
 def _check_not_inside(out, checkpoint_dir):

@@ -28,9 +28,12 @@ setup(
         # httpx drives the API tests; playwright drives the system's Chromium (the browser
         # itself comes from apt: tests/install_browser.sh, run by the README's test command).
         "test": ["pytest>=8", "httpx>=0.27", "playwright>=1.40"],
-        # Apache Beam for batch_inpaint.py; 2.77.0 installs beside tensorflow-cpu 2.21 without
-        # moving it (protobuf goes to 6.33.x, inside TensorFlow's range).
-        "beam": ["apache-beam==2.77.0"],
+        # Apache Beam for batch_inpaint.py; 2.78.0 installs beside tensorflow-cpu 2.21 without
+        # moving it (protobuf goes to 6.33.x, inside TensorFlow's range). 2.77.0 required
+        # pillow<13 and held Pillow back at 12.3 in an install with every extra; 2.78.0 allows
+        # pillow<14 (13.0 then). The EXIF orientation rule does not depend on the Pillow
+        # version (model/fileio/decode.py reads the block itself).
+        "beam": ["apache-beam==2.78.0"],
         # export.py --format onnx|tflite and their tests: tf2onnx converts, ONNX Runtime and
         # LiteRT run the files. These install beside tensorflow-cpu 2.21 without moving it.
         "onnx": ["tf2onnx==1.17.0", "onnx==1.23.2", "onnxruntime==1.32.0",

@@ -1,6 +1,7 @@
 """Generator configuration: architecture presets and JSON round trip."""
 import dataclasses
 import json
+import typing
 
 ARCHS = ("v1", "gated")
 CHANNEL_ORDERS = ("bgr", "rgb")  # the network's input channel order (bgr: official v1 weights)
@@ -40,12 +41,42 @@ class ModelConfig:
 
   @classmethod
   def from_dict(cls, values):
+    if not isinstance(values, dict):
+      raise ValueError(f"the model config must be a JSON object, got {json.dumps(values)}")
     values = {k: v for k, v in values.items() if k not in LEGACY_KEYS}
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - known
     if unknown:
       raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+    check_types(cls, values, "model")
     return cls(**values)
+
+
+_JSON_TYPES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+               type(None): "null"}
+
+
+def _is(value, kind):
+  if kind is bool or kind is type(None) or kind is str:
+    return isinstance(value, kind) if kind is not type(None) else value is None
+  if kind is int:
+    return isinstance(value, int) and not isinstance(value, bool)
+  if kind is float:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+  return True
+
+
+def check_types(cls, values, section):
+  """Raises ValueError (one sentence) when a value read from JSON does not have the JSON type of
+  its dataclass field (``"img_size": "abc"``), before the dataclass's own checks compare it."""
+  for field in dataclasses.fields(cls):
+    if field.name not in values:
+      continue
+    kinds = typing.get_args(field.type) or (field.type,)
+    if not any(_is(values[field.name], kind) for kind in kinds):
+      wanted = " or ".join(_JSON_TYPES.get(kind, str(kind)) for kind in kinds)
+      raise ValueError(f"{section} config key {field.name!r} must be {wanted}, got "
+                       f"{json.dumps(values[field.name])}")
 
 
 def preset(arch, cnum=32, **overrides):
@@ -114,6 +145,7 @@ class InferenceConfig:
     unknown = set(values) - known
     if unknown:
       raise ValueError(f"unknown inference keys: {sorted(unknown)}")
+    check_types(cls, values, "inference")
     return cls(**values)
 
 

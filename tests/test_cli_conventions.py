@@ -126,3 +126,62 @@ def test_progress_rewrites_its_line_only_on_a_terminal():
     console.progress("[2/2] b.png")
     console.end_progress()
     assert stream.getvalue() == expected
+
+
+_FAKE_RUN_TIME_LOG = r'''
+import os, sys
+sys.path.insert(0, sys.argv[1])
+import cli
+cli.import_tensorflow(verbose=sys.argv[2] == "verbose")
+os.write(2, b"E0000 00:00:1796690905.451796    8261 util.cc:131] oneDNN supports DT_INT32 only "
+            b"on platforms with AVX-512.\n")
+os.write(2, b"2026-01-01 12:00:00.000001: W tensorflow/core/framework/op_kernel.cc:1857] old\n")
+os.write(2, b"a native line that is not TensorFlow's\n")
+cli.CONSOLE.fail("one line of ours")
+'''
+
+
+@pytest.mark.parametrize("level", ["0", "2", None])
+def test_native_log_lines_written_at_run_time_are_dropped(level, tmp_path):
+  """The mechanism every CLI shares (cli.import_tensorflow): C++ log lines written to fd 2 after
+  the import are dropped whatever TF_CPP_MIN_LOG_LEVEL says; other native lines and our own
+  lines still reach stderr; --verbose drops nothing."""
+  script = tmp_path / "run.py"
+  script.write_text(_FAKE_RUN_TIME_LOG)
+  env = dict(os.environ)
+  env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+  if level is not None:
+    env["TF_CPP_MIN_LOG_LEVEL"] = level
+  for mode in ("quiet", "verbose"):
+    proc = subprocess.run([sys.executable, str(script), REPO, mode], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    if mode == "quiet":
+      assert sorted(lines) == ["a native line that is not TensorFlow's",
+                               "error: one line of ours"], proc.stderr
+    else:
+      assert any("util.cc:131] oneDNN" in line for line in lines), proc.stderr
+      assert any("op_kernel.cc:1857] old" in line for line in lines), proc.stderr
+
+
+@pytest.mark.parametrize("onednn", ["1", "0"])
+def test_evaluate_prints_only_its_progress_whatever_tensorflow_logs(onednn, tmp_path):
+  """TensorFlow's E0000 "oneDNN supports DT_INT32 only on platforms with AVX-512" line, logged
+  while the model runs on a CPU without AVX-512 when oneDNN is on, is not shown, even with
+  TF_CPP_MIN_LOG_LEVEL=2 in the environment (which lets error-level lines through)."""
+  from model import config, generator, weights
+  photos = tmp_path / "photos"
+  photos.mkdir()
+  image = cv2.imread(require_shared(os.path.join(EXAMPLES, "sklearn_china.png")))
+  cv2.imwrite(str(photos / "a.png"), cv2.resize(image, (128, 96), interpolation=cv2.INTER_AREA))
+  cfg = config.preset("v1", cnum=4)
+  weights.save_generator(generator.build_generator(cfg), cfg, str(tmp_path / "ckpt"))
+  env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=onednn, TF_CPP_MIN_LOG_LEVEL="2")
+  proc = subprocess.run([sys.executable, os.path.join(REPO, "evaluate.py"), "--data_dir", photos,
+                         "--checkpoint_dir", tmp_path / "ckpt", "--mask_mode", "box",
+                         "--max_side", "128", "--output_dir", tmp_path / "out"], cwd=REPO,
+                        env=env, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0 and "wrote " in proc.stdout, proc.stderr
+  lines = [line for line in proc.stderr.splitlines() if line.strip()]
+  assert lines and all(line.startswith("[1/1] a.png") for line in lines), proc.stderr

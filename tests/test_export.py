@@ -520,3 +520,46 @@ def test_golden_official_checkpoint_export(tmp_path):
   np.testing.assert_array_equal(inpainted, expected)
   png = cv2.imdecode(results["png_0"], cv2.IMREAD_COLOR)[..., ::-1]
   np.testing.assert_array_equal(png, expected)
+
+
+def _site(folder, *extra):
+  """A folder laid out as ``export.py --format web`` writes it (file contents are stand-ins)."""
+  from model.web import portable as site
+  (folder / "ort").mkdir(parents=True)
+  for name in (*site.PAGE_FILES, "app.css", "NOTICE.txt", site.MODEL_FILE, *extra):
+    (folder / name).write_bytes(b"old")
+  for name in site.RUNTIME_FILES:
+    (folder / "ort" / name).write_bytes(b"old")
+  return folder
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite", "web"])
+def test_overwrite_of_a_portable_format_replaces_only_an_export_of_that_format(fmt, tmp_path):
+  """An ONNX export over a web export would have wiped the site (it holds a model.onnx): with
+  --overwrite, a folder is replaced only if it holds an export of the same format and nothing
+  else, as for SavedModels (checked before TensorFlow loads)."""
+  import export
+  marker = export.MARKERS[fmt]
+
+  def folder(name, *files):
+    path = tmp_path / name
+    path.mkdir()
+    for file in files:
+      (path / file).write_bytes(b"old")
+    return path
+
+  if fmt == "web":
+    sound = _site(tmp_path / "site")
+    crowded = [_site(tmp_path / "site2", "photos.html"), _site(tmp_path / "site3")]
+    (crowded[1] / "ort" / "mine.js").write_bytes(b"old")
+  else:
+    sound = folder("sound", marker)
+    crowded = [folder("extra", marker, "notes.txt")]
+    if fmt == "onnx":  # the reported case: --format onnx over a web export
+      crowded.append(_site(tmp_path / "site"))
+  export._check_target(str(sound), True, fmt)  # an earlier export of the format: replaced
+  for path in crowded:
+    before = _tree(path)
+    with pytest.raises(export._ExportError, match="holds more than"):
+      export._check_target(str(path), True, fmt)
+    assert _tree(path) == before

@@ -33,3 +33,27 @@ def test_editable_install_goes_through_the_pep_660_backend():
   text = open(os.path.join(REPO, "pyproject.toml")).read()
   assert 'build-backend = "setuptools.build_meta"' in text
   assert '"setuptools>=64"' in text  # the first setuptools with PEP 660 editable installs
+
+
+def test_no_extra_holds_pillow_below_its_current_major():
+  """apache-beam 2.77.0 required pillow<13, so installing every extra moved Pillow from 13.0 back
+  to 12.3. The pinned Beam must allow Pillow 13; checked on the installed Beam's metadata when
+  it is the pinned version (skipped otherwise: no network in tests)."""
+  import importlib.metadata as metadata
+  import re
+
+  import pytest
+  pins = [r for r in _distribution().extras_require["beam"] if r.startswith("apache-beam==")]
+  assert len(pins) == 1, pins
+  pinned = pins[0].split("==")[1]
+  try:
+    installed = metadata.version("apache-beam")
+  except metadata.PackageNotFoundError:
+    pytest.skip("the beam extra is not installed")
+  if installed != pinned:
+    pytest.skip(f"apache-beam {installed} installed, setup.py pins {pinned}")
+  for requirement in metadata.requires("apache-beam") or []:
+    name, _, rest = requirement.partition(";")
+    if re.match(r"pillow\b", name.strip(), re.I) and not rest.strip():
+      caps = re.findall(r"<\s*([\d.]+)", name)
+      assert all(int(cap.split(".")[0]) > 13 for cap in caps), requirement

@@ -4,7 +4,9 @@ The subprocess tests of tests/test_train.py check the CLI; these call the runner
 function: a stop requested from another thread, the run folder's lock, resuming with
 settings that change what the checkpoint holds, failed saves.
 """
+import dataclasses
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -221,3 +223,51 @@ def test_lock_is_per_open_file_and_released(tmp_path):
     run_folder.lock(str(tmp_path / "r"))
   held.release()
   run_folder.lock(str(tmp_path / "r")).release()
+
+
+def test_a_lock_file_that_is_a_symlink_is_not_followed(tmp_path):
+  """train.py wrote its PID into whatever file a train.lock symlink pointed at."""
+  run_dir = tmp_path / "r"
+  run_dir.mkdir()
+  victim = tmp_path / "precious.txt"
+  victim.write_text("keep me\n")
+  (run_dir / run_folder.LOCK_FILE).symlink_to(victim)
+  with pytest.raises(UserError, match="train.lock is a symbolic link; refusing to follow it"):
+    run_folder.lock(str(run_dir))
+  assert victim.read_text() == "keep me\n"
+  (run_dir / run_folder.LOCK_FILE).unlink()
+  os.mkfifo(run_dir / run_folder.LOCK_FILE)  # opening a FIFO would block: refused at once
+  with pytest.raises(UserError, match="is not a regular file"):
+    run_folder.lock(str(run_dir))
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("data", "img_size", "abc", "data config key 'img_size' must be an integer, got \"abc\""),
+    ("model", "cnum", "8", "model config key 'cnum' must be an integer, got \"8\""),
+    ("train", "lr", [1], "train config key 'lr' must be a number, got [1]"),
+    ("loss", "gan_with_mask", 1, "loss config key 'gan_with_mask' must be true or false, got 1"),
+])
+def test_hand_edited_config_json_of_the_wrong_type_is_one_sentence(trained, photos, tmp_path,
+                                                                   section, key, value, message):
+  run_dir = tmp_path / "run"
+  shutil.copytree(trained[0], run_dir)
+  config = json.loads((run_dir / "config.json").read_text())
+  config[section][key] = value
+  (run_dir / "config.json").write_text(json.dumps(config))
+  with pytest.raises(UserError) as e:
+    _run(_cfg(run_dir, photos, max_iters=3))
+  assert message in str(e.value) and "config.json cannot be read" in str(e.value), e.value
+
+
+def test_hand_edited_config_json_that_no_longer_matches_the_checkpoints(trained, photos, tmp_path):
+  """config.json's cnum edited to match --cnum: the layout check passes, the restore cannot."""
+  run_dir = tmp_path / "run"
+  shutil.copytree(trained[0], run_dir)
+  config = json.loads((run_dir / "config.json").read_text())
+  config["model"]["cnum"] = 8
+  (run_dir / "config.json").write_text(json.dumps(config))
+  cfg = _cfg(run_dir, photos, max_iters=3)
+  cfg = dataclasses.replace(cfg, model=config_lib.preset("v1", cnum=8))
+  with pytest.raises(UserError, match=r"ckpt-2 does not match the model this run builds \("
+                     r"Received incompatible tensor .*config\.json was edited"):
+    _run(cfg)

@@ -19,9 +19,11 @@ How:
 import dataclasses
 import io
 import os
+import re
 import stat
 import threading
 import warnings
+import zlib
 
 import cv2
 import numpy as np
@@ -36,6 +38,7 @@ MODES = ("grey", "rgb", "rgba")
 SERVED_FORMATS = ("png", "jpeg", "bmp", "webp", "gif", "tiff")  # what check_header lets through
 _PILLOW_LIMIT = threading.Lock()
 _ORIENTATION = 0x0112
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Pillow mode -> the mode it is converted to (None: keep; missing: not supported).
 _CONVERT = {"1": "L", "L": None, "P": "RGB", "PA": "RGBA", "LA": "RGBA", "La": "RGBA",
             "RGB": None, "RGBA": None, "RGBa": "RGBA", "RGBX": "RGB", "CMYK": "RGB",
@@ -180,6 +183,8 @@ def _open(path, data):
   without the image size above twice it) is lifted while the header is read, under a lock.
   Pillow's parsers raise many exception types on hostile headers; all become one line.
   """
+  if not _png_checksums_ok(data):
+    raise UserError(f"{path}: {rules.PNG_CHECKSUM}")
   try:
     with _PILLOW_LIMIT:
       limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
@@ -194,6 +199,27 @@ def _open(path, data):
     raise
   except Exception as e:  # noqa: BLE001 - any parser failure is a damaged file
     raise UserError(f"{path}: truncated or corrupt image header ({_first_line(e)})") from None
+
+
+def _png_checksums_ok(data):
+  """False for a PNG one of whose chunks before IEND, IDAT aside, has a wrong CRC (Pillow
+  refuses those, before IDAT with a misleading message); the SavedModel applies the same rule
+  (``model/inference/png_chunks.py``). IDAT chunks are checked when decoding (``_decode``), a
+  chunk that does not fit is left to Pillow."""
+  if not data.startswith(_PNG_MAGIC):
+    return True
+  pos = len(_PNG_MAGIC)
+  while pos + 12 <= len(data):
+    length = int.from_bytes(data[pos:pos + 4], "big")
+    kind = data[pos + 4:pos + 8]
+    end = pos + 8 + length
+    if kind == b"IEND" or end + 4 > len(data):
+      return True
+    stored = int.from_bytes(data[end:end + 4], "big")
+    if kind != b"IDAT" and zlib.crc32(data[pos + 4:end]) != stored:
+      return False
+    pos = end + 4
+  return True
 
 
 def _format(image):
@@ -242,15 +268,80 @@ def _is_deep_colour(image):
   return False
 
 
+# The EXIF orientation rule shared with model/inference/orientation.py (the SavedModel's
+# reader, whose docstring states it): TIFF value sizes, the integer types, the headers read.
+_TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4,
+              16: 8}
+_INTEGER_TYPES = frozenset({3, 4, 6, 8, 9, 13, 16})
+_TIFF_ORDER = {b"MM\0*": "big", b"MM*\0": "big", b"MM\0+": "big", b"II*\0": "little",
+               b"II\0*": "little"}
+_XMP_ORIENTATION = re.compile(rb'tiff:Orientation(="|>)([0-9])')  # Pillow's pattern
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+              6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
+_OWN_RULE = ("jpeg", "png", "webp")  # the formats both readers decode
+
+
+def block_orientation(block):
+  """Orientation 1..8 read from an EXIF block by the rule of ``model/inference/orientation.py``
+  (its first IFD's first loaded 0x0112 entry), or None when the block has no such entry.
+
+  Read here rather than through Pillow's EXIF parser, which changed between versions (Pillow
+  12 kept the last of two entries, 13 keeps the first), so that test.py and the SavedModel
+  agree on every Pillow version.
+  """
+  while block.startswith(b"Exif\0\0"):
+    block = block[6:]
+  order = _TIFF_ORDER.get(block[:4])
+  if order is None or len(block) < 8:
+    return None
+  uint = lambda pos, width: int.from_bytes(block[pos:pos + width], order)  # noqa: E731
+  ifd = uint(4, 4)
+  if ifd + 2 > len(block):
+    return None
+  for i in range(uint(ifd, 2)):
+    entry = ifd + 2 + 12 * i
+    if entry + 12 > len(block):
+      break
+    tag, kind, count = uint(entry, 2), uint(entry + 2, 2), uint(entry + 4, 4)
+    width = _TYPE_SIZE.get(kind, 0)
+    size = count * width
+    where = entry + 8 if size <= 4 else uint(entry + 8, 4)
+    if size > 4 and where + size > len(block):
+      break  # values outside the block end the IFD
+    if size == 0 or tag != _ORIENTATION:
+      continue
+    value = uint(where, width) if kind in _INTEGER_TYPES else 0
+    return value if 1 <= value <= 8 else 1
+  return None
+
+
 def _orientation(image):
-  """EXIF orientation 1..8 (1 when absent or unreadable); may decode a PNG (EXIF after IDAT)."""
+  """EXIF orientation 1..8 (1 when absent or unreadable); may decode a PNG (EXIF after IDAT).
+
+  JPEG, PNG and WebP: the EXIF block Pillow finds, read by :func:`block_orientation` (the
+  SavedModel's rule); with no Orientation entry there, the XMP tiff:Orientation Pillow would
+  use (which the SavedModel does not read). Other formats (TIFF): Pillow's value of tag 0x0112
+  when it is an int 1..8.
+  """
   try:
-    orientation = int(image.getexif().get(_ORIENTATION, 1))
+    if _format(image) in _OWN_RULE:
+      if _format(image) == "png" and "exif" not in image.info:
+        image.load()  # an eXIf chunk after IDAT is read with the pixels
+      block = image.info.get("exif")
+      value = block_orientation(block) if isinstance(block, bytes) else None
+      if value is None:
+        xmp = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp") or b""
+        found = _XMP_ORIENTATION.search(xmp.encode() if isinstance(xmp, str) else xmp)
+        value = int(found[2]) if found else 1
+    else:
+      value = image.getexif().get(_ORIENTATION, 1)
   except MemoryError:
     raise
   except Exception:  # noqa: BLE001 - an unreadable EXIF block is no orientation
-    orientation = 1
-  return orientation if 1 <= orientation <= 8 else 1
+    value = 1
+  return value if type(value) is int and 1 <= value <= 8 else 1
 
 
 def _header_orientation(image):
@@ -299,7 +390,10 @@ def _decode(path, image, data, orientation, deep):
                           else cv2.COLOR_BGRA2RGBA)
     return pixels, name == "TIFF"  # OpenCV's TIFF reader turns TIFFs itself
   if orientation != 1:
-    image = ImageOps.exif_transpose(image)  # knows when the decoder turned the pixels already
+    if _format(image) in _OWN_RULE:  # turned by this module's orientation, not Pillow's
+      image = image.transpose(_TRANSPOSE[orientation])
+    else:
+      image = ImageOps.exif_transpose(image)  # knows when the decoder turned the pixels already
   if image.mode.startswith("I;16"):
     return np.asarray(image), True
   if image.mode not in _CONVERT:

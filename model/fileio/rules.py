@@ -26,3 +26,5 @@ TOO_MANY_SCANS = (f"JPEG has more than {MAX_JPEG_SCANS} scans (progressive JPEGs
                   "10); refused, decoding it would take very long")
 ANIMATED_WEBP = ("animated WebP is not supported (nor by the SavedModel, whose decoder cannot "
                  "read animations safely); save the frame you want as PNG")
+PNG_CHECKSUM = ("damaged PNG: a chunk's checksum (CRC) does not match its data; the file was "
+                "altered or cut, save it again")

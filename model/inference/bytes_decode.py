@@ -9,7 +9,7 @@ larger than the logical screen the header states).
 import tensorflow as tf
 
 from model.fileio import rules
-from model.inference import orientation
+from model.inference import orientation, png_chunks
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -164,8 +164,9 @@ def checked(data, max_pixels, what):
   """``data`` (one encoded image) once its header passed :func:`header_size` and the limits.
 
   Anything that decodes the returned tensor runs after the check, so an image above
-  ``max_pixels`` (width × height; a GIF's frames together) or a JPEG with too many scans is
-  refused before a single pixel is decoded.
+  ``max_pixels`` (width × height; a GIF's frames together), a JPEG with too many scans or a
+  PNG with a chunk whose CRC does not match (as test.py refuses it) is refused before a single
+  pixel is decoded.
   """
   size = header_size(data)
   ok = tf.logical_and(tf.logical_and(size[0] > 0, size[1] > 0), size[2] <= max_pixels)
@@ -173,7 +174,9 @@ def checked(data, max_pixels, what):
   is_jpeg = tf.equal(tf.strings.substr(data, 0, 3), _JPEG_MAGIC)
   scans_ok = tf.logical_or(tf.logical_not(is_jpeg), jpeg_scans(data) <= rules.MAX_JPEG_SCANS)
   check_scans = tf.debugging.Assert(scans_ok, [what + ": " + rules.TOO_MANY_SCANS])
-  with tf.control_dependencies([check, check_scans]):
+  check_crc = tf.debugging.Assert(png_chunks.checksums_ok(data),
+                                  [what + ": " + rules.PNG_CHECKSUM])
+  with tf.control_dependencies([check, check_scans, check_crc]):
     return tf.identity(data)
 
 

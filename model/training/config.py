@@ -68,6 +68,7 @@ def _check_keys(cls, values, section):
   _check(isinstance(values, dict), f"{section} config must be a JSON object")
   unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
   _check(not unknown, f"unknown {section} config keys: {sorted(unknown)}")
+  config_lib.check_types(cls, values, section)
   return values
 
 

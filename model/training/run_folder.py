@@ -13,6 +13,7 @@ import fcntl
 import os
 import re
 import shutil
+import stat
 
 from model import weights
 from model.errors import UserError
@@ -47,7 +48,8 @@ def check(cfg, run_dir):
     with open(path, encoding="utf-8") as f:
       old = Config.from_json(f.read())
   except (ValueError, OSError) as e:
-    raise UserError(f"bad {path}: {e}") from None
+    raise UserError(f"{path} cannot be read ({e}); put back the values the run was trained "
+                    "with, or start a new run in another --checkpoint_dir") from None
   if not _has_checkpoint(names):
     return  # nothing to restore: the new settings simply replace the old ones
   before, now = old.checkpoint_layout(), cfg.checkpoint_layout()
@@ -59,12 +61,30 @@ def check(cfg, run_dir):
                     f"--checkpoint_dir (--init_checkpoint {run_dir} keeps its generator)")
 
 
+def _open_lock_file(path):
+  """``path`` opened for reading and writing, created if needed; never through a symbolic link
+  (whose target would get this process's PID) nor anything but a regular file."""
+  try:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                 0o644)
+  except OSError as e:
+    if e.errno == errno.ELOOP:
+      raise UserError(f"{path} is a symbolic link; refusing to follow it (it is the run "
+                      "folder's lock file: remove the link)") from None
+    raise
+  if not stat.S_ISREG(os.fstat(fd).st_mode):
+    os.close(fd)
+    raise UserError(f"{path} is not a regular file; refusing to use it as the run folder's "
+                    "lock file (remove it)")
+  return os.fdopen(fd, "r+", encoding="utf-8")
+
+
 class Lock:
   """An exclusive ``flock`` on ``<run_dir>/train.lock``, held until :meth:`release`."""
 
   def __init__(self, run_dir):
     self.path = os.path.join(run_dir, LOCK_FILE)
-    self._file = open(self.path, "a+", encoding="utf-8")  # pylint: disable=consider-using-with
+    self._file = _open_lock_file(self.path)
     try:
       fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:

@@ -117,7 +117,13 @@ def _restore(cfg, strategy, run_dir, ckpt_dir, log):
   if latest:
     # Every object of this run must be restored; a value of an object the run no longer
     # builds (the critic optimizer of an older reconstruction-only run) is ignored.
-    ckpt.restore(latest).assert_existing_objects_matched().expect_partial()
+    try:
+      ckpt.restore(latest).assert_existing_objects_matched().expect_partial()
+    except (ValueError, AssertionError) as e:  # shapes or objects differ: not this model's
+      reason = " ".join(str(e).split())
+      raise UserError(f"{latest} does not match the model this run builds ({reason[:200]}); "
+                      f"if {run_dir}/config.json was edited, put back the values the run was "
+                      "trained with, or start a new run in another --checkpoint_dir") from None
     # The optimizers' learning rates are checkpointed too; this run's settings win.
     nets.g_opt.learning_rate = tc.lr
     nets.d_opt.learning_rate = tc.critic_lr or tc.lr
