@@ -45,12 +45,19 @@ def test_scan_count_of_ordinary_and_repeated_scans():
   assert decode.jpeg_scan_count(hostile.many_scans_jpeg(5000)) == rules.MAX_JPEG_SCANS + 1
 
 
-def test_scan_markers_inside_segments_are_not_scans():
-  """An APP segment (e.g. an EXIF thumbnail, itself a JPEG) may hold FF DA bytes."""
+def test_both_readers_count_scans_by_one_rule():
+  """Every SOS marker in the file counts, in the Pillow reader and the SavedModel's (TF ops),
+  whether or not it sits inside an APP segment (an EXIF thumbnail is itself a JPEG)."""
+  import tensorflow as tf
+  from model.inference import bytes_decode
   data = hostile.progressive_jpeg()
-  payload = b"Exif\0\0" + b"\xff\xda\x00\x08" * 200
-  app1 = b"\xff\xe1" + len(payload + b"..").to_bytes(2, "big") + payload
-  assert decode.jpeg_scan_count(data[:2] + app1 + data[2:]) == 10
+  for extra in (0, 1, 200):
+    payload = b"Exif\0\0" + b"\xff\xda\x00\x08" * extra
+    app1 = b"\xff\xe1" + len(payload + b"..").to_bytes(2, "big") + payload
+    jpeg = data[:2] + app1 + data[2:]
+    pillow_side = decode.jpeg_scan_count(jpeg, stop_after=10**6)
+    assert pillow_side == 10 + extra
+    assert int(bytes_decode.jpeg_scans(tf.constant(jpeg))) == pillow_side
 
 
 @pytest.mark.parametrize("scans, refused", [(rules.MAX_JPEG_SCANS, False),

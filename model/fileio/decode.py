@@ -99,44 +99,14 @@ def _is_animated_webp(data):
 
 
 def jpeg_scan_count(data, stop_after=rules.MAX_JPEG_SCANS):
-  """Number of scans (SOS segments) of the first image in JPEG bytes, found without decoding.
-
-  Walks the marker segments (skipping their lengths, so an EXIF thumbnail is not counted)
-  and the entropy-coded data of each scan up to the next marker (0xFF followed by a byte
-  other than 0x00, a restart marker or fill); stops at EOI, at damaged structure (the
-  decoder judges that) or once the count passes `stop_after`.
-  """
-  n, pos, count = len(data), 2, 0
-  while pos + 4 <= n and data[pos] == 0xFF:
-    marker = data[pos + 1]
-    if marker == 0xFF:  # fill byte before a marker
-      pos += 1
-      continue
-    if marker == 0xD9:
-      break
-    if marker == 0x01 or 0xD0 <= marker <= 0xD7:
-      pos += 2
-      continue
-    length = int.from_bytes(data[pos + 2:pos + 4], "big")
-    if length < 2:
-      break
-    pos += 2 + length
-    if marker != 0xDA:
-      continue
+  """Number of SOS markers (0xFF 0xDA) anywhere in JPEG bytes, counted without decoding: the
+  one scan rule of ``rules.py`` item 2, which ``bytes_decode.jpeg_scans`` counts in TF ops.
+  Entropy-coded data cannot hold the pair, so this is at least the main image's scans (an EXIF
+  thumbnail's count too). Stops once the count passes ``stop_after``."""
+  count, pos = 0, data.find(b"\xff\xda")
+  while pos >= 0 and count <= stop_after:
     count += 1
-    if count > stop_after:
-      break
-    while True:  # entropy-coded data of this scan
-      pos = data.find(b"\xff", pos)
-      if pos < 0 or pos + 1 >= n:
-        return count
-      following = data[pos + 1]
-      if following == 0xFF:
-        pos += 1
-      elif following == 0x00 or 0xD0 <= following <= 0xD7:
-        pos += 2
-      else:
-        break
+    pos = data.find(b"\xff\xda", pos + 2)
   return count
 
 

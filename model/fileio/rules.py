@@ -8,7 +8,8 @@ train.py's data, the web app, batch_inpaint.py) and the SavedModel's TensorFlow 
    (TensorFlow has no TIFF decoder). An animated WebP is refused (``ANIMATED_WEBP``).
 2. From the header, before anything is decoded: width x height at most the pixel cap
    (``--max_megapixels``, ``model/limits.py``; a GIF's frame descriptors count too), a JPEG with
-   more than ``MAX_JPEG_SCANS`` scans is refused, and the Pillow reader refuses a mask whose size
+   more than ``MAX_JPEG_SCANS`` scans (SOS markers 0xFF 0xDA anywhere in the file, an EXIF
+   thumbnail's included; both readers count them so) is refused, and the Pillow reader refuses a mask whose size
    cannot be its image's. The decoded array is checked against the cap again.
 3. Damaged data is refused with one line naming the file (libtiff's error lines included); a
    damaged but complete JPEG decodes as viewers show it.
