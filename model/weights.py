@@ -235,8 +235,9 @@ def load_generator(path, dtype="float32"):
 
 def under_precision(gen, cfg, precision):
   """``gen`` if it runs under the Keras dtype policy ``precision``, else a generator of ``cfg``
-  built under it holding the same (float32) weights."""
-  if gen.dtype_policy.name == precision:
+  built under it holding the same (float32) weights; None stays None (an inpainter used only for
+  its pixel mapping)."""
+  if gen is None or gen.dtype_policy.name == precision:
     return gen
   other = generator_lib.build_generator(cfg, dtype=precision)
   for target, source in zip(other.weights, gen.weights, strict=True):
