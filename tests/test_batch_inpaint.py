@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import EXAMPLES, REPO, require_shared
+from conftest import REPO
 from support import procs
+from support.pictures import example as _example, read_pixels as _read
 from support.checkpoints import write_tiny_checkpoint
 from support.hostile_files import png_with_header
 
@@ -43,14 +44,6 @@ TEST_PY = os.path.join(REPO, "test.py")
 BATCH_PY = os.path.join(REPO, "batch_inpaint.py")
 
 
-def _example(name):
-  return require_shared(os.path.join(EXAMPLES, name))
-
-
-def _read(path, flags=cv2.IMREAD_UNCHANGED):
-  pixels = cv2.imread(str(path), flags)
-  assert pixels is not None, f"cannot read {path}"
-  return pixels
 
 
 def _write(path, pixels):

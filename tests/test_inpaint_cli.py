@@ -17,9 +17,10 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, GOLDEN, require_shared
+from conftest import GOLDEN, require_shared
 from support import hostile_files as hostile
 from support import procs
+from support.pictures import example as _example, read_pixels as _read
 from support.checkpoints import write_tiny_checkpoint
 from support.hostile_files import png_with_header
 
@@ -29,15 +30,6 @@ pytestmark = pytest.mark.slow  # every test runs python test.py
 _PROGRESS = re.compile(r"^\[\d+/\d+\] [^\r\n\x1b]*(\n|$)", re.M)
 
 
-def _example(name):
-  return require_shared(os.path.join(EXAMPLES, name))
-
-
-def _read(path, flags=cv2.IMREAD_UNCHANGED):
-  """Pixels of a file as stored (BGR[A] or grey); fails loudly when unreadable."""
-  pixels = cv2.imread(str(path), flags)
-  assert pixels is not None, f"cannot read {path}"
-  return pixels
 
 
 def _write(path, pixels, params=()):

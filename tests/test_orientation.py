@@ -12,18 +12,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from support import hostile_files as hostile
 from model.errors import UserError
 from model.fileio import decode
 from model.inference import bytes_decode, orientation, png_chunks
-
-
-def _encode(pixels, fmt, tag=None, **kwargs):
-  exif = Image.Exif()
-  if tag is not None:
-    exif[0x0112] = tag
-  buf = io.BytesIO()
-  Image.fromarray(pixels).save(buf, fmt, exif=exif.tobytes(), **kwargs)
-  return buf.getvalue()
 
 
 @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
@@ -40,7 +32,7 @@ def _upright(data):
 @pytest.mark.parametrize("tag", [None, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
 def test_upright_pixels_equal_test_py(tmp_path, fmt, kwargs, tag):
   pixels = np.random.default_rng(0).integers(0, 256, (6, 10, 3), dtype=np.uint8)
-  data = _encode(pixels, fmt, tag, **kwargs)
+  data = hostile.with_exif_orientation(pixels, fmt, tag, **kwargs)
   path = tmp_path / f"photo.{fmt.lower()}"
   path.write_bytes(data)
   expected, info = decode.read_image(str(path))
@@ -53,7 +45,7 @@ def _app1(payload):
 
 
 def test_big_endian_after_other_segments_and_malformed_blocks():
-  jpeg = _encode(np.zeros((4, 4, 3), np.uint8), "JPEG")
+  jpeg = hostile.with_exif_orientation(np.zeros((4, 4, 3), np.uint8), "JPEG")
   exif = b"MM\0*" + struct.pack(">IH", 8, 2) + struct.pack(">HHIHH", 0x0100, 3, 1, 4, 0) \
       + struct.pack(">HHIHH", 0x0112, 3, 1, 6, 0)
   xmp = _app1(b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta/>")
@@ -119,7 +111,7 @@ def _riff(kind, body):
 
 def _webp(pixels, *blocks, flag=True):
   """An extended (VP8X) WebP with an EXIF chunk per block; ``flag``: the header's EXIF bit."""
-  data = _encode(pixels, "WEBP", tag=1, lossless=True)  # EXIF forces the VP8X layout
+  data = hostile.with_exif_orientation(pixels, "WEBP", tag=1, lossless=True)  # EXIF forces the VP8X layout
   chunks, pos = [], 12
   while pos < len(data):
     kind, size = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]

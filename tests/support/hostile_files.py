@@ -107,7 +107,7 @@ def g4_tiff(damaged, size=64):
   return bytes(data)
 
 
-def with_exif_orientation(pixels, fmt, tag, **kwargs):
+def with_exif_orientation(pixels, fmt, tag=None, **kwargs):
   """``pixels`` encoded as ``fmt`` with EXIF Orientation ``tag`` (None: no EXIF block)."""
   exif = Image.Exif()
   if tag is not None:

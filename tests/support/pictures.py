@@ -2,6 +2,7 @@
 import io
 import os
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -46,3 +47,15 @@ def assert_user_error(func, *args, match, capfd=None, **kwargs):
   if capfd is not None:
     assert capfd.readouterr().err == ""
   return message
+
+
+def example(name):
+  """Path of a photo of ../shared/data/examples (skips, or fails in CI, when it is absent)."""
+  return require_shared(os.path.join(EXAMPLES, name))
+
+
+def read_pixels(path, flags=cv2.IMREAD_UNCHANGED):
+  """Pixels of a file as stored (BGR[A] or grey); fails loudly when unreadable."""
+  pixels = cv2.imread(str(path), flags)
+  assert pixels is not None, f"cannot read {path}"
+  return pixels
