@@ -122,9 +122,9 @@ def _foreign_entries(out, entries, fmt):
     return sorted(set(entries) - SAVED_MODEL_ENTRIES)
   if fmt != "web":
     return sorted(set(entries) - {MARKERS[fmt]})
-  from model.web import portable as site  # no TensorFlow
+  from model.web import site  # no TensorFlow
   foreign = sorted(set(entries) - set(site.PAGE_FILES)
-                   - {"app.css", "ort", "NOTICE.txt", site.MODEL_FILE})
+                   - {"index.html", "ort", "NOTICE.txt", site.MODEL_FILE})
   runtime = os.path.join(out, "ort")
   if os.path.lexists(runtime):
     if not os.path.isdir(runtime) or os.path.islink(runtime):

@@ -524,9 +524,9 @@ def test_golden_official_checkpoint_export(tmp_path):
 
 def _site(folder, *extra):
   """A folder laid out as ``export.py --format web`` writes it (file contents are stand-ins)."""
-  from model.web import portable as site
+  from model.web import site
   (folder / "ort").mkdir(parents=True)
-  for name in (*site.PAGE_FILES, "app.css", "NOTICE.txt", site.MODEL_FILE, *extra):
+  for name in (*site.PAGE_FILES, "index.html", "NOTICE.txt", site.MODEL_FILE, *extra):
     (folder / name).write_bytes(b"old")
   for name in site.RUNTIME_FILES:
     (folder / "ort" / name).write_bytes(b"old")

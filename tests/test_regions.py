@@ -100,7 +100,7 @@ def test_crop_work_follows_the_pixels_of_a_thin_hole(tiny, shape):
   mask = tf.constant(hole, tf.float32)[None, :, :, None]
   local = local_plan.hole_boxes(mask).numpy()
   assert (np.maximum(local[:, 1] - local[:, 0], local[:, 3] - local[:, 2])
-          <= local_plan.MAX_PIECE + 2 * local_plan.ALIGN).all()
+          <= local_plan.MAX_PIECE + 2 * local_plan.GRID).all()
   assert bool(local_plan.use_local(gen, mask))
 
 
