@@ -166,6 +166,7 @@ def test_missing_or_stale_runtime_is_one_line_with_the_fix(tmp_path):
 
 _EXPORT_WITH_NPM_DIR = r"""
 import sys
+sys.path.insert(0, sys.argv.pop(1))  # the checkout, as python export.py would have it
 from absl import app
 import cli, export
 export.NPM_DIR = sys.argv.pop(1)
@@ -176,7 +177,7 @@ app.run(export.main, flags_parser=cli.one_line_flag_parser(export.FLAGS))
 def _export_web(*args, npm_dir=None, cwd):
   command = [sys.executable, os.path.join(REPO, "export.py")]
   if npm_dir:
-    command = [sys.executable, "-c", _EXPORT_WITH_NPM_DIR, str(npm_dir)]
+    command = [sys.executable, "-c", _EXPORT_WITH_NPM_DIR, REPO, str(npm_dir)]
   return subprocess.run(command + ["--format", "web", *map(str, args)], cwd=str(cwd),
                         env=procs.env(), capture_output=True, text=True, timeout=300)
 
