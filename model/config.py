@@ -3,6 +3,8 @@ import dataclasses
 import json
 import typing
 
+from model import precision as precision_lib
+
 ARCHS = ("v1", "gated")
 CHANNEL_ORDERS = ("bgr", "rgb")  # the network's input channel order (bgr: official v1 weights)
 # The generator's input sides are multiples of this: two stride-2 convolutions, then the x2
@@ -95,7 +97,7 @@ STRATEGIES = ("original", "resize", "crop", "auto")
 # Keras dtype policies the generator can run under (variables stay float32 in the mixed ones)
 # and ``auto``: bfloat16 where the hardware makes it pay, else float32
 # (``model/inference/run_precision.py``; docs/PRECISION.md).
-INFERENCE_PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
+INFERENCE_PRECISIONS = precision_lib.PRECISIONS + ("auto",)
 
 
 @dataclasses.dataclass(frozen=True)
